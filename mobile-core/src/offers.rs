@@ -1,0 +1,509 @@
+//! Offers of requests to this volunteer and the phone's answers to them. The last list
+//! fetched from `GET /api/v1/offers` and every answer live sealed in the store (one blob),
+//! so offers show offline and an accept pressed in a dead spot survives the app being
+//! killed. Queued answers go out from a task of their own whenever the sync connects (and
+//! when the app answers while online); the server's accept is idempotent, so a resend
+//! after a lost answer gets the same outcome. A network failure keeps an answer queued;
+//! `already_taken`, `request_closed` and "no such offer" are final.
+
+use std::sync::Arc;
+
+use lotse_protocol::Millis;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::client::{Shared, now};
+use crate::crypto::aad;
+use crate::error::{Error, Result};
+use crate::sync::Command;
+
+const META_OFFERS: &str = "offers";
+/// Settled answers kept for queries (pending ones are never dropped).
+const KEEP_SETTLED: usize = 200;
+const MAX_OFFERS: usize = 500;
+
+/// An offer as the phone shows it. Times are ms since the epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferRecord {
+    /// The request id (UUID); pass it to `accept_offer` / `decline_offer`.
+    pub id: String,
+    pub topic: String,
+    pub languages: Vec<String>,
+    pub starts_at: Millis,
+    pub ends_at: Millis,
+    /// Coarse area (district); the exact address comes with the assignment.
+    pub place_area: String,
+    pub urgency: String,
+    pub institution_kind: String,
+    pub description: String,
+    /// As the server last said: offered, accepted, declined, taken, withdrawn.
+    pub status: String,
+    /// For the volunteer who got the request.
+    pub assignment: Option<Assignment>,
+    /// This phone's answer, if any (queued or settled).
+    #[serde(skip)]
+    pub answer: Option<OfferAnswer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub place_address: Option<String>,
+    pub institution_name: String,
+    pub contact: Option<String>,
+    pub case_id: Option<String>,
+}
+
+/// The offers with where they came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferList {
+    pub offers: Vec<OfferRecord>,
+    /// When the list was fetched from the server (ms); `None`: never.
+    pub fetched_at: Option<Millis>,
+    /// `false`: the server could not be asked (offline); this is the stored list.
+    pub fresh: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OfferAction {
+    Accept,
+    Decline,
+}
+
+/// What the server decided about an answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OfferOutcome {
+    /// This volunteer has the request; the case document is shared with them.
+    Won {
+        case_id: Option<String>,
+    },
+    /// Another volunteer accepted first.
+    AlreadyTaken,
+    /// The request was cancelled, expired or otherwise closed.
+    Closed,
+    Declined,
+    /// The server has no offer of this request to this volunteer.
+    NotOffered,
+    /// The server refused the answer for another reason (its error code).
+    Refused {
+        code: String,
+    },
+}
+
+/// An answer to an offer: queued until `outcome` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferAnswer {
+    pub request_id: String,
+    pub action: OfferAction,
+    /// When the volunteer answered on the phone (ms).
+    pub answered_at: Millis,
+    /// `None`: queued, not yet confirmed by the server.
+    pub outcome: Option<OfferOutcome>,
+    /// When the outcome arrived (ms).
+    pub decided_at: Option<Millis>,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Stored {
+    offers: Vec<OfferRecord>,
+    fetched_at: Option<Millis>,
+    answers: Vec<OfferAnswer>,
+}
+
+async fn load(shared: &Shared) -> Result<Stored> {
+    let guard = shared.repo.lock().await;
+    let repo = guard.as_ref().ok_or(Error::Closed)?;
+    load_from(repo).await
+}
+
+async fn load_from(repo: &crate::repo::Repo) -> Result<Stored> {
+    match repo.sealed_meta(META_OFFERS, aad::OFFERS).await? {
+        None => Ok(Stored::default()),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Corrupt(format!("stored offers: {e}"))),
+    }
+}
+
+/// Read, change and store the offer state under the repo lock, so concurrent calls do
+/// not lose each other's writes.
+async fn update<T>(shared: &Shared, f: impl FnOnce(&mut Stored) -> T) -> Result<T> {
+    let guard = shared.repo.lock().await;
+    let repo = guard.as_ref().ok_or(Error::Closed)?;
+    let mut stored = load_from(repo).await?;
+    let out = f(&mut stored);
+    let bytes = serde_json::to_vec(&stored)
+        .map_err(|e| Error::Internal(format!("encoding offers: {e}")))?;
+    repo.set_sealed_meta(META_OFFERS, aad::OFFERS, &bytes)
+        .await?;
+    Ok(out)
+}
+
+fn with_answers(mut offers: Vec<OfferRecord>, answers: &[OfferAnswer]) -> Vec<OfferRecord> {
+    for o in &mut offers {
+        o.answer = answers.iter().find(|a| a.request_id == o.id).cloned();
+    }
+    offers
+}
+
+pub fn check_request_id(raw: &str) -> Result<String> {
+    uuid::Uuid::parse_str(raw.trim())
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| Error::invalid("request_id", "not a request id (UUID)"))
+}
+
+/// The offer list: from the server when it can be reached (and stored), else the stored
+/// one.
+pub async fn list(shared: &Shared) -> Result<OfferList> {
+    let token = shared.token().await?;
+    if shared.network_available() {
+        match fetch(shared, &token).await {
+            Ok(offers) => {
+                let fetched_at = now();
+                let answers = update(shared, |s| {
+                    s.offers = offers.clone();
+                    s.fetched_at = Some(fetched_at);
+                    s.answers.clone()
+                })
+                .await?;
+                return Ok(OfferList {
+                    offers: with_answers(offers, &answers),
+                    fetched_at: Some(fetched_at),
+                    fresh: true,
+                });
+            }
+            Err(Error::Network(e)) => {
+                tracing::info!(error = %e, "offers: showing the stored list");
+            }
+            Err(Error::Server { status, .. }) if status >= 500 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    cached(shared).await
+}
+
+pub async fn cached(shared: &Shared) -> Result<OfferList> {
+    let stored = load(shared).await?;
+    Ok(OfferList {
+        offers: with_answers(stored.offers, &stored.answers),
+        fetched_at: stored.fetched_at,
+        fresh: false,
+    })
+}
+
+pub async fn answers(shared: &Shared) -> Result<Vec<OfferAnswer>> {
+    Ok(load(shared).await?.answers)
+}
+
+/// Queues an answer durably. An answer already settled for the request is returned as it
+/// is (answers are final); a queued one not sent yet takes the new action.
+pub async fn answer(shared: &Shared, raw_id: &str, action: OfferAction) -> Result<OfferAnswer> {
+    let request_id = check_request_id(raw_id)?;
+    shared.token().await?;
+    let answer = update(shared, |s| {
+        if let Some(existing) = s.answers.iter_mut().find(|a| a.request_id == request_id) {
+            if existing.outcome.is_none() {
+                existing.action = action;
+            }
+            return existing.clone();
+        }
+        let answer = OfferAnswer {
+            request_id: request_id.clone(),
+            action,
+            answered_at: now(),
+            outcome: None,
+            decided_at: None,
+        };
+        s.answers.push(answer.clone());
+        let settled = s.answers.iter().filter(|a| a.outcome.is_some()).count();
+        if settled > KEEP_SETTLED {
+            let mut drop = settled - KEEP_SETTLED;
+            s.answers.retain(|a| {
+                if drop > 0 && a.outcome.is_some() {
+                    drop -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        answer
+    })
+    .await?;
+    if answer.outcome.is_none() {
+        shared.offers_wake.notify_one();
+    }
+    Ok(answer)
+}
+
+#[derive(Deserialize)]
+struct ServerOffer {
+    id: String,
+    topic: String,
+    languages: Vec<String>,
+    starts_at: String,
+    ends_at: String,
+    place_area: String,
+    urgency: String,
+    institution_kind: String,
+    description: String,
+    status: String,
+    assignment: Option<Assignment>,
+}
+
+impl ServerOffer {
+    fn into_record(self) -> Result<OfferRecord> {
+        let time = |field: &str, s: &str| {
+            parse_rfc3339(s).ok_or_else(|| {
+                Error::Network(format!("unexpected answer from the server: {field}"))
+            })
+        };
+        Ok(OfferRecord {
+            starts_at: time("starts_at", &self.starts_at)?,
+            ends_at: time("ends_at", &self.ends_at)?,
+            id: self.id,
+            topic: self.topic,
+            languages: self.languages,
+            place_area: self.place_area,
+            urgency: self.urgency,
+            institution_kind: self.institution_kind,
+            description: self.description,
+            status: self.status,
+            assignment: self.assignment,
+            answer: None,
+        })
+    }
+}
+
+async fn fetch(shared: &Shared, token: &str) -> Result<Vec<OfferRecord>> {
+    let response = shared
+        .http
+        .get(shared.api("/api/v1/offers"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(crate::client::network)?;
+    let offers: Vec<ServerOffer> = crate::client::json_answer(response).await?;
+    offers
+        .into_iter()
+        .take(MAX_OFFERS)
+        .map(ServerOffer::into_record)
+        .collect()
+}
+
+/// Sends one answer. `Ok`: a final outcome. `Err`: try again later.
+async fn send(shared: &Shared, token: &str, answer: &OfferAnswer) -> Result<OfferOutcome> {
+    let verb = match answer.action {
+        OfferAction::Accept => "accept",
+        OfferAction::Decline => "decline",
+    };
+    let response = shared
+        .http
+        .post(shared.api(&format!("/api/v1/offers/{}/{verb}", answer.request_id)))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(crate::client::network)?;
+    let result: Result<serde_json::Value> = crate::client::json_answer(response).await;
+    match (answer.action, result) {
+        (OfferAction::Accept, Ok(offer)) => Ok(OfferOutcome::Won {
+            case_id: offer["assignment"]["case_id"].as_str().map(str::to_owned),
+        }),
+        (OfferAction::Decline, Ok(body)) => Ok(match body["status"].as_str() {
+            Some("taken") => OfferOutcome::AlreadyTaken,
+            Some("withdrawn") => OfferOutcome::Closed,
+            Some("accepted") => OfferOutcome::Refused {
+                code: "already_accepted".into(),
+            },
+            _ => OfferOutcome::Declined,
+        }),
+        (_, Err(Error::Server { status, code, .. })) => match (status, code.as_str()) {
+            (409, "already_taken") => Ok(OfferOutcome::AlreadyTaken),
+            (409, _) => Ok(OfferOutcome::Closed),
+            (404, _) => Ok(OfferOutcome::NotOffered),
+            // Not allowed now (revoked, rate-limited, server trouble): keep it queued.
+            (401 | 403 | 408 | 429, _) | (500.., _) => Err(Error::Server {
+                status,
+                code,
+                reason: "will retry".into(),
+            }),
+            (_, _) => Ok(OfferOutcome::Refused { code }),
+        },
+        (_, Err(e)) => Err(e),
+    }
+}
+
+/// Sends every queued answer, oldest first; stops at the first that must wait.
+pub async fn flush(shared: &Shared) -> Result<()> {
+    loop {
+        let token = shared.token().await?;
+        let Some(next) = load(shared)
+            .await?
+            .answers
+            .into_iter()
+            .find(|a| a.outcome.is_none())
+        else {
+            return Ok(());
+        };
+        let outcome = send(shared, &token, &next).await?;
+        let settled = update(shared, |s| {
+            let a = s
+                .answers
+                .iter_mut()
+                .find(|a| a.request_id == next.request_id)?;
+            if a.outcome.is_some() {
+                return None;
+            }
+            if a.action != next.action {
+                // Changed while in flight: send the new action next round. (Only a
+                // decline can be overridden by the accept that won, or vice versa, which
+                // the server settles; keep what it said.)
+                a.action = next.action;
+            }
+            a.outcome = Some(outcome.clone());
+            a.decided_at = Some(now());
+            let status = match &outcome {
+                OfferOutcome::Won { .. } => "accepted",
+                OfferOutcome::AlreadyTaken => "taken",
+                OfferOutcome::Closed => "withdrawn",
+                OfferOutcome::Declined => "declined",
+                OfferOutcome::NotOffered | OfferOutcome::Refused { .. } => return Some(a.clone()),
+            };
+            let answer = a.clone();
+            if let Some(o) = s.offers.iter_mut().find(|o| o.id == next.request_id) {
+                o.status = status.to_owned();
+            }
+            Some(answer)
+        })
+        .await?;
+        let Some(answer) = settled else { continue };
+        tracing::info!(request_id = %answer.request_id, outcome = ?answer.outcome.as_ref().map(std::mem::discriminant), "offer answer settled");
+        if matches!(answer.outcome, Some(OfferOutcome::Won { .. })) {
+            // The case document is shared with us now: fetch it with a catch-up.
+            let (tx, _rx) = oneshot::channel();
+            shared.command(Command::SyncNow(tx));
+        }
+        shared.events.offer_answered(answer);
+    }
+}
+
+/// The task that sends queued answers when woken (an answer given, the sync connected,
+/// the network back).
+pub async fn run(shared: Arc<Shared>) {
+    loop {
+        shared.offers_wake.notified().await;
+        if shared.repo.lock().await.is_none() {
+            return;
+        }
+        if !shared.network_available() {
+            continue;
+        }
+        match flush(&shared).await {
+            Ok(()) => {}
+            Err(Error::Closed) => return,
+            Err(e) => tracing::info!(error = %e, "offer answers stay queued"),
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fff]` with `Z` or `±HH:MM`, as the server writes times, in ms.
+pub fn parse_rfc3339(s: &str) -> Option<Millis> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(r)?;
+        if part.is_empty() || !part.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok()
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    if second > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let digits = &s[start..i.min(start + 3)];
+        millis = digits.parse::<i64>().ok()? * 10i64.pow(3 - digits.len() as u32);
+    }
+    let offset = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+            let minutes = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
+            if *sign == b'+' { minutes } else { -minutes }
+        }
+        _ => return None,
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset * 60;
+    Some(secs * 1000 + millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_times_parse() {
+        assert_eq!(
+            parse_rfc3339("2026-03-04T14:10:00.123Z"),
+            Some(1_772_633_400_123)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-03-04T15:10:00.123+01:00"),
+            Some(1_772_633_400_123)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-03-04T14:10:00Z"),
+            Some(1_772_633_400_000)
+        );
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339("2000-02-29T00:00:00.5Z"),
+            Some(951_782_400_500)
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2026-03-04",
+            "2026-13-04T14:10:00Z",
+            "2026-03-04T14:10:00",
+            "2026-03-04T14:10:00.Z",
+            "2026-03-04T14:10:00+0100",
+            "2026-03-04T14:10:00Zx",
+            "2026-03-04T1ä:10:00Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn request_ids_are_uuids() {
+        assert!(check_request_id("6f1c2d3e-0000-4000-8000-000000000001").is_ok());
+        assert!(check_request_id("../devices").is_err());
+        assert!(check_request_id("").is_err());
+    }
+}

@@ -1,0 +1,507 @@
+//! Acceptance 1 against a real lotse-server on loopback: enroll, go offline, create a case
+//! with notes, appointments and hours, come back, and the coordinator's API shows it all;
+//! a coordinator's edit made meanwhile merges into the phone's copy; a case counts as
+//! synced only once the server holds it. Also revocation, reconnect and the listener.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use lotse_core::lotse_protocol::{CaseDoc, DocumentId, NoteId, Status, Topic};
+use lotse_core::{
+    AppointmentInput, Client, Error, HoursInput, NewCaseInput, SyncState, SyncStatus,
+};
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(30);
+/// 2026-03-04 09:30 UTC.
+const MORNING: i64 = 1_772_616_600_000;
+const HOUR: i64 = 3_600_000;
+
+async fn status(client: &Client, id: &DocumentId) -> SyncStatus {
+    client.case_sync_status(id).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_work_reaches_the_coordinator_and_merges_with_theirs() {
+    let server = TestServer::start().await;
+    let coordinator = server.coordinator("Integrationslotsen Neuss").await;
+    let phone = enrolled_phone(&server, &coordinator).await;
+    let client = &phone.client;
+    assert_eq!(client.sync_state(), SyncState::Idle);
+
+    // A case the coordinator assigned; the phone fetches it on its next sync.
+    let (status_code, created) = server
+        .post(
+            "/api/v1/cases",
+            &coordinator,
+            json!({"label": "K.M.", "topic": "gesundheit", "languages": ["ar"], "volunteer_ids": [phone.volunteer]}),
+        )
+        .await;
+    assert_eq!(status_code, 201, "{created}");
+    let shared: DocumentId = created["id"].as_str().unwrap().parse().unwrap();
+    within(T, client.sync_now()).await.unwrap();
+    let first = client
+        .add_note(&shared, "Erstgespräch im Café Mitte")
+        .await
+        .unwrap();
+    within(T, client.sync_now()).await.unwrap();
+    assert_eq!(status(client, &shared).await, SyncStatus::Synced);
+
+    // Offline: edit the shared note, start a new case with notes, appointments and hours.
+    client.set_network_available(false);
+    eventually(T, "offline", || async {
+        client.sync_state() == SyncState::Offline
+    })
+    .await;
+    client
+        .edit_note(
+            &shared,
+            &first,
+            "Erstgespräch im Café Mitte, Dolmetschen Arabisch",
+        )
+        .await
+        .unwrap();
+    let case = client
+        .create_case(&NewCaseInput {
+            label: "F.A.".into(),
+            topic: Topic::Behoerden,
+            languages: vec!["fa".into(), "de".into()],
+        })
+        .await
+        .unwrap();
+    let notes = [
+        "Antrag Aufenthaltstitel vorbereitet",
+        "Termin Ausländerbehörde vereinbart",
+    ];
+    for n in notes {
+        client.add_note(&case, n).await.unwrap();
+    }
+    let appointment = client
+        .add_appointment(
+            &case,
+            &AppointmentInput {
+                start: MORNING,
+                end: MORNING + HOUR,
+                place: "Ausländerbehörde Neuss, Zimmer 114".into(),
+                purpose: "Verlängerung".into(),
+            },
+        )
+        .await
+        .unwrap();
+    client
+        .add_appointment(
+            &case,
+            &AppointmentInput {
+                start: MORNING + 24 * HOUR,
+                end: MORNING + 25 * HOUR,
+                place: "Jobcenter Neuss".into(),
+                purpose: "Beratung".into(),
+            },
+        )
+        .await
+        .unwrap();
+    client
+        .add_appointment(
+            &case,
+            &AppointmentInput {
+                // Same start modulo anything small: ids must still be distinct.
+                start: MORNING + 3,
+                end: MORNING + HOUR,
+                place: "Bürgerbüro".into(),
+                purpose: "Meldebescheinigung".into(),
+            },
+        )
+        .await
+        .unwrap();
+    client
+        .log_hours(
+            &case,
+            &HoursInput {
+                date: "2026-03-04".into(),
+                minutes: 90,
+                travel_minutes: 20,
+                kind: "begleitung".into(),
+            },
+        )
+        .await
+        .unwrap();
+    client.set_case_status(&case, Status::Active).await.unwrap();
+    assert_eq!(status(client, &case).await, SyncStatus::Pending);
+    assert_eq!(status(client, &shared).await, SyncStatus::Pending);
+    let listed = client.list_cases().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|c| c.sync == SyncStatus::Pending));
+    // Nothing reached the server.
+    assert!(server.store.document(&case).await.unwrap().is_none());
+
+    // Meanwhile the coordinator edits the same note at its start, through /sync.
+    let mut desk = CoordinatorPeer::connect(&server, &coordinator).await;
+    desk.sync(shared).await;
+    let doc = desk.docs.get_mut(&shared).unwrap();
+    let note_id = NoteId::new(first.as_str());
+    CaseDoc::edit_note(doc, &note_id, 0, 0, "[geprüft] ", MORNING).unwrap();
+    desk.sync(shared).await;
+
+    // Back online: pending turns synced only once the server holds every change.
+    client.set_network_available(true);
+    let until = tokio::time::Instant::now() + T;
+    loop {
+        if status(client, &case).await == SyncStatus::Synced {
+            // At the moment the phone says synced, the server must have all of it.
+            let on_server = server.case(&coordinator, &case).await;
+            assert_eq!(on_server["notes"].as_array().unwrap().len(), notes.len());
+            assert_eq!(on_server["appointments"].as_array().unwrap().len(), 3);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until, "case never synced");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    within(T, client.sync_now()).await.unwrap();
+    assert_eq!(status(client, &shared).await, SyncStatus::Synced);
+
+    // The coordinator sees everything written offline.
+    let on_server = server.case(&coordinator, &case).await;
+    assert_eq!(on_server["label"], "F.A.");
+    assert_eq!(on_server["topic"], "behoerden");
+    assert_eq!(on_server["languages"], json!(["fa", "de"]));
+    let texts: Vec<&str> = on_server["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, notes);
+    assert!(
+        on_server["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["author"] == phone.volunteer.as_str())
+    );
+    let places: Vec<&str> = on_server["appointments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["place"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        places,
+        [
+            "Ausländerbehörde Neuss, Zimmer 114",
+            "Bürgerbüro",
+            "Jobcenter Neuss"
+        ]
+    );
+    assert_eq!(on_server["hours"][0]["minutes"], 90);
+    assert_eq!(on_server["hours"][0]["travelMinutes"], 20);
+    assert_eq!(on_server["hours"][0]["kind"], "begleitung");
+    // The offline case became this volunteer's on the server.
+    let row = server.store.document(&case).await.unwrap().unwrap();
+    assert_eq!(
+        row.owner_volunteer_id.as_deref(),
+        Some(phone.volunteer.as_str())
+    );
+
+    // Both edits of the same note survive, on the server and on the phone.
+    let merged = "[geprüft] Erstgespräch im Café Mitte, Dolmetschen Arabisch";
+    let on_server = server.case(&coordinator, &shared).await;
+    assert_eq!(on_server["notes"][0]["text"], merged);
+    eventually(T, "coordinator edit on the phone", || async {
+        client.list_notes(&shared).await.unwrap()[0].text == merged
+    })
+    .await;
+
+    // The schedule across cases, and the hours of the month.
+    let week = client
+        .appointments_between(MORNING - HOUR, MORNING + 7 * 24 * HOUR)
+        .await
+        .unwrap();
+    assert_eq!(week.len(), 3);
+    assert!(week.iter().all(|a| a.case_id == Some(case)));
+    client
+        .cancel_appointment(&case, &appointment)
+        .await
+        .unwrap();
+    let week = client
+        .appointments_between(MORNING - HOUR, MORNING + 7 * 24 * HOUR)
+        .await
+        .unwrap();
+    assert!(
+        week.iter()
+            .find(|a| a.appointment.id == appointment)
+            .unwrap()
+            .appointment
+            .cancelled
+    );
+    let months = client.monthly_hours(2026).await.unwrap();
+    assert_eq!(months[2].minutes, 90);
+    assert_eq!(months[2].travel_minutes, 20);
+    assert_eq!(months.iter().map(|m| m.entries).sum::<u32>(), 1);
+    within(T, client.sync_now()).await.unwrap();
+    let on_server = server.case(&coordinator, &case).await;
+    let cancelled: Vec<bool> = on_server["appointments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["cancelled"].as_bool().unwrap())
+        .collect();
+    assert_eq!(cancelled, [true, false, false]);
+
+    client.close().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_changes_flow_both_ways_and_listeners_hear_them() {
+    let server = TestServer::start().await;
+    let coordinator = server.coordinator("Lotsen Live").await;
+    let phone = enrolled_phone(&server, &coordinator).await;
+    let client = &phone.client;
+    let heard = recorder();
+    let subscription = client.subscribe(heard.clone());
+    eventually(T, "current state delivered", || async {
+        heard.states.lock().unwrap().first() == Some(&SyncState::Idle)
+    })
+    .await;
+
+    // A local edit goes out without sync_now.
+    let case = client
+        .create_case(&NewCaseInput {
+            label: "L1".into(),
+            topic: Topic::Bildung,
+            languages: vec!["uk".into()],
+        })
+        .await
+        .unwrap();
+    client.add_note(&case, "Schulanmeldung").await.unwrap();
+    eventually(T, "live upload", || async {
+        status(client, &case).await == SyncStatus::Synced
+    })
+    .await;
+    assert!(heard.changed.lock().unwrap().contains(&case));
+
+    // A coordinator's edit comes in without sync_now.
+    let mut desk = CoordinatorPeer::connect(&server, &coordinator).await;
+    desk.sync(case).await;
+    CaseDoc::set_status(desk.docs.get_mut(&case).unwrap(), Status::Paused, MORNING).unwrap();
+    desk.sync(case).await;
+    eventually(T, "live download", || async {
+        client.get_case(&case).await.unwrap().case.status == Status::Paused
+    })
+    .await;
+
+    // Availability lives in the volunteer's schedule document.
+    let slots = vec![lotse_core::lotse_protocol::AvailabilitySlot {
+        weekday: 2,
+        from: "14:00".into(),
+        to: "18:00".into(),
+    }];
+    client.set_availability(&slots).await.unwrap();
+    assert_eq!(client.availability().await.unwrap(), slots);
+    within(T, client.sync_now()).await.unwrap();
+
+    // Dropping the handle ends the subscription.
+    drop(subscription);
+    let heard_before = heard.states.lock().unwrap().len();
+    client.set_network_available(false);
+    eventually(T, "offline", || async {
+        client.sync_state() == SyncState::Offline
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(heard.states.lock().unwrap().len(), heard_before);
+
+    // Reopening keeps everything, and an in-sync reconnect is immediate.
+    let dir = phone.dir.path().to_owned();
+    client.close().await.unwrap();
+    assert!(matches!(client.list_cases().await, Err(Error::Closed)));
+    let reopened = Client::open(config(&dir, &server.base, phone.key))
+        .await
+        .unwrap();
+    within(T, reopened.sync_now()).await.unwrap();
+    let case_now = reopened.get_case(&case).await.unwrap();
+    assert_eq!(case_now.case.notes[0].text, "Schulanmeldung");
+    assert_eq!(case_now.sync, SyncStatus::Synced);
+    assert_eq!(reopened.availability().await.unwrap(), slots);
+    reopened.close().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_wipes_the_phone() {
+    let server = TestServer::start().await;
+    let coordinator = server.coordinator("Lotsen Widerruf").await;
+    let phone = enrolled_phone(&server, &coordinator).await;
+    let client = &phone.client;
+    let case = client
+        .create_case(&NewCaseInput {
+            label: "W.R.".into(),
+            topic: Topic::Wohnen,
+            languages: vec![],
+        })
+        .await
+        .unwrap();
+    client
+        .add_note(&case, "Wohnungsbesichtigung Nordstadt")
+        .await
+        .unwrap();
+    within(T, client.sync_now()).await.unwrap();
+    let heard = recorder();
+    let _subscription = client.subscribe(heard.clone());
+
+    let (code, body) = server
+        .post(
+            &format!("/api/v1/devices/{}/revoke", phone.device_id),
+            &coordinator,
+            json!({}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    // The open connection is told at once.
+    eventually(T, "revoked", || async {
+        client.sync_state() == SyncState::Revoked
+    })
+    .await;
+    assert!(client.list_cases().await.unwrap().is_empty());
+    assert_eq!(client.enrollment().await.unwrap(), None);
+    assert!(matches!(client.sync_now().await, Err(Error::Revoked)));
+    eventually(T, "listener told", || async {
+        heard.states.lock().unwrap().contains(&SyncState::Revoked)
+    })
+    .await;
+    assert!(heard.changed.lock().unwrap().contains(&case));
+    client.close().await.unwrap();
+    let reopened = Client::open(config(phone.dir.path(), &server.base, phone.key))
+        .await
+        .unwrap();
+    assert!(reopened.list_cases().await.unwrap().is_empty());
+    assert_eq!(reopened.enrollment().await.unwrap(), None);
+    reopened.close().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_phone_that_was_offline_wipes_on_next_contact() {
+    let server = TestServer::start().await;
+    let coordinator = server.coordinator("Lotsen Offline Widerruf").await;
+    let phone = enrolled_phone(&server, &coordinator).await;
+    let client = &phone.client;
+    client.set_network_available(false);
+    client
+        .create_case(&NewCaseInput {
+            label: "O.W.".into(),
+            topic: Topic::Arbeit,
+            languages: vec![],
+        })
+        .await
+        .unwrap();
+    let (code, _) = server
+        .post(
+            &format!("/api/v1/devices/{}/revoke", phone.device_id),
+            &coordinator,
+            json!({}),
+        )
+        .await;
+    assert_eq!(code, 200);
+    client.set_network_available(true);
+    // The upgrade is refused with 401 device_revoked.
+    assert!(matches!(
+        within(T, client.sync_now()).await,
+        Err(Error::Revoked)
+    ));
+    assert_eq!(client.sync_state(), SyncState::Revoked);
+    assert!(client.list_cases().await.unwrap().is_empty());
+    client.close().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_server_reports_errors_and_cancel_works() {
+    // A port nobody listens on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let server = TestServer::start().await;
+    let coordinator = server.coordinator("Lotsen Fehler").await;
+    let phone = enrolled_phone(&server, &coordinator).await;
+    let dir = phone.dir.path().to_owned();
+    phone.client.close().await.unwrap();
+
+    let client = Client::open(config(&dir, &format!("http://{addr}"), phone.key))
+        .await
+        .unwrap();
+    let err = within(T, client.sync_now()).await.unwrap_err();
+    assert!(matches!(err, Error::Network(_)), "{err:?}");
+    eventually(T, "error state", || async {
+        matches!(client.sync_state(), SyncState::Error { .. })
+    })
+    .await;
+    client.set_network_available(false);
+    assert!(matches!(
+        within(T, client.sync_now()).await,
+        Err(Error::Offline)
+    ));
+
+    // cancel_sync ends a pending sync_now.
+    client.set_network_available(true);
+    let pending = {
+        let c = client.clone();
+        tokio::spawn(async move { c.sync_now().await })
+    };
+    client.cancel_sync();
+    let result = within(T, pending).await.unwrap();
+    assert!(
+        matches!(result, Err(Error::Cancelled) | Err(Error::Network(_))),
+        "{result:?}"
+    );
+    client.close().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollment_errors_are_typed() {
+    let server = TestServer::start().await;
+    let dir = TempDir::new("enroll");
+    let client = Client::open(config(dir.path(), &server.base, rand_key()))
+        .await
+        .unwrap();
+    let err = client.enroll("AAAAA-BBBBB", "Handy").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Server {
+                status: 400 | 410,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(matches!(
+        client.enroll("", "Handy").await,
+        Err(Error::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        client.enroll("AAAAA-BBBBB", " ").await,
+        Err(Error::InvalidInput { .. })
+    ));
+    // Not enrolled: nothing to sync, nothing to create.
+    assert!(matches!(
+        client.sync_now().await,
+        Err(Error::InvalidState(_))
+    ));
+    assert!(matches!(
+        client
+            .create_case(&NewCaseInput {
+                label: "X".into(),
+                topic: Topic::Beruf,
+                languages: vec![],
+            })
+            .await,
+        Err(Error::InvalidState(_))
+    ));
+    client.close().await.unwrap();
+    server.stop().await;
+}

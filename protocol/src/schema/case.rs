@@ -1,0 +1,460 @@
+//! The case document: one accompanied person (pseudonymous), with case notes, appointments
+//! and hours. Notes, appointments and hours are maps keyed by random ids so that entries
+//! added on different devices never collide; note text is automerge Text so that two
+//! people editing the same note merge character by character.
+
+use automerge::transaction::Transactable;
+use automerge::{Automerge, ObjId, ObjType, ROOT, ReadDoc};
+use serde::{Deserialize, Serialize};
+
+use super::appointment::{self, AppointmentId, AppointmentUpdate, AppointmentView, NewAppointment};
+use super::{
+    Millis, SCHEMA_VERSION, SchemaError, Status, Topic, access, entry_id, new_entry_key,
+    normalise_languages, validate_date, validate_len, validate_minutes, validate_non_empty,
+    validate_token,
+};
+
+const TYPE: &str = "case";
+const MAX_LABEL: usize = 40;
+const MAX_ID: usize = 128;
+const MAX_NOTE: usize = 100_000;
+const MINUTES_PER_DAY: u32 = 1440;
+
+entry_id!(
+    /// The key of a note in the case's `notes` map.
+    NoteId
+);
+entry_id!(
+    /// The key of an hours entry in the case's `hours` map.
+    HoursId
+);
+
+/// What a case starts with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewCase {
+    pub organisation_id: String,
+    /// Pseudonymous: initials or a code, never a name.
+    pub label: String,
+    /// ISO 639-1 codes.
+    pub languages: Vec<String>,
+    pub topic: Topic,
+    pub status: Status,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewNote {
+    /// The volunteer or coordinator id of the writer.
+    pub author: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewHours {
+    /// The volunteer id whose time this is.
+    pub author: String,
+    /// `YYYY-MM-DD`, the day the time was spent.
+    pub date: String,
+    /// 1 to 1440.
+    pub minutes: u32,
+    /// 0 to 1440.
+    pub travel_minutes: u32,
+    /// A short word the apps agree on, e.g. `begleitung`, `uebersetzung`, `telefonat`.
+    pub kind: String,
+}
+
+/// A whole case as read back; what the server returns as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaseView {
+    pub schema: u64,
+    pub organisation_id: String,
+    pub label: String,
+    pub languages: Vec<String>,
+    pub topic: Topic,
+    pub status: Status,
+    pub created_at: Millis,
+    /// Oldest first.
+    pub notes: Vec<NoteView>,
+    /// Earliest start first.
+    pub appointments: Vec<AppointmentView>,
+    /// Earliest date first.
+    pub hours: Vec<HoursView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NoteView {
+    pub id: NoteId,
+    pub author: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HoursView {
+    pub id: HoursId,
+    pub author: String,
+    pub date: String,
+    pub minutes: u32,
+    pub travel_minutes: u32,
+    pub kind: String,
+}
+
+/// One row of the coordinators' dashboard index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaseSummary {
+    pub label: String,
+    pub topic: Topic,
+    pub status: Status,
+    pub languages: Vec<String>,
+    pub created_at: Millis,
+    /// From the change metadata (see [`super::last_change`]) unless the caller knows better.
+    pub last_change: Option<Millis>,
+    pub next_appointment: Option<AppointmentView>,
+    pub note_count: usize,
+    pub hours_minutes: u64,
+    pub travel_minutes: u64,
+}
+
+impl CaseSummary {
+    /// For callers that keep their own last-change time (e.g. the server's database).
+    pub fn from_view(view: &CaseView, now: Millis, last_change: Option<Millis>) -> Self {
+        Self {
+            label: view.label.clone(),
+            topic: view.topic,
+            status: view.status,
+            languages: view.languages.clone(),
+            created_at: view.created_at,
+            last_change,
+            next_appointment: appointment::next_after(&view.appointments, now).cloned(),
+            note_count: view.notes.len(),
+            hours_minutes: view.hours.iter().map(|h| u64::from(h.minutes)).sum(),
+            travel_minutes: view.hours.iter().map(|h| u64::from(h.travel_minutes)).sum(),
+        }
+    }
+}
+
+/// Reads and edits case documents. Every edit is one automerge change stamped with `now`.
+pub struct CaseDoc;
+
+impl CaseDoc {
+    /// Writes a new case into an empty document. Create a case on one device only and let
+    /// the others sync it: two devices creating the same document's maps concurrently
+    /// would each get their own `notes` map, and one of them would hide the other.
+    pub fn create(doc: &mut Automerge, new: &NewCase, now: Millis) -> Result<(), SchemaError> {
+        validate_non_empty("organisationId", &new.organisation_id, MAX_ID)?;
+        validate_non_empty("label", &new.label, MAX_LABEL)?;
+        let languages = normalise_languages(&new.languages)?;
+        if let Some(ty) = access::opt_string(doc, &ROOT, "type", "")? {
+            return Err(SchemaError::AlreadyCreated(ty));
+        }
+        access::change(doc, now, "create case", |tx| {
+            tx.put(ROOT, "schema", SCHEMA_VERSION as i64)?;
+            tx.put(ROOT, "type", TYPE)?;
+            tx.put(ROOT, "organisationId", new.organisation_id.as_str())?;
+            tx.put(ROOT, "label", new.label.trim())?;
+            let list = tx.put_object(ROOT, "languages", ObjType::List)?;
+            for (i, code) in languages.iter().enumerate() {
+                tx.insert(&list, i, code.as_str())?;
+            }
+            tx.put(ROOT, "topic", new.topic.as_str())?;
+            tx.put(ROOT, "status", new.status.as_str())?;
+            tx.put(ROOT, "createdAt", now)?;
+            tx.put_object(ROOT, "notes", ObjType::Map)?;
+            tx.put_object(ROOT, "appointments", ObjType::Map)?;
+            tx.put_object(ROOT, "hours", ObjType::Map)?;
+            Ok(())
+        })
+    }
+
+    pub fn read(doc: &Automerge) -> Result<CaseView, SchemaError> {
+        let schema = access::check_doc(doc, TYPE)?;
+        let languages = match access::opt_obj(doc, &ROOT, "languages", "", ObjType::List)? {
+            Some(list) => access::string_list(doc, &list, "languages")?,
+            None => Vec::new(),
+        };
+        Ok(CaseView {
+            schema,
+            organisation_id: access::string(doc, &ROOT, "organisationId", "")?,
+            label: access::string(doc, &ROOT, "label", "")?,
+            languages,
+            topic: access::string(doc, &ROOT, "topic", "")?.parse()?,
+            status: access::string(doc, &ROOT, "status", "")?.parse()?,
+            created_at: access::int(doc, &ROOT, "createdAt", "")?,
+            notes: read_notes(doc)?,
+            appointments: appointment::read_all(doc, map(doc, "appointments")?.as_ref())?,
+            hours: read_hours(doc)?,
+        })
+    }
+
+    /// The dashboard row, with the last change time taken from the change metadata.
+    pub fn summary(doc: &Automerge, now: Millis) -> Result<CaseSummary, SchemaError> {
+        let view = Self::read(doc)?;
+        Ok(CaseSummary::from_view(&view, now, super::last_change(doc)))
+    }
+
+    pub fn set_status(doc: &mut Automerge, status: Status, now: Millis) -> Result<(), SchemaError> {
+        access::check_doc(doc, TYPE)?;
+        access::change(doc, now, "set status", |tx| {
+            tx.put(ROOT, "status", status.as_str())?;
+            Ok(())
+        })
+    }
+
+    pub fn set_topic(doc: &mut Automerge, topic: Topic, now: Millis) -> Result<(), SchemaError> {
+        access::check_doc(doc, TYPE)?;
+        access::change(doc, now, "set topic", |tx| {
+            tx.put(ROOT, "topic", topic.as_str())?;
+            Ok(())
+        })
+    }
+
+    pub fn set_label(doc: &mut Automerge, label: &str, now: Millis) -> Result<(), SchemaError> {
+        validate_non_empty("label", label, MAX_LABEL)?;
+        access::check_doc(doc, TYPE)?;
+        access::change(doc, now, "set label", |tx| {
+            tx.put(ROOT, "label", label.trim())?;
+            Ok(())
+        })
+    }
+
+    /// Replaces the language list. The list is edited in place (removals and additions
+    /// only), so a concurrent change on another device keeps its own additions.
+    pub fn set_languages(
+        doc: &mut Automerge,
+        languages: &[String],
+        now: Millis,
+    ) -> Result<(), SchemaError> {
+        let wanted = normalise_languages(languages)?;
+        access::check_doc(doc, TYPE)?;
+        access::change(doc, now, "set languages", |tx| {
+            let list = access::obj(tx, &ROOT, "languages", "", ObjType::List)?;
+            let current = access::string_list(tx, &list, "languages")?;
+            let mut kept: Vec<String> = Vec::new();
+            for (i, code) in current.iter().enumerate().rev() {
+                if wanted.contains(code) && !current[..i].contains(code) {
+                    kept.push(code.clone());
+                } else {
+                    tx.delete(&list, i)?;
+                }
+            }
+            for code in wanted.iter().filter(|c| !kept.contains(c)) {
+                let end = tx.length(&list);
+                tx.insert(&list, end, code.as_str())?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn add_note(
+        doc: &mut Automerge,
+        note: &NewNote,
+        now: Millis,
+    ) -> Result<NoteId, SchemaError> {
+        validate_non_empty("author", &note.author, MAX_ID)?;
+        validate_len("text", &note.text, MAX_NOTE)?;
+        access::check_doc(doc, TYPE)?;
+        access::change(doc, now, "add note", |tx| {
+            let notes = access::obj(tx, &ROOT, "notes", "", ObjType::Map)?;
+            let key = new_entry_key();
+            let n = tx.put_object(&notes, key.as_str(), ObjType::Map)?;
+            tx.put(&n, "author", note.author.as_str())?;
+            tx.put(&n, "createdAt", now)?;
+            tx.put(&n, "updatedAt", now)?;
+            let text = tx.put_object(&n, "text", ObjType::Text)?;
+            tx.splice_text(&text, 0, 0, &note.text)?;
+            Ok(NoteId(key))
+        })
+    }
+
+    /// One keystroke-sized edit: delete `del` characters at `pos`, then insert `insert`
+    /// there. Positions count Unicode code points (automerge's default text encoding).
+    /// Capturing edits like this merges best with concurrent edits of the same note.
+    pub fn edit_note(
+        doc: &mut Automerge,
+        id: &NoteId,
+        pos: usize,
+        del: usize,
+        insert: &str,
+        now: Millis,
+    ) -> Result<(), SchemaError> {
+        access::check_doc(doc, TYPE)?;
+        access::change(doc, now, "edit note", |tx| {
+            let (note, text) = note_text(tx, id)?;
+            let len = tx.length(&text);
+            let end = pos.checked_add(del).filter(|end| *end <= len);
+            if end.is_none() {
+                return Err(SchemaError::EditOutOfRange { pos, del, len });
+            }
+            if len - del + insert.chars().count() > MAX_NOTE {
+                return Err(SchemaError::TooLong {
+                    field: "text",
+                    max: MAX_NOTE,
+                });
+            }
+            let del =
+                isize::try_from(del).map_err(|_| SchemaError::EditOutOfRange { pos, del, len })?;
+            tx.splice_text(&text, pos, del, insert)?;
+            tx.put(&note, "updatedAt", now)?;
+            Ok(())
+        })
+    }
+
+    /// Replaces the note's text with `text`, written as the smallest set of splices
+    /// (automerge's `update_text`), so concurrent edits elsewhere in the note survive. Use
+    /// when the app only has the new full text, not the individual edits.
+    pub fn set_note_text(
+        doc: &mut Automerge,
+        id: &NoteId,
+        text: &str,
+        now: Millis,
+    ) -> Result<(), SchemaError> {
+        validate_len("text", text, MAX_NOTE)?;
+        access::check_doc(doc, TYPE)?;
+        access::change(doc, now, "edit note", |tx| {
+            let (note, obj) = note_text(tx, id)?;
+            if tx.text(&obj)? != text {
+                tx.update_text(&obj, text)?;
+                tx.put(&note, "updatedAt", now)?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn delete_note(doc: &mut Automerge, id: &NoteId, now: Millis) -> Result<(), SchemaError> {
+        access::check_doc(doc, TYPE)?;
+        access::change(doc, now, "delete note", |tx| {
+            let notes = access::obj(tx, &ROOT, "notes", "", ObjType::Map)?;
+            access::entry(tx, &notes, id.as_str(), "note", "notes.")?;
+            tx.delete(&notes, id.as_str())?;
+            Ok(())
+        })
+    }
+
+    pub fn add_appointment(
+        doc: &mut Automerge,
+        new: &NewAppointment,
+        now: Millis,
+    ) -> Result<AppointmentId, SchemaError> {
+        appointment::add_in(doc, TYPE, new, now)
+    }
+
+    pub fn update_appointment(
+        doc: &mut Automerge,
+        id: &AppointmentId,
+        update: &AppointmentUpdate,
+        now: Millis,
+    ) -> Result<(), SchemaError> {
+        appointment::update_in(doc, TYPE, id, update, now)
+    }
+
+    pub fn cancel_appointment(
+        doc: &mut Automerge,
+        id: &AppointmentId,
+        now: Millis,
+    ) -> Result<(), SchemaError> {
+        appointment::cancel_in(doc, TYPE, id, now)
+    }
+
+    pub fn log_hours(
+        doc: &mut Automerge,
+        hours: &NewHours,
+        now: Millis,
+    ) -> Result<HoursId, SchemaError> {
+        validate_non_empty("author", &hours.author, MAX_ID)?;
+        validate_date(&hours.date)?;
+        validate_minutes("minutes", hours.minutes, 1, MINUTES_PER_DAY)?;
+        validate_minutes("travelMinutes", hours.travel_minutes, 0, MINUTES_PER_DAY)?;
+        validate_token("kind", &hours.kind)?;
+        access::check_doc(doc, TYPE)?;
+        access::change(doc, now, "log hours", |tx| {
+            let map = access::obj(tx, &ROOT, "hours", "", ObjType::Map)?;
+            let key = new_entry_key();
+            let h = tx.put_object(&map, key.as_str(), ObjType::Map)?;
+            tx.put(&h, "author", hours.author.as_str())?;
+            tx.put(&h, "date", hours.date.as_str())?;
+            tx.put(&h, "minutes", i64::from(hours.minutes))?;
+            tx.put(&h, "travelMinutes", i64::from(hours.travel_minutes))?;
+            tx.put(&h, "kind", hours.kind.as_str())?;
+            Ok(HoursId(key))
+        })
+    }
+
+    pub fn delete_hours(doc: &mut Automerge, id: &HoursId, now: Millis) -> Result<(), SchemaError> {
+        access::check_doc(doc, TYPE)?;
+        access::change(doc, now, "delete hours", |tx| {
+            let map = access::obj(tx, &ROOT, "hours", "", ObjType::Map)?;
+            access::entry(tx, &map, id.as_str(), "hours entry", "hours.")?;
+            tx.delete(&map, id.as_str())?;
+            Ok(())
+        })
+    }
+}
+
+fn map(doc: &Automerge, key: &str) -> Result<Option<ObjId>, SchemaError> {
+    access::opt_obj(doc, &ROOT, key, "", ObjType::Map)
+}
+
+/// The note's map and its text object.
+fn note_text<R: ReadDoc>(doc: &R, id: &NoteId) -> Result<(ObjId, ObjId), SchemaError> {
+    let notes = access::obj(doc, &ROOT, "notes", "", ObjType::Map)?;
+    let note = access::entry(doc, &notes, id.as_str(), "note", "notes.")?;
+    let text = access::obj(doc, &note, "text", &format!("notes.{id}."), ObjType::Text)?;
+    Ok((note, text))
+}
+
+fn read_notes(doc: &Automerge) -> Result<Vec<NoteView>, SchemaError> {
+    let Some(notes) = map(doc, "notes")? else {
+        return Ok(Vec::new());
+    };
+    let mut out = access::map_entries(doc, &notes, "notes.")?
+        .into_iter()
+        .map(|(key, n)| {
+            let prefix = format!("notes.{key}.");
+            let created_at = access::int(doc, &n, "createdAt", &prefix)?;
+            Ok(NoteView {
+                author: access::string(doc, &n, "author", &prefix)?,
+                created_at,
+                updated_at: access::opt_int(doc, &n, "updatedAt", &prefix)?.unwrap_or(created_at),
+                text: access::opt_string(doc, &n, "text", &prefix)?.unwrap_or_default(),
+                id: NoteId(key),
+            })
+        })
+        .collect::<Result<Vec<_>, SchemaError>>()?;
+    out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    Ok(out)
+}
+
+fn read_hours(doc: &Automerge) -> Result<Vec<HoursView>, SchemaError> {
+    let Some(hours) = map(doc, "hours")? else {
+        return Ok(Vec::new());
+    };
+    let mut out = access::map_entries(doc, &hours, "hours.")?
+        .into_iter()
+        .map(|(key, h)| {
+            let prefix = format!("hours.{key}.");
+            Ok(HoursView {
+                author: access::opt_string(doc, &h, "author", &prefix)?.unwrap_or_default(),
+                date: access::string(doc, &h, "date", &prefix)?,
+                minutes: access::count(doc, &h, "minutes", &prefix)?,
+                travel_minutes: access::opt_int(doc, &h, "travelMinutes", &prefix)?
+                    .map(|_| access::count(doc, &h, "travelMinutes", &prefix))
+                    .transpose()?
+                    .unwrap_or(0),
+                kind: access::string(doc, &h, "kind", &prefix)?,
+                id: HoursId(key),
+            })
+        })
+        .collect::<Result<Vec<_>, SchemaError>>()?;
+    out.sort_by(|a, b| (&a.date, &a.id).cmp(&(&b.date, &b.id)));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

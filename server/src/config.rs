@@ -1,0 +1,155 @@
+//! Configuration: one struct per command, parsed by clap, flags with `env` fallbacks.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://lotse-data/lotse.db";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lotse-server",
+    version,
+    about = "Lotse: sync server, API and dashboard for Integrationslotsen networks",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `serve` is the default command; its flags work without naming it.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+    /// Run pending database migrations and exit.
+    Migrate(DbArgs),
+    /// Create a coordinator (and the organisation, if new); reads the password from stdin.
+    CreateCoordinator(CreateCoordinatorArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// sqlite://path/to/file.db or postgres://user@host/db
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log format; the level follows RUST_LOG (default: info).
+    #[arg(long, env = "LOTSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LOTSE_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Seed an invented demo network when the database is empty, and print its login.
+    #[arg(long)]
+    pub demo: bool,
+    #[command(flatten)]
+    pub http: HttpConfig,
+    #[command(flatten)]
+    pub push: PushConfig,
+    /// Seconds an unused document stays in memory before it is dropped (it loads again
+    /// from the database when a phone or the dashboard asks for it).
+    #[arg(long = "doc-idle-secs", env = "LOTSE_DOC_IDLE_SECS", default_value = "120", value_parser = parse_idle_secs)]
+    pub doc_idle: Duration,
+}
+
+fn parse_idle_secs(s: &str) -> Result<Duration, String> {
+    match s.parse::<u64>() {
+        Ok(n) if (1..=86_400).contains(&n) => Ok(Duration::from_secs(n)),
+        _ => Err("a whole number of seconds between 1 and 86400".into()),
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PushConfig {
+    /// Accept push endpoints over plain http and on loopback or private addresses. Only
+    /// for tests with a local push service; never in production.
+    #[arg(long, env = "LOTSE_ALLOW_INSECURE_PUSH_ENDPOINTS")]
+    pub allow_insecure_push_endpoints: bool,
+    /// Contact for push services, sent as the VAPID `sub` claim (mailto: or https: URL).
+    #[arg(
+        long,
+        env = "LOTSE_VAPID_SUBJECT",
+        default_value = "mailto:admin@lotse.invalid"
+    )]
+    pub vapid_subject: String,
+    /// Do not run the push sender in this process (e.g. when another process sends, or a
+    /// test drives the worker itself). Pushes stay queued in the outbox.
+    #[arg(long = "no-push-worker", action = clap::ArgAction::SetFalse)]
+    pub push_worker: bool,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            allow_insecure_push_endpoints: false,
+            vapid_subject: "mailto:admin@lotse.invalid".into(),
+            push_worker: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HttpConfig {
+    /// Send the session cookie without `Secure`, for plain-HTTP setups other than
+    /// localhost. Never in production.
+    #[arg(long, env = "LOTSE_INSECURE_COOKIES")]
+    pub insecure_cookies: bool,
+    /// How long a coordinator stays logged in, in hours.
+    #[arg(long = "session-hours", env = "LOTSE_SESSION_HOURS", default_value = "12", value_parser = parse_hours)]
+    pub session_ttl: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            insecure_cookies: false,
+            session_ttl: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+fn parse_hours(s: &str) -> Result<Duration, String> {
+    match s.parse::<u64>() {
+        Ok(h) if (1..=720).contains(&h) => Ok(Duration::from_secs(h * 3600)),
+        _ => Err("a whole number of hours between 1 and 720".into()),
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CreateCoordinatorArgs {
+    /// Organisation name, e.g. "Integrationslotsen Neuss"; created if new.
+    #[arg(long)]
+    pub org: String,
+    #[arg(long)]
+    pub email: String,
+    /// Name shown in the dashboard (defaults to the email).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Read the password from standard input (the only way: never on the command line).
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
+}

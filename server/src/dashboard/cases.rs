@@ -1,0 +1,407 @@
+//! Fälle: the list from the case index, and a case as the server holds it after sync:
+//! notes, appointments, hours, and who changed what when. "Who" comes from the document
+//! itself: the automerge actor that created a note or hours entry wrote that entry's
+//! `author`, so each actor seen there is named; other actors (a phone that only set a
+//! status, the server creating the case) are shown by a short id.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use lotse_protocol::automerge::{ActorId, Automerge, ObjId, ROOT, ReadDoc};
+use lotse_protocol::{CaseDoc, CaseView, DocumentId};
+use maud::{Markup, html};
+
+use super::i18n::{self, Lang, query_param};
+use super::layout::{self, Nav, badge, html_response, table_wrap};
+use super::lookat::{self, Concern};
+use super::overview::concerns_text;
+use super::requests::Names;
+use super::session::Session;
+use crate::http::AppState;
+use crate::store::CaseRow;
+
+const HISTORY_MAX: usize = 100;
+
+pub async fn list(State(state): State<AppState>, s: Session) -> Response {
+    let l = s.lang;
+    let status = s
+        .here
+        .split_once('?')
+        .and_then(|(_, q)| query_param(q, "status"))
+        .unwrap_or_default();
+    let cases = match state.store.cases(s.org()).await {
+        Ok(c) => c,
+        Err(e) => return layout::failed(l, "cases", e),
+    };
+    let names = match Names::load(&state, s.org()).await {
+        Ok(n) => n,
+        Err(e) => return layout::failed(l, "names", e),
+    };
+    let shown: Vec<&CaseRow> = cases
+        .iter()
+        .filter(|c| status.is_empty() || c.status == status)
+        .collect();
+    let title = l.t("Fälle", "Cases");
+    html_response(
+        StatusCode::OK,
+        layout::page(
+            &s,
+            Nav::Cases,
+            title,
+            html! {
+                h1 { (title) }
+                form.filters method="get" action="/dashboard/cases" role="search" aria-label=(l.t("Fälle filtern", "Filter cases")) {
+                    div.field {
+                        label for="f-status" { (l.t("Status", "Status")) }
+                        select #f-status name="status" {
+                            option value="" { (l.t("alle", "all")) }
+                            @for st in ["active", "paused", "closed"] {
+                                option value=(st) selected[status == st] { (i18n::case_status(l, st)) }
+                            }
+                        }
+                    }
+                    button type="submit" { (l.t("Filtern", "Filter")) }
+                }
+                p role="status" { (shown.len()) " " (l.t("Fälle", "cases")) }
+                @if !shown.is_empty() {
+                    (table_wrap(l, title, html! {
+                        table {
+                            thead { tr {
+                                th scope="col" { (l.t("Fall", "Case")) }
+                                th scope="col" { (l.t("Thema", "Topic")) }
+                                th scope="col" { (l.t("Sprachen", "Languages")) }
+                                th scope="col" { (l.t("Status", "Status")) }
+                                th scope="col" { (l.t("Lotsin/Lotse", "Volunteer")) }
+                                th scope="col" { (l.t("Letzte Änderung", "Last change")) }
+                                th scope="col" { (l.t("Nächster Termin", "Next appointment")) }
+                                th scope="col" class="num" { (l.t("Notizen", "Notes")) }
+                                th scope="col" class="num" { (l.t("Stunden", "Hours")) }
+                            } }
+                            tbody {
+                                @for c in &shown {
+                                    tr {
+                                        td { a href=(format!("/dashboard/cases/{}", c.id)) { (c.label) } }
+                                        td { (i18n::topic(l, &c.topic)) }
+                                        td { (i18n::languages(l, &c.languages)) }
+                                        td { (badge(&c.status, &i18n::case_status(l, &c.status))) }
+                                        td { (c.volunteer_ids.iter().map(|v| names.volunteer(v)).collect::<Vec<_>>().join(", ")) }
+                                        td { (c.last_change_at.map(|t| i18n::datetime(l, t)).unwrap_or_else(|| "–".into())) }
+                                        td { (c.next_appointment_at.map(|t| i18n::datetime(l, t)).unwrap_or_else(|| "–".into())) }
+                                        td.num { (c.note_count) }
+                                        td.num { (i18n::minutes(c.hours_minutes)) }
+                                    }
+                                }
+                            }
+                        }
+                    }))
+                }
+            },
+        ),
+    )
+}
+
+/// One change of the document's history.
+struct Change {
+    at: i64,
+    message: String,
+    actor: ActorId,
+}
+
+struct Loaded {
+    view: CaseView,
+    history: Vec<Change>,
+    /// Actor -> the author id it wrote into notes and hours.
+    authors: HashMap<ActorId, String>,
+    concerns: Vec<Concern>,
+}
+
+fn creator_actor(doc: &Automerge, map: &str, key: &str) -> Option<ActorId> {
+    let (_, obj) = doc.get(ROOT, map).ok()??;
+    let (_, entry) = doc.get(&obj, key).ok()??;
+    match entry {
+        ObjId::Id(_, actor, _) => Some(actor),
+        ObjId::Root => None,
+    }
+}
+
+fn read(doc: &Automerge) -> Option<Loaded> {
+    let view = CaseDoc::read(doc).ok()?;
+    let mut authors = HashMap::new();
+    for n in &view.notes {
+        if let Some(a) = creator_actor(doc, "notes", n.id.as_str()) {
+            authors.entry(a).or_insert_with(|| n.author.clone());
+        }
+    }
+    for h in &view.hours {
+        if let Some(a) = creator_actor(doc, "hours", h.id.as_str()) {
+            authors.entry(a).or_insert_with(|| h.author.clone());
+        }
+    }
+    let mut history: Vec<Change> = doc
+        .get_changes(&[])
+        .iter()
+        .map(|c| Change {
+            at: c.timestamp().saturating_mul(1000),
+            message: c.message().unwrap_or_default().to_owned(),
+            actor: c.actor_id().clone(),
+        })
+        .collect();
+    // Causal order, then by time (stable: causal order breaks ties); shown newest first.
+    history.sort_by_key(|c| c.at);
+    Some(Loaded {
+        concerns: lookat::inspect(doc),
+        view,
+        history,
+        authors,
+    })
+}
+
+async fn load(
+    state: &AppState,
+    s: &Session,
+    raw: &str,
+) -> Result<(DocumentId, Loaded, Option<CaseRow>), Response> {
+    let l = s.lang;
+    let Ok(id) = raw.parse::<DocumentId>() else {
+        return Err(layout::not_found(l));
+    };
+    match state.store.document(&id).await {
+        Ok(Some(d)) if d.organisation_id == s.org() && d.kind == "case" => {}
+        Ok(_) => return Err(layout::not_found(l)),
+        Err(e) => return Err(layout::failed(l, "case lookup", e)),
+    }
+    let loaded = match state.hub.read(id, read).await {
+        Ok(Some(x)) => x,
+        Ok(None) => return Err(layout::not_found(l)),
+        Err(e) => return Err(layout::failed(l, "case read", e)),
+    };
+    let row = match state.store.cases(s.org()).await {
+        Ok(rows) => rows.into_iter().find(|c| c.id == id.to_string()),
+        Err(e) => return Err(layout::failed(l, "case index", e)),
+    };
+    Ok((id, loaded, row))
+}
+
+pub async fn detail(
+    State(state): State<AppState>,
+    s: Session,
+    Path(raw): Path<String>,
+) -> Response {
+    let (id, loaded, row) = match load(&state, &s, &raw).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let body = match body(&state, &s, &loaded, row.as_ref()).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let l = s.lang;
+    let title = format!("{}: {}", l.t("Fall", "Case"), loaded.view.label);
+    html_response(
+        StatusCode::OK,
+        layout::page(
+            &s,
+            Nav::Cases,
+            &title,
+            html! {
+                p { a href="/dashboard/cases" { "← " (l.t("Alle Fälle", "All cases")) } }
+                h1 { (title) }
+                p #live-status.live-status role="status" aria-live="polite" {}
+                div #case data-live=(format!("/dashboard/fragments/cases/{id}")) { (body) }
+            },
+        ),
+    )
+}
+
+pub async fn fragment(
+    State(state): State<AppState>,
+    s: Session,
+    Path(raw): Path<String>,
+) -> Response {
+    let (_, loaded, row) = match load(&state, &s, &raw).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match body(&state, &s, &loaded, row.as_ref()).await {
+        Ok(b) => b.into_string().into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn body(
+    state: &AppState,
+    s: &Session,
+    c: &Loaded,
+    row: Option<&CaseRow>,
+) -> Result<Markup, Response> {
+    let l = s.lang;
+    let names = Names::load(state, s.org())
+        .await
+        .map_err(|e| layout::failed(l, "names", e))?;
+    let person = |author: &str| -> String {
+        names
+            .volunteers
+            .get(author)
+            .cloned()
+            .unwrap_or_else(|| names.actor(l, "coordinator", author))
+    };
+    let who = |actor: &ActorId| -> String {
+        match c.authors.get(actor) {
+            Some(author) => person(author),
+            None => {
+                let hex = actor.to_hex_string();
+                format!("{} {}", l.t("Kennung", "ID"), &hex[..hex.len().min(8)])
+            }
+        }
+    };
+    let v = &c.view;
+    let total: u64 = v.hours.iter().map(|h| u64::from(h.minutes)).sum();
+    let travel: u64 = v.hours.iter().map(|h| u64::from(h.travel_minutes)).sum();
+    let requests = state
+        .store
+        .requests(s.org(), None)
+        .await
+        .map_err(|e| layout::failed(l, "requests", e))?;
+    let doc_id = row.map(|r| r.id.as_str()).unwrap_or_default();
+    let request = requests
+        .iter()
+        .find(|r| !doc_id.is_empty() && r.case_document_id.as_deref() == Some(doc_id));
+    let volunteers: Vec<String> = row
+        .map(|r| {
+            r.volunteer_ids
+                .iter()
+                .map(|id| names.volunteer(id))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(html! {
+        @if !c.concerns.is_empty() {
+            div.alert role="note" {
+                p { strong { (l.t("Bitte anschauen: ", "Please look at this: ")) } (concerns_text(l, &c.concerns)) }
+            }
+        }
+        section.card aria-labelledby="fall-angaben" {
+            h2 #fall-angaben { (l.t("Angaben", "Details")) }
+            dl.facts {
+                dt { (l.t("Status", "Status")) } dd data-status=(v.status.as_str()) { (badge(v.status.as_str(), &i18n::case_status(l, v.status.as_str()))) }
+                dt { (l.t("Thema", "Topic")) } dd { (i18n::topic(l, v.topic.as_str())) }
+                dt { (l.t("Sprachen", "Languages")) } dd { (i18n::languages(l, &v.languages)) }
+                dt { (l.t("Lotsin/Lotse", "Volunteer")) } dd { (if volunteers.is_empty() { "–".to_owned() } else { volunteers.join(", ") }) }
+                @if let Some(r) = request {
+                    dt { (l.t("Anfrage", "Request")) }
+                    dd { a href=(format!("/dashboard/requests/{}", r.id)) { (r.institution_name) ", " (i18n::window(l, r.starts_at, r.ends_at)) } }
+                }
+                dt { (l.t("Angelegt", "Created")) } dd { (i18n::datetime(l, v.created_at)) }
+                dt { (l.t("Letzte Änderung", "Last change")) } dd { (row.and_then(|r| r.last_change_at).map(|t| i18n::datetime(l, t)).unwrap_or_else(|| "–".into())) }
+            }
+        }
+        section.card aria-labelledby="notizen" {
+            h2 #notizen { (l.t("Notizen", "Notes")) " (" (v.notes.len()) ")" }
+            @if v.notes.is_empty() {
+                p.muted { (l.t("Noch keine Notizen.", "No notes yet.")) }
+            }
+            @for n in &v.notes {
+                article.note data-note=(n.id.as_str()) {
+                    p.muted {
+                        (person(&n.author)) " · " (i18n::datetime(l, n.created_at))
+                        @if n.updated_at != n.created_at { " · " (l.t("bearbeitet", "edited")) " " (i18n::datetime(l, n.updated_at)) }
+                    }
+                    p.text { (n.text) }
+                }
+            }
+        }
+        section.card aria-labelledby="termine" {
+            h2 #termine { (l.t("Termine", "Appointments")) " (" (v.appointments.len()) ")" }
+            @if v.appointments.is_empty() {
+                p.muted { (l.t("Keine Termine.", "No appointments.")) }
+            } @else {
+                (table_wrap(l, l.t("Termine", "Appointments"), html! {
+                    table {
+                        thead { tr {
+                            th scope="col" { (l.t("Wann", "When")) }
+                            th scope="col" { (l.t("Wo", "Where")) }
+                            th scope="col" { (l.t("Wozu", "Purpose")) }
+                            th scope="col" { (l.t("Status", "Status")) }
+                        } }
+                        tbody {
+                            @for a in &v.appointments {
+                                tr {
+                                    td { (i18n::window(l, a.start, a.end)) }
+                                    td { (a.place) }
+                                    td { (a.purpose) }
+                                    td { @if a.cancelled { (badge("cancelled", l.t("abgesagt", "cancelled"))) } @else { (l.t("geplant", "planned")) } }
+                                }
+                            }
+                        }
+                    }
+                }))
+            }
+        }
+        section.card aria-labelledby="stunden" {
+            h2 #stunden { (l.t("Stunden", "Hours")) }
+            @if v.hours.is_empty() {
+                p.muted { (l.t("Noch keine Stunden eingetragen.", "No hours logged yet.")) }
+            } @else {
+                (table_wrap(l, l.t("Stunden", "Hours"), html! {
+                    table {
+                        thead { tr {
+                            th scope="col" { (l.t("Tag", "Day")) }
+                            th scope="col" { (l.t("Art", "Kind")) }
+                            th scope="col" { (l.t("Wer", "Who")) }
+                            th scope="col" class="num" { (l.t("Zeit", "Time")) }
+                            th scope="col" class="num" { (l.t("Fahrzeit", "Travel")) }
+                        } }
+                        tbody {
+                            @for h in &v.hours {
+                                tr {
+                                    td { (i18n::iso_date(l, &h.date)) }
+                                    td { (i18n::hours_kind(l, &h.kind)) }
+                                    td { (person(&h.author)) }
+                                    td.num { (i18n::minutes(i64::from(h.minutes))) }
+                                    td.num { (i18n::minutes(i64::from(h.travel_minutes))) }
+                                }
+                            }
+                        }
+                        tfoot { tr {
+                            th scope="row" colspan="3" { (l.t("Summe", "Total")) }
+                            td.num { (i18n::minutes(total as i64)) }
+                            td.num { (i18n::minutes(travel as i64)) }
+                        } }
+                    }
+                }))
+            }
+        }
+        section.card aria-labelledby="aenderungen" {
+            h2 #aenderungen { (l.t("Wer hat was wann geändert", "Who changed what when")) }
+            p.muted { (l.t(
+                "Aus dem Verlauf des Falls, wie er auf dem Server liegt; Zeiten nach der Uhr des Geräts. Personen sind genannt, sobald sie auf dem Gerät eine Notiz oder Stunden geschrieben haben, sonst steht die Kennung des Geräts.",
+                "From the case's history as the server holds it; times by the device's clock. People are named once they wrote a note or hours on that device; otherwise the device's ID is shown.")) }
+            (table_wrap(l, l.t("Änderungen", "Changes"), html! {
+                table {
+                    thead { tr {
+                        th scope="col" { (l.t("Wann", "When")) }
+                        th scope="col" { (l.t("Was", "What")) }
+                        th scope="col" { (l.t("Wer", "Who")) }
+                    } }
+                    tbody {
+                        @for ch in c.history.iter().rev().take(HISTORY_MAX) {
+                            tr {
+                                td { (if ch.at > 0 { i18n::datetime(l, ch.at) } else { "–".into() }) }
+                                td { (i18n::change_message(l, &ch.message)) }
+                                td { (who(&ch.actor)) }
+                            }
+                        }
+                    }
+                }
+            }))
+            @if c.history.len() > HISTORY_MAX {
+                p.muted { (match l {
+                    Lang::De => format!("Die letzten {HISTORY_MAX} von {} Änderungen.", c.history.len()),
+                    Lang::En => format!("The last {HISTORY_MAX} of {} changes.", c.history.len()),
+                }) }
+            }
+        }
+    })
+}

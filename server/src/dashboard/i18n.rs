@@ -1,0 +1,607 @@
+//! The dashboard's two languages: German first, English second. Texts stand in pairs
+//! at the place they are used (`l.t("Anfragen", "Requests")`); the words the data
+//! stores as codes (topics, statuses, languages, ...) are translated here. Times are
+//! shown in the network's local time (Europe/Berlin).
+
+use axum::http::HeaderMap;
+use axum::http::header;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+pub const LANG_COOKIE: &str = "lotse_lang";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    De,
+    En,
+}
+
+impl Lang {
+    pub fn t<'a>(self, de: &'a str, en: &'a str) -> &'a str {
+        match self {
+            Lang::De => de,
+            Lang::En => en,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::De => "de",
+            Lang::En => "en",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "de" => Some(Lang::De),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::De => Lang::En,
+            Lang::En => Lang::De,
+        }
+    }
+
+    /// `?lang=` first, then the cookie set by the switch, then `Accept-Language`,
+    /// then German.
+    pub fn detect(query: Option<&str>, headers: &HeaderMap) -> Lang {
+        if let Some(l) = query
+            .and_then(|q| query_param(q, "lang"))
+            .and_then(|v| Lang::parse(&v))
+        {
+            return l;
+        }
+        if let Some(l) = cookie(headers, LANG_COOKIE).and_then(|v| Lang::parse(&v)) {
+            return l;
+        }
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(from_accept_language)
+            .unwrap_or(Lang::De)
+    }
+
+    /// A number with this language's decimal mark and one decimal.
+    pub fn decimal(self, value: f64) -> String {
+        let s = format!("{value:.1}");
+        match self {
+            Lang::De => s.replace('.', ","),
+            Lang::En => s,
+        }
+    }
+}
+
+/// The best of German and English in an `Accept-Language` header, by quality.
+fn from_accept_language(value: &str) -> Option<Lang> {
+    let mut best: Option<(Lang, f32)> = None;
+    for part in value.split(',') {
+        let mut pieces = part.split(';');
+        let tag = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = pieces
+            .find_map(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+            })
+            .unwrap_or(1.0);
+        let primary = tag.split('-').next().unwrap_or("");
+        let Some(lang) = Lang::parse(primary) else {
+            continue;
+        };
+        if q > 0.0 && best.is_none_or(|(_, bq)| q > bq) {
+            best = Some((lang, q));
+        }
+    }
+    best.map(|(l, _)| l)
+}
+
+pub fn query_param(query: &str, key: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The topics, as the store knows them, in display order.
+pub const TOPICS: [&str; 8] = crate::store::Volunteer::TOPICS;
+
+pub fn topic(l: Lang, code: &str) -> String {
+    let (de, en) = match code {
+        "gesundheit" => ("Gesundheit", "Health"),
+        "bildung" => ("Bildung", "Education"),
+        "erziehung" => ("Erziehung", "Parenting"),
+        "arbeit" => ("Arbeit", "Work"),
+        "beruf" => ("Beruf", "Career"),
+        "soziales" => ("Soziales", "Social matters"),
+        "wohnen" => ("Wohnen", "Housing"),
+        "behoerden" => ("Behörden", "Authorities"),
+        other => return other.to_owned(),
+    };
+    l.t(de, en).to_owned()
+}
+
+/// Why a volunteer's field was refused, by the rules the API uses too
+/// (`Volunteer::check_*`): their stable code and its one detail (a limit or the value).
+pub fn invalid(l: Lang, code: &str, detail: &str) -> String {
+    match (l, code) {
+        (_, "empty") => l.t("Bitte ausfüllen.", "Please fill in.").into(),
+        (Lang::De, "too_long") => format!("Höchstens {detail} Zeichen."),
+        (Lang::En, "too_long") => format!("At most {detail} characters."),
+        (_, "control_characters") => l
+            .t(
+                "Bitte keine Steuerzeichen.",
+                "No control characters, please.",
+            )
+            .into(),
+        (_, "no_language") => l
+            .t(
+                "Bitte mindestens eine Sprache wählen.",
+                "Please choose at least one language.",
+            )
+            .into(),
+        (Lang::De, "too_many_languages") => format!("Höchstens {detail} Sprachen."),
+        (Lang::En, "too_many_languages") => format!("At most {detail} languages."),
+        (Lang::De, "not_a_language") => {
+            format!("„{detail}“ ist kein Sprachkürzel (zwei Buchstaben wie „hy“).")
+        }
+        (Lang::En, "not_a_language") => {
+            format!("“{detail}” is not a language code (two letters such as “hy”).")
+        }
+        (Lang::De, "not_a_topic") => format!("„{detail}“ ist kein Thema."),
+        (Lang::En, "not_a_topic") => format!("“{detail}” is not a topic."),
+        (Lang::De, "too_many_slots") => format!("Höchstens {detail} Zeiten."),
+        (Lang::En, "too_many_slots") => format!("At most {detail} times."),
+        (Lang::De, "too_many_trainings") => format!("Höchstens {detail} Schulungen."),
+        (Lang::En, "too_many_trainings") => format!("At most {detail} trainings."),
+        (_, "weekday") => l
+            .t("Bitte einen Wochentag wählen.", "Please choose a weekday.")
+            .into(),
+        (_, "time") => l
+            .t(
+                "Bitte Uhrzeiten wie 14:00 angeben.",
+                "Please give times such as 14:00.",
+            )
+            .into(),
+        (_, "slot_order") => l
+            .t(
+                "Das Ende muss nach dem Beginn liegen.",
+                "The end must be after the start.",
+            )
+            .into(),
+        (_, "date") => l
+            .t(
+                "Bitte ein Datum wie 04.03.2026 angeben.",
+                "Please give a date such as 2026-03-04.",
+            )
+            .into(),
+        _ => l
+            .t("Bitte prüfen Sie diese Angabe.", "Please check this entry.")
+            .into(),
+    }
+}
+
+pub fn request_status(l: Lang, code: &str) -> String {
+    let (de, en) = match code {
+        "open" => ("offen", "open"),
+        "offered" => ("angeboten", "offered"),
+        "assigned" => ("vergeben", "assigned"),
+        "done" => ("erledigt", "done"),
+        "cancelled" => ("abgesagt", "cancelled"),
+        "expired" => ("abgelaufen", "expired"),
+        other => return other.to_owned(),
+    };
+    l.t(de, en).to_owned()
+}
+
+pub fn case_status(l: Lang, code: &str) -> String {
+    let (de, en) = match code {
+        "active" => ("aktiv", "active"),
+        "paused" => ("pausiert", "paused"),
+        "closed" => ("abgeschlossen", "closed"),
+        other => return other.to_owned(),
+    };
+    l.t(de, en).to_owned()
+}
+
+pub fn offer_status(l: Lang, code: &str) -> String {
+    let (de, en) = match code {
+        "offered" => ("angeboten, noch keine Antwort", "offered, no answer yet"),
+        "accepted" => ("angenommen", "accepted"),
+        "declined" => ("abgelehnt", "declined"),
+        "taken" => ("zu spät (schon vergeben)", "too late (already taken)"),
+        "withdrawn" => ("zurückgezogen", "withdrawn"),
+        other => return other.to_owned(),
+    };
+    l.t(de, en).to_owned()
+}
+
+pub fn request_action(l: Lang, code: &str) -> String {
+    let (de, en) = match code {
+        "created" => ("angelegt", "created"),
+        "updated" => ("geändert", "edited"),
+        "offered" => ("angeboten an", "offered to"),
+        "accepted" => ("angenommen von", "accepted by"),
+        "declined" => ("abgelehnt von", "declined by"),
+        "accept_too_late" => ("zu spät angenommen von", "accepted too late by"),
+        "taken" => ("vergeben", "taken"),
+        "cancelled" => ("abgesagt", "cancelled"),
+        "done" => ("erledigt", "done"),
+        "reopened" => ("wieder geöffnet", "reopened"),
+        "expired" => ("abgelaufen", "expired"),
+        other => return other.to_owned(),
+    };
+    l.t(de, en).to_owned()
+}
+
+/// An automerge change message of the case schema, in words.
+pub fn change_message(l: Lang, message: &str) -> String {
+    let (de, en) = match message {
+        "create case" => ("Fall angelegt", "case created"),
+        "set status" => ("Status geändert", "status changed"),
+        "set topic" => ("Thema geändert", "topic changed"),
+        "set label" => ("Kürzel geändert", "label changed"),
+        "set languages" => ("Sprachen geändert", "languages changed"),
+        "add note" => ("Notiz hinzugefügt", "note added"),
+        "edit note" => ("Notiz bearbeitet", "note edited"),
+        "delete note" => ("Notiz gelöscht", "note deleted"),
+        "add appointment" => ("Termin hinzugefügt", "appointment added"),
+        "update appointment" => ("Termin geändert", "appointment changed"),
+        "log hours" => ("Stunden eingetragen", "hours logged"),
+        "delete hours" => ("Stunden gelöscht", "hours deleted"),
+        "" => ("Änderung", "change"),
+        other => return other.to_owned(),
+    };
+    l.t(de, en).to_owned()
+}
+
+/// The kinds of hours the apps write (a short word), in words.
+pub fn hours_kind(l: Lang, code: &str) -> String {
+    let (de, en) = match code {
+        "begleitung" => ("Begleitung", "Accompaniment"),
+        "uebersetzung" => ("Übersetzung", "Translation"),
+        "telefonat" => ("Telefonat", "Phone call"),
+        "beratung" => ("Beratung", "Advice"),
+        "fahrt" => ("Fahrt", "Travel"),
+        "sonstiges" => ("Sonstiges", "Other"),
+        other => return other.to_owned(),
+    };
+    l.t(de, en).to_owned()
+}
+
+pub const INSTITUTION_KINDS: [&str; 9] = [
+    "behoerde",
+    "jobcenter",
+    "auslaenderbehoerde",
+    "beratungsstelle",
+    "schule",
+    "kita",
+    "arztpraxis",
+    "migrantin",
+    "sonstige",
+];
+
+pub fn institution_kind(l: Lang, code: &str) -> String {
+    let (de, en) = match code {
+        "behoerde" => ("Behörde", "Authority"),
+        "jobcenter" => ("Jobcenter", "Job centre"),
+        "auslaenderbehoerde" => ("Ausländerbehörde", "Immigration office"),
+        "beratungsstelle" => ("Beratungsstelle", "Counselling service"),
+        "schule" => ("Schule", "School"),
+        "kita" => ("Kita", "Day care"),
+        "arztpraxis" => ("Arztpraxis, Klinik", "Doctor, clinic"),
+        "migrantin" => ("Privatperson (Migrant:in)", "Private person (migrant)"),
+        "sonstige" => ("Sonstige", "Other"),
+        other => return other.to_owned(),
+    };
+    l.t(de, en).to_owned()
+}
+
+pub fn urgency(l: Lang, code: &str) -> String {
+    match code {
+        "dringend" => l.t("dringend", "urgent").to_owned(),
+        _ => l.t("normal", "normal").to_owned(),
+    }
+}
+
+/// Languages offered as checkboxes in forms; others can be typed as ISO codes.
+pub const COMMON_LANGUAGES: [&str; 18] = [
+    "ar", "fa", "ps", "tr", "ku", "uk", "ru", "ro", "bg", "pl", "sq", "ti", "so", "fr", "en", "es",
+    "de", "am",
+];
+
+pub fn language(l: Lang, code: &str) -> String {
+    let (de, en) = match code {
+        "ar" => ("Arabisch", "Arabic"),
+        "fa" => ("Persisch (Farsi/Dari)", "Persian (Farsi/Dari)"),
+        "ps" => ("Paschtu", "Pashto"),
+        "tr" => ("Türkisch", "Turkish"),
+        "ku" => ("Kurdisch", "Kurdish"),
+        "uk" => ("Ukrainisch", "Ukrainian"),
+        "ru" => ("Russisch", "Russian"),
+        "ro" => ("Rumänisch", "Romanian"),
+        "bg" => ("Bulgarisch", "Bulgarian"),
+        "pl" => ("Polnisch", "Polish"),
+        "sq" => ("Albanisch", "Albanian"),
+        "ti" => ("Tigrinya", "Tigrinya"),
+        "so" => ("Somali", "Somali"),
+        "fr" => ("Französisch", "French"),
+        "en" => ("Englisch", "English"),
+        "es" => ("Spanisch", "Spanish"),
+        "de" => ("Deutsch", "German"),
+        "am" => ("Amharisch", "Amharic"),
+        "it" => ("Italienisch", "Italian"),
+        "sr" => ("Serbisch", "Serbian"),
+        "hr" => ("Kroatisch", "Croatian"),
+        "bs" => ("Bosnisch", "Bosnian"),
+        "hy" => ("Armenisch", "Armenian"),
+        "ka" => ("Georgisch", "Georgian"),
+        "ur" => ("Urdu", "Urdu"),
+        "hi" => ("Hindi", "Hindi"),
+        "vi" => ("Vietnamesisch", "Vietnamese"),
+        "zh" => ("Chinesisch", "Chinese"),
+        "pt" => ("Portugiesisch", "Portuguese"),
+        "el" => ("Griechisch", "Greek"),
+        other => return other.to_uppercase(),
+    };
+    l.t(de, en).to_owned()
+}
+
+pub fn languages(l: Lang, codes: &[String]) -> String {
+    codes
+        .iter()
+        .map(|c| language(l, c))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn weekday(l: Lang, n: u8) -> &'static str {
+    const DE: [&str; 7] = [
+        "Montag",
+        "Dienstag",
+        "Mittwoch",
+        "Donnerstag",
+        "Freitag",
+        "Samstag",
+        "Sonntag",
+    ];
+    const EN: [&str; 7] = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
+    let i = usize::from(n.clamp(1, 7) - 1);
+    match l {
+        Lang::De => DE[i],
+        Lang::En => EN[i],
+    }
+}
+
+pub fn month_name(l: Lang, month: i8) -> &'static str {
+    const DE: [&str; 12] = [
+        "Januar",
+        "Februar",
+        "März",
+        "April",
+        "Mai",
+        "Juni",
+        "Juli",
+        "August",
+        "September",
+        "Oktober",
+        "November",
+        "Dezember",
+    ];
+    const EN: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let i = usize::try_from(month.clamp(1, 12) - 1).unwrap_or(0);
+    match l {
+        Lang::De => DE[i],
+        Lang::En => EN[i],
+    }
+}
+
+pub fn tz() -> TimeZone {
+    TimeZone::get(crate::matching::LOCAL_TZ).unwrap_or(TimeZone::UTC)
+}
+
+pub fn zoned(ms: i64) -> Option<jiff::Zoned> {
+    Some(Timestamp::from_millisecond(ms).ok()?.to_zoned(tz()))
+}
+
+/// A moment in local time: "04.03.2026, 14:00" / "2026-03-04 14:00".
+pub fn datetime(l: Lang, ms: i64) -> String {
+    zoned(ms)
+        .map(|z| match l {
+            Lang::De => z.strftime("%d.%m.%Y, %H:%M").to_string(),
+            Lang::En => z.strftime("%Y-%m-%d %H:%M").to_string(),
+        })
+        .unwrap_or_default()
+}
+
+pub fn date(l: Lang, ms: i64) -> String {
+    zoned(ms)
+        .map(|z| match l {
+            Lang::De => z.strftime("%d.%m.%Y").to_string(),
+            Lang::En => z.strftime("%Y-%m-%d").to_string(),
+        })
+        .unwrap_or_default()
+}
+
+/// A `YYYY-MM-DD` date as this language writes it.
+pub fn iso_date(l: Lang, ymd: &str) -> String {
+    match (l, ymd.split('-').collect::<Vec<_>>().as_slice()) {
+        (Lang::De, [y, m, d]) => format!("{d}.{m}.{y}"),
+        _ => ymd.to_owned(),
+    }
+}
+
+pub fn time_of_day(ms: i64) -> String {
+    zoned(ms)
+        .map(|z| z.strftime("%H:%M").to_string())
+        .unwrap_or_default()
+}
+
+/// Start and end of an appointment: one date, two times when on the same day.
+pub fn window(l: Lang, start: i64, end: i64) -> String {
+    match (zoned(start), zoned(end)) {
+        (Some(a), Some(b)) if a.date() == b.date() => {
+            format!("{}–{}", datetime(l, start), time_of_day(end))
+        }
+        _ => format!("{} – {}", datetime(l, start), datetime(l, end)),
+    }
+}
+
+/// Minutes as hours and minutes: "2:30 h".
+pub fn minutes(m: i64) -> String {
+    format!("{}:{:02} h", m / 60, m % 60)
+}
+
+pub fn ago_days(l: Lang, now: i64, then: i64) -> String {
+    let days = (now - then).max(0) / 86_400_000;
+    match (l, days) {
+        (Lang::De, 0) => "heute".into(),
+        (Lang::De, 1) => "vor 1 Tag".into(),
+        (Lang::De, n) => format!("vor {n} Tagen"),
+        (Lang::En, 0) => "today".into(),
+        (Lang::En, 1) => "1 day ago".into(),
+        (Lang::En, n) => format!("{n} days ago"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_language_picks_the_preferred_of_ours() {
+        assert_eq!(
+            from_accept_language("en-GB,en;q=0.9,de;q=0.8"),
+            Some(Lang::En)
+        );
+        assert_eq!(
+            from_accept_language("fr-FR, de;q=0.5, en;q=0.4"),
+            Some(Lang::De)
+        );
+        assert_eq!(from_accept_language("fr, it"), None);
+        assert_eq!(from_accept_language("en;q=0, de-AT"), Some(Lang::De));
+    }
+
+    #[test]
+    fn every_topic_has_words() {
+        for t in TOPICS {
+            for l in [Lang::De, Lang::En] {
+                assert_ne!(topic(l, t), t, "{t} has no words in {l:?}");
+            }
+        }
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn every_refusal_of_the_shared_rules_has_words() {
+        use crate::store::{Slot, Volunteer};
+        let refused = [
+            Volunteer::check_name(" ").unwrap_err().reason(),
+            Volunteer::check_name(&"x".repeat(101))
+                .unwrap_err()
+                .reason(),
+            Volunteer::check_name("a\u{7}b").unwrap_err().reason(),
+            Volunteer::check_languages(&[]).unwrap_err().reason(),
+            Volunteer::check_languages(&vec!["de".to_owned(); 31])
+                .unwrap_err()
+                .reason(),
+            Volunteer::check_languages(&["xx".to_owned()])
+                .unwrap_err()
+                .reason(),
+            Volunteer::check_topics(&["kochen".to_owned()])
+                .unwrap_err()
+                .reason(),
+            Volunteer::check_availability(&vec![
+                Slot {
+                    weekday: 1,
+                    from: "10:00".into(),
+                    to: "11:00".into()
+                };
+                51
+            ])
+            .unwrap_err()
+            .reason(),
+            Volunteer::check_date("4.3.2026").unwrap_err().reason(),
+            Volunteer::check_trainings(&vec![
+                crate::store::Training {
+                    name: "Basislehrgang".into(),
+                    completed_on: "2026-03-04".into(),
+                };
+                101
+            ])
+            .unwrap_err()
+            .reason(),
+        ];
+        let slots = [
+            (0, "10:00", "11:00"),
+            (1, "1000", "11:00"),
+            (1, "11:00", "10:00"),
+        ];
+        let refused = refused.into_iter().chain(slots.map(|(weekday, from, to)| {
+            Slot {
+                weekday,
+                from: from.into(),
+                to: to.into(),
+            }
+            .check()
+            .unwrap_err()
+            .reason()
+        }));
+        let fallback = invalid(Lang::De, "?", "");
+        for (code, detail) in refused {
+            for l in [Lang::De, Lang::En] {
+                let words = invalid(l, code, &detail);
+                assert_ne!(words, invalid(l, "?", ""), "{code}");
+                assert!(words.contains(&detail), "{code}: {words}");
+            }
+        }
+        assert_eq!(fallback, "Bitte prüfen Sie diese Angabe.");
+    }
+
+    #[test]
+    fn times_are_local() {
+        // 13:00 UTC on 2026-03-04 is 14:00 in Berlin.
+        assert_eq!(datetime(Lang::De, 1_772_629_200_000), "04.03.2026, 14:00");
+        assert_eq!(datetime(Lang::En, 1_772_629_200_000), "2026-03-04 14:00");
+        assert_eq!(
+            window(Lang::De, 1_772_629_200_000, 1_772_629_200_000 + 5_400_000),
+            "04.03.2026, 14:00–15:30"
+        );
+        assert_eq!(minutes(150), "2:30 h");
+        assert_eq!(Lang::De.decimal(12.34), "12,3");
+    }
+}

@@ -1,0 +1,169 @@
+//! The coordinators' dashboard: server-rendered HTML (German first, English second),
+//! live through Server-Sent Events, charts as SVG drawn on the server.
+//!
+//! | path | page |
+//! |---|---|
+//! | `/dashboard` | Überblick: requests by state, active cases, stale phones, cases to look at |
+//! | `/dashboard/requests[/new, /{id}, /{id}/edit]` | Anfragen: list, create, edit, candidates, offer |
+//! | `/dashboard/cases[/{id}]` | Fälle: list and detail as the server holds them after sync |
+//! | `/dashboard/volunteers[/new, /{id}, /{id}/edit]` | Lotsinnen und Lotsen: list, create, edit, profile, devices, enrollment codes |
+//! | `/dashboard/reports[.csv, /chart/{name}.svg]` | Berichte with small-cell suppression |
+//! | `/dashboard/events` | the live stream (SSE); `/dashboard/fragments/...` what it refreshes |
+//!
+//! Pages work without JavaScript; `static/app.js` only refreshes live regions. Every page
+//! needs a coordinator session (else: redirect to the login) and every form a CSRF token
+//! (`session`). Anything of another organisation answers 404, like something missing.
+
+mod cases;
+mod i18n;
+mod layout;
+mod live;
+mod lookat;
+mod overview;
+mod reports;
+mod requests;
+mod session;
+mod volunteers;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderValue, header};
+use axum::response::{Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use rand::Rng;
+
+use crate::http::AppState;
+use crate::store::StoreError;
+
+pub use reports::{Period, suppress};
+
+/// State the dashboard keeps beside `AppState`.
+pub struct Dash {
+    csrf_key: tokio::sync::OnceCell<[u8; 32]>,
+    /// Results of the "to look at" checks per case, valid while the heads stay the same.
+    pub(crate) look_at: Mutex<HashMap<String, (String, Vec<lookat::Concern>)>>,
+}
+
+impl Dash {
+    fn new() -> Self {
+        Self {
+            csrf_key: tokio::sync::OnceCell::new(),
+            look_at: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The key CSRF tokens are derived with: made once, kept in the database so that
+    /// tokens survive a restart and agree between instances.
+    pub(crate) async fn key(&self, state: &AppState) -> Result<[u8; 32], StoreError> {
+        self.csrf_key
+            .get_or_try_init(|| async {
+                let text = state
+                    .store
+                    .setting_or_insert("dashboard.csrf_key", || {
+                        hex::encode(rand::thread_rng().r#gen::<[u8; 32]>())
+                    })
+                    .await?;
+                let bytes = hex::decode(&text)
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| StoreError::Corrupt("dashboard.csrf_key".into()))?;
+                Ok(bytes)
+            })
+            .await
+            .copied()
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    let dash = Arc::new(Dash::new());
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/dashboard") }))
+        .route("/dashboard", get(overview::page))
+        .route("/dashboard/", get(|| async { Redirect::to("/dashboard") }))
+        .route(
+            "/dashboard/login",
+            get(session::login_page).post(session::login),
+        )
+        .route("/dashboard/logout", post(session::logout))
+        .route("/dashboard/logout-all", post(session::logout_all))
+        .route("/dashboard/lang", get(session::switch_language))
+        .route(
+            "/dashboard/static/app.css",
+            get(|| async { layout::static_css() }),
+        )
+        .route(
+            "/dashboard/static/app.js",
+            get(|| async { layout::static_js() }),
+        )
+        .route("/dashboard/events", get(live::events))
+        .route("/dashboard/fragments/overview", get(overview::fragment))
+        .route("/dashboard/fragments/cases/{id}", get(cases::fragment))
+        .route(
+            "/dashboard/requests",
+            get(requests::list).post(requests::create),
+        )
+        .route("/dashboard/requests/new", get(requests::new_form))
+        .route(
+            "/dashboard/requests/{id}",
+            get(requests::detail).post(requests::update),
+        )
+        .route("/dashboard/requests/{id}/edit", get(requests::edit_form))
+        .route("/dashboard/requests/{id}/offer", post(requests::offer))
+        .route(
+            "/dashboard/requests/{id}/status",
+            post(requests::set_status),
+        )
+        .route("/dashboard/cases", get(cases::list))
+        .route("/dashboard/cases/{id}", get(cases::detail))
+        .route(
+            "/dashboard/volunteers",
+            get(volunteers::list).post(volunteers::create),
+        )
+        .route("/dashboard/volunteers/new", get(volunteers::new_form))
+        .route(
+            "/dashboard/volunteers/{id}",
+            get(volunteers::detail).post(volunteers::update),
+        )
+        .route(
+            "/dashboard/volunteers/{id}/edit",
+            get(volunteers::edit_form),
+        )
+        .route(
+            "/dashboard/volunteers/{id}/enrollment-code",
+            post(volunteers::enrollment_code),
+        )
+        .route("/dashboard/devices/{id}/revoke", post(volunteers::revoke))
+        .route("/dashboard/reports", get(reports::page))
+        .route("/dashboard/reports.csv", get(reports::csv))
+        .route("/dashboard/reports/chart/{name}", get(reports::chart))
+        .layer(axum::middleware::map_response(security_headers))
+        .layer(Extension(dash))
+}
+
+/// Scripts and styles only from us, no framing, no sniffing, no caching of pages that
+/// show case data.
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+             object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}

@@ -1,0 +1,1094 @@
+//! Anfragen: the list with filters, the create and edit form, a request's page with the
+//! candidates ranking (reasons in the page's language), the offer, the answers (who
+//! accepted, who declined) and the history. Decisions stay the store's, as in the API.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+
+use super::i18n::{self, Lang, query_param};
+use super::layout::{
+    self, Nav, aria_invalid, badge, csrf, described, field_error, html_response, table_wrap, uuid,
+};
+use super::overview::is_overdue;
+use super::session::{Fields, Posted, Session};
+use crate::http::AppState;
+use crate::matching;
+use crate::store::{Actor, NewRequest, Request, RequestError, RequestPatch, now_ms};
+
+type Errors = HashMap<&'static str, String>;
+
+fn param(s: &Session, key: &str) -> String {
+    s.here
+        .split_once('?')
+        .and_then(|(_, q)| query_param(q, key))
+        .unwrap_or_default()
+}
+
+pub async fn list(State(state): State<AppState>, s: Session) -> Response {
+    let l = s.lang;
+    let status = param(&s, "status");
+    let topic = param(&s, "topic");
+    let language = param(&s, "language");
+    let overdue = param(&s, "overdue") == "1";
+    let q = param(&s, "q").to_lowercase();
+    let status_filter = crate::store::STATUSES
+        .contains(&status.as_str())
+        .then_some(status.as_str());
+    let all = match state.store.requests(s.org(), status_filter).await {
+        Ok(r) => r,
+        Err(e) => return layout::failed(l, "requests list", e),
+    };
+    let now = now_ms();
+    let mut languages: Vec<String> = all
+        .iter()
+        .flat_map(|r| r.languages.iter().cloned())
+        .collect();
+    languages.sort();
+    languages.dedup();
+    let shown: Vec<&Request> = all
+        .iter()
+        .filter(|r| topic.is_empty() || r.topic == topic)
+        .filter(|r| language.is_empty() || r.languages.contains(&language))
+        .filter(|r| !overdue || is_overdue(r, now))
+        .filter(|r| {
+            q.is_empty()
+                || [
+                    &r.institution_name,
+                    &r.place_area,
+                    &r.person_label,
+                    &r.description,
+                ]
+                .iter()
+                .any(|f| f.to_lowercase().contains(&q))
+        })
+        .collect();
+    let title = l.t("Anfragen", "Requests");
+    html_response(
+        StatusCode::OK,
+        layout::page(
+            &s,
+            Nav::Requests,
+            title,
+            html! {
+                h1 { (title) }
+                p { a.button href="/dashboard/requests/new" { (l.t("Neue Anfrage", "New request")) } }
+                form.filters method="get" action="/dashboard/requests" role="search" aria-label=(l.t("Anfragen filtern", "Filter requests")) {
+                    div.field {
+                        label for="f-status" { (l.t("Status", "Status")) }
+                        select #f-status name="status" {
+                            option value="" { (l.t("alle", "all")) }
+                            @for st in crate::store::STATUSES {
+                                option value=(st) selected[status == st] { (i18n::request_status(l, st)) }
+                            }
+                        }
+                    }
+                    div.field {
+                        label for="f-topic" { (l.t("Thema", "Topic")) }
+                        select #f-topic name="topic" {
+                            option value="" { (l.t("alle", "all")) }
+                            @for t in i18n::TOPICS {
+                                option value=(t) selected[topic == t] { (i18n::topic(l, t)) }
+                            }
+                        }
+                    }
+                    div.field {
+                        label for="f-language" { (l.t("Sprache", "Language")) }
+                        select #f-language name="language" {
+                            option value="" { (l.t("alle", "all")) }
+                            @for code in &languages {
+                                option value=(code) selected[&language == code] { (i18n::language(l, code)) }
+                            }
+                        }
+                    }
+                    div.field {
+                        label for="f-q" { (l.t("Suche", "Search")) }
+                        input #f-q type="search" name="q" value=(param(&s, "q"));
+                    }
+                    div.field {
+                        label { input type="checkbox" name="overdue" value="1" checked[overdue]; " " (l.t("nur überfällige", "overdue only")) }
+                    }
+                    button type="submit" { (l.t("Filtern", "Filter")) }
+                }
+                p role="status" { (shown.len()) " " (l.t("Anfragen", "requests")) }
+                @if !shown.is_empty() {
+                    (table_wrap(l, title, html! {
+                        table {
+                            thead { tr {
+                                th scope="col" { (l.t("Termin", "Appointment")) }
+                                th scope="col" { (l.t("Thema", "Topic")) }
+                                th scope="col" { (l.t("Sprachen", "Languages")) }
+                                th scope="col" { (l.t("Einrichtung", "Institution")) }
+                                th scope="col" { (l.t("Stadtteil", "District")) }
+                                th scope="col" { (l.t("Status", "Status")) }
+                            } }
+                            tbody {
+                                @for r in &shown {
+                                    tr {
+                                        td { a href=(format!("/dashboard/requests/{}", r.id)) { (i18n::window(l, r.starts_at, r.ends_at)) } }
+                                        td { (i18n::topic(l, &r.topic)) }
+                                        td { (i18n::languages(l, &r.languages)) }
+                                        td { (r.institution_name) }
+                                        td { (r.place_area) }
+                                        td {
+                                            (badge(&r.status, &i18n::request_status(l, &r.status)))
+                                            @if is_overdue(r, now) { " " (badge("overdue", l.t("überfällig", "overdue"))) }
+                                            @if r.urgency == "dringend" { " " (badge("dringend", &i18n::urgency(l, "dringend"))) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }))
+                }
+            },
+        ),
+    )
+}
+
+/// What the form shows: the posted fields, or a request's values for editing.
+fn fields_of(r: &Request) -> Fields {
+    let date = i18n::zoned(r.starts_at)
+        .map(|z| z.strftime("%Y-%m-%d").to_string())
+        .unwrap_or_default();
+    let mut v = vec![
+        ("institution_kind", r.institution_kind.clone()),
+        ("institution_name", r.institution_name.clone()),
+        ("contact", r.contact.clone().unwrap_or_default()),
+        ("person_label", r.person_label.clone()),
+        ("topic", r.topic.clone()),
+        ("date", date),
+        ("from", i18n::time_of_day(r.starts_at)),
+        ("to", i18n::time_of_day(r.ends_at)),
+        ("place_area", r.place_area.clone()),
+        ("place_address", r.place_address.clone().unwrap_or_default()),
+        ("urgency", r.urgency.clone()),
+        ("description", r.description.clone()),
+    ];
+    let mut others = Vec::new();
+    for code in &r.languages {
+        if i18n::COMMON_LANGUAGES.contains(&code.as_str()) {
+            v.push(("language", code.clone()));
+        } else {
+            others.push(code.clone());
+        }
+    }
+    v.push(("other_languages", others.join(", ")));
+    Fields(v.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+/// What every field of a form needs: the language, the values, the messages.
+struct FormCtx<'a> {
+    l: Lang,
+    f: &'a Fields,
+    errors: &'a Errors,
+}
+
+impl FormCtx<'_> {
+    fn input(
+        &self,
+        name: &'static str,
+        label: &str,
+        hint: Option<&str>,
+        max: usize,
+        required: bool,
+        kind: &str,
+    ) -> Markup {
+        let (l, f, errors) = (self.l, self.f, self.errors);
+        html! {
+            div.field {
+                label for=(name) { (label) @if !required { " " span.muted { "(" (l.t("freiwillig", "optional")) ")" } } }
+                @if let Some(h) = hint { p.muted id=(format!("{name}-hint")) { (h) } }
+                input id=(name) type=(kind) name=(name) value=(f.get(name)) maxlength=(max) required[required]
+                    aria-invalid=[aria_invalid(errors, name)]
+                    aria-describedby=[described(errors, name).or_else(|| hint.map(|_| format!("{name}-hint")))];
+                (field_error(errors, name))
+            }
+        }
+    }
+}
+
+fn request_form(s: &Session, action: &str, f: &Fields, errors: &Errors, submit: &str) -> Markup {
+    let l = s.lang;
+    let chosen = f.all("language");
+    let form = FormCtx { l, f, errors };
+    html! {
+        @if !errors.is_empty() {
+            div.alert role="alert" { p { (l.t("Bitte prüfen Sie die markierten Angaben.", "Please check the marked fields.")) } }
+        }
+        form method="post" action=(action) novalidate {
+            (csrf(s))
+            div.form-grid {
+                div {
+                    div.field {
+                        label for="institution_kind" { (l.t("Art der Einrichtung", "Kind of institution")) }
+                        select #institution_kind name="institution_kind" {
+                            @for k in i18n::INSTITUTION_KINDS {
+                                option value=(k) selected[f.get("institution_kind") == k] { (i18n::institution_kind(l, k)) }
+                            }
+                        }
+                    }
+                    (form.input("institution_name", l.t("Name der Einrichtung", "Name of the institution"), None, 120, true, "text"))
+                    (form.input("contact", l.t("Kontakt für Rückfragen", "Contact for questions"), None, 200, false, "text"))
+                    (form.input("person_label", l.t("Kürzel der Person", "Label of the person"),
+                        Some(l.t("Initialen oder ein Code, nie ein Name.", "Initials or a code, never a name.")), 40, false, "text"))
+                    div.field {
+                        label for="topic" { (l.t("Thema", "Topic")) }
+                        select #topic name="topic" {
+                            @for t in i18n::TOPICS {
+                                option value=(t) selected[f.get("topic") == t] { (i18n::topic(l, t)) }
+                            }
+                        }
+                    }
+                    fieldset aria-describedby=[described(errors, "languages")] {
+                        legend { (l.t("Sprachen", "Languages")) }
+                        @for code in i18n::COMMON_LANGUAGES {
+                            label { input type="checkbox" name="language" value=(code) checked[chosen.iter().any(|c| c == code)]; (i18n::language(l, code)) }
+                        }
+                        (form.input("other_languages", l.t("Weitere Sprachen (Kürzel wie „hy“, mit Komma getrennt)", "Other languages (codes such as “hy”, comma-separated)"), None, 60, false, "text"))
+                        (field_error(errors, "languages"))
+                    }
+                }
+                div {
+                    (form.input("date", l.t("Datum", "Date"), None, 10, true, "date"))
+                    (form.input("from", l.t("Von (Uhrzeit)", "From (time)"), None, 5, true, "time"))
+                    (form.input("to", l.t("Bis (Uhrzeit)", "To (time)"), None, 5, true, "time"))
+                    (form.input("place_area", l.t("Stadtteil oder Ort (grob)", "District (coarse)"), None, 80, true, "text"))
+                    (form.input("place_address", l.t("Genaue Adresse", "Exact address"),
+                        Some(l.t("Nur die Person sieht sie, die die Anfrage bekommt.", "Only the volunteer who gets the request sees it.")), 200, false, "text"))
+                    fieldset {
+                        legend { (l.t("Dringlichkeit", "Urgency")) }
+                        label { input type="radio" name="urgency" value="normal" checked[f.get("urgency") != "dringend"]; (i18n::urgency(l, "normal")) }
+                        label { input type="radio" name="urgency" value="dringend" checked[f.get("urgency") == "dringend"]; (i18n::urgency(l, "dringend")) }
+                    }
+                    div.field {
+                        label for="description" { (l.t("Worum geht es? (kurz, ohne Namen)", "What is it about? (short, no names)")) }
+                        textarea #description name="description" rows="4" maxlength="1000"
+                            aria-invalid=[aria_invalid(errors, "description")]
+                            aria-describedby=[described(errors, "description")] { (f.get("description")) }
+                        (field_error(errors, "description"))
+                    }
+                }
+            }
+            button type="submit" { (submit) }
+        }
+    }
+}
+
+fn local_ms(date: &str, time: &str) -> Option<i64> {
+    let dt: jiff::civil::DateTime = format!("{date}T{time}").parse().ok()?;
+    let zoned = dt.to_zoned(i18n::tz()).ok()?;
+    Some(zoned.timestamp().as_millisecond())
+}
+
+fn clean(
+    l: Lang,
+    errors: &mut Errors,
+    f: &Fields,
+    name: &'static str,
+    max: usize,
+    required: bool,
+) -> String {
+    let v = f.get(name);
+    if required && v.is_empty() {
+        errors.insert(name, l.t("Bitte ausfüllen.", "Please fill in.").into());
+    } else if v.chars().count() > max {
+        errors.insert(
+            name,
+            match l {
+                Lang::De => format!("Höchstens {max} Zeichen."),
+                Lang::En => format!("At most {max} characters."),
+            },
+        );
+    } else if v.chars().any(|c| c.is_control() && c != '\n' && c != '\r') {
+        errors.insert(
+            name,
+            l.t(
+                "Bitte keine Steuerzeichen.",
+                "No control characters, please.",
+            )
+            .into(),
+        );
+    }
+    v.replace('\r', "")
+}
+
+/// Checks the form; German or English messages per field.
+fn validate(l: Lang, f: &Fields) -> Result<NewRequest, Errors> {
+    let mut errors = Errors::new();
+    let institution_name = clean(l, &mut errors, f, "institution_name", 120, true);
+    let contact = clean(l, &mut errors, f, "contact", 200, false);
+    let person_label = clean(l, &mut errors, f, "person_label", 40, false);
+    let place_area = clean(l, &mut errors, f, "place_area", 80, true);
+    let place_address = clean(l, &mut errors, f, "place_address", 200, false);
+    let description = clean(l, &mut errors, f, "description", 1000, false);
+    let kind = f.get("institution_kind");
+    let kind = if i18n::INSTITUTION_KINDS.contains(&kind.as_str()) {
+        kind
+    } else {
+        "sonstige".into()
+    };
+    let topic = f.get("topic");
+    if !i18n::TOPICS.contains(&topic.as_str()) {
+        errors.insert(
+            "topic",
+            l.t("Bitte ein Thema wählen.", "Please choose a topic.")
+                .into(),
+        );
+    }
+    let mut languages: Vec<String> = Vec::new();
+    for code in f.all("language").into_iter().chain(
+        f.get("other_languages")
+            .split([',', ' ', ';'])
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+    ) {
+        let code = code.to_ascii_lowercase();
+        if isolang::Language::from_639_1(&code).is_none() {
+            errors.insert(
+                "other_languages",
+                match l {
+                    Lang::De => {
+                        format!("„{code}“ ist kein Sprachkürzel (zwei Buchstaben wie „hy“).")
+                    }
+                    Lang::En => {
+                        format!("“{code}” is not a language code (two letters such as “hy”).")
+                    }
+                },
+            );
+        } else if !languages.contains(&code) {
+            languages.push(code);
+        }
+    }
+    if languages.is_empty() && !errors.contains_key("other_languages") {
+        errors.insert(
+            "languages",
+            l.t(
+                "Bitte mindestens eine Sprache wählen.",
+                "Please choose at least one language.",
+            )
+            .into(),
+        );
+    }
+    let start = local_ms(&f.get("date"), &f.get("from"));
+    let end = local_ms(&f.get("date"), &f.get("to"));
+    if f.get("date").is_empty() {
+        errors.insert(
+            "date",
+            l.t("Bitte ein Datum angeben.", "Please give a date.")
+                .into(),
+        );
+    }
+    match (start, end) {
+        (Some(s), Some(e)) if e <= s => {
+            errors.insert(
+                "to",
+                l.t(
+                    "Das Ende muss nach dem Beginn liegen.",
+                    "The end must be after the start.",
+                )
+                .into(),
+            );
+        }
+        (Some(_), Some(_)) => {}
+        (None, _) => {
+            errors.entry("from").or_insert_with(|| {
+                l.t(
+                    "Bitte eine Uhrzeit wie 14:00 angeben.",
+                    "Please give a time such as 14:00.",
+                )
+                .into()
+            });
+        }
+        (_, None) => {
+            errors.insert(
+                "to",
+                l.t(
+                    "Bitte eine Uhrzeit wie 15:30 angeben.",
+                    "Please give a time such as 15:30.",
+                )
+                .into(),
+            );
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let some = |v: String| Some(v).filter(|v| !v.is_empty());
+    Ok(NewRequest {
+        source: "coordinator",
+        institution_kind: kind,
+        institution_name,
+        contact: some(contact),
+        person_label: some(person_label).unwrap_or_else(|| "—".into()),
+        topic,
+        languages,
+        starts_at: start.unwrap_or_default(),
+        ends_at: end.unwrap_or_default(),
+        place_area,
+        place_address: some(place_address),
+        urgency: if f.get("urgency") == "dringend" {
+            "dringend".into()
+        } else {
+            "normal".into()
+        },
+        description,
+    })
+}
+
+fn form_page(
+    s: &Session,
+    title: &str,
+    action: &str,
+    f: &Fields,
+    errors: &Errors,
+    submit: &str,
+    status: StatusCode,
+) -> Response {
+    html_response(
+        status,
+        layout::page(
+            s,
+            Nav::Requests,
+            title,
+            html! {
+                h1 { (title) }
+                (request_form(s, action, f, errors, submit))
+            },
+        ),
+    )
+}
+
+pub async fn new_form(s: Session) -> Response {
+    let l = s.lang;
+    let f = Fields(vec![
+        ("topic".into(), "behoerden".into()),
+        ("institution_kind".into(), "behoerde".into()),
+    ]);
+    form_page(
+        &s,
+        l.t("Neue Anfrage", "New request"),
+        "/dashboard/requests",
+        &f,
+        &Errors::new(),
+        l.t("Anfrage anlegen", "Create request"),
+        StatusCode::OK,
+    )
+}
+
+pub async fn create(State(state): State<AppState>, Posted { s, f }: Posted) -> Response {
+    let l = s.lang;
+    let new = match validate(l, &f) {
+        Ok(n) => n,
+        Err(errors) => {
+            return form_page(
+                &s,
+                l.t("Neue Anfrage", "New request"),
+                "/dashboard/requests",
+                &f,
+                &errors,
+                l.t("Anfrage anlegen", "Create request"),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            );
+        }
+    };
+    match state
+        .store
+        .create_request(
+            s.org(),
+            Actor {
+                kind: "coordinator",
+                id: s.caller.id(),
+            },
+            new,
+        )
+        .await
+    {
+        Ok(r) => {
+            tracing::info!(request_id = %r.id, "request created (dashboard)");
+            Redirect::to(&format!("/dashboard/requests/{}?created=1", r.id)).into_response()
+        }
+        Err(e) => layout::failed(l, "create request", e),
+    }
+}
+
+async fn load(state: &AppState, s: &Session, raw: &str) -> Result<Request, Response> {
+    let Some(id) = uuid(raw) else {
+        return Err(layout::not_found(s.lang));
+    };
+    match state.store.request(s.org(), &id).await {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => Err(layout::not_found(s.lang)),
+        Err(e) => Err(layout::failed(s.lang, "load request", e)),
+    }
+}
+
+pub async fn edit_form(
+    State(state): State<AppState>,
+    s: Session,
+    Path(raw): Path<String>,
+) -> Response {
+    let r = match load(&state, &s, &raw).await {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
+    let l = s.lang;
+    form_page(
+        &s,
+        l.t("Anfrage bearbeiten", "Edit request"),
+        &format!("/dashboard/requests/{}", r.id),
+        &fields_of(&r),
+        &Errors::new(),
+        l.t("Änderungen speichern", "Save changes"),
+        StatusCode::OK,
+    )
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Posted { s, f }: Posted,
+) -> Response {
+    let r = match load(&state, &s, &raw).await {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
+    let l = s.lang;
+    let action = format!("/dashboard/requests/{}", r.id);
+    let new = match validate(l, &f) {
+        Ok(n) => n,
+        Err(errors) => {
+            return form_page(
+                &s,
+                l.t("Anfrage bearbeiten", "Edit request"),
+                &action,
+                &f,
+                &errors,
+                l.t("Änderungen speichern", "Save changes"),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            );
+        }
+    };
+    let patch = RequestPatch {
+        institution_kind: Some(new.institution_kind),
+        institution_name: Some(new.institution_name),
+        contact: Some(new.contact),
+        person_label: Some(new.person_label),
+        topic: Some(new.topic),
+        languages: Some(new.languages),
+        starts_at: Some(new.starts_at),
+        ends_at: Some(new.ends_at),
+        place_area: Some(new.place_area),
+        place_address: Some(new.place_address),
+        urgency: Some(new.urgency),
+        description: Some(new.description),
+        status: None,
+    };
+    match state
+        .store
+        .update_request(
+            s.org(),
+            Actor {
+                kind: "coordinator",
+                id: s.caller.id(),
+            },
+            &r.id,
+            patch,
+        )
+        .await
+    {
+        Ok(Some(_)) => {
+            Redirect::to(&format!("/dashboard/requests/{}?saved=1", r.id)).into_response()
+        }
+        Ok(None) => layout::not_found(l),
+        Err(e) => {
+            detail_with(
+                &state,
+                &s,
+                r,
+                Some(request_error(l, e)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+    }
+}
+
+fn request_error(l: Lang, e: RequestError) -> String {
+    match e {
+        RequestError::Transition { .. } => l
+            .t(
+                "Dieser Statuswechsel ist nicht möglich.",
+                "This change of status is not possible.",
+            )
+            .into(),
+        RequestError::Closed(status) => match l {
+            Lang::De => format!(
+                "Die Anfrage ist {} und kann nicht mehr angeboten werden.",
+                i18n::request_status(l, &status)
+            ),
+            Lang::En => format!(
+                "The request is {} and can no longer be offered.",
+                i18n::request_status(l, &status)
+            ),
+        },
+        RequestError::NotAVolunteer(_) => l
+            .t(
+                "Diese Person ist keine aktive Lotsin / kein aktiver Lotse.",
+                "This person is not an active volunteer.",
+            )
+            .into(),
+        RequestError::Window => l
+            .t(
+                "Das Ende muss nach dem Beginn liegen.",
+                "The end must be after the start.",
+            )
+            .into(),
+        RequestError::Store(e) => {
+            tracing::error!(error = %e, "dashboard: request change failed");
+            l.t(
+                "Interner Fehler, bitte noch einmal versuchen.",
+                "Internal error, please try again.",
+            )
+            .into()
+        }
+    }
+}
+
+pub async fn offer(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Posted { s, f }: Posted,
+) -> Response {
+    let r = match load(&state, &s, &raw).await {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
+    let l = s.lang;
+    let chosen: Vec<String> = f.all("volunteer").iter().filter_map(|v| uuid(v)).collect();
+    if chosen.is_empty() || chosen.len() > 100 {
+        let msg = l.t(
+            "Bitte mindestens eine Person auswählen.",
+            "Please choose at least one person.",
+        );
+        return detail_with(
+            &state,
+            &s,
+            r,
+            Some(msg.into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+    match state
+        .store
+        .offer_request(
+            s.org(),
+            Actor {
+                kind: "coordinator",
+                id: s.caller.id(),
+            },
+            &r.id,
+            &chosen,
+        )
+        .await
+    {
+        Ok(Some((_, fresh))) => {
+            state.push.wake();
+            tracing::info!(request_id = %r.id, offered = fresh.len(), "request offered (dashboard)");
+            Redirect::to(&format!(
+                "/dashboard/requests/{}?offered={}",
+                r.id,
+                fresh.len()
+            ))
+            .into_response()
+        }
+        Ok(None) => layout::not_found(l),
+        Err(e) => {
+            detail_with(
+                &state,
+                &s,
+                r,
+                Some(request_error(l, e)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+    }
+}
+
+pub async fn set_status(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Posted { s, f }: Posted,
+) -> Response {
+    let r = match load(&state, &s, &raw).await {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
+    let l = s.lang;
+    let to = f.get("status");
+    if !["cancelled", "done", "open"].contains(&to.as_str()) {
+        return detail_with(
+            &state,
+            &s,
+            r,
+            Some(l.t("Unbekannter Status.", "Unknown status.").into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+    let patch = RequestPatch {
+        status: Some(to),
+        ..RequestPatch::default()
+    };
+    match state
+        .store
+        .update_request(
+            s.org(),
+            Actor {
+                kind: "coordinator",
+                id: s.caller.id(),
+            },
+            &r.id,
+            patch,
+        )
+        .await
+    {
+        Ok(Some(_)) => {
+            state.push.wake();
+            Redirect::to(&format!("/dashboard/requests/{}?saved=1", r.id)).into_response()
+        }
+        Ok(None) => layout::not_found(l),
+        Err(e) => {
+            detail_with(
+                &state,
+                &s,
+                r,
+                Some(request_error(l, e)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+    }
+}
+
+pub async fn detail(
+    State(state): State<AppState>,
+    s: Session,
+    Path(raw): Path<String>,
+) -> Response {
+    match load(&state, &s, &raw).await {
+        Ok(r) => detail_with(&state, &s, r, None, StatusCode::OK).await,
+        Err(res) => res,
+    }
+}
+
+/// Who an actor of the history is, in words.
+pub struct Names {
+    pub volunteers: HashMap<String, String>,
+    coordinators: HashMap<String, String>,
+    devices: HashMap<String, (String, String)>,
+}
+
+impl Names {
+    pub async fn load(state: &AppState, org: &str) -> Result<Self, crate::store::StoreError> {
+        let volunteers = state
+            .store
+            .volunteers(org)
+            .await?
+            .into_iter()
+            .map(|v| (v.id, v.display_name))
+            .collect();
+        let coordinators = state
+            .store
+            .coordinator_names(org)
+            .await?
+            .into_iter()
+            .collect();
+        let devices = state
+            .store
+            .device_names(org)
+            .await?
+            .into_iter()
+            .map(|(id, name, v)| (id, (name, v)))
+            .collect();
+        Ok(Self {
+            volunteers,
+            coordinators,
+            devices,
+        })
+    }
+
+    pub fn volunteer(&self, id: &str) -> String {
+        self.volunteers
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| "?".into())
+    }
+
+    pub fn actor(&self, l: Lang, kind: &str, id: &str) -> String {
+        match kind {
+            "coordinator" => self
+                .coordinators
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| l.t("Koordination", "Coordinator").into()),
+            "device" => match self.devices.get(id) {
+                Some((device, v)) => format!(
+                    "{} ({}: {device})",
+                    self.volunteer(v),
+                    l.t("Gerät", "device")
+                ),
+                None => l.t("ein Gerät", "a device").into(),
+            },
+            "intake" => l.t("Anfrageformular", "Intake form").into(),
+            "system" => l.t("System", "System").into(),
+            other => other.to_owned(),
+        }
+    }
+}
+
+async fn detail_with(
+    state: &AppState,
+    s: &Session,
+    r: Request,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let l = s.lang;
+    let org = s.org();
+    let names = match Names::load(state, org).await {
+        Ok(n) => n,
+        Err(e) => return layout::failed(l, "names", e),
+    };
+    let offers = match state.store.request_offers(&r.id).await {
+        Ok(o) => o,
+        Err(e) => return layout::failed(l, "offers", e),
+    };
+    let history = match state.store.request_history(&r.id).await {
+        Ok(h) => h,
+        Err(e) => return layout::failed(l, "history", e),
+    };
+    let open = matches!(r.status.as_str(), "open" | "offered");
+    let candidates = if open {
+        let volunteers = match state.store.volunteers(org).await {
+            Ok(v) => v,
+            Err(e) => return layout::failed(l, "volunteers", e),
+        };
+        let loads = match state.store.volunteer_loads(org).await {
+            Ok(v) => v,
+            Err(e) => return layout::failed(l, "loads", e),
+        };
+        matching::rank(&r, &volunteers, &|v| loads.get(v).copied().unwrap_or(0))
+    } else {
+        Vec::new()
+    };
+    let offered: HashMap<&str, &str> = offers
+        .iter()
+        .map(|o| (o.volunteer_id.as_str(), o.status.as_str()))
+        .collect();
+    let notice = match (
+        param(s, "created").as_str(),
+        param(s, "saved").as_str(),
+        param(s, "offered"),
+    ) {
+        ("1", _, _) => Some(
+            l.t("Die Anfrage ist angelegt.", "The request was created.")
+                .to_owned(),
+        ),
+        (_, "1", _) => Some(l.t("Gespeichert.", "Saved.").to_owned()),
+        (_, _, n) if !n.is_empty() => Some(match l {
+            Lang::De => {
+                format!("Angeboten an {n} Person(en). Ihre Handys bekommen eine Benachrichtigung.")
+            }
+            Lang::En => format!("Offered to {n} person(s). Their phones get a notification."),
+        }),
+        _ => None,
+    };
+    let title = match l {
+        Lang::De => format!(
+            "Anfrage: {} am {}",
+            i18n::topic(l, &r.topic),
+            i18n::date(l, r.starts_at)
+        ),
+        Lang::En => format!(
+            "Request: {} on {}",
+            i18n::topic(l, &r.topic),
+            i18n::date(l, r.starts_at)
+        ),
+    };
+    let mut top_eligible = 0;
+    html_response(
+        status,
+        layout::page(
+            s,
+            Nav::Requests,
+            &title,
+            html! {
+                p { a href="/dashboard/requests" { "← " (l.t("Alle Anfragen", "All requests")) } }
+                h1 { (title) }
+                @if let Some(e) = &error { div.alert role="alert" { p { (e) } } }
+                @if let Some(n) = &notice { div.ok-box role="status" { p { (n) } } }
+                section.card aria-labelledby="angaben" {
+                    h2 #angaben { (l.t("Angaben", "Details")) }
+                    dl.facts {
+                        dt { (l.t("Status", "Status")) }
+                        dd data-status=(r.status) { (badge(&r.status, &i18n::request_status(l, &r.status)))
+                            @if is_overdue(&r, now_ms()) { " " (badge("overdue", l.t("überfällig", "overdue"))) } }
+                        @if let Some(v) = &r.assigned_volunteer_id {
+                            dt { (l.t("Vergeben an", "Assigned to")) }
+                            dd { a href=(format!("/dashboard/volunteers/{v}")) { (names.volunteer(v)) } }
+                        }
+                        @if let Some(c) = &r.case_document_id {
+                            dt { (l.t("Fall", "Case")) }
+                            dd { a href=(format!("/dashboard/cases/{c}")) { (l.t("Zum Fall", "Open the case")) } }
+                        }
+                        dt { (l.t("Termin", "Appointment")) } dd { (i18n::window(l, r.starts_at, r.ends_at)) }
+                        dt { (l.t("Thema", "Topic")) } dd { (i18n::topic(l, &r.topic)) }
+                        dt { (l.t("Sprachen", "Languages")) } dd { (i18n::languages(l, &r.languages)) }
+                        dt { (l.t("Einrichtung", "Institution")) } dd { (i18n::institution_kind(l, &r.institution_kind)) ": " (r.institution_name) }
+                        dt { (l.t("Kontakt", "Contact")) } dd { (r.contact.as_deref().unwrap_or("–")) }
+                        dt { (l.t("Kürzel der Person", "Label of the person")) } dd { (r.person_label) }
+                        dt { (l.t("Ort", "Place")) } dd { (r.place_area) @if let Some(a) = &r.place_address { ", " (a) } }
+                        dt { (l.t("Dringlichkeit", "Urgency")) } dd { (i18n::urgency(l, &r.urgency)) }
+                        dt { (l.t("Beschreibung", "Description")) } dd { (if r.description.is_empty() { "–" } else { &r.description }) }
+                        dt { (l.t("Eingegangen", "Received")) } dd { (i18n::datetime(l, r.created_at)) " (" (if r.source == "intake" { l.t("Anfrageformular", "intake form") } else { l.t("Koordination", "coordinator") }) ")" }
+                    }
+                    div.actions {
+                        a.button.secondary href=(format!("/dashboard/requests/{}/edit", r.id)) { (l.t("Bearbeiten", "Edit")) }
+                        @if matches!(r.status.as_str(), "open" | "offered" | "assigned") {
+                            form method="post" action=(format!("/dashboard/requests/{}/status", r.id)) {
+                                (csrf(s)) input type="hidden" name="status" value="cancelled";
+                                button.danger type="submit" { (l.t("Absagen", "Cancel request")) }
+                            }
+                        }
+                        @if r.status == "assigned" {
+                            form method="post" action=(format!("/dashboard/requests/{}/status", r.id)) {
+                                (csrf(s)) input type="hidden" name="status" value="done";
+                                button.secondary type="submit" { (l.t("Als erledigt markieren", "Mark as done")) }
+                            }
+                        }
+                        @if matches!(r.status.as_str(), "cancelled" | "expired") {
+                            form method="post" action=(format!("/dashboard/requests/{}/status", r.id)) {
+                                (csrf(s)) input type="hidden" name="status" value="open";
+                                button.secondary type="submit" { (l.t("Wieder öffnen", "Reopen")) }
+                            }
+                        }
+                    }
+                }
+                @if open {
+                    section.card aria-labelledby="kandidaten" {
+                        h2 #kandidaten { (l.t("Passende Lotsinnen und Lotsen", "Matching volunteers")) }
+                        p.muted { (l.t(
+                            "Sortiert nach Sprache, Thema, Verfügbarkeit im Zeitfenster und laufenden Einsätzen.",
+                            "Ranked by language, topic, availability in the time window and current assignments.")) }
+                        @if candidates.is_empty() {
+                            p { (l.t("Keine aktiven Lotsinnen und Lotsen.", "No active volunteers.")) }
+                        } @else {
+                            form method="post" action=(format!("/dashboard/requests/{}/offer", r.id)) {
+                                (csrf(s))
+                                (table_wrap(l, l.t("Kandidatinnen und Kandidaten", "Candidates"), html! {
+                                    table #candidates {
+                                        thead { tr {
+                                            th scope="col" { (l.t("Anbieten", "Offer")) }
+                                            th scope="col" { (l.t("Name", "Name")) }
+                                            th scope="col" class="num" { (l.t("Punkte", "Score")) }
+                                            th scope="col" { (l.t("Gründe", "Reasons")) }
+                                            th scope="col" { (l.t("Angebot", "Offer status")) }
+                                        } }
+                                        tbody {
+                                            @for c in &candidates {
+                                                @let already = offered.get(c.volunteer_id.as_str()).copied();
+                                                @let check_id = format!("offer-{}", c.volunteer_id);
+                                                @let preselect = c.eligible && already.is_none() && { top_eligible += 1; top_eligible <= 3 };
+                                                tr data-volunteer=(c.volunteer_id) {
+                                                    td {
+                                                        @if already.is_none() {
+                                                            input type="checkbox" id=(check_id) name="volunteer" value=(c.volunteer_id) checked[preselect];
+                                                        } @else { "–" }
+                                                    }
+                                                    td {
+                                                        @if already.is_none() {
+                                                            label for=(check_id) { (c.display_name) }
+                                                        } @else { (c.display_name) }
+                                                        @if !c.eligible { " " span.muted { "(" (l.t("spricht keine der Sprachen", "speaks none of the languages")) ")" } }
+                                                    }
+                                                    td.num { (c.score) }
+                                                    td {
+                                                        ul.reasons {
+                                                            @for reason in &c.reasons {
+                                                                li class=(if reason.ok { "yes" } else { "no" }) {
+                                                                    span aria-hidden="true" { (if reason.ok { "✓ " } else { "✗ " }) }
+                                                                    span.sr-only { (if reason.ok { l.t("passt: ", "fits: ") } else { l.t("passt nicht: ", "does not fit: ") }) }
+                                                                    (match l { Lang::De => &reason.de, Lang::En => &reason.en })
+                                                                }
+                                                            }
+                                                        }
+                                                    }
+                                                    td { @if let Some(st) = already { (badge(st, &i18n::offer_status(l, st))) } @else { "–" } }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }))
+                                div.actions { button type="submit" { (l.t("Ausgewählten anbieten", "Offer to the selected")) } }
+                            }
+                        }
+                    }
+                }
+                section.card aria-labelledby="antworten" {
+                    h2 #antworten { (l.t("Angebote und Antworten", "Offers and answers")) }
+                    @if offers.is_empty() {
+                        p.muted { (l.t("Noch niemandem angeboten.", "Not offered to anyone yet.")) }
+                    } @else {
+                        (table_wrap(l, l.t("Angebote und Antworten", "Offers and answers"), html! {
+                            table #offers {
+                                thead { tr {
+                                    th scope="col" { (l.t("Lotsin/Lotse", "Volunteer")) }
+                                    th scope="col" { (l.t("Antwort", "Answer")) }
+                                    th scope="col" { (l.t("Angeboten", "Offered")) }
+                                    th scope="col" { (l.t("Beantwortet", "Answered")) }
+                                } }
+                                tbody {
+                                    @for o in &offers {
+                                        tr data-volunteer=(o.volunteer_id) data-offer=(o.status) {
+                                            td { (names.volunteer(&o.volunteer_id)) }
+                                            td { (badge(&o.status, &i18n::offer_status(l, &o.status))) }
+                                            td { (i18n::datetime(l, o.offered_at)) }
+                                            td { (o.answered_at.map(|t| i18n::datetime(l, t)).unwrap_or_else(|| "–".into())) }
+                                        }
+                                    }
+                                }
+                            }
+                        }))
+                    }
+                }
+                section.card aria-labelledby="verlauf" {
+                    h2 #verlauf { (l.t("Verlauf", "History")) }
+                    (table_wrap(l, l.t("Verlauf", "History"), html! {
+                        table {
+                            thead { tr {
+                                th scope="col" { (l.t("Wann", "When")) }
+                                th scope="col" { (l.t("Was", "What")) }
+                                th scope="col" { (l.t("Wer", "Who")) }
+                            } }
+                            tbody {
+                                @for e in &history {
+                                    tr {
+                                        td { (i18n::datetime(l, e.at)) }
+                                        td { (i18n::request_action(l, &e.action)) @if let Some(v) = &e.volunteer_id { " " (names.volunteer(v)) } }
+                                        td { (names.actor(l, &e.actor_kind, &e.actor_id)) }
+                                    }
+                                }
+                            }
+                        }
+                    }))
+                }
+            },
+        ),
+    )
+}

@@ -1,0 +1,982 @@
+//! Lotsinnen und Lotsen: the list, a profile (languages, topics, availability, pledge
+//! date, trainings, cases), the create and edit form, the devices with their last sync and a revoke
+//! button, and one-time enrollment codes shown as text and as a QR code (SVG drawn on
+//! the server).
+//!
+//! The form checks its fields with the API's rules (`Volunteer::check_*` in the store),
+//! so both accept the same data; only the words differ (`i18n::invalid`).
+//!
+//! The QR code holds `lotse://enroll?server=<this server's address>&code=<code>`, so an
+//! app can enroll from one scan; the address is taken from the request's `Host` (and
+//! `X-Forwarded-Proto` behind a proxy). The code alone, typed by hand, works as well.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use qrcode::QrCode;
+use qrcode::render::svg;
+
+use super::i18n::{self, Lang, query_param};
+use super::layout::{
+    self, Nav, aria_invalid, badge, csrf, described, field_error, html_response, raw, table_wrap,
+    uuid,
+};
+use super::session::{Fields, Posted, Session};
+use crate::auth;
+use crate::http::AppState;
+use crate::store::{
+    Device, NewVolunteer, Slot, Training, Volunteer, VolunteerPatch, VolunteerSync, now_ms,
+};
+
+pub async fn list(State(state): State<AppState>, s: Session) -> Response {
+    let l = s.lang;
+    let volunteers = match state.store.volunteers(s.org()).await {
+        Ok(v) => v,
+        Err(e) => return layout::failed(l, "volunteers", e),
+    };
+    let syncs: HashMap<String, VolunteerSync> = match state.store.volunteer_sync(s.org()).await {
+        Ok(v) => v.into_iter().map(|x| (x.volunteer_id.clone(), x)).collect(),
+        Err(e) => return layout::failed(l, "devices", e),
+    };
+    let title = l.t("Lotsinnen und Lotsen", "Volunteers");
+    let now = now_ms();
+    html_response(
+        StatusCode::OK,
+        layout::page(
+            &s,
+            Nav::Volunteers,
+            title,
+            html! {
+                h1 { (title) }
+                p { a.button href="/dashboard/volunteers/new" { (l.t("Neue Lotsin / neuer Lotse anlegen", "Add a volunteer")) } }
+                p role="status" { (volunteers.len()) " " (l.t("Personen", "people")) }
+                (table_wrap(l, title, html! {
+                    table {
+                        thead { tr {
+                            th scope="col" { (l.t("Name", "Name")) }
+                            th scope="col" { (l.t("Sprachen", "Languages")) }
+                            th scope="col" { (l.t("Themen", "Topics")) }
+                            th scope="col" { (l.t("Verpflichtung unterschrieben", "Pledge signed")) }
+                            th scope="col" class="num" { (l.t("Geräte", "Devices")) }
+                            th scope="col" { (l.t("Zuletzt synchronisiert", "Last sync")) }
+                        } }
+                        tbody {
+                            @for v in &volunteers {
+                                @let sync = syncs.get(&v.id);
+                                tr {
+                                    td {
+                                        a href=(format!("/dashboard/volunteers/{}", v.id)) { (v.display_name) }
+                                        @if !v.active { " " (badge("closed", l.t("inaktiv", "inactive"))) }
+                                    }
+                                    td { (i18n::languages(l, &v.languages)) }
+                                    td { (v.topics.iter().map(|t| i18n::topic(l, t)).collect::<Vec<_>>().join(", ")) }
+                                    td { (v.pledge_signed_on.as_deref().map(|d| i18n::iso_date(l, d)).unwrap_or_else(|| "–".into())) }
+                                    td.num { (sync.map(|x| x.active_devices).unwrap_or(0)) }
+                                    td { (last_sync(l, now, sync.and_then(|x| x.last_sync_at), sync.is_some_and(|x| x.active_devices > 0))) }
+                                }
+                            }
+                        }
+                    }
+                }))
+            },
+        ),
+    )
+}
+
+fn last_sync(l: Lang, now: i64, at: Option<i64>, has_device: bool) -> String {
+    match (at, has_device) {
+        (_, false) => l.t("kein Gerät", "no device").into(),
+        (None, true) => l.t("noch nie", "never").into(),
+        (Some(t), true) => format!("{} ({})", i18n::datetime(l, t), i18n::ago_days(l, now, t)),
+    }
+}
+
+async fn load(state: &AppState, s: &Session, raw: &str) -> Result<Volunteer, Response> {
+    let Some(id) = uuid(raw) else {
+        return Err(layout::not_found(s.lang));
+    };
+    match state.store.volunteer(s.org(), &id).await {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(layout::not_found(s.lang)),
+        Err(e) => Err(layout::failed(s.lang, "volunteer", e)),
+    }
+}
+
+pub async fn detail(
+    State(state): State<AppState>,
+    s: Session,
+    Path(raw): Path<String>,
+) -> Response {
+    match load(&state, &s, &raw).await {
+        Ok(v) => detail_with(&state, &s, &v, None).await,
+        Err(r) => r,
+    }
+}
+
+/// A freshly made enrollment code, shown once.
+struct NewCode {
+    code: String,
+    expires_at: i64,
+    qr_svg: String,
+    link: String,
+}
+
+fn qr_svg(l: Lang, content: &str) -> Option<String> {
+    let code = QrCode::new(content.as_bytes()).ok()?;
+    let image = code
+        .render::<svg::Color<'_>>()
+        .min_dimensions(240, 240)
+        .dark_color(svg::Color("#000000"))
+        .light_color(svg::Color("#ffffff"))
+        .build();
+    let label = l.t(
+        "QR-Code mit dem Anmeldecode",
+        "QR code with the enrollment code",
+    );
+    let image = image.trim_start_matches(r#"<?xml version="1.0" standalone="yes"?>"#);
+    Some(image.replacen(
+        "<svg ",
+        &format!(r#"<svg role="img" aria-label="{label}" "#),
+        1,
+    ))
+}
+
+fn server_address(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        })
+        .unwrap_or("localhost");
+    let proto = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| *p == "http" || *p == "https");
+    let local =
+        host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
+    let proto = proto.unwrap_or(if local { "http" } else { "https" });
+    format!("{proto}://{host}")
+}
+
+pub async fn enrollment_code(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    Posted { s, f }: Posted,
+) -> Response {
+    let v = match load(&state, &s, &raw).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let l = s.lang;
+    let hours: i64 = f
+        .get("valid_hours")
+        .parse()
+        .ok()
+        .filter(|h| (1..=168).contains(h))
+        .unwrap_or(24);
+    let code = auth::new_enrollment_code();
+    let Some(hash) = auth::code_hash(&code) else {
+        return layout::server_error(l);
+    };
+    let expires_at = now_ms() + hours * 3_600_000;
+    match state
+        .store
+        .create_enrollment_code(s.org(), s.caller.id(), &v.id, &hash, expires_at)
+        .await
+    {
+        Ok(Some(())) => {}
+        Ok(None) => return layout::not_found(l),
+        Err(e) => return layout::failed(l, "enrollment code", e),
+    }
+    tracing::info!(volunteer_id = %v.id, "enrollment code created (dashboard)");
+    let server = server_address(&headers);
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let link = format!("lotse://enroll?server={}&code={}", enc(&server), enc(&code));
+    let qr = qr_svg(l, &link).unwrap_or_default();
+    detail_with(
+        &state,
+        &s,
+        &v,
+        Some(NewCode {
+            code,
+            expires_at,
+            qr_svg: qr,
+            link,
+        }),
+    )
+    .await
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Posted { s, .. }: Posted,
+) -> Response {
+    let l = s.lang;
+    let Some(id) = uuid(&raw) else {
+        return layout::not_found(l);
+    };
+    match state.store.revoke_device(s.org(), s.caller.id(), &id).await {
+        Ok(Some(device)) => {
+            state.on_device_revoked(&device.id);
+            tracing::info!(device_id = %device.id, "device revoked (dashboard)");
+            Redirect::to(&format!(
+                "/dashboard/volunteers/{}?revoked={}",
+                device.volunteer_id, device.id
+            ))
+            .into_response()
+        }
+        Ok(None) => layout::not_found(l),
+        Err(e) => layout::failed(l, "revoke", e),
+    }
+}
+
+fn devices_table(s: &Session, devices: &[Device], now: i64) -> Markup {
+    let l = s.lang;
+    table_wrap(
+        l,
+        l.t("Geräte", "Devices"),
+        html! {
+            table #devices {
+                thead { tr {
+                    th scope="col" { (l.t("Gerät", "Device")) }
+                    th scope="col" { (l.t("Angemeldet", "Enrolled")) }
+                    th scope="col" { (l.t("Zuletzt gesehen", "Last seen")) }
+                    th scope="col" { (l.t("Zuletzt synchronisiert", "Last sync")) }
+                    th scope="col" { (l.t("Status", "Status")) }
+                } }
+                tbody {
+                    @for d in devices {
+                        tr data-device=(d.id) {
+                            td { (d.name) }
+                            td { (i18n::datetime(l, d.created_at)) }
+                            td { (d.last_seen_at.map(|t| i18n::datetime(l, t)).unwrap_or_else(|| "–".into())) }
+                            td { (last_sync(l, now, d.last_sync_at, true)) }
+                            td {
+                                @if let Some(t) = d.revoked_at {
+                                    (badge("revoked", l.t("gesperrt", "revoked"))) " " (i18n::datetime(l, t))
+                                } @else {
+                                    form method="post" action=(format!("/dashboard/devices/{}/revoke", d.id)) {
+                                        (csrf(s))
+                                        button.danger type="submit" aria-label=(format!("{} {}", l.t("Sperren:", "Revoke:"), d.name)) {
+                                            (l.t("Sperren", "Revoke"))
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+async fn detail_with(
+    state: &AppState,
+    s: &Session,
+    v: &Volunteer,
+    code: Option<NewCode>,
+) -> Response {
+    let l = s.lang;
+    let devices = match state.store.devices_of(s.org(), &v.id).await {
+        Ok(d) => d.unwrap_or_default(),
+        Err(e) => return layout::failed(l, "devices", e),
+    };
+    let cases = match state.store.cases(s.org()).await {
+        Ok(c) => c
+            .into_iter()
+            .filter(|c| c.volunteer_ids.contains(&v.id))
+            .collect::<Vec<_>>(),
+        Err(e) => return layout::failed(l, "cases", e),
+    };
+    let param = |key: &str| {
+        s.here
+            .split_once('?')
+            .and_then(|(_, q)| query_param(q, key))
+    };
+    let revoked = param("revoked");
+    let notice = if param("created").as_deref() == Some("1") {
+        Some(l.t(
+            "Angelegt. Unten können Sie einen Anmeldecode für das Handy erstellen.",
+            "Created. Below you can create an enrollment code for the phone.",
+        ))
+    } else if param("saved").as_deref() == Some("1") {
+        Some(l.t("Gespeichert.", "Saved."))
+    } else {
+        None
+    };
+    let now = now_ms();
+    let mut slots = v.availability.clone();
+    slots.sort_by(|a, b| (a.weekday, &a.from).cmp(&(b.weekday, &b.from)));
+    html_response(
+        StatusCode::OK,
+        layout::page(
+            s,
+            Nav::Volunteers,
+            &v.display_name,
+            html! {
+                p { a href="/dashboard/volunteers" { "← " (l.t("Alle Lotsinnen und Lotsen", "All volunteers")) } }
+                h1 { (v.display_name) }
+                @if let Some(n) = notice { div.ok-box role="status" { p { (n) } } }
+                @if let Some(id) = &revoked {
+                    div.ok-box role="status" { p { (l.t("Das Gerät ist gesperrt. Es wird beim nächsten Kontakt gelöscht.", "The device is revoked. It wipes its data at its next contact.")) }
+                        span.sr-only { (id) } }
+                }
+                @if let Some(c) = &code {
+                    section.card aria-labelledby="neuer-code" {
+                        h2 #neuer-code { (l.t("Neuer Anmeldecode", "New enrollment code")) }
+                        p { (l.t("Einmal gültig. Im Handy eintippen oder den QR-Code scannen.", "Valid once. Type it into the phone or scan the QR code.")) }
+                        p.code #enrollment-code { (c.code) }
+                        p { (l.t("Gültig bis", "Valid until")) " " (i18n::datetime(l, c.expires_at)) }
+                        div.qr { (raw(&c.qr_svg)) }
+                        p.muted { (l.t("Im QR-Code:", "In the QR code:")) " " code { (c.link) } }
+                    }
+                }
+                div.grid {
+                    section.card aria-labelledby="profil" {
+                        h2 #profil { (l.t("Profil", "Profile")) }
+                        dl.facts {
+                            dt { (l.t("Status", "Status")) } dd { @if v.active { (badge("active", l.t("aktiv", "active"))) } @else { (badge("closed", l.t("inaktiv", "inactive"))) } }
+                            dt { (l.t("Sprachen", "Languages")) } dd { (i18n::languages(l, &v.languages)) }
+                            dt { (l.t("Themen", "Topics")) } dd { (if v.topics.is_empty() { "–".to_owned() } else { v.topics.iter().map(|t| i18n::topic(l, t)).collect::<Vec<_>>().join(", ") }) }
+                            dt { (l.t("Verfügbar", "Available")) }
+                            dd {
+                                @if slots.is_empty() { "–" } @else {
+                                    ul {
+                                        @for slot in &slots {
+                                            li { (i18n::weekday(l, slot.weekday)) " " (slot.from) "–" (slot.to) }
+                                        }
+                                    }
+                                }
+                            }
+                            dt { (l.t("Schweigepflicht unterschrieben", "Confidentiality pledge signed")) }
+                            dd { (v.pledge_signed_on.as_deref().map(|d| i18n::iso_date(l, d)).unwrap_or_else(|| l.t("noch nicht", "not yet").into())) }
+                            dt { (l.t("Schulungen", "Trainings")) }
+                            dd {
+                                @if v.trainings.is_empty() {
+                                    (l.t("noch keine", "none yet"))
+                                } @else {
+                                    ul #trainings {
+                                        @for t in &v.trainings {
+                                            li { (t.name) ", " (i18n::iso_date(l, &t.completed_on)) }
+                                        }
+                                    }
+                                }
+                            }
+                            dt { (l.t("Dabei seit", "Member since")) } dd { (i18n::date(l, v.created_at)) }
+                        }
+                        div.actions {
+                            a.button.secondary href=(format!("/dashboard/volunteers/{}/edit", v.id)) { (l.t("Bearbeiten", "Edit")) }
+                        }
+                    }
+                    section.card aria-labelledby="begleitungen" {
+                        h2 #begleitungen { (l.t("Fälle", "Cases")) " (" (cases.len()) ")" }
+                        @if cases.is_empty() { p.muted { (l.t("Keine Fälle.", "No cases.")) } } @else {
+                            ul {
+                                @for c in &cases {
+                                    li {
+                                        a href=(format!("/dashboard/cases/{}", c.id)) { (c.label) }
+                                        " · " (i18n::topic(l, &c.topic)) " · " (badge(&c.status, &i18n::case_status(l, &c.status)))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                section.card aria-labelledby="geraete" {
+                    h2 #geraete { (l.t("Geräte", "Devices")) " (" (devices.len()) ")" }
+                    p.muted { (l.t(
+                        "Ein verlorenes Handy sperren: es kann sofort nichts mehr synchronisieren und löscht seine Daten beim nächsten Kontakt.",
+                        "Revoke a lost phone: it stops syncing at once and wipes its data at its next contact.")) }
+                    @if devices.is_empty() { p { (l.t("Noch kein Gerät angemeldet.", "No device enrolled yet.")) } } @else { (devices_table(s, &devices, now)) }
+                    form method="post" action=(format!("/dashboard/volunteers/{}/enrollment-code", v.id)) {
+                        (csrf(s))
+                        div.filters {
+                            div.field {
+                                label for="valid_hours" { (l.t("Code gültig für", "Code valid for")) }
+                                select #valid_hours name="valid_hours" {
+                                    option value="24" { (l.t("24 Stunden", "24 hours")) }
+                                    option value="72" { (l.t("3 Tage", "3 days")) }
+                                    option value="168" { (l.t("7 Tage", "7 days")) }
+                                }
+                            }
+                            button type="submit" { (l.t("Anmeldecode für ein neues Handy erstellen", "Create an enrollment code for a new phone")) }
+                        }
+                    }
+                }
+            },
+        ),
+    )
+}
+
+/// Messages of a form, by field name (`slot-{row}` for a row of the availability).
+type Errors = HashMap<String, String>;
+
+/// One row of the weekly availability as typed: weekday "1" to "7" (or empty), times.
+#[derive(Default)]
+struct Row {
+    weekday: String,
+    from: String,
+    to: String,
+}
+
+/// One completed training as typed: a name and a date (YYYY-MM-DD), either may be empty.
+#[derive(Default)]
+struct TrainingRow {
+    name: String,
+    completed_on: String,
+}
+
+/// What the create and edit form shows: the posted values, or a volunteer's.
+struct Form {
+    display_name: String,
+    /// The ticked boxes of `i18n::COMMON_LANGUAGES`.
+    languages: Vec<String>,
+    /// Further codes, typed, separated by commas or spaces.
+    other_languages: String,
+    topics: Vec<String>,
+    /// Only the filled rows; the form adds empty ones.
+    rows: Vec<Row>,
+    active: bool,
+    /// YYYY-MM-DD or empty.
+    pledge_signed_on: String,
+    /// Only the filled rows; the form adds empty ones.
+    trainings: Vec<TrainingRow>,
+}
+
+impl Form {
+    fn blank() -> Self {
+        Self {
+            display_name: String::new(),
+            languages: Vec::new(),
+            other_languages: String::new(),
+            topics: Vec::new(),
+            rows: Vec::new(),
+            active: true,
+            pledge_signed_on: String::new(),
+            trainings: Vec::new(),
+        }
+    }
+
+    fn of(v: &Volunteer) -> Self {
+        let (common, other): (Vec<String>, Vec<String>) = v
+            .languages
+            .iter()
+            .cloned()
+            .partition(|c| i18n::COMMON_LANGUAGES.contains(&c.as_str()));
+        Self {
+            display_name: v.display_name.clone(),
+            languages: common,
+            other_languages: other.join(", "),
+            topics: v.topics.clone(),
+            rows: v
+                .availability
+                .iter()
+                .map(|slot| Row {
+                    weekday: slot.weekday.to_string(),
+                    from: slot.from.clone(),
+                    to: slot.to.clone(),
+                })
+                .collect(),
+            active: v.active,
+            pledge_signed_on: v.pledge_signed_on.clone().unwrap_or_default(),
+            trainings: v
+                .trainings
+                .iter()
+                .map(|t| TrainingRow {
+                    name: t.name.clone(),
+                    completed_on: t.completed_on.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn posted(f: &Fields) -> Self {
+        // Rows are `weekday-{i}`, `from-{i}`, `to-{i}`, gathered in one pass; every index
+        // posted counts, so a row is never lost to a gap in the numbering.
+        let mut rows: BTreeMap<usize, Row> = BTreeMap::new();
+        let mut trainings: BTreeMap<usize, TrainingRow> = BTreeMap::new();
+        for (key, value) in &f.0 {
+            let Some((part, index)) = key.rsplit_once('-') else {
+                continue;
+            };
+            let Ok(index) = index.parse::<usize>() else {
+                continue;
+            };
+            let slot = match part {
+                "weekday" => &mut rows.entry(index).or_default().weekday,
+                "from" => &mut rows.entry(index).or_default().from,
+                "to" => &mut rows.entry(index).or_default().to,
+                "training-name" => &mut trainings.entry(index).or_default().name,
+                "training-date" => &mut trainings.entry(index).or_default().completed_on,
+                _ => continue,
+            };
+            if slot.is_empty() {
+                value.trim().clone_into(slot);
+            }
+        }
+        let rows = rows
+            .into_values()
+            .filter(|r| !(r.weekday.is_empty() && r.from.is_empty() && r.to.is_empty()))
+            .collect();
+        Self {
+            display_name: f.get("display_name"),
+            languages: f.all("language"),
+            other_languages: f.get("other_languages"),
+            topics: f.all("topic"),
+            rows,
+            active: f.get("active") == "1",
+            pledge_signed_on: f.get("pledge_signed_on"),
+            trainings: trainings
+                .into_values()
+                .filter(|t| !(t.name.is_empty() && t.completed_on.is_empty()))
+                .collect(),
+        }
+    }
+}
+
+/// The value, or `None` with the message for `field`, in the page's language.
+fn keep<T>(
+    l: Lang,
+    errors: &mut Errors,
+    field: &str,
+    checked: Result<T, (&'static str, String)>,
+) -> Option<T> {
+    match checked {
+        Ok(value) => Some(value),
+        Err((code, detail)) => {
+            errors.insert(field.to_owned(), i18n::invalid(l, code, &detail));
+            None
+        }
+    }
+}
+
+/// Checks the form with the API's rules; every refused field gets its message.
+fn validate(l: Lang, form: &Form) -> Result<NewVolunteer, Errors> {
+    let mut errors = Errors::new();
+    let display_name = keep(
+        l,
+        &mut errors,
+        "display_name",
+        Volunteer::check_name(&form.display_name).map_err(|e| e.reason()),
+    );
+    let typed = form
+        .other_languages
+        .split([',', ' ', ';'])
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned);
+    let codes: Vec<String> = form.languages.iter().cloned().chain(typed).collect();
+    let languages = Volunteer::check_languages(&codes).map_err(|e| e.reason());
+    // A code nobody knows can only have been typed; the rest concerns the whole list.
+    let field = match &languages {
+        Err(("not_a_language", _)) => "other_languages",
+        _ => "languages",
+    };
+    let languages = keep(l, &mut errors, field, languages);
+    let topics = keep(
+        l,
+        &mut errors,
+        "topics",
+        Volunteer::check_topics(&form.topics).map_err(|e| e.reason()),
+    );
+    let mut slots = Vec::with_capacity(form.rows.len());
+    for (i, row) in form.rows.iter().enumerate() {
+        let slot = Slot {
+            // Not a weekday (empty, or not a number) is refused by the rules as 0.
+            weekday: row.weekday.parse().unwrap_or(0),
+            from: row.from.clone(),
+            to: row.to.clone(),
+        };
+        let field = format!("slot-{i}");
+        if keep(l, &mut errors, &field, slot.check().map_err(|e| e.reason())).is_some() {
+            slots.push(slot);
+        }
+    }
+    let availability = if slots.len() == form.rows.len() {
+        keep(
+            l,
+            &mut errors,
+            "availability",
+            Volunteer::check_availability(&slots).map_err(|e| e.reason()),
+        )
+    } else {
+        None
+    };
+    let pledge_signed_on = if form.pledge_signed_on.is_empty() {
+        Some(None)
+    } else {
+        keep(
+            l,
+            &mut errors,
+            "pledge_signed_on",
+            Volunteer::check_date(&form.pledge_signed_on).map_err(|e| e.reason()),
+        )
+        .map(Some)
+    };
+    let mut typed = Vec::with_capacity(form.trainings.len());
+    for (i, row) in form.trainings.iter().enumerate() {
+        let field = format!("training-{i}");
+        let checked = Volunteer::check_name(&row.name)
+            .and_then(|name| {
+                Ok(Training {
+                    name,
+                    completed_on: Volunteer::check_date(&row.completed_on)?,
+                })
+            })
+            .map_err(|e| e.reason());
+        if let Some(t) = keep(l, &mut errors, &field, checked) {
+            typed.push(t);
+        }
+    }
+    let trainings = if typed.len() == form.trainings.len() {
+        keep(
+            l,
+            &mut errors,
+            "trainings",
+            Volunteer::check_trainings(&typed).map_err(|e| e.reason()),
+        )
+    } else {
+        None
+    };
+    match (
+        display_name,
+        languages,
+        topics,
+        availability,
+        pledge_signed_on,
+        trainings,
+    ) {
+        (
+            Some(display_name),
+            Some(languages),
+            Some(topics),
+            Some(availability),
+            Some(pledge),
+            Some(trainings),
+        ) if errors.is_empty() => Ok(NewVolunteer {
+            display_name,
+            languages,
+            topics,
+            availability,
+            active: form.active,
+            pledge_signed_on: pledge,
+            trainings,
+        }),
+        _ => Err(errors),
+    }
+}
+
+fn volunteer_form(s: &Session, action: &str, back: &str, form: &Form, errors: &Errors) -> Markup {
+    let l = s.lang;
+    let optional = html! { " " span.muted { "(" (l.t("freiwillig", "optional")) ")" } };
+    // At least three rows, and always one empty row to add a time.
+    let shown = (form.rows.len() + 1).max(3);
+    let empty = Row::default();
+    let trainings_shown = (form.trainings.len() + 1).max(2);
+    let no_training = TrainingRow::default();
+    html! {
+        @if !errors.is_empty() {
+            div.alert role="alert" { p { (l.t("Bitte prüfen Sie die markierten Angaben.", "Please check the marked fields.")) } }
+        }
+        form method="post" action=(action) novalidate {
+            (csrf(s))
+            div.form-grid {
+                div {
+                    div.field {
+                        label for="display_name" { (l.t("Name", "Name")) }
+                        p.muted id="display_name-hint" { (l.t(
+                            "So erscheint die Person in der Koordination, z. B. Vorname und Initial.",
+                            "How the person appears to coordinators, e.g. first name and initial.")) }
+                        input #display_name type="text" name="display_name" value=(form.display_name)
+                            maxlength=(Volunteer::MAX_NAME_CHARS) required
+                            aria-invalid=[aria_invalid(errors, "display_name")]
+                            aria-describedby=(described(errors, "display_name").unwrap_or_else(|| "display_name-hint".into()));
+                        (field_error(errors, "display_name"))
+                    }
+                    fieldset aria-describedby=[described(errors, "languages")] {
+                        legend { (l.t("Sprachen", "Languages")) }
+                        @for code in i18n::COMMON_LANGUAGES {
+                            label { input type="checkbox" name="language" value=(code) checked[form.languages.iter().any(|c| c == code)]; (i18n::language(l, code)) }
+                        }
+                        div.field {
+                            label for="other_languages" { (l.t("Weitere Sprachen (Kürzel wie „hy“, mit Komma getrennt)", "Other languages (codes such as “hy”, comma-separated)")) }
+                            input #other_languages type="text" name="other_languages" value=(form.other_languages) maxlength="200"
+                                aria-invalid=[aria_invalid(errors, "other_languages")]
+                                aria-describedby=[described(errors, "other_languages")];
+                            (field_error(errors, "other_languages"))
+                        }
+                        (field_error(errors, "languages"))
+                    }
+                    fieldset aria-describedby=[described(errors, "topics")] {
+                        legend { (l.t("Themen", "Topics")) (optional) }
+                        @for t in i18n::TOPICS {
+                            label { input type="checkbox" name="topic" value=(t) checked[form.topics.iter().any(|x| x == t)]; (i18n::topic(l, t)) }
+                        }
+                        (field_error(errors, "topics"))
+                    }
+                    div.field {
+                        label { input type="checkbox" name="active" value="1" checked[form.active];
+                            " " (l.t("Aktiv: bekommt passende Anfragen angeboten", "Active: is offered matching requests")) }
+                    }
+                    div.field {
+                        label for="pledge_signed_on" { (l.t("Schweigepflichterklärung unterschrieben am", "Confidentiality pledge signed on")) (optional) }
+                        p.muted id="pledge_signed_on-hint" { (l.t("Leer lassen, solange sie nicht unterschrieben ist.", "Leave empty until it is signed.")) }
+                        input #pledge_signed_on type="date" name="pledge_signed_on" value=(form.pledge_signed_on)
+                            aria-invalid=[aria_invalid(errors, "pledge_signed_on")]
+                            aria-describedby=(described(errors, "pledge_signed_on").unwrap_or_else(|| "pledge_signed_on-hint".into()));
+                        (field_error(errors, "pledge_signed_on"))
+                    }
+                }
+                div {
+                    fieldset aria-describedby="availability-hint" {
+                        legend { (l.t("Verfügbar (jede Woche)", "Available (every week)")) (optional) }
+                        p.muted id="availability-hint" { (l.t(
+                            "Leere Zeilen zählen nicht. Für weitere Zeiten speichern und noch einmal bearbeiten.",
+                            "Empty rows do not count. For more times, save and edit again.")) }
+                        table #availability {
+                            thead { tr {
+                                th scope="col" { (l.t("Wochentag", "Weekday")) }
+                                th scope="col" { (l.t("Von", "From")) }
+                                th scope="col" { (l.t("Bis", "To")) }
+                                th scope="col" { span.sr-only { (l.t("Hinweis", "Note")) } }
+                            } }
+                            tbody {
+                                @for i in 0..shown {
+                                    @let row = form.rows.get(i).unwrap_or(&empty);
+                                    @let key = format!("slot-{i}");
+                                    @let n = i + 1;
+                                    tr {
+                                        td {
+                                            label.sr-only for=(format!("weekday-{i}")) { (l.t("Wochentag, Zeile", "Weekday, row")) " " (n) }
+                                            select id=(format!("weekday-{i}")) name=(format!("weekday-{i}"))
+                                                aria-invalid=[aria_invalid(errors, &key)] aria-describedby=[described(errors, &key)] {
+                                                option value="" { "–" }
+                                                @for d in 1..=7u8 {
+                                                    option value=(d) selected[row.weekday == d.to_string()] { (i18n::weekday(l, d)) }
+                                                }
+                                            }
+                                        }
+                                        td {
+                                            label.sr-only for=(format!("from-{i}")) { (l.t("Von, Zeile", "From, row")) " " (n) }
+                                            input id=(format!("from-{i}")) type="time" name=(format!("from-{i}")) value=(row.from)
+                                                aria-invalid=[aria_invalid(errors, &key)] aria-describedby=[described(errors, &key)];
+                                        }
+                                        td {
+                                            label.sr-only for=(format!("to-{i}")) { (l.t("Bis, Zeile", "To, row")) " " (n) }
+                                            input id=(format!("to-{i}")) type="time" name=(format!("to-{i}")) value=(row.to)
+                                                aria-invalid=[aria_invalid(errors, &key)] aria-describedby=[described(errors, &key)];
+                                        }
+                                        td { (field_error(errors, &key)) }
+                                    }
+                                }
+                            }
+                        }
+                        (field_error(errors, "availability"))
+                    }
+                    fieldset aria-describedby="trainings-hint" {
+                        legend { (l.t("Schulungen", "Trainings")) (optional) }
+                        p.muted id="trainings-hint" { (l.t(
+                            "Basislehrgang, Schulungen, Supervision, mit Datum. Leere Zeilen zählen nicht.",
+                            "Basic course, trainings, supervision, with the date. Empty rows do not count.")) }
+                        table #trainings-form {
+                            thead { tr {
+                                th scope="col" { (l.t("Schulung", "Training")) }
+                                th scope="col" { (l.t("Abgeschlossen am", "Completed on")) }
+                                th scope="col" { span.sr-only { (l.t("Hinweis", "Note")) } }
+                            } }
+                            tbody {
+                                @for i in 0..trainings_shown {
+                                    @let row = form.trainings.get(i).unwrap_or(&no_training);
+                                    @let key = format!("training-{i}");
+                                    @let n = i + 1;
+                                    tr {
+                                        td {
+                                            label.sr-only for=(format!("training-name-{i}")) { (l.t("Schulung, Zeile", "Training, row")) " " (n) }
+                                            input id=(format!("training-name-{i}")) type="text" name=(format!("training-name-{i}")) value=(row.name)
+                                                maxlength=(Volunteer::MAX_NAME_CHARS)
+                                                aria-invalid=[aria_invalid(errors, &key)] aria-describedby=[described(errors, &key)];
+                                        }
+                                        td {
+                                            label.sr-only for=(format!("training-date-{i}")) { (l.t("Abgeschlossen am, Zeile", "Completed on, row")) " " (n) }
+                                            input id=(format!("training-date-{i}")) type="date" name=(format!("training-date-{i}")) value=(row.completed_on)
+                                                aria-invalid=[aria_invalid(errors, &key)] aria-describedby=[described(errors, &key)];
+                                        }
+                                        td { (field_error(errors, &key)) }
+                                    }
+                                }
+                            }
+                        }
+                        (field_error(errors, "trainings"))
+                    }
+                }
+            }
+            div.actions {
+                button type="submit" { (l.t("Speichern", "Save")) }
+                a href=(back) { (l.t("Abbrechen", "Cancel")) }
+            }
+        }
+    }
+}
+
+fn form_page(
+    s: &Session,
+    title: &str,
+    action: &str,
+    back: &str,
+    form: &Form,
+    errors: &Errors,
+    status: StatusCode,
+) -> Response {
+    html_response(
+        status,
+        layout::page(
+            s,
+            Nav::Volunteers,
+            title,
+            html! {
+                p { a href=(back) { "← " (back_label(s.lang, back)) } }
+                h1 { (title) }
+                (volunteer_form(s, action, back, form, errors))
+            },
+        ),
+    )
+}
+
+fn back_label(l: Lang, back: &str) -> &'static str {
+    if back == "/dashboard/volunteers" {
+        l.t("Alle Lotsinnen und Lotsen", "All volunteers")
+    } else {
+        l.t("Zurück zum Profil", "Back to the profile")
+    }
+}
+
+fn new_title(l: Lang) -> &'static str {
+    l.t("Neue Lotsin / neuer Lotse", "New volunteer")
+}
+
+fn edit_title(l: Lang, name: &str) -> String {
+    match l {
+        Lang::De => format!("{name} bearbeiten"),
+        Lang::En => format!("Edit {name}"),
+    }
+}
+
+pub async fn new_form(s: Session) -> Response {
+    form_page(
+        &s,
+        new_title(s.lang),
+        "/dashboard/volunteers",
+        "/dashboard/volunteers",
+        &Form::blank(),
+        &Errors::new(),
+        StatusCode::OK,
+    )
+}
+
+pub async fn create(State(state): State<AppState>, Posted { s, f }: Posted) -> Response {
+    let l = s.lang;
+    let form = Form::posted(&f);
+    let new = match validate(l, &form) {
+        Ok(n) => n,
+        Err(errors) => {
+            return form_page(
+                &s,
+                new_title(l),
+                "/dashboard/volunteers",
+                "/dashboard/volunteers",
+                &form,
+                &errors,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            );
+        }
+    };
+    match state
+        .store
+        .create_volunteer(s.org(), s.caller.id(), new)
+        .await
+    {
+        Ok(v) => {
+            tracing::info!(volunteer_id = %v.id, "volunteer created (dashboard)");
+            Redirect::to(&format!("/dashboard/volunteers/{}?created=1", v.id)).into_response()
+        }
+        Err(e) => layout::failed(l, "create volunteer", e),
+    }
+}
+
+pub async fn edit_form(
+    State(state): State<AppState>,
+    s: Session,
+    Path(raw): Path<String>,
+) -> Response {
+    let v = match load(&state, &s, &raw).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let here = format!("/dashboard/volunteers/{}", v.id);
+    form_page(
+        &s,
+        &edit_title(s.lang, &v.display_name),
+        &here,
+        &here,
+        &Form::of(&v),
+        &Errors::new(),
+        StatusCode::OK,
+    )
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Posted { s, f }: Posted,
+) -> Response {
+    let v = match load(&state, &s, &raw).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let l = s.lang;
+    let here = format!("/dashboard/volunteers/{}", v.id);
+    let form = Form::posted(&f);
+    let new = match validate(l, &form) {
+        Ok(n) => n,
+        Err(errors) => {
+            return form_page(
+                &s,
+                &edit_title(l, &v.display_name),
+                &here,
+                &here,
+                &form,
+                &errors,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            );
+        }
+    };
+    // The form shows every field, so every field is written; an empty date clears it.
+    let patch = VolunteerPatch {
+        display_name: Some(new.display_name),
+        languages: Some(new.languages),
+        topics: Some(new.topics),
+        availability: Some(new.availability),
+        active: Some(new.active),
+        pledge_signed_on: Some(new.pledge_signed_on),
+        trainings: Some(new.trainings),
+    };
+    match state
+        .store
+        .update_volunteer(s.org(), s.caller.id(), &v.id, patch)
+        .await
+    {
+        Ok(Some(v)) => {
+            tracing::info!(volunteer_id = %v.id, "volunteer updated (dashboard)");
+            Redirect::to(&format!("{here}?saved=1")).into_response()
+        }
+        Ok(None) => layout::not_found(l),
+        Err(e) => layout::failed(l, "update volunteer", e),
+    }
+}

@@ -1,0 +1,203 @@
+//! Coordinator login and logout, and `/me` for both kinds of caller.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::AppState;
+use super::caller::{Caller, CoordinatorCaller, SESSION_COOKIE};
+use super::error::{Error, ErrorBody, Result};
+use super::extract::Json;
+use crate::auth::{self, SESSION_PREFIX};
+use crate::store::now_ms;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(logout_all))
+        .routes(routes!(me))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoginResponse {
+    /// Send as `Authorization: Bearer <token>`; the same value is set as a cookie.
+    pub token: String,
+    pub coordinator_id: String,
+    pub organisation_id: String,
+    #[serde(with = "crate::timefmt")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: i64,
+}
+
+/// Log a coordinator in.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, body = LoginResponse, description = "Logged in; also sets the session cookie"),
+        (status = 401, body = ErrorBody, description = "Wrong email or password"),
+        (status = 429, body = ErrorBody, description = "Too many failed attempts; see Retry-After"),
+    ))]
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(body): Json<LoginRequest>,
+) -> Result<impl IntoResponse> {
+    if body.email.len() > 320 || body.password.len() > 1024 {
+        return Err(Error::InvalidCredentials);
+    }
+    let account_key = format!("login-account:{}", body.email.trim().to_lowercase());
+    let address_key = format!("login-address:{}", peer.ip());
+    let now = Instant::now();
+    state
+        .limits
+        .login_account
+        .check(&account_key, now)
+        .map_err(Error::TooManyAttempts)?;
+    state
+        .limits
+        .login_address
+        .check(&address_key, now)
+        .map_err(Error::TooManyAttempts)?;
+
+    let coordinator = state.store.coordinator_by_email(&body.email).await?;
+    let hash = coordinator
+        .as_ref()
+        .map(|c| c.password_hash.clone())
+        .unwrap_or_else(|| auth::dummy_hash().to_owned());
+    let password = body.password;
+    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+        .await
+        .map_err(|e| Error::Internal(e.into()))?;
+    let coordinator = match coordinator {
+        Some(c) if ok => c,
+        _ => {
+            state.limits.login_account.failure(&account_key, now);
+            state.limits.login_address.failure(&address_key, now);
+            tracing::info!("failed coordinator login");
+            return Err(Error::InvalidCredentials);
+        }
+    };
+    state.limits.login_account.success(&account_key);
+
+    let token = auth::new_token(SESSION_PREFIX);
+    let expires_at = now_ms() + state.config.session_ttl.as_millis() as i64;
+    state
+        .store
+        .create_session(&coordinator, &auth::token_hash(&token), expires_at)
+        .await?;
+    tracing::info!(coordinator_id = %coordinator.id, "coordinator logged in");
+    let mut headers = HeaderMap::new();
+    headers.insert(header::SET_COOKIE, session_cookie(&state, &token)?);
+    Ok((
+        headers,
+        axum::Json(LoginResponse {
+            token,
+            coordinator_id: coordinator.id,
+            organisation_id: coordinator.organisation_id,
+            expires_at,
+        }),
+    ))
+}
+
+pub fn session_cookie(state: &AppState, token: &str) -> Result<HeaderValue> {
+    let secure = if state.config.insecure_cookies {
+        ""
+    } else {
+        "; Secure"
+    };
+    let max_age = state.config.session_ttl.as_secs();
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    ))
+    .map_err(|e| Error::Internal(e.into()))
+}
+
+fn clear_cookie() -> HeaderValue {
+    HeaderValue::from_static("lotse_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+/// End this session.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    responses((status = 204, description = "Logged out"), (status = 401, body = ErrorBody)))]
+async fn logout(
+    State(state): State<AppState>,
+    caller: CoordinatorCaller,
+) -> Result<impl IntoResponse> {
+    state.store.delete_session(&caller.session_hash).await?;
+    Ok((
+        axum::http::StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, clear_cookie())],
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LogoutAllResponse {
+    pub sessions_ended: u64,
+}
+
+/// End every session of the calling coordinator, on all browsers.
+#[utoipa::path(post, path = "/api/v1/auth/logout-all", tag = "auth",
+    responses((status = 200, body = LogoutAllResponse), (status = 401, body = ErrorBody)))]
+async fn logout_all(
+    State(state): State<AppState>,
+    caller: CoordinatorCaller,
+) -> Result<impl IntoResponse> {
+    let sessions_ended = state.store.delete_sessions_of(caller.id()).await?;
+    Ok((
+        [(header::SET_COOKIE, clear_cookie())],
+        axum::Json(LogoutAllResponse { sessions_ended }),
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Me {
+    Coordinator {
+        coordinator_id: String,
+        organisation_id: String,
+        email: String,
+        display_name: String,
+    },
+    Device {
+        device_id: String,
+        device_name: String,
+        volunteer_id: String,
+        organisation_id: String,
+    },
+}
+
+/// Who the caller is: a coordinator or a device.
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth",
+    responses(
+        (status = 200, body = Me),
+        (status = 401, body = ErrorBody, description = "No valid token; `device_revoked` tells a revoked phone to wipe its data"),
+    ))]
+async fn me(caller: Caller) -> axum::Json<Me> {
+    axum::Json(match caller {
+        Caller::Coordinator(c) => Me::Coordinator {
+            coordinator_id: c.coordinator.id,
+            organisation_id: c.coordinator.organisation_id,
+            email: c.coordinator.email,
+            display_name: c.coordinator.display_name,
+        },
+        Caller::Device(d) => Me::Device {
+            device_id: d.device.id,
+            device_name: d.device.name,
+            volunteer_id: d.device.volunteer_id,
+            organisation_id: d.organisation_id,
+        },
+    })
+}

@@ -1,0 +1,122 @@
+//! Who is asking: a coordinator (session token, from the cookie or a Bearer header) or a
+//! volunteer's device (device token). Extractors reject with 401 before a handler runs.
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+
+use super::AppState;
+use super::error::Error;
+use crate::auth::{self, DEVICE_PREFIX, SESSION_PREFIX};
+use crate::store::{Coordinator, EnrolledDevice};
+
+pub const SESSION_COOKIE: &str = "lotse_session";
+
+#[derive(Debug, Clone)]
+pub struct CoordinatorCaller {
+    pub coordinator: Coordinator,
+    pub session_hash: String,
+}
+
+impl CoordinatorCaller {
+    pub fn organisation_id(&self) -> &str {
+        &self.coordinator.organisation_id
+    }
+
+    pub fn id(&self) -> &str {
+        &self.coordinator.id
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Coordinator(CoordinatorCaller),
+    Device(EnrolledDevice),
+}
+
+/// The token of a request: `Authorization: Bearer`, else the session cookie.
+pub fn request_token(parts: &Parts) -> Option<String> {
+    if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        let (scheme, token) = value.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned());
+    }
+    cookie(parts, SESSION_COOKIE)
+}
+
+fn cookie(parts: &Parts, name: &str) -> Option<String> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Resolves a token to its caller; used by the extractors and the sync endpoint.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, Error> {
+    let hash = auth::token_hash(token);
+    if token.starts_with(SESSION_PREFIX) {
+        let coordinator = state
+            .store
+            .coordinator_by_session(&hash)
+            .await?
+            .ok_or(Error::Unauthorized)?;
+        Ok(Caller::Coordinator(CoordinatorCaller {
+            coordinator,
+            session_hash: hash,
+        }))
+    } else if token.starts_with(DEVICE_PREFIX) {
+        let device = state
+            .store
+            .device_by_token(&hash)
+            .await?
+            .ok_or(Error::Unauthorized)?;
+        if device.device.revoked_at.is_some() {
+            return Err(Error::DeviceRevoked);
+        }
+        if let Err(e) = state.store.touch_device(&device.device).await {
+            // Last-seen is a convenience for the dashboard; it must not lock a phone out.
+            tracing::warn!(device_id = %device.device.id, error = %e, "could not record last seen");
+        }
+        Ok(Caller::Device(device))
+    } else {
+        Err(Error::Unauthorized)
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let token = request_token(parts).ok_or(Error::Unauthorized)?;
+        authenticate(state, &token).await
+    }
+}
+
+impl FromRequestParts<AppState> for CoordinatorCaller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        match Caller::from_request_parts(parts, state).await? {
+            Caller::Coordinator(c) => Ok(c),
+            Caller::Device(_) => Err(Error::Forbidden("coordinators")),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for EnrolledDevice {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        match Caller::from_request_parts(parts, state).await? {
+            Caller::Device(d) => Ok(d),
+            Caller::Coordinator(_) => Err(Error::Forbidden("devices")),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Cases (Begleitungen): created by a coordinator as automerge documents, synced with the
+//! assigned volunteers' phones, read back as JSON as the server holds them.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use lotse_protocol::automerge::Automerge;
+use lotse_protocol::{CaseDoc, DocumentId, NewCase, Status, Topic};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::AppState;
+use super::caller::{Caller, CoordinatorCaller};
+use super::error::{Error, ErrorBody, Result};
+use super::extract::Json;
+use super::volunteers::{validate_languages, validate_name};
+use crate::store::{Access, CaseRow, NewDocument, Viewer, now_ms};
+use crate::sync::hub::HubError;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_case, list_cases))
+        .routes(routes!(get_case))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCase {
+    /// Pseudonymous label of the person helped: initials or a code, never a full name.
+    pub label: String,
+    /// One of gesundheit, bildung, erziehung, arbeit, beruf, soziales, wohnen, behoerden.
+    pub topic: String,
+    pub languages: Vec<String>,
+    /// Volunteers whose devices may sync the case.
+    #[serde(default)]
+    pub volunteer_ids: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedCase {
+    /// The automerge document id (bs58check).
+    pub id: String,
+    /// `automerge:<id>`, as automerge-repo clients address documents.
+    pub url: String,
+}
+
+fn hub_error(e: HubError) -> Error {
+    match e {
+        HubError::Storage(e) => Error::Store(e),
+        other => Error::Internal(anyhow::anyhow!(other.to_string())),
+    }
+}
+
+/// Create a case document and share it with volunteers.
+#[utoipa::path(post, path = "/api/v1/cases", tag = "cases", request_body = CreateCase,
+    responses((status = 201, body = CreatedCase), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn create_case(
+    State(state): State<AppState>,
+    caller: CoordinatorCaller,
+    Json(body): Json<CreateCase>,
+) -> Result<(StatusCode, axum::Json<CreatedCase>)> {
+    let label = validate_name("label", &body.label)?;
+    if label.chars().count() > 40 {
+        return Err(Error::invalid(
+            "label",
+            "a short pseudonymous label (at most 40 characters), e.g. initials",
+        ));
+    }
+    let topic: Topic = body.topic.trim().to_lowercase().parse().map_err(|_| {
+        Error::invalid(
+            "topic",
+            format!(
+                "{:?} is not a topic; use one of {}",
+                body.topic,
+                super::TOPICS.join(", ")
+            ),
+        )
+    })?;
+    let languages = validate_languages("languages", &body.languages)?;
+    let mut volunteers: Vec<String> = Vec::new();
+    for raw in &body.volunteer_ids {
+        let id = uuid::Uuid::parse_str(raw)
+            .map_err(|_| Error::invalid("volunteer_ids", format!("{raw:?} is not a volunteer id")))?
+            .hyphenated()
+            .to_string();
+        if state
+            .store
+            .volunteer(caller.organisation_id(), &id)
+            .await?
+            .is_none()
+        {
+            return Err(Error::invalid(
+                "volunteer_ids",
+                format!("no volunteer {id} in your organisation"),
+            ));
+        }
+        if !volunteers.contains(&id) {
+            volunteers.push(id);
+        }
+    }
+    let mut doc = Automerge::new();
+    let new = NewCase {
+        organisation_id: caller.organisation_id().to_owned(),
+        label,
+        languages,
+        topic,
+        status: Status::Active,
+    };
+    let now = now_ms();
+    CaseDoc::create(&mut doc, &new, now).map_err(|e| Error::invalid("case", e.to_string()))?;
+    let summary = CaseDoc::summary(&doc, now).map_err(|e| Error::Internal(e.into()))?;
+    let id = DocumentId::random();
+    let snapshot = lotse_protocol::save_snapshot(&doc);
+    let heads = doc.get_heads();
+    state
+        .hub
+        .create(
+            NewDocument {
+                id,
+                organisation_id: caller.organisation_id(),
+                kind: "case",
+                owner_volunteer_id: None,
+                chunk: &snapshot,
+                heads: &heads,
+                shared_with: &volunteers,
+                summary: Some(&summary),
+            },
+            doc,
+        )
+        .await
+        .map_err(hub_error)?;
+    tracing::info!(document_id = %id, volunteers = volunteers.len(), "case created");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedCase {
+            id: id.to_string(),
+            url: id.to_url(),
+        }),
+    ))
+}
+
+/// The cases of the caller's organisation, as the dashboard index holds them.
+#[utoipa::path(get, path = "/api/v1/cases", tag = "cases",
+    responses((status = 200, body = Vec<CaseRow>), (status = 401, body = ErrorBody)))]
+async fn list_cases(
+    State(state): State<AppState>,
+    caller: CoordinatorCaller,
+) -> Result<axum::Json<Vec<CaseRow>>> {
+    Ok(axum::Json(
+        state.store.cases(caller.organisation_id()).await?,
+    ))
+}
+
+/// A case's current content (notes, appointments, hours) as the server holds it after sync.
+#[utoipa::path(get, path = "/api/v1/cases/{id}", tag = "cases",
+    params(("id" = String, Path, description = "Document id (bs58check) or automerge: URL")),
+    responses((status = 200, description = "The case document as JSON (camelCase, as in the document)"),
+        (status = 404, body = ErrorBody)))]
+async fn get_case(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<axum::Json<serde_json::Value>> {
+    let id: DocumentId = DocumentId::from_url(&raw)
+        .or_else(|_| raw.parse())
+        .map_err(|_| Error::bad_request("invalid_id", format!("{raw:?} is not a document id")))?;
+    let viewer = match &caller {
+        Caller::Coordinator(c) => Viewer {
+            organisation_id: c.coordinator.organisation_id.clone(),
+            volunteer_id: None,
+        },
+        Caller::Device(d) => Viewer {
+            organisation_id: d.organisation_id.clone(),
+            volunteer_id: Some(d.device.volunteer_id.clone()),
+        },
+    };
+    let Access::Allowed(_) = state.store.document_access(&viewer, &id).await? else {
+        return Err(Error::NotFound("case"));
+    };
+    let view = state
+        .hub
+        .read(id, CaseDoc::read)
+        .await
+        .map_err(hub_error)?
+        .map_err(|_| Error::NotFound("case"))?;
+    let mut json = serde_json::to_value(view).map_err(|e| Error::Internal(e.into()))?;
+    if let Some(obj) = json.as_object_mut() {
+        obj.insert("id".into(), serde_json::Value::String(id.to_string()));
+    }
+    Ok(axum::Json(json))
+}

@@ -1,0 +1,240 @@
+//! Offers as a volunteer's device sees them: open offers, accept (first valid accept
+//! wins; retries get the same answer), decline. The winner's case is created and shared.
+
+use axum::extract::{Path, State};
+use lotse_protocol::automerge::Automerge;
+use lotse_protocol::{CaseDoc, DocumentId, NewAppointment, NewCase, Status, Topic};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::AppState;
+use super::error::{Error, ErrorBody, Result};
+use crate::store::{AcceptOutcome, EnrolledDevice, NewDocument, Request, now_ms};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_offers))
+        .routes(routes!(accept))
+        .routes(routes!(decline))
+}
+
+/// An offer without the exact address or the requester's contact: those are for the
+/// volunteer who gets the request.
+#[derive(Serialize, ToSchema)]
+pub struct Offer {
+    /// The request id; also the offer's id in `/api/v1/offers/{id}/...`.
+    pub id: String,
+    pub topic: String,
+    pub languages: Vec<String>,
+    #[serde(with = "crate::timefmt")]
+    #[schema(value_type = String, format = DateTime)]
+    pub starts_at: i64,
+    #[serde(with = "crate::timefmt")]
+    #[schema(value_type = String, format = DateTime)]
+    pub ends_at: i64,
+    pub place_area: String,
+    pub urgency: String,
+    pub institution_kind: String,
+    pub description: String,
+    /// offered, accepted, declined, taken, withdrawn.
+    pub status: String,
+    /// For the volunteer who got it: the exact place and the case document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assignment: Option<Assignment>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Assignment {
+    pub place_address: Option<String>,
+    pub institution_name: String,
+    pub contact: Option<String>,
+    pub case_id: Option<String>,
+}
+
+fn offer_of(r: Request, status: String, volunteer_id: &str) -> Offer {
+    let assignment =
+        (r.assigned_volunteer_id.as_deref() == Some(volunteer_id)).then(|| Assignment {
+            place_address: r.place_address.clone(),
+            institution_name: r.institution_name.clone(),
+            contact: r.contact.clone(),
+            case_id: r.case_document_id.clone(),
+        });
+    Offer {
+        id: r.id,
+        topic: r.topic,
+        languages: r.languages,
+        starts_at: r.starts_at,
+        ends_at: r.ends_at,
+        place_area: r.place_area,
+        urgency: r.urgency,
+        institution_kind: r.institution_kind,
+        description: r.description,
+        status,
+        assignment,
+    }
+}
+
+/// The calling device's offers: open ones and those answered in the last 14 days.
+#[utoipa::path(get, path = "/api/v1/offers", tag = "offers",
+    responses((status = 200, body = Vec<Offer>), (status = 401, body = ErrorBody)))]
+async fn list_offers(
+    State(state): State<AppState>,
+    device: EnrolledDevice,
+) -> Result<axum::Json<Vec<Offer>>> {
+    let volunteer = &device.device.volunteer_id;
+    let offers = state.store.offers_for(volunteer).await?;
+    Ok(axum::Json(
+        offers
+            .into_iter()
+            .map(|(r, o)| offer_of(r, o.status, volunteer))
+            .collect(),
+    ))
+}
+
+fn request_id(raw: &str) -> Result<String> {
+    uuid::Uuid::parse_str(raw)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| Error::bad_request("invalid_id", format!("{raw:?} is not a valid id (UUID)")))
+}
+
+/// Creates the winner's case once: a retried accept finds it linked already.
+async fn ensure_case(state: &AppState, request: &Request, volunteer_id: &str) -> Result<String> {
+    let _one_at_a_time = state.case_creation.lock().await;
+    if let Some(id) = state
+        .store
+        .request(&request.organisation_id, &request.id)
+        .await?
+        .and_then(|r| r.case_document_id)
+    {
+        return Ok(id);
+    }
+    let topic: Topic = request
+        .topic
+        .parse()
+        .map_err(|_| Error::Internal(anyhow::anyhow!("stored topic unknown")))?;
+    let mut doc = Automerge::new();
+    let now = now_ms();
+    CaseDoc::create(
+        &mut doc,
+        &NewCase {
+            organisation_id: request.organisation_id.clone(),
+            label: request.person_label.clone(),
+            languages: request.languages.clone(),
+            topic,
+            status: Status::Active,
+        },
+        now,
+    )
+    .map_err(|e| Error::Internal(e.into()))?;
+    CaseDoc::add_appointment(
+        &mut doc,
+        &NewAppointment {
+            start: request.starts_at,
+            end: request.ends_at,
+            place: request
+                .place_address
+                .clone()
+                .unwrap_or_else(|| request.place_area.clone()),
+            purpose: request.institution_name.clone(),
+            case_id: None,
+        },
+        now,
+    )
+    .map_err(|e| Error::Internal(e.into()))?;
+    let summary = CaseDoc::summary(&doc, now).map_err(|e| Error::Internal(e.into()))?;
+    let id = DocumentId::random();
+    let snapshot = lotse_protocol::save_snapshot(&doc);
+    let heads = doc.get_heads();
+    state
+        .hub
+        .create(
+            NewDocument {
+                id,
+                organisation_id: &request.organisation_id,
+                kind: "case",
+                owner_volunteer_id: None,
+                chunk: &snapshot,
+                heads: &heads,
+                shared_with: &[volunteer_id.to_owned()],
+                summary: Some(&summary),
+            },
+            doc,
+        )
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!(e.to_string())))?;
+    state.store.link_case(&request.id, &id.to_string()).await?;
+    Ok(id.to_string())
+}
+
+/// Accept an offer. The first valid accept wins; a retry after a lost answer gets the
+/// same result; a late one gets 409 `already_taken`.
+#[utoipa::path(post, path = "/api/v1/offers/{id}/accept", tag = "offers",
+    params(("id" = String, Path, description = "Request id (UUID)")),
+    responses(
+        (status = 200, body = Offer, description = "You have the request; `assignment` holds the address and case"),
+        (status = 409, body = ErrorBody, description = "`already_taken` or `request_closed`"),
+        (status = 404, body = ErrorBody, description = "No offer to you"),
+    ))]
+async fn accept(
+    State(state): State<AppState>,
+    device: EnrolledDevice,
+    Path(raw): Path<String>,
+) -> Result<axum::Json<Offer>> {
+    let id = request_id(&raw)?;
+    let volunteer = device.device.volunteer_id.clone();
+    let outcome = state
+        .store
+        .accept_offer(&device.organisation_id, &volunteer, &device.device.id, &id)
+        .await?;
+    state.push.wake();
+    match outcome {
+        AcceptOutcome::Won(r) => {
+            let case_id = ensure_case(&state, &r, &volunteer).await?;
+            let mut offer = offer_of(*r, "accepted".into(), &volunteer);
+            if let Some(a) = offer.assignment.as_mut() {
+                a.case_id = Some(case_id);
+            }
+            tracing::info!(request_id = %id, device_id = %device.device.id, "offer accepted");
+            Ok(axum::Json(offer))
+        }
+        AcceptOutcome::Taken => Err(Error::Taken(
+            "another volunteer accepted this request first; thank you all the same",
+        )),
+        AcceptOutcome::Closed(status) => Err(Error::Taken(match status.as_str() {
+            "cancelled" => "the request was cancelled",
+            "expired" => "the request has expired",
+            _ => "the request is closed",
+        })),
+        AcceptOutcome::NotOffered => Err(Error::NotFound("offer")),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Declined {
+    /// The offer's status after the call (declined, or what it already was).
+    pub status: String,
+}
+
+/// Decline an offer.
+#[utoipa::path(post, path = "/api/v1/offers/{id}/decline", tag = "offers",
+    params(("id" = String, Path, description = "Request id (UUID)")),
+    responses((status = 200, body = Declined), (status = 404, body = ErrorBody)))]
+async fn decline(
+    State(state): State<AppState>,
+    device: EnrolledDevice,
+    Path(raw): Path<String>,
+) -> Result<axum::Json<Declined>> {
+    let id = request_id(&raw)?;
+    let status = state
+        .store
+        .decline_offer(
+            &device.organisation_id,
+            &device.device.volunteer_id,
+            &device.device.id,
+            &id,
+        )
+        .await?
+        .ok_or(Error::NotFound("offer"))?;
+    Ok(axum::Json(Declined { status }))
+}

@@ -1,0 +1,448 @@
+//! Requests (Einsatzanfragen) for coordinators: create, list, edit, rank candidates,
+//! offer to volunteers. Decisions are the server's, in SQL.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::AppState;
+use super::caller::CoordinatorCaller;
+use super::error::{Error, ErrorBody, Result};
+use super::extract::{Id, Json, Query};
+use super::volunteers::{validate_languages, validate_topics};
+use crate::matching::{self, Candidate};
+use crate::store::{
+    Actor, INSTITUTION_KINDS, NewRequest, OfferStatus, Request, RequestError, RequestEvent,
+    RequestPatch, STATUSES, URGENCIES,
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_request, list_requests))
+        .routes(routes!(get_request, update_request))
+        .routes(routes!(candidates))
+        .routes(routes!(offer))
+}
+
+impl From<RequestError> for Error {
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::Transition { .. } => {
+                Error::bad_request("invalid_transition", e.to_string())
+            }
+            RequestError::Closed(_) => Error::bad_request("request_closed", e.to_string()),
+            RequestError::NotAVolunteer(_) => Error::invalid("volunteer_ids", e.to_string()),
+            RequestError::Window => Error::invalid("ends_at", e.to_string()),
+            RequestError::Store(e) => Error::Store(e),
+        }
+    }
+}
+
+fn time(field: &'static str, s: &str) -> Result<i64> {
+    crate::timefmt::parse_ms(s)
+        .ok_or_else(|| Error::invalid(field, "an RFC 3339 time such as 2026-03-04T14:00:00+01:00"))
+}
+
+fn one_of(field: &'static str, value: &str, allowed: &[&str]) -> Result<String> {
+    let v = value.trim().to_lowercase();
+    if allowed.contains(&v.as_str()) {
+        Ok(v)
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("{value:?} is not one of {}", allowed.join(", ")),
+        ))
+    }
+}
+
+pub fn text(field: &'static str, value: &str, max: usize, required: bool) -> Result<String> {
+    let v = value.trim();
+    if required && v.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if v.chars().count() > max {
+        return Err(Error::invalid(field, format!("at most {max} characters")));
+    }
+    if v.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(v.to_owned())
+}
+
+fn optional(field: &'static str, value: Option<&str>, max: usize) -> Result<Option<String>> {
+    value
+        .map(|v| text(field, v, max, false))
+        .transpose()
+        .map(|v| v.filter(|s| !s.is_empty()))
+}
+
+fn topic(value: &str) -> Result<String> {
+    validate_topics("topic", &[value.to_owned()]).map(|mut t| t.remove(0))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    /// behoerde, jobcenter, auslaenderbehoerde, beratungsstelle, schule, kita, arztpraxis, migrantin, sonstige.
+    pub institution_kind: String,
+    pub institution_name: String,
+    pub contact: Option<String>,
+    /// Pseudonymous label (initials or a code); never a full name.
+    #[serde(default)]
+    pub person_label: Option<String>,
+    pub topic: String,
+    pub languages: Vec<String>,
+    /// RFC 3339.
+    pub starts_at: String,
+    pub ends_at: String,
+    /// Coarse area (e.g. district) shown in offers.
+    pub place_area: String,
+    /// Exact address, shown only to the volunteer who gets the request.
+    pub place_address: Option<String>,
+    #[serde(default = "normal")]
+    pub urgency: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+fn normal() -> String {
+    "normal".into()
+}
+
+/// Validates a new request from any source (API or intake form).
+pub fn validate_new(body: CreateRequest, source: &'static str) -> Result<NewRequest> {
+    let starts_at = time("starts_at", &body.starts_at)?;
+    let ends_at = time("ends_at", &body.ends_at)?;
+    if ends_at <= starts_at {
+        return Err(Error::invalid(
+            "ends_at",
+            "the time window must end after it starts",
+        ));
+    }
+    if ends_at - starts_at > 24 * 3_600_000 {
+        return Err(Error::invalid(
+            "ends_at",
+            "a time window of at most 24 hours",
+        ));
+    }
+    Ok(NewRequest {
+        source,
+        institution_kind: one_of(
+            "institution_kind",
+            &body.institution_kind,
+            &INSTITUTION_KINDS,
+        )?,
+        institution_name: text("institution_name", &body.institution_name, 120, true)?,
+        contact: optional("contact", body.contact.as_deref(), 200)?,
+        person_label: match optional("person_label", body.person_label.as_deref(), 40)? {
+            Some(l) => l,
+            None => "—".into(),
+        },
+        topic: topic(&body.topic)?,
+        languages: validate_languages("languages", &body.languages)?,
+        starts_at,
+        ends_at,
+        place_area: text("place_area", &body.place_area, 80, true)?,
+        place_address: optional("place_address", body.place_address.as_deref(), 200)?,
+        urgency: one_of("urgency", &body.urgency, &URGENCIES)?,
+        description: text("description", &body.description, 1000, false)?,
+    })
+}
+
+/// Create a request.
+#[utoipa::path(post, path = "/api/v1/requests", tag = "requests", request_body = CreateRequest,
+    responses((status = 201, body = Request), (status = 422, body = ErrorBody)))]
+async fn create_request(
+    State(state): State<AppState>,
+    caller: CoordinatorCaller,
+    Json(body): Json<CreateRequest>,
+) -> Result<(StatusCode, axum::Json<Request>)> {
+    let new = validate_new(body, "coordinator")?;
+    let r = state
+        .store
+        .create_request(
+            caller.organisation_id(),
+            Actor {
+                kind: "coordinator",
+                id: caller.id(),
+            },
+            new,
+        )
+        .await?;
+    tracing::info!(request_id = %r.id, "request created");
+    Ok((StatusCode::CREATED, axum::Json(r)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// open, offered, assigned, done, cancelled, expired.
+    pub status: Option<String>,
+}
+
+/// Requests of the caller's organisation, soonest first.
+#[utoipa::path(get, path = "/api/v1/requests", tag = "requests", params(ListParams),
+    responses((status = 200, body = Vec<Request>)))]
+async fn list_requests(
+    State(state): State<AppState>,
+    caller: CoordinatorCaller,
+    Query(params): Query<ListParams>,
+) -> Result<axum::Json<Vec<Request>>> {
+    let status = params
+        .status
+        .map(|s| one_of("status", &s, &STATUSES))
+        .transpose()?;
+    Ok(axum::Json(
+        state
+            .store
+            .requests(caller.organisation_id(), status.as_deref())
+            .await?,
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RequestDetail {
+    #[serde(flatten)]
+    pub request: Request,
+    pub offers: Vec<OfferStatus>,
+    /// Who did what, when.
+    pub history: Vec<RequestEvent>,
+}
+
+/// One request with its offers and full history.
+#[utoipa::path(get, path = "/api/v1/requests/{id}", tag = "requests",
+    params(("id" = String, Path, description = "Request id (UUID)")),
+    responses((status = 200, body = RequestDetail), (status = 404, body = ErrorBody)))]
+async fn get_request(
+    State(state): State<AppState>,
+    caller: CoordinatorCaller,
+    Id(id): Id,
+) -> Result<axum::Json<RequestDetail>> {
+    let request = state
+        .store
+        .request(caller.organisation_id(), &id)
+        .await?
+        .ok_or(Error::NotFound("request"))?;
+    Ok(axum::Json(RequestDetail {
+        offers: state.store.request_offers(&id).await?,
+        history: state.store.request_history(&id).await?,
+        request,
+    }))
+}
+
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Every field optional; `status` may be `cancelled`, `done` (after assignment) or `open`
+/// (reopen a cancelled or expired request).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRequest {
+    pub institution_kind: Option<String>,
+    pub institution_name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub contact: Option<Option<String>>,
+    pub person_label: Option<String>,
+    pub topic: Option<String>,
+    pub languages: Option<Vec<String>>,
+    pub starts_at: Option<String>,
+    pub ends_at: Option<String>,
+    pub place_area: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub place_address: Option<Option<String>>,
+    pub urgency: Option<String>,
+    pub description: Option<String>,
+    pub status: Option<String>,
+}
+
+/// Edit a request or change its status (cancel, done, reopen).
+#[utoipa::path(patch, path = "/api/v1/requests/{id}", tag = "requests", request_body = UpdateRequest,
+    params(("id" = String, Path, description = "Request id (UUID)")),
+    responses((status = 200, body = Request), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn update_request(
+    State(state): State<AppState>,
+    caller: CoordinatorCaller,
+    Id(id): Id,
+    Json(b): Json<UpdateRequest>,
+) -> Result<axum::Json<Request>> {
+    let patch = RequestPatch {
+        institution_kind: b
+            .institution_kind
+            .map(|v| one_of("institution_kind", &v, &INSTITUTION_KINDS))
+            .transpose()?,
+        institution_name: b
+            .institution_name
+            .map(|v| text("institution_name", &v, 120, true))
+            .transpose()?,
+        contact: b
+            .contact
+            .map(|v| optional("contact", v.as_deref(), 200))
+            .transpose()?,
+        person_label: b
+            .person_label
+            .map(|v| text("person_label", &v, 40, true))
+            .transpose()?,
+        topic: b.topic.map(|v| topic(&v)).transpose()?,
+        languages: b
+            .languages
+            .map(|v| validate_languages("languages", &v))
+            .transpose()?,
+        starts_at: b.starts_at.map(|v| time("starts_at", &v)).transpose()?,
+        ends_at: b.ends_at.map(|v| time("ends_at", &v)).transpose()?,
+        place_area: b
+            .place_area
+            .map(|v| text("place_area", &v, 80, true))
+            .transpose()?,
+        place_address: b
+            .place_address
+            .map(|v| optional("place_address", v.as_deref(), 200))
+            .transpose()?,
+        urgency: b
+            .urgency
+            .map(|v| one_of("urgency", &v, &URGENCIES))
+            .transpose()?,
+        description: b
+            .description
+            .map(|v| text("description", &v, 1000, false))
+            .transpose()?,
+        status: b
+            .status
+            .map(|v| one_of("status", &v, &STATUSES))
+            .transpose()?,
+    };
+    let r = state
+        .store
+        .update_request(
+            caller.organisation_id(),
+            Actor {
+                kind: "coordinator",
+                id: caller.id(),
+            },
+            &id,
+            patch,
+        )
+        .await?
+        .ok_or(Error::NotFound("request"))?;
+    state.push.wake();
+    Ok(axum::Json(r))
+}
+
+async fn ranked(
+    state: &AppState,
+    caller: &CoordinatorCaller,
+    id: &str,
+) -> Result<(Request, Vec<Candidate>)> {
+    let request = state
+        .store
+        .request(caller.organisation_id(), id)
+        .await?
+        .ok_or(Error::NotFound("request"))?;
+    let volunteers = state.store.volunteers(caller.organisation_id()).await?;
+    let loads = state
+        .store
+        .volunteer_loads(caller.organisation_id())
+        .await?;
+    let ranked = matching::rank(&request, &volunteers, &|v| {
+        loads.get(v).copied().unwrap_or(0)
+    });
+    Ok((request, ranked))
+}
+
+/// Active volunteers ranked for the request, with the reasons.
+#[utoipa::path(get, path = "/api/v1/requests/{id}/candidates", tag = "requests",
+    params(("id" = String, Path, description = "Request id (UUID)")),
+    responses((status = 200, body = Vec<Candidate>), (status = 404, body = ErrorBody)))]
+async fn candidates(
+    State(state): State<AppState>,
+    caller: CoordinatorCaller,
+    Id(id): Id,
+) -> Result<axum::Json<Vec<Candidate>>> {
+    Ok(axum::Json(ranked(&state, &caller, &id).await?.1))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OfferBody {
+    /// Offer to these volunteers...
+    pub volunteer_ids: Option<Vec<String>>,
+    /// ...or to the best N eligible candidates.
+    pub top: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Offered {
+    pub request: Request,
+    /// Volunteers offered now (not those offered before).
+    pub offered_to: Vec<String>,
+}
+
+/// Offer the request to chosen volunteers or the top N; their phones get a push.
+#[utoipa::path(post, path = "/api/v1/requests/{id}/offer", tag = "requests", request_body = OfferBody,
+    params(("id" = String, Path, description = "Request id (UUID)")),
+    responses((status = 200, body = Offered), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn offer(
+    State(state): State<AppState>,
+    caller: CoordinatorCaller,
+    Id(id): Id,
+    Json(body): Json<OfferBody>,
+) -> Result<axum::Json<Offered>> {
+    let chosen: Vec<String> = match (body.volunteer_ids, body.top) {
+        (Some(ids), None) if !ids.is_empty() && ids.len() <= 100 => ids
+            .iter()
+            .map(|raw| {
+                uuid::Uuid::parse_str(raw)
+                    .map(|u| u.hyphenated().to_string())
+                    .map_err(|_| {
+                        Error::invalid("volunteer_ids", format!("{raw:?} is not a volunteer id"))
+                    })
+            })
+            .collect::<Result<_>>()?,
+        (None, Some(n)) if (1..=50).contains(&n) => {
+            let (_, ranked) = ranked(&state, &caller, &id).await?;
+            ranked
+                .into_iter()
+                .filter(|c| c.eligible)
+                .take(n as usize)
+                .map(|c| c.volunteer_id)
+                .collect()
+        }
+        _ => {
+            return Err(Error::invalid(
+                "volunteer_ids",
+                "give either volunteer_ids (1 to 100) or top (1 to 50)",
+            ));
+        }
+    };
+    if chosen.is_empty() {
+        return Err(Error::invalid(
+            "top",
+            "no volunteer speaks a language of this request",
+        ));
+    }
+    let (request, offered_to) = state
+        .store
+        .offer_request(
+            caller.organisation_id(),
+            Actor {
+                kind: "coordinator",
+                id: caller.id(),
+            },
+            &id,
+            &chosen,
+        )
+        .await?
+        .ok_or(Error::NotFound("request"))?;
+    state.push.wake();
+    tracing::info!(request_id = %request.id, offered = offered_to.len(), "request offered");
+    Ok(axum::Json(Offered {
+        request,
+        offered_to,
+    }))
+}

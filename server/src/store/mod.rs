@@ -1,0 +1,263 @@
+//! The server's database: one `Store` over SQLite or PostgreSQL, chosen by the URL.
+//!
+//! Queries are written once against sqlx's `Any` driver; the schema (see
+//! `migrations/README.md`) keeps to types both backends share. A method that returns `Ok`
+//! has committed: transactions mark the durability boundary.
+
+/// A query text assembled from constants (column lists) in this module, never from input.
+macro_rules! safe_sql {
+    ($($t:tt)*) => {
+        sqlx::AssertSqlSafe(format!($($t)*))
+    };
+}
+
+mod audit;
+mod coordinators;
+mod devices;
+mod documents;
+mod organisations;
+mod push;
+mod reports;
+mod requests;
+mod volunteers;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, ConnectOptions};
+
+pub use audit::AuditEvent;
+pub use coordinators::{Coordinator, NewCoordinator};
+pub use devices::{Device, EnrolledDevice, EnrollmentCode, EnrollmentError};
+pub use documents::{
+    Access, COMPACT_AFTER_CHUNKS, CaseRow, DocumentRow, NewDocument, Viewer, heads_from_text,
+    heads_to_text,
+};
+pub use organisations::Organisation;
+pub use push::{
+    ClaimedPush, MAX_SUBSCRIPTIONS_PER_OWNER, NewPushSubscription, OutboxEntry, PushOwner,
+    PushSubscriptionRef, SavedPushSubscription, enqueue_for_volunteers,
+};
+pub use reports::{CaseDocument, ReportRequest, VolunteerSync};
+pub use requests::{
+    AcceptOutcome, Actor, INSTITUTION_KINDS, NewRequest, NoticeKind, OfferStatus, Request,
+    RequestError, RequestEvent, RequestPatch, STATUSES, URGENCIES,
+};
+pub use volunteers::{NewVolunteer, Slot, Training, Volunteer, VolunteerPatch};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database url (use sqlite:// or postgres://)")]
+    UnsupportedUrl,
+    #[error("could not prepare the database folder: {0}")]
+    Folder(#[source] std::io::Error),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("already exists: {0}")]
+    Conflict(&'static str),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Turns a unique-constraint violation into `StoreError::Conflict(what)`.
+pub(crate) trait OnConflict<T> {
+    fn on_conflict(self, what: &'static str) -> Result<T>;
+}
+
+impl<T> OnConflict<T> for std::result::Result<T, sqlx::Error> {
+    fn on_conflict(self, what: &'static str) -> Result<T> {
+        self.map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
+            _ => StoreError::Database(e),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    url: std::sync::Arc<str>,
+    /// Names this server process in change notifications to other instances.
+    instance: std::sync::Arc<str>,
+}
+
+impl Store {
+    /// Connects to `url`; for SQLite the file and its folder are created when missing.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let url = match backend {
+            Backend::Sqlite => prepare_sqlite_url(url)?,
+            Backend::Postgres => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url)?
+            .log_statements(tracing::log::LevelFilter::Trace)
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+        let pool = AnyPoolOptions::new()
+            // SQLite allows one writer at a time; a few connections let reads proceed
+            // beside it (WAL) without turning every write into a busy-wait.
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        if backend == Backend::Sqlite {
+            // WAL is a property of the database file, so setting it once suffices.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+        }
+        Ok(Self {
+            pool,
+            backend,
+            url: url.into(),
+            instance: uuid::Uuid::new_v4().simple().to_string().into(),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// On PostgreSQL, tells other server instances (LISTEN lotse_docs) that a document
+    /// changed; sent inside the writing transaction, so it is delivered only on commit.
+    pub(crate) async fn notify_changed(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        id: &str,
+    ) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify('lotse_docs', $1)")
+                .bind(format!("{}:{id}", self.instance))
+                .execute(conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Answers whether the database responds, for `/readyz`.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Starts a transaction that takes the write lock at once on SQLite, so that two
+    /// writers queue on the busy timeout instead of failing when a read upgrades.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Adds `mode=rwc` so SQLite creates the file, and creates the folder it lives in.
+fn prepare_sqlite_url(url: &str) -> Result<String> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_memory = path.is_empty() || path == ":memory:" || query.contains("mode=memory");
+    if !in_memory
+        && let Some(parent) = std::path::Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(StoreError::Folder)?;
+    }
+    if query.contains("mode=") {
+        Ok(url.to_owned())
+    } else if query.is_empty() {
+        Ok(format!("{url}?mode=rwc"))
+    } else {
+        Ok(format!("{url}&mode=rwc"))
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Parses a JSON list column; a value we cannot read is reported, never papered over.
+pub(crate) fn json_column<T: serde::de::DeserializeOwned>(raw: &str, what: &str) -> Result<T> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data serialises")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_get_create_mode() {
+        let dir = std::env::temp_dir().join(format!("lotse-url-{}", new_id()));
+        let url = format!("sqlite://{}/x.db", dir.display());
+        assert_eq!(prepare_sqlite_url(&url).unwrap(), format!("{url}?mode=rwc"));
+        assert!(dir.is_dir());
+        assert_eq!(
+            prepare_sqlite_url("sqlite::memory:?cache=shared").unwrap(),
+            "sqlite::memory:?cache=shared&mode=rwc"
+        );
+        assert_eq!(
+            prepare_sqlite_url("sqlite://a.db?mode=ro").unwrap(),
+            "sqlite://a.db?mode=ro"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,872 @@
+//! Requests (Einsatzanfragen) and offers. Who gets a request is decided here, in SQL:
+//! the first valid accept wins, atomically on SQLite and PostgreSQL alike.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Result, Store, StoreError, json_column, new_id, now_ms, to_json};
+
+pub const STATUSES: [&str; 6] = [
+    "open",
+    "offered",
+    "assigned",
+    "done",
+    "cancelled",
+    "expired",
+];
+pub const INSTITUTION_KINDS: [&str; 9] = [
+    "behoerde",
+    "jobcenter",
+    "auslaenderbehoerde",
+    "beratungsstelle",
+    "schule",
+    "kita",
+    "arztpraxis",
+    "migrantin",
+    "sonstige",
+];
+pub const URGENCIES: [&str; 2] = ["normal", "dringend"];
+
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    pub source: &'static str,
+    pub institution_kind: String,
+    pub institution_name: String,
+    pub contact: Option<String>,
+    pub person_label: String,
+    pub topic: String,
+    pub languages: Vec<String>,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub place_area: String,
+    pub place_address: Option<String>,
+    pub urgency: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Request {
+    pub id: String,
+    pub organisation_id: String,
+    /// `coordinator` or `intake` (the public form).
+    pub source: String,
+    pub institution_kind: String,
+    pub institution_name: String,
+    pub contact: Option<String>,
+    /// Pseudonymous label of the person (initials or a code).
+    pub person_label: String,
+    pub topic: String,
+    pub languages: Vec<String>,
+    #[serde(with = "crate::timefmt")]
+    #[schema(value_type = String, format = DateTime)]
+    pub starts_at: i64,
+    #[serde(with = "crate::timefmt")]
+    #[schema(value_type = String, format = DateTime)]
+    pub ends_at: i64,
+    pub place_area: String,
+    pub place_address: Option<String>,
+    pub urgency: String,
+    pub description: String,
+    /// open, offered, assigned, done, cancelled, expired.
+    pub status: String,
+    pub assigned_volunteer_id: Option<String>,
+    pub case_document_id: Option<String>,
+    #[serde(with = "crate::timefmt")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    #[serde(with = "crate::timefmt")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RequestEvent {
+    #[serde(with = "crate::timefmt")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: i64,
+    pub actor_kind: String,
+    pub actor_id: String,
+    /// created, updated, offered, accepted, declined, taken, cancelled, done, expired.
+    pub action: String,
+    pub volunteer_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OfferStatus {
+    pub volunteer_id: String,
+    /// offered, accepted, declined, taken (someone else won), withdrawn.
+    pub status: String,
+    #[serde(with = "crate::timefmt")]
+    #[schema(value_type = String, format = DateTime)]
+    pub offered_at: i64,
+    #[serde(with = "crate::timefmt::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub answered_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RequestPatch {
+    pub institution_kind: Option<String>,
+    pub institution_name: Option<String>,
+    pub contact: Option<Option<String>>,
+    pub person_label: Option<String>,
+    pub topic: Option<String>,
+    pub languages: Option<Vec<String>>,
+    pub starts_at: Option<i64>,
+    pub ends_at: Option<i64>,
+    pub place_area: Option<String>,
+    pub place_address: Option<Option<String>>,
+    pub urgency: Option<String>,
+    pub description: Option<String>,
+    pub status: Option<String>,
+}
+
+/// Who acted, for the history.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    pub kind: &'a str,
+    pub id: &'a str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("a request that is {from} cannot become {to}")]
+    Transition { from: String, to: String },
+    #[error("the request is {0}; it can no longer be offered")]
+    Closed(String),
+    #[error("volunteer {0} is not an active volunteer of this organisation")]
+    NotAVolunteer(String),
+    #[error("the time window must end after it starts")]
+    Window,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for RequestError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+/// What an accept came to.
+#[derive(Debug, Clone)]
+pub enum AcceptOutcome {
+    /// This volunteer has the request (now, or already: accepts are idempotent).
+    Won(Box<Request>),
+    /// Another volunteer was first.
+    Taken,
+    /// No offer to this volunteer (or not in their organisation).
+    NotOffered,
+    /// Cancelled, expired or done before anyone accepted.
+    Closed(String),
+}
+
+const COLUMNS: &str = "id, organisation_id, source, institution_kind, institution_name, contact, \
+    person_label, topic, languages, starts_at, ends_at, place_area, place_address, urgency, \
+    description, status, assigned_volunteer_id, case_document_id, created_at, updated_at";
+
+fn request(row: &AnyRow) -> Result<Request> {
+    Ok(Request {
+        id: row.try_get("id")?,
+        organisation_id: row.try_get("organisation_id")?,
+        source: row.try_get("source")?,
+        institution_kind: row.try_get("institution_kind")?,
+        institution_name: row.try_get("institution_name")?,
+        contact: row.try_get("contact")?,
+        person_label: row.try_get("person_label")?,
+        topic: row.try_get("topic")?,
+        languages: json_column(row.try_get("languages")?, "request languages")?,
+        starts_at: row.try_get("starts_at")?,
+        ends_at: row.try_get("ends_at")?,
+        place_area: row.try_get("place_area")?,
+        place_address: row.try_get("place_address")?,
+        urgency: row.try_get("urgency")?,
+        description: row.try_get("description")?,
+        status: row.try_get("status")?,
+        assigned_volunteer_id: row.try_get("assigned_volunteer_id")?,
+        case_document_id: row.try_get("case_document_id")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+async fn event(
+    conn: &mut sqlx::AnyConnection,
+    request_id: &str,
+    actor: Actor<'_>,
+    action: &str,
+    volunteer_id: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO request_events (id, request_id, at, actor_kind, actor_id, action, volunteer_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(new_id())
+    .bind(request_id)
+    .bind(now_ms())
+    .bind(actor.kind)
+    .bind(actor.id)
+    .bind(action)
+    .bind(volunteer_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn load(
+    conn: &mut sqlx::AnyConnection,
+    organisation_id: &str,
+    id: &str,
+) -> Result<Option<Request>> {
+    let row = sqlx::query(safe_sql!(
+        "SELECT {COLUMNS} FROM requests WHERE organisation_id = $1 AND id = $2"
+    ))
+    .bind(organisation_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(request).transpose()
+}
+
+/// Which status changes a coordinator may make by hand.
+fn transition_allowed(from: &str, to: &str) -> bool {
+    matches!(
+        (from, to),
+        ("open" | "offered" | "assigned", "cancelled")
+            | ("assigned", "done")
+            | ("cancelled" | "expired", "open")
+    ) || from == to
+}
+
+/// Kinds of notice the requests code sends to volunteers' phones (Web Push).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    Offer,
+    Taken,
+    Cancelled,
+}
+
+/// Queues pushes in the caller's transaction, so they commit with the decision.
+async fn notify(
+    conn: &mut sqlx::AnyConnection,
+    volunteers: &[String],
+    kind: NoticeKind,
+    r: &Request,
+) -> Result<()> {
+    if volunteers.is_empty() {
+        return Ok(());
+    }
+    let notice = crate::push::Notice {
+        kind,
+        request_id: r.id.clone(),
+        topic: r.topic.clone(),
+        languages: r.languages.clone(),
+        window_start: r.starts_at,
+        window_end: r.ends_at,
+    };
+    crate::push::enqueue(conn, volunteers, &notice)
+        .await
+        .map(|_| ())
+}
+
+impl Store {
+    /// Marks requests whose window has passed without an assignment as expired.
+    pub async fn expire_requests(&self) -> Result<u64> {
+        let now = now_ms();
+        // Called before every read of requests: stay a plain read unless something is due,
+        // so listing does not take SQLite's write lock.
+        let due: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM requests WHERE status IN ('open', 'offered') AND ends_at < $1",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        if due == 0 {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        let expired: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM requests WHERE status IN ('open', 'offered') AND ends_at < $1",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &expired {
+            sqlx::query("UPDATE requests SET status = 'expired', updated_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE offers SET status = 'withdrawn' WHERE request_id = $1 AND status = 'offered'")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            event(
+                &mut tx,
+                id,
+                Actor {
+                    kind: "system",
+                    id: "expiry",
+                },
+                "expired",
+                None,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(expired.len() as u64)
+    }
+
+    pub async fn create_request(
+        &self,
+        organisation_id: &str,
+        actor: Actor<'_>,
+        new: NewRequest,
+    ) -> Result<Request> {
+        let now = now_ms();
+        let r = Request {
+            id: new_id(),
+            organisation_id: organisation_id.to_owned(),
+            source: new.source.to_owned(),
+            institution_kind: new.institution_kind,
+            institution_name: new.institution_name,
+            contact: new.contact,
+            person_label: new.person_label,
+            topic: new.topic,
+            languages: new.languages,
+            starts_at: new.starts_at,
+            ends_at: new.ends_at,
+            place_area: new.place_area,
+            place_address: new.place_address,
+            urgency: new.urgency,
+            description: new.description,
+            status: "open".into(),
+            assigned_volunteer_id: None,
+            case_document_id: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.begin_write().await?;
+        sqlx::query(safe_sql!(
+            "INSERT INTO requests ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+             $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+        ))
+        .bind(&r.id)
+        .bind(&r.organisation_id)
+        .bind(&r.source)
+        .bind(&r.institution_kind)
+        .bind(&r.institution_name)
+        .bind(&r.contact)
+        .bind(&r.person_label)
+        .bind(&r.topic)
+        .bind(to_json(&r.languages))
+        .bind(r.starts_at)
+        .bind(r.ends_at)
+        .bind(&r.place_area)
+        .bind(&r.place_address)
+        .bind(&r.urgency)
+        .bind(&r.description)
+        .bind(&r.status)
+        .bind(&r.assigned_volunteer_id)
+        .bind(&r.case_document_id)
+        .bind(r.created_at)
+        .bind(r.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        event(&mut tx, &r.id, actor, "created", None).await?;
+        tx.commit().await?;
+        Ok(r)
+    }
+
+    /// Requests of an organisation, soonest first; `status` filters.
+    pub async fn requests(
+        &self,
+        organisation_id: &str,
+        status: Option<&str>,
+    ) -> Result<Vec<Request>> {
+        self.expire_requests().await?;
+        let rows = sqlx::query(safe_sql!(
+            "SELECT {COLUMNS} FROM requests WHERE organisation_id = $1 AND ($2 = '' OR status = $2) \
+             ORDER BY starts_at, id"
+        ))
+        .bind(organisation_id)
+        .bind(status.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(request).collect()
+    }
+
+    pub async fn request(&self, organisation_id: &str, id: &str) -> Result<Option<Request>> {
+        let mut conn = self.pool.acquire().await?;
+        load(&mut conn, organisation_id, id).await
+    }
+
+    pub async fn request_history(&self, request_id: &str) -> Result<Vec<RequestEvent>> {
+        let rows = sqlx::query(
+            "SELECT at, actor_kind, actor_id, action, volunteer_id FROM request_events \
+             WHERE request_id = $1 ORDER BY at, id",
+        )
+        .bind(request_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RequestEvent {
+                    at: r.try_get("at")?,
+                    actor_kind: r.try_get("actor_kind")?,
+                    actor_id: r.try_get("actor_id")?,
+                    action: r.try_get("action")?,
+                    volunteer_id: r.try_get("volunteer_id")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn request_offers(&self, request_id: &str) -> Result<Vec<OfferStatus>> {
+        let rows = sqlx::query(
+            "SELECT volunteer_id, status, offered_at, answered_at FROM offers WHERE request_id = $1 \
+             ORDER BY offered_at, volunteer_id",
+        )
+        .bind(request_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OfferStatus {
+                    volunteer_id: r.try_get("volunteer_id")?,
+                    status: r.try_get("status")?,
+                    offered_at: r.try_get("offered_at")?,
+                    answered_at: r.try_get("answered_at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn update_request(
+        &self,
+        organisation_id: &str,
+        actor: Actor<'_>,
+        id: &str,
+        patch: RequestPatch,
+    ) -> Result<Option<Request>, RequestError> {
+        let mut tx = self.begin_write().await?;
+        let Some(mut r) = load(&mut tx, organisation_id, id).await? else {
+            return Ok(None);
+        };
+        let before = r.status.clone();
+        if let Some(to) = &patch.status
+            && !transition_allowed(&before, to)
+        {
+            return Err(RequestError::Transition {
+                from: before,
+                to: to.clone(),
+            });
+        }
+        macro_rules! apply {
+            ($($f:ident),*) => { $(if let Some(v) = patch.$f { r.$f = v; })* };
+        }
+        apply!(
+            institution_kind,
+            institution_name,
+            contact,
+            person_label,
+            topic,
+            languages,
+            starts_at,
+            ends_at,
+            place_area,
+            place_address,
+            urgency,
+            description
+        );
+        if r.ends_at <= r.starts_at {
+            return Err(RequestError::Window);
+        }
+        if let Some(to) = patch.status {
+            r.status = to;
+        }
+        r.updated_at = now_ms();
+        sqlx::query(
+            "UPDATE requests SET institution_kind = $1, institution_name = $2, contact = $3, person_label = $4, \
+             topic = $5, languages = $6, starts_at = $7, ends_at = $8, place_area = $9, place_address = $10, \
+             urgency = $11, description = $12, status = $13, updated_at = $14 WHERE id = $15",
+        )
+        .bind(&r.institution_kind)
+        .bind(&r.institution_name)
+        .bind(&r.contact)
+        .bind(&r.person_label)
+        .bind(&r.topic)
+        .bind(to_json(&r.languages))
+        .bind(r.starts_at)
+        .bind(r.ends_at)
+        .bind(&r.place_area)
+        .bind(&r.place_address)
+        .bind(&r.urgency)
+        .bind(&r.description)
+        .bind(&r.status)
+        .bind(r.updated_at)
+        .bind(&r.id)
+        .execute(&mut *tx)
+        .await?;
+        let action = match (before.as_str(), r.status.as_str()) {
+            (a, b) if a == b => "updated",
+            (_, "cancelled") => "cancelled",
+            (_, "done") => "done",
+            _ => "reopened",
+        };
+        event(&mut tx, &r.id, actor, action, None).await?;
+        if r.status == "cancelled" && before != "cancelled" {
+            let told: Vec<String> = sqlx::query_scalar(
+                "SELECT volunteer_id FROM offers WHERE request_id = $1 AND status IN ('offered', 'accepted')",
+            )
+            .bind(&r.id)
+            .fetch_all(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE offers SET status = 'withdrawn' WHERE request_id = $1 AND status = 'offered'")
+                .bind(&r.id)
+                .execute(&mut *tx)
+                .await?;
+            notify(&mut tx, &told, NoticeKind::Cancelled, &r).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(r))
+    }
+
+    /// Offers an open request to volunteers; returns the request and who was newly
+    /// offered (offering twice to the same volunteer is a no-op).
+    pub async fn offer_request(
+        &self,
+        organisation_id: &str,
+        actor: Actor<'_>,
+        id: &str,
+        volunteer_ids: &[String],
+    ) -> Result<Option<(Request, Vec<String>)>, RequestError> {
+        self.expire_requests().await?;
+        let mut tx = self.begin_write().await?;
+        let Some(mut r) = load(&mut tx, organisation_id, id).await? else {
+            return Ok(None);
+        };
+        if !matches!(r.status.as_str(), "open" | "offered") {
+            return Err(RequestError::Closed(r.status));
+        }
+        let now = now_ms();
+        let mut fresh = Vec::new();
+        for v in volunteer_ids {
+            let active: Option<i64> = sqlx::query_scalar(
+                "SELECT active FROM volunteers WHERE id = $1 AND organisation_id = $2",
+            )
+            .bind(v)
+            .bind(organisation_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if active != Some(1) {
+                return Err(RequestError::NotAVolunteer(v.clone()));
+            }
+            let inserted = sqlx::query(
+                "INSERT INTO offers (request_id, volunteer_id, status, offered_at) VALUES ($1, $2, 'offered', $3) \
+                 ON CONFLICT (request_id, volunteer_id) DO NOTHING",
+            )
+            .bind(&r.id)
+            .bind(v)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 1 {
+                event(&mut tx, &r.id, actor, "offered", Some(v)).await?;
+                fresh.push(v.clone());
+            }
+        }
+        if r.status == "open" && !fresh.is_empty() {
+            r.status = "offered".into();
+            r.updated_at = now;
+            sqlx::query("UPDATE requests SET status = 'offered', updated_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(&r.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        notify(&mut tx, &fresh, NoticeKind::Offer, &r).await?;
+        tx.commit().await?;
+        Ok(Some((r, fresh)))
+    }
+
+    /// Requests assigned to each volunteer and not yet done: the "load" in matching.
+    pub async fn volunteer_loads(&self, organisation_id: &str) -> Result<HashMap<String, i64>> {
+        let rows = sqlx::query(
+            "SELECT assigned_volunteer_id AS v, COUNT(*) AS n FROM requests WHERE organisation_id = $1 \
+             AND status = 'assigned' AND assigned_volunteer_id IS NOT NULL GROUP BY assigned_volunteer_id",
+        )
+        .bind(organisation_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("v")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    /// A volunteer's offers: open ones and those answered in the last 14 days.
+    pub async fn offers_for(&self, volunteer_id: &str) -> Result<Vec<(Request, OfferStatus)>> {
+        self.expire_requests().await?;
+        let since = now_ms() - 14 * 24 * 3_600_000;
+        let columns: String = COLUMNS
+            .split(", ")
+            .map(|c| format!("r.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(safe_sql!(
+            "SELECT {columns}, o.volunteer_id AS o_volunteer, o.status AS o_status, o.offered_at AS o_offered, \
+             o.answered_at AS o_answered FROM offers o JOIN requests r ON r.id = o.request_id \
+             WHERE o.volunteer_id = $1 AND (o.status = 'offered' OR o.answered_at > $2 OR r.updated_at > $2) \
+             ORDER BY r.starts_at, r.id"
+        ))
+        .bind(volunteer_id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    request(row)?,
+                    OfferStatus {
+                        volunteer_id: row.try_get("o_volunteer")?,
+                        status: row.try_get("o_status")?,
+                        offered_at: row.try_get("o_offered")?,
+                        answered_at: row.try_get("o_answered")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// The first valid accept wins: the guarded UPDATE is atomic on both backends (a
+    /// second writer re-checks the guard after the first commits and changes nothing).
+    pub async fn accept_offer(
+        &self,
+        organisation_id: &str,
+        volunteer_id: &str,
+        device_id: &str,
+        request_id: &str,
+    ) -> Result<AcceptOutcome> {
+        self.expire_requests().await?;
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let offered: Option<String> = sqlx::query_scalar(
+            "SELECT o.status FROM offers o JOIN requests r ON r.id = o.request_id \
+             WHERE o.request_id = $1 AND o.volunteer_id = $2 AND r.organisation_id = $3",
+        )
+        .bind(request_id)
+        .bind(volunteer_id)
+        .bind(organisation_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if offered.is_none() {
+            return Ok(AcceptOutcome::NotOffered);
+        }
+        let won = sqlx::query(
+            "UPDATE requests SET status = 'assigned', assigned_volunteer_id = $1, updated_at = $2 \
+             WHERE id = $3 AND status IN ('open', 'offered') AND assigned_volunteer_id IS NULL",
+        )
+        .bind(volunteer_id)
+        .bind(now)
+        .bind(request_id)
+        .execute(&mut *tx)
+        .await?;
+        let r = load(&mut tx, organisation_id, request_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("request vanished".into()))?;
+        if won.rows_affected() == 1 {
+            let actor = Actor {
+                kind: "device",
+                id: device_id,
+            };
+            sqlx::query(
+                "UPDATE offers SET status = 'accepted', answered_at = $1 WHERE request_id = $2 AND volunteer_id = $3",
+            )
+            .bind(now)
+            .bind(request_id)
+            .bind(volunteer_id)
+            .execute(&mut *tx)
+            .await?;
+            let losers: Vec<String> = sqlx::query_scalar(
+                "SELECT volunteer_id FROM offers WHERE request_id = $1 AND volunteer_id <> $2 AND status = 'offered'",
+            )
+            .bind(request_id)
+            .bind(volunteer_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE offers SET status = 'taken' WHERE request_id = $1 AND volunteer_id <> $2 AND status = 'offered'",
+            )
+            .bind(request_id)
+            .bind(volunteer_id)
+            .execute(&mut *tx)
+            .await?;
+            event(&mut tx, request_id, actor, "accepted", Some(volunteer_id)).await?;
+            notify(&mut tx, &losers, NoticeKind::Taken, &r).await?;
+            tx.commit().await?;
+            return Ok(AcceptOutcome::Won(Box::new(r)));
+        }
+        let outcome = if r.assigned_volunteer_id.as_deref() == Some(volunteer_id) {
+            AcceptOutcome::Won(Box::new(r))
+        } else if r.assigned_volunteer_id.is_some() {
+            // Record the late answer once, so the history shows who also wanted it.
+            let marked = sqlx::query(
+                "UPDATE offers SET status = 'taken', answered_at = $1 WHERE request_id = $2 AND volunteer_id = $3 \
+                 AND answered_at IS NULL",
+            )
+            .bind(now)
+            .bind(request_id)
+            .bind(volunteer_id)
+            .execute(&mut *tx)
+            .await?;
+            if marked.rows_affected() == 1 {
+                event(
+                    &mut tx,
+                    request_id,
+                    Actor {
+                        kind: "device",
+                        id: device_id,
+                    },
+                    "accept_too_late",
+                    Some(volunteer_id),
+                )
+                .await?;
+            }
+            AcceptOutcome::Taken
+        } else {
+            AcceptOutcome::Closed(r.status)
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// `None` when there is no offer to this volunteer.
+    pub async fn decline_offer(
+        &self,
+        organisation_id: &str,
+        volunteer_id: &str,
+        device_id: &str,
+        request_id: &str,
+    ) -> Result<Option<String>> {
+        let mut tx = self.begin_write().await?;
+        let status: Option<String> = sqlx::query_scalar(
+            "SELECT o.status FROM offers o JOIN requests r ON r.id = o.request_id \
+             WHERE o.request_id = $1 AND o.volunteer_id = $2 AND r.organisation_id = $3",
+        )
+        .bind(request_id)
+        .bind(volunteer_id)
+        .bind(organisation_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(status) = status else {
+            return Ok(None);
+        };
+        if status == "offered" {
+            sqlx::query(
+                "UPDATE offers SET status = 'declined', answered_at = $1 WHERE request_id = $2 AND volunteer_id = $3",
+            )
+            .bind(now_ms())
+            .bind(request_id)
+            .bind(volunteer_id)
+            .execute(&mut *tx)
+            .await?;
+            event(
+                &mut tx,
+                request_id,
+                Actor {
+                    kind: "device",
+                    id: device_id,
+                },
+                "declined",
+                Some(volunteer_id),
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(Some("declined".into()));
+        }
+        tx.commit().await?;
+        Ok(Some(status))
+    }
+
+    /// Records a finished assignment in the past in one go (demo data: the regular path
+    /// would expire a request whose window has passed before it could be offered).
+    pub(crate) async fn record_past_assignment(
+        &self,
+        actor: Actor<'_>,
+        request_id: &str,
+        volunteer_id: &str,
+    ) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO offers (request_id, volunteer_id, status, offered_at, answered_at) \
+             VALUES ($1, $2, 'accepted', $3, $3)",
+        )
+        .bind(request_id)
+        .bind(volunteer_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE requests SET status = 'done', assigned_volunteer_id = $1, updated_at = $2 WHERE id = $3",
+        )
+        .bind(volunteer_id)
+        .bind(now)
+        .bind(request_id)
+        .execute(&mut *tx)
+        .await?;
+        for action in ["offered", "accepted", "done"] {
+            event(&mut tx, request_id, actor, action, Some(volunteer_id)).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Links the case created for the winner; only the first link counts.
+    pub async fn link_case(&self, request_id: &str, document_id: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE requests SET case_document_id = $1 WHERE id = $2 AND case_document_id IS NULL",
+        )
+        .bind(document_id)
+        .bind(request_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Organisation by its public slug (intake form).
+    pub async fn organisation_by_slug(&self, slug: &str) -> Result<Option<super::Organisation>> {
+        let row = sqlx::query("SELECT id, name, slug FROM organisations WHERE slug = $1")
+            .bind(slug)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(super::Organisation {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                slug: row.try_get("slug")?,
+            })
+        })
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transition_allowed;
+
+    #[test]
+    fn transitions() {
+        assert!(transition_allowed("open", "cancelled"));
+        assert!(transition_allowed("assigned", "done"));
+        assert!(
+            !transition_allowed("open", "assigned"),
+            "assignment only by accepting"
+        );
+        assert!(!transition_allowed("done", "open"));
+        assert!(transition_allowed("cancelled", "open"));
+    }
+}

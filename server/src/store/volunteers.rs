@@ -1,0 +1,436 @@
+//! Volunteers (Lotsinnen und Lotsen): profile, languages, topics, availability, trainings.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::audit::Audit;
+use super::{Result, Store, json_column, new_id, now_ms, to_json};
+
+/// A weekly availability window, e.g. Tuesdays 14:00-18:00.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Slot {
+    /// ISO weekday, 1 = Monday ... 7 = Sunday.
+    pub weekday: u8,
+    /// Start, "HH:MM".
+    pub from: String,
+    /// End, "HH:MM", after `from`.
+    pub to: String,
+}
+
+/// A training the volunteer completed: the Basislehrgang, a Schulung, Supervision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Training {
+    /// e.g. "Basislehrgang", "Schulung Aufenthaltsrecht".
+    pub name: String,
+    /// YYYY-MM-DD.
+    pub completed_on: String,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Volunteer {
+    pub id: String,
+    pub organisation_id: String,
+    pub display_name: String,
+    /// ISO 639-1 codes, e.g. `["ar", "de"]`.
+    pub languages: Vec<String>,
+    pub topics: Vec<String>,
+    pub availability: Vec<Slot>,
+    pub active: bool,
+    /// Date the confidentiality pledge (Schweigepflichterklärung) was signed, YYYY-MM-DD.
+    pub pledge_signed_on: Option<String>,
+    /// Completed trainings, oldest first.
+    pub trainings: Vec<Training>,
+    #[serde(with = "crate::timefmt")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    #[serde(with = "crate::timefmt")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: i64,
+}
+
+pub struct NewVolunteer {
+    pub display_name: String,
+    pub languages: Vec<String>,
+    pub topics: Vec<String>,
+    pub availability: Vec<Slot>,
+    pub active: bool,
+    pub pledge_signed_on: Option<String>,
+    pub trainings: Vec<Training>,
+}
+
+/// Fields left `None` stay as they are; `pledge_signed_on: Some(None)` clears the date.
+#[derive(Default)]
+pub struct VolunteerPatch {
+    pub display_name: Option<String>,
+    pub languages: Option<Vec<String>>,
+    pub topics: Option<Vec<String>>,
+    pub availability: Option<Vec<Slot>>,
+    pub active: Option<bool>,
+    pub pledge_signed_on: Option<Option<String>>,
+    pub trainings: Option<Vec<Training>>,
+}
+
+/// Why a value was refused by the rules below. The API answers `invalid_field` with the
+/// English text (`Display`); the dashboard words [`Invalid::reason`] for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("must not be empty")]
+    Empty,
+    #[error("at most {max} characters")]
+    TooLong { max: usize },
+    #[error("must not contain control characters")]
+    ControlCharacters,
+    #[error("at least one language (ISO 639-1 code such as \"de\")")]
+    NoLanguage,
+    #[error("at most {max} languages")]
+    TooManyLanguages { max: usize },
+    #[error("{0:?} is not an ISO 639-1 language code (e.g. \"ar\", \"uk\", \"tr\")")]
+    NotALanguage(String),
+    #[error("{0:?} is not a topic; use one of {topics}", topics = Volunteer::TOPICS.join(", "))]
+    NotATopic(String),
+    #[error("at most {max} slots")]
+    TooManySlots { max: usize },
+    #[error("at most {max} trainings")]
+    TooManyTrainings { max: usize },
+    #[error("weekday is 1 (Monday) to 7 (Sunday)")]
+    Weekday,
+    #[error("times are \"HH:MM\", e.g. \"14:30\"")]
+    Time,
+    #[error("a slot must end after it starts")]
+    SlotOrder,
+    #[error("a date as YYYY-MM-DD, e.g. \"2026-03-04\"")]
+    Date,
+}
+
+impl Invalid {
+    /// A stable code and its one detail (a limit or the value refused, else empty), for
+    /// callers outside `store` that cannot name this type to match on it.
+    pub fn reason(&self) -> (&'static str, String) {
+        match self {
+            Self::Empty => ("empty", String::new()),
+            Self::TooLong { max } => ("too_long", max.to_string()),
+            Self::ControlCharacters => ("control_characters", String::new()),
+            Self::NoLanguage => ("no_language", String::new()),
+            Self::TooManyLanguages { max } => ("too_many_languages", max.to_string()),
+            Self::NotALanguage(code) => ("not_a_language", code.clone()),
+            Self::NotATopic(topic) => ("not_a_topic", topic.clone()),
+            Self::TooManySlots { max } => ("too_many_slots", max.to_string()),
+            Self::TooManyTrainings { max } => ("too_many_trainings", max.to_string()),
+            Self::Weekday => ("weekday", String::new()),
+            Self::Time => ("time", String::new()),
+            Self::SlotOrder => ("slot_order", String::new()),
+            Self::Date => ("date", String::new()),
+        }
+    }
+}
+
+/// The rules for a volunteer's fields, one set for the API and the dashboard, so both
+/// accept the same data. Each returns the value as it is stored (trimmed, lower case,
+/// without repeats). The API applies the name and language rules to other records too.
+impl Volunteer {
+    /// The topics a request or a volunteer can have (DOMAIN.md), in the order pages and
+    /// reports list them.
+    pub const TOPICS: [&'static str; 8] = [
+        "behoerden",
+        "gesundheit",
+        "bildung",
+        "erziehung",
+        "arbeit",
+        "beruf",
+        "soziales",
+        "wohnen",
+    ];
+    pub const MAX_NAME_CHARS: usize = 100;
+    pub const MAX_LANGUAGES: usize = 30;
+    pub const MAX_SLOTS: usize = 50;
+    pub const MAX_TRAININGS: usize = 100;
+
+    pub fn check_name(name: &str) -> Result<String, Invalid> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(Invalid::Empty);
+        }
+        if name.chars().count() > Self::MAX_NAME_CHARS {
+            return Err(Invalid::TooLong {
+                max: Self::MAX_NAME_CHARS,
+            });
+        }
+        if name.chars().any(char::is_control) {
+            return Err(Invalid::ControlCharacters);
+        }
+        Ok(name.to_owned())
+    }
+
+    /// ISO 639-1 codes, at least one.
+    pub fn check_languages(languages: &[String]) -> Result<Vec<String>, Invalid> {
+        if languages.is_empty() {
+            return Err(Invalid::NoLanguage);
+        }
+        if languages.len() > Self::MAX_LANGUAGES {
+            return Err(Invalid::TooManyLanguages {
+                max: Self::MAX_LANGUAGES,
+            });
+        }
+        let mut out: Vec<String> = Vec::with_capacity(languages.len());
+        for code in languages {
+            let code = code.trim().to_ascii_lowercase();
+            if isolang::Language::from_639_1(&code).is_none() {
+                return Err(Invalid::NotALanguage(code));
+            }
+            if !out.contains(&code) {
+                out.push(code);
+            }
+        }
+        Ok(out)
+    }
+
+    /// From [`Volunteer::TOPICS`]; none is fine.
+    pub fn check_topics(topics: &[String]) -> Result<Vec<String>, Invalid> {
+        let mut out: Vec<String> = Vec::with_capacity(topics.len());
+        for topic in topics {
+            let topic = topic.trim().to_lowercase();
+            if !Self::TOPICS.contains(&topic.as_str()) {
+                return Err(Invalid::NotATopic(topic));
+            }
+            if !out.contains(&topic) {
+                out.push(topic);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn check_availability(slots: &[Slot]) -> Result<Vec<Slot>, Invalid> {
+        if slots.len() > Self::MAX_SLOTS {
+            return Err(Invalid::TooManySlots {
+                max: Self::MAX_SLOTS,
+            });
+        }
+        for slot in slots {
+            slot.check()?;
+        }
+        Ok(slots.to_vec())
+    }
+
+    /// Each with a name (the rules of a display name) and a date; sorted oldest first.
+    pub fn check_trainings(trainings: &[Training]) -> Result<Vec<Training>, Invalid> {
+        if trainings.len() > Self::MAX_TRAININGS {
+            return Err(Invalid::TooManyTrainings {
+                max: Self::MAX_TRAININGS,
+            });
+        }
+        let mut out = trainings
+            .iter()
+            .map(|t| {
+                Ok(Training {
+                    name: Self::check_name(&t.name)?,
+                    completed_on: Self::check_date(t.completed_on.trim())?,
+                })
+            })
+            .collect::<Result<Vec<_>, Invalid>>()?;
+        out.sort_by(|a, b| a.completed_on.cmp(&b.completed_on));
+        Ok(out)
+    }
+
+    /// A calendar date, YYYY-MM-DD.
+    pub fn check_date(date: &str) -> Result<String, Invalid> {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        time::Date::parse(date, &format)
+            .map(|_| date.to_owned())
+            .map_err(|_| Invalid::Date)
+    }
+}
+
+impl Slot {
+    /// A weekday 1 to 7 and "HH:MM" times, ending after it starts.
+    pub fn check(&self) -> Result<(), Invalid> {
+        if !(1..=7).contains(&self.weekday) {
+            return Err(Invalid::Weekday);
+        }
+        let (Some(from), Some(to)) = (minutes_of(&self.from), minutes_of(&self.to)) else {
+            return Err(Invalid::Time);
+        };
+        if from >= to {
+            return Err(Invalid::SlotOrder);
+        }
+        Ok(())
+    }
+}
+
+fn minutes_of(hhmm: &str) -> Option<u32> {
+    let (h, m) = hhmm.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some(h * 60 + m)
+}
+
+const COLUMNS: &str = "id, organisation_id, display_name, languages, topics, availability, \
+                       active, pledge_signed_on, trainings, created_at, updated_at";
+
+fn volunteer(row: &AnyRow) -> Result<Volunteer> {
+    Ok(Volunteer {
+        id: row.try_get("id")?,
+        organisation_id: row.try_get("organisation_id")?,
+        display_name: row.try_get("display_name")?,
+        languages: json_column(row.try_get("languages")?, "volunteer languages")?,
+        topics: json_column(row.try_get("topics")?, "volunteer topics")?,
+        availability: json_column(row.try_get("availability")?, "volunteer availability")?,
+        active: row.try_get::<i64, _>("active")? != 0,
+        pledge_signed_on: row.try_get("pledge_signed_on")?,
+        trainings: json_column(row.try_get("trainings")?, "volunteer trainings")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+impl Store {
+    pub async fn create_volunteer(
+        &self,
+        organisation_id: &str,
+        actor_id: &str,
+        new: NewVolunteer,
+    ) -> Result<Volunteer> {
+        let now = now_ms();
+        let v = Volunteer {
+            id: new_id(),
+            organisation_id: organisation_id.to_owned(),
+            display_name: new.display_name,
+            languages: new.languages,
+            topics: new.topics,
+            availability: new.availability,
+            active: new.active,
+            pledge_signed_on: new.pledge_signed_on,
+            trainings: new.trainings,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.begin_write().await?;
+        sqlx::query(safe_sql!(
+            "INSERT INTO volunteers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        ))
+        .bind(&v.id)
+        .bind(&v.organisation_id)
+        .bind(&v.display_name)
+        .bind(to_json(&v.languages))
+        .bind(to_json(&v.topics))
+        .bind(to_json(&v.availability))
+        .bind(i64::from(v.active))
+        .bind(&v.pledge_signed_on)
+        .bind(to_json(&v.trainings))
+        .bind(v.created_at)
+        .bind(v.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        Audit {
+            organisation_id,
+            actor_kind: "coordinator",
+            actor_id,
+            action: "volunteer.create",
+            subject_kind: "volunteer",
+            subject_id: &v.id,
+        }
+        .write(&mut tx)
+        .await?;
+        tx.commit().await?;
+        Ok(v)
+    }
+
+    /// Volunteers of one organisation, by name. Organisation scoping is part of the query.
+    pub async fn volunteers(&self, organisation_id: &str) -> Result<Vec<Volunteer>> {
+        let rows = sqlx::query(safe_sql!(
+            "SELECT {COLUMNS} FROM volunteers WHERE organisation_id = $1 ORDER BY display_name, id"
+        ))
+        .bind(organisation_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(volunteer).collect()
+    }
+
+    /// `None` both when the volunteer does not exist and when it belongs to another
+    /// organisation, so callers cannot tell the two apart.
+    pub async fn volunteer(&self, organisation_id: &str, id: &str) -> Result<Option<Volunteer>> {
+        let row = sqlx::query(safe_sql!(
+            "SELECT {COLUMNS} FROM volunteers WHERE organisation_id = $1 AND id = $2"
+        ))
+        .bind(organisation_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(volunteer).transpose()
+    }
+
+    pub async fn update_volunteer(
+        &self,
+        organisation_id: &str,
+        actor_id: &str,
+        id: &str,
+        patch: VolunteerPatch,
+    ) -> Result<Option<Volunteer>> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(safe_sql!(
+            "SELECT {COLUMNS} FROM volunteers WHERE organisation_id = $1 AND id = $2"
+        ))
+        .bind(organisation_id)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(mut v) = row.as_ref().map(volunteer).transpose()? else {
+            return Ok(None);
+        };
+        if let Some(x) = patch.display_name {
+            v.display_name = x;
+        }
+        if let Some(x) = patch.languages {
+            v.languages = x;
+        }
+        if let Some(x) = patch.topics {
+            v.topics = x;
+        }
+        if let Some(x) = patch.availability {
+            v.availability = x;
+        }
+        if let Some(x) = patch.active {
+            v.active = x;
+        }
+        if let Some(x) = patch.pledge_signed_on {
+            v.pledge_signed_on = x;
+        }
+        if let Some(x) = patch.trainings {
+            v.trainings = x;
+        }
+        v.updated_at = now_ms();
+        sqlx::query(
+            "UPDATE volunteers SET display_name = $1, languages = $2, topics = $3, \
+             availability = $4, active = $5, pledge_signed_on = $6, trainings = $7, \
+             updated_at = $8 WHERE organisation_id = $9 AND id = $10",
+        )
+        .bind(&v.display_name)
+        .bind(to_json(&v.languages))
+        .bind(to_json(&v.topics))
+        .bind(to_json(&v.availability))
+        .bind(i64::from(v.active))
+        .bind(&v.pledge_signed_on)
+        .bind(to_json(&v.trainings))
+        .bind(v.updated_at)
+        .bind(organisation_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        Audit {
+            organisation_id,
+            actor_kind: "coordinator",
+            actor_id,
+            action: "volunteer.update",
+            subject_kind: "volunteer",
+            subject_id: id,
+        }
+        .write(&mut tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(v))
+    }
+}

@@ -1,0 +1,597 @@
+//! One WebSocket peer: the automerge-repo handshake, per-document sync with access
+//! checks, our catch-up extension, live fan-out of other peers' changes, and revocation.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message as Frame, WebSocket};
+use lotse_protocol::{DocSync, DocumentId, Message, PROTOCOL_VERSION, PeerMetadata};
+use tokio::sync::broadcast;
+
+use super::hub::{Creator, DocChanged, Hub, HubError, HubEvent, Relay};
+use crate::http::Event;
+use crate::store::{Access, Store, Viewer};
+
+/// Frames above this are refused with a protocol error (the socket layer allows a bit
+/// more, so that the peer gets our explanation rather than a bare close code).
+pub const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
+const PING_EVERY: Duration = Duration::from_secs(15);
+const DEAD_AFTER: Duration = Duration::from_secs(45);
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The authenticated peer behind a socket.
+#[derive(Debug, Clone)]
+pub struct PeerIdentity {
+    pub viewer: Viewer,
+    pub device_id: Option<String>,
+    /// Coordinator id or device id: scopes persisted sync states.
+    pub principal: String,
+}
+
+struct Conn {
+    id: u64,
+    hub: Arc<Hub>,
+    store: Store,
+    who: PeerIdentity,
+    creator: Creator,
+    peer_id: Option<String>,
+    /// Where this peer's sync states persist; `None` for ephemeral peers.
+    peer_key: Option<String>,
+    syncs: HashMap<DocumentId, DocSync>,
+    allowed: HashSet<DocumentId>,
+    denied: HashSet<DocumentId>,
+    /// The peer spoke our extension first, so we may send ours.
+    extended: bool,
+    touched: bool,
+    /// When this device's last sync was last written (at most once a minute).
+    recorded: Option<Instant>,
+}
+
+/// Why a connection ends with an `error` message.
+struct Violation(String);
+
+enum Step {
+    Continue,
+    Close,
+}
+
+pub async fn run(
+    mut socket: WebSocket,
+    hub: Arc<Hub>,
+    store: Store,
+    who: PeerIdentity,
+    mut events: broadcast::Receiver<Event>,
+) {
+    let mut changes = hub.subscribe();
+    let mut conn = Conn {
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        creator: Creator {
+            organisation_id: who.viewer.organisation_id.clone(),
+            volunteer_id: who.viewer.volunteer_id.clone(),
+        },
+        hub,
+        store,
+        who,
+        peer_id: None,
+        peer_key: None,
+        syncs: HashMap::new(),
+        allowed: HashSet::new(),
+        denied: HashSet::new(),
+        extended: false,
+        touched: false,
+        recorded: None,
+    };
+    let span = tracing::info_span!("sync", conn = conn.id, principal = %conn.who.principal);
+    let _enter = span.enter();
+    tracing::debug!("sync connection opened");
+    let mut ping = tokio::time::interval(PING_EVERY);
+    let mut last_heard = Instant::now();
+    loop {
+        let step = tokio::select! {
+            frame = socket.recv() => {
+                last_heard = Instant::now();
+                match frame {
+                    Some(Ok(frame)) => conn.on_frame(&mut socket, frame).await,
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "socket error");
+                        Step::Close
+                    }
+                    None => Step::Close,
+                }
+            }
+            changed = changes.recv() => match changed {
+                Ok(HubEvent::Changed(c)) => conn.on_changed(&mut socket, c).await,
+                Ok(HubEvent::Ephemeral(r)) => conn.on_relay(&mut socket, &r).await,
+                // Missed announcements: offer everything this peer syncs.
+                Err(broadcast::error::RecvError::Lagged(_)) => conn.resync_all(&mut socket).await,
+                Err(broadcast::error::RecvError::Closed) => Step::Close,
+            },
+            event = events.recv() => match event {
+                Ok(Event::DeviceRevoked { device_id }) if conn.who.device_id.as_deref() == Some(device_id.as_str()) => {
+                    conn.revoked(&mut socket).await;
+                    Step::Close
+                }
+                _ => Step::Continue,
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > DEAD_AFTER {
+                    tracing::debug!("peer stopped answering");
+                    Step::Close
+                } else if socket.send(Frame::Ping(Vec::new().into())).await.is_err() {
+                    Step::Close
+                } else {
+                    Step::Continue
+                }
+            }
+        };
+        if let Step::Close = step {
+            break;
+        }
+    }
+    conn.finish().await;
+    tracing::debug!("sync connection closed");
+}
+
+impl Conn {
+    async fn on_frame(&mut self, socket: &mut WebSocket, frame: Frame) -> Step {
+        let result = match frame {
+            Frame::Binary(bytes) if bytes.len() > MAX_FRAME_BYTES => Err(Violation(format!(
+                "frame of {} bytes exceeds the limit of {MAX_FRAME_BYTES} bytes",
+                bytes.len()
+            ))),
+            Frame::Binary(bytes) => match Message::decode(&bytes) {
+                Ok(message) => self.on_message(socket, message).await,
+                Err(e) => Err(Violation(format!("malformed message: {e}"))),
+            },
+            Frame::Text(_) => Err(Violation(
+                "text frames are not part of the protocol; send CBOR in binary frames".into(),
+            )),
+            Frame::Close(_) => return Step::Close,
+            Frame::Ping(_) | Frame::Pong(_) => Ok(Step::Continue),
+        };
+        match result {
+            Ok(step) => step,
+            Err(Violation(reason)) => {
+                tracing::info!(%reason, "protocol violation; closing");
+                self.send_error(socket, &reason).await;
+                Step::Close
+            }
+        }
+    }
+
+    async fn send(&self, socket: &mut WebSocket, message: Message) -> Result<(), Violation> {
+        socket
+            .send(Frame::Binary(message.encode().into()))
+            .await
+            .map_err(|_| Violation("socket closed".into()))
+    }
+
+    async fn send_error(&self, socket: &mut WebSocket, reason: &str) {
+        let message = Message::Error {
+            sender_id: self.hub.peer_id.clone(),
+            target_id: self.peer_id.clone(),
+            message: reason.to_owned(),
+        };
+        let _ = socket.send(Frame::Binary(message.encode().into())).await;
+        let _ = socket
+            .send(Frame::Close(Some(CloseFrame {
+                code: 1008,
+                reason: "protocol error".into(),
+            })))
+            .await;
+    }
+
+    fn target(&self) -> String {
+        self.peer_id.clone().unwrap_or_default()
+    }
+
+    async fn on_message(
+        &mut self,
+        socket: &mut WebSocket,
+        message: Message,
+    ) -> Result<Step, Violation> {
+        if let Message::Join {
+            sender_id,
+            peer_metadata,
+            supported_protocol_versions,
+        } = &message
+        {
+            return self
+                .on_join(
+                    socket,
+                    sender_id,
+                    peer_metadata,
+                    supported_protocol_versions,
+                )
+                .await;
+        }
+        let Some(peer_id) = &self.peer_id else {
+            return Err(Violation(format!(
+                "{} before join: the first message must be join",
+                message.type_name()
+            )));
+        };
+        if message.sender_id() != peer_id {
+            return Err(Violation(
+                "senderId does not match the one given in join".into(),
+            ));
+        }
+        match message {
+            Message::Request {
+                document_id, data, ..
+            } => {
+                self.on_sync(socket, document_id, &data, true).await?;
+            }
+            Message::Sync {
+                document_id, data, ..
+            } => {
+                self.on_sync(socket, document_id, &data, false).await?;
+            }
+            Message::Catchup { digest, .. } => self.on_catchup(socket, digest).await?,
+            Message::Leave { .. } => return Ok(Step::Close),
+            Message::Error { message, .. } => {
+                tracing::info!(reason = %message.chars().take(200).collect::<String>(), "peer reported an error");
+                return Ok(Step::Close);
+            }
+            Message::Ephemeral {
+                sender_id,
+                document_id,
+                session_id,
+                count,
+                data,
+                ..
+            } => {
+                if session_id.len() > 200 || data.len() > 64 * 1024 {
+                    return Err(Violation("ephemeral message too large".into()));
+                }
+                // Only to a document the peer may see; otherwise dropped silently, as a
+                // missing document would be.
+                if matches!(self.access(document_id).await?, Access::Allowed(_)) {
+                    self.hub.relay(Relay {
+                        id: document_id,
+                        origin: self.id,
+                        sender_id,
+                        session_id,
+                        count,
+                        data,
+                    });
+                }
+            }
+            Message::DocUnavailable { .. }
+            | Message::RemoteSubscriptionChange { .. }
+            | Message::RemoteHeadsChanged { .. } => {}
+            Message::Peer { .. }
+            | Message::InSync { .. }
+            | Message::Manifest { .. }
+            | Message::Revoked { .. }
+            | Message::Join { .. } => {
+                return Err(Violation(format!(
+                    "{} is a server message",
+                    message.type_name()
+                )));
+            }
+        }
+        Ok(Step::Continue)
+    }
+
+    async fn on_join(
+        &mut self,
+        socket: &mut WebSocket,
+        sender_id: &str,
+        metadata: &PeerMetadata,
+        versions: &[String],
+    ) -> Result<Step, Violation> {
+        if sender_id.is_empty() || sender_id.len() > 200 {
+            return Err(Violation("senderId must be 1 to 200 characters".into()));
+        }
+        if let Some(bound) = &self.peer_id
+            && bound != sender_id
+        {
+            return Err(Violation("a connection cannot change its senderId".into()));
+        }
+        if !versions.iter().any(|v| v == PROTOCOL_VERSION) {
+            return Err(Violation(format!(
+                "unsupported protocol versions {versions:?}; this server speaks \"{PROTOCOL_VERSION}\""
+            )));
+        }
+        // A second join restarts the peer's sync, as automerge-repo does.
+        self.syncs.clear();
+        self.peer_id = Some(sender_id.to_owned());
+        self.peer_key = match (metadata.is_ephemeral, &metadata.storage_id) {
+            (Some(true), _) => None,
+            (_, Some(storage)) if storage.len() <= 200 => {
+                Some(format!("{}:{storage}", self.who.principal))
+            }
+            // Our devices have one storage each; their principal names it.
+            (_, _) if self.who.device_id.is_some() => Some(self.who.principal.clone()),
+            _ => None,
+        };
+        self.send(
+            socket,
+            Message::Peer {
+                sender_id: self.hub.peer_id.clone(),
+                target_id: sender_id.to_owned(),
+                peer_metadata: PeerMetadata {
+                    storage_id: Some(self.hub.storage_id.clone()),
+                    is_ephemeral: Some(false),
+                },
+                selected_protocol_version: PROTOCOL_VERSION.to_owned(),
+            },
+        )
+        .await?;
+        Ok(Step::Continue)
+    }
+
+    async fn access(&mut self, id: DocumentId) -> Result<Access, Violation> {
+        if self.allowed.contains(&id) {
+            return Ok(Access::Allowed(Vec::new()));
+        }
+        if self.denied.contains(&id) {
+            return Ok(Access::Denied);
+        }
+        let access = self
+            .store
+            .document_access(&self.who.viewer, &id)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "access check failed");
+                Violation("the server could not check access; try again later".into())
+            })?;
+        match &access {
+            Access::Allowed(_) => {
+                self.allowed.insert(id);
+            }
+            Access::Denied => {
+                self.denied.insert(id);
+            }
+            Access::Unknown => {}
+        }
+        Ok(access)
+    }
+
+    async fn sync_state(&mut self, id: DocumentId) -> DocSync {
+        if let Some(key) = &self.peer_key
+            && let Ok(Some(bytes)) = self.store.sync_state(&id, key).await
+            && let Ok(state) = DocSync::from_persisted(&bytes)
+        {
+            return state;
+        }
+        DocSync::new()
+    }
+
+    async fn unavailable(&self, socket: &mut WebSocket, id: DocumentId) -> Result<(), Violation> {
+        self.send(
+            socket,
+            Message::DocUnavailable {
+                sender_id: self.hub.peer_id.clone(),
+                target_id: self.target(),
+                document_id: id,
+            },
+        )
+        .await
+    }
+
+    async fn on_sync(
+        &mut self,
+        socket: &mut WebSocket,
+        id: DocumentId,
+        data: &[u8],
+        is_request: bool,
+    ) -> Result<(), Violation> {
+        match self.access(id).await? {
+            Access::Denied => return self.unavailable(socket, id).await,
+            Access::Unknown if is_request => return self.unavailable(socket, id).await,
+            Access::Unknown | Access::Allowed(_) => {}
+        }
+        if !self.syncs.contains_key(&id) {
+            let state = self.sync_state(id).await;
+            self.syncs.insert(id, state);
+        }
+        let sync = self.syncs.get_mut(&id).expect("inserted above");
+        match self
+            .hub
+            .receive(id, sync, data, self.id, &self.creator)
+            .await
+        {
+            Ok(()) => {}
+            Err(HubError::Session(e)) => {
+                return Err(Violation(format!("invalid sync data for {id}: {e}")));
+            }
+            Err(e) => {
+                tracing::error!(document_id = %id, error = %e, "could not apply changes");
+                return Err(Violation(
+                    "the server could not store your changes; nothing was acknowledged, retry later".into(),
+                ));
+            }
+        }
+        // A document the peer just created is theirs from now on.
+        self.denied.remove(&id);
+        self.allowed.insert(id);
+        self.touched = true;
+        self.record_sync().await;
+        self.reply(socket, id).await?;
+        if is_request {
+            // A load error is no proof of absence: the peer must not write the document
+            // off, so it hears "try again" instead of doc-unavailable.
+            let empty = self.hub.is_empty(id).await.map_err(|e| {
+                tracing::error!(document_id = %id, error = %e, "could not load document");
+                Violation("the server could not load a document; try again later".into())
+            })?;
+            if empty {
+                self.unavailable(socket, id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn reply(&mut self, socket: &mut WebSocket, id: DocumentId) -> Result<(), Violation> {
+        let Some(sync) = self.syncs.get_mut(&id) else {
+            return Ok(());
+        };
+        let message = self.hub.generate(id, sync).await.map_err(|e| {
+            tracing::error!(document_id = %id, error = %e, "could not load document");
+            Violation("the server could not load a document; try again later".into())
+        })?;
+        if let Some(data) = message {
+            self.send(
+                socket,
+                Message::Sync {
+                    sender_id: self.hub.peer_id.clone(),
+                    target_id: self.target(),
+                    document_id: id,
+                    data,
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn on_catchup(
+        &mut self,
+        socket: &mut WebSocket,
+        digest: [u8; 32],
+    ) -> Result<(), Violation> {
+        self.extended = true;
+        let docs = self
+            .store
+            .documents_for(&self.who.viewer)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "could not list documents");
+                Violation("the server could not list your documents; try again later".into())
+            })?;
+        for (id, _) in &docs {
+            self.allowed.insert(*id);
+        }
+        let ours = lotse_protocol::digest(docs.iter().map(|(id, heads)| (id, heads.as_slice())));
+        self.touched = true;
+        let message = if ours == digest {
+            Message::InSync {
+                sender_id: self.hub.peer_id.clone(),
+                target_id: self.target(),
+            }
+        } else {
+            Message::Manifest {
+                sender_id: self.hub.peer_id.clone(),
+                target_id: self.target(),
+                entries: docs
+                    .iter()
+                    .map(|(id, heads)| (*id, lotse_protocol::heads_digest(heads)))
+                    .collect(),
+            }
+        };
+        self.send(socket, message).await
+    }
+
+    async fn on_changed(&mut self, socket: &mut WebSocket, changed: DocChanged) -> Step {
+        if changed.origin == self.id || self.peer_id.is_none() {
+            return Step::Continue;
+        }
+        // Peers that synced the document in this connection, and our own clients for every
+        // document they may hold, hear about changes at once.
+        let follows = self.syncs.contains_key(&changed.id)
+            || (self.extended && self.allowed.contains(&changed.id));
+        if !follows {
+            return Step::Continue;
+        }
+        if !self.syncs.contains_key(&changed.id) {
+            let state = self.sync_state(changed.id).await;
+            self.syncs.insert(changed.id, state);
+        }
+        match self.reply(socket, changed.id).await {
+            Ok(()) => Step::Continue,
+            Err(Violation(reason)) => {
+                self.send_error(socket, &reason).await;
+                Step::Close
+            }
+        }
+    }
+
+    async fn on_relay(&mut self, socket: &mut WebSocket, relay: &Relay) -> Step {
+        if relay.origin == self.id || !self.syncs.contains_key(&relay.id) {
+            return Step::Continue;
+        }
+        let message = Message::Ephemeral {
+            sender_id: relay.sender_id.clone(),
+            target_id: self.target(),
+            document_id: relay.id,
+            session_id: relay.session_id.clone(),
+            count: relay.count,
+            data: relay.data.clone(),
+        };
+        match self.send(socket, message).await {
+            Ok(()) => Step::Continue,
+            Err(_) => Step::Close,
+        }
+    }
+
+    async fn resync_all(&mut self, socket: &mut WebSocket) -> Step {
+        let ids: Vec<DocumentId> = self.syncs.keys().copied().collect();
+        for id in ids {
+            if self.reply(socket, id).await.is_err() {
+                return Step::Close;
+            }
+        }
+        Step::Continue
+    }
+
+    async fn revoked(&mut self, socket: &mut WebSocket) {
+        tracing::info!("device revoked; closing its sync connection");
+        if self.extended {
+            let _ = self
+                .send(
+                    socket,
+                    Message::Revoked {
+                        sender_id: self.hub.peer_id.clone(),
+                        target_id: self.target(),
+                    },
+                )
+                .await;
+        }
+        self.send_error(socket, "this device was revoked").await;
+        // Nothing of this device's sync state is worth keeping.
+        self.peer_key = None;
+        self.touched = false;
+    }
+
+    /// Keeps the dashboard's "last sync" of the device current while it syncs.
+    async fn record_sync(&mut self) {
+        if self
+            .recorded
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(60))
+        {
+            return;
+        }
+        if let Some(device) = &self.who.device_id {
+            match self.store.record_sync(device).await {
+                Ok(()) => self.recorded = Some(Instant::now()),
+                Err(e) => tracing::warn!(error = %e, "could not record last sync"),
+            }
+        }
+    }
+
+    /// Persists sync states and the device's last sync; failures cost bytes next time,
+    /// never data, so they are logged rather than raised.
+    async fn finish(&mut self) {
+        if let Some(key) = &self.peer_key {
+            let states: Vec<(DocumentId, Vec<u8>)> = self
+                .syncs
+                .iter()
+                .map(|(id, s)| (*id, s.persist()))
+                .collect();
+            if let Err(e) = self.store.save_sync_states(key, &states).await {
+                tracing::warn!(error = %e, "could not persist sync states");
+            }
+        }
+        if self.touched
+            && let Some(device) = &self.who.device_id
+            && let Err(e) = self.store.record_sync(device).await
+        {
+            tracing::warn!(error = %e, "could not record last sync");
+        }
+    }
+}

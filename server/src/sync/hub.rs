@@ -1,0 +1,385 @@
+//! The documents the server holds in memory, loaded on demand and evicted when idle, and
+//! the one place where a peer's changes are applied: persisted in a transaction first,
+//! announced to other connections after.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lotse_protocol::automerge::{Automerge, ChangeHash};
+use lotse_protocol::{CaseDoc, CaseSummary, DocKind, DocSync, DocumentId, SessionError};
+use tokio::sync::broadcast;
+
+use crate::store::{COMPACT_AFTER_CHUNKS, NewDocument, Store, StoreError, now_ms};
+
+/// A document changed; connections that share it send their peers a sync message.
+#[derive(Debug, Clone)]
+pub struct DocChanged {
+    pub id: DocumentId,
+    /// The connection whose peer made the change (it needs no announcement).
+    pub origin: u64,
+}
+
+/// An `ephemeral` message (presence, cursors) to relay to the document's other peers.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pub id: DocumentId,
+    pub origin: u64,
+    pub sender_id: String,
+    pub session_id: String,
+    pub count: u64,
+    pub data: Vec<u8>,
+}
+
+/// What connections hear from the hub.
+#[derive(Debug, Clone)]
+pub enum HubEvent {
+    Changed(DocChanged),
+    Ephemeral(Arc<Relay>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("storage: {0}")]
+    Storage(#[from] StoreError),
+    #[error("sync message rejected: {0}")]
+    Session(#[from] SessionError),
+    #[error("stored document {0} cannot be loaded")]
+    Load(DocumentId),
+}
+
+/// Who creates a document that did not exist, when a peer's first changes arrive.
+#[derive(Debug, Clone)]
+pub struct Creator {
+    pub organisation_id: String,
+    pub volunteer_id: Option<String>,
+}
+
+struct Loaded {
+    doc: Automerge,
+    /// Heads up to which the document is in the database.
+    saved_heads: Vec<ChangeHash>,
+    chunks: i64,
+    /// `false` for a document a peer is creating: no row yet.
+    persisted: bool,
+}
+
+pub struct DocEntry {
+    id: DocumentId,
+    state: tokio::sync::Mutex<Option<Loaded>>,
+    last_used: Mutex<Instant>,
+}
+
+pub struct Hub {
+    store: Store,
+    docs: Mutex<HashMap<DocumentId, Arc<DocEntry>>>,
+    changes: broadcast::Sender<HubEvent>,
+    /// Highest `count` relayed per (document, sender, session): ephemeral messages are
+    /// never stored, only deduplicated.
+    seen_ephemeral: Mutex<HashMap<(DocumentId, String, String), u64>>,
+    pub peer_id: String,
+    pub storage_id: String,
+    /// Seconds a document stays in memory after its last use (`--doc-idle-secs`).
+    doc_idle_secs: std::sync::atomic::AtomicU64,
+}
+
+/// How long an unused document stays in memory unless configured otherwise.
+pub const DEFAULT_DOC_IDLE: Duration = Duration::from_secs(120);
+
+fn kind_of(doc: &Automerge) -> &'static str {
+    match lotse_protocol::doc_kind(doc) {
+        Ok(DocKind::Case) => "case",
+        Ok(DocKind::Schedule) => "schedule",
+        Err(_) => "other",
+    }
+}
+
+fn summary_of(doc: &Automerge) -> Option<CaseSummary> {
+    CaseDoc::summary(doc, now_ms()).ok()
+}
+
+impl Hub {
+    pub async fn new(store: Store) -> Result<Self, StoreError> {
+        let storage_id = store
+            .setting_or_insert("sync.storage_id", || uuid::Uuid::new_v4().to_string())
+            .await?;
+        let (changes, _) = broadcast::channel(4096);
+        Ok(Self {
+            store,
+            docs: Mutex::new(HashMap::new()),
+            changes,
+            seen_ephemeral: Mutex::new(HashMap::new()),
+            peer_id: format!("lotse-server-{}", &storage_id[..8]),
+            storage_id,
+            doc_idle_secs: DEFAULT_DOC_IDLE.as_secs().into(),
+        })
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<HubEvent> {
+        self.changes.subscribe()
+    }
+
+    /// Relays an ephemeral message once per (sender, session, count); repeats and older
+    /// counts are dropped, as automerge-repo peers do.
+    pub fn relay(&self, relay: Relay) {
+        let key = (relay.id, relay.sender_id.clone(), relay.session_id.clone());
+        {
+            let mut seen = self
+                .seen_ephemeral
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if seen.get(&key).is_some_and(|last| *last >= relay.count) {
+                return;
+            }
+            if seen.len() > 10_000 {
+                seen.clear();
+            }
+            seen.insert(key, relay.count);
+        }
+        let _ = self.changes.send(HubEvent::Ephemeral(Arc::new(relay)));
+    }
+
+    pub fn doc_idle(&self) -> Duration {
+        Duration::from_secs(
+            self.doc_idle_secs
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    pub fn set_doc_idle(&self, idle: Duration) {
+        self.doc_idle_secs
+            .store(idle.as_secs().max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn resident(&self) -> usize {
+        self.docs.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn entry(&self, id: DocumentId) -> Arc<DocEntry> {
+        let mut docs = self.docs.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = docs
+            .entry(id)
+            .or_insert_with(|| {
+                Arc::new(DocEntry {
+                    id,
+                    state: tokio::sync::Mutex::new(None),
+                    last_used: Mutex::new(Instant::now()),
+                })
+            })
+            .clone();
+        *entry.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        entry
+    }
+
+    async fn ensure_loaded<'a>(
+        &self,
+        entry: &DocEntry,
+        slot: &'a mut Option<Loaded>,
+    ) -> Result<&'a mut Loaded, HubError> {
+        if slot.is_none() {
+            let chunks = self.store.document_chunks(&entry.id).await?;
+            let persisted = !chunks.is_empty();
+            let refs: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+            let doc = lotse_protocol::load_doc(&refs).map_err(|e| {
+                tracing::error!(document_id = %entry.id, error = %e, "stored chunks do not load");
+                HubError::Load(entry.id)
+            })?;
+            *slot = Some(Loaded {
+                saved_heads: doc.get_heads(),
+                doc,
+                chunks: chunks.len() as i64,
+                persisted,
+            });
+        }
+        Ok(slot.as_mut().expect("just loaded"))
+    }
+
+    /// Applies a peer's sync message and, if it brought changes, commits them to the
+    /// database before returning. Only then may anyone advertise the new heads. On a
+    /// storage error the in-memory copy is dropped so it cannot run ahead of the database.
+    pub async fn receive(
+        &self,
+        id: DocumentId,
+        sync: &mut DocSync,
+        data: &[u8],
+        origin: u64,
+        creator: &Creator,
+    ) -> Result<(), HubError> {
+        let entry = self.entry(id);
+        let mut slot = entry.state.lock().await;
+        let loaded = self.ensure_loaded(&entry, &mut slot).await?;
+        let changed = match sync.receive(&mut loaded.doc, data) {
+            Ok(changed) => changed,
+            Err(e) => {
+                if matches!(e, SessionError::Panicked) {
+                    *slot = None;
+                }
+                return Err(e.into());
+            }
+        };
+        if !changed {
+            return Ok(());
+        }
+        let heads = loaded.doc.get_heads();
+        let kind = kind_of(&loaded.doc);
+        let summary = (kind == "case").then(|| summary_of(&loaded.doc)).flatten();
+        let result = if loaded.persisted {
+            let compact = loaded.chunks + 1 >= COMPACT_AFTER_CHUNKS;
+            let chunk = lotse_protocol::save_incremental(&loaded.doc, &loaded.saved_heads)
+                .unwrap_or_default();
+            let snapshot = compact.then(|| lotse_protocol::save_snapshot(&loaded.doc));
+            self.store
+                .append_changes(
+                    &id,
+                    &chunk,
+                    snapshot.as_deref(),
+                    &heads,
+                    kind,
+                    summary.as_ref(),
+                )
+                .await
+                .map(|()| if compact { 1 } else { loaded.chunks + 1 })
+        } else {
+            let snapshot = lotse_protocol::save_snapshot(&loaded.doc);
+            self.store
+                .create_document(NewDocument {
+                    id,
+                    organisation_id: &creator.organisation_id,
+                    kind,
+                    owner_volunteer_id: creator.volunteer_id.as_deref(),
+                    chunk: &snapshot,
+                    heads: &heads,
+                    shared_with: &[],
+                    summary: summary.as_ref(),
+                })
+                .await
+                .map(|()| 1)
+        };
+        match result {
+            Ok(chunks) => {
+                loaded.chunks = chunks;
+                loaded.saved_heads = heads;
+                loaded.persisted = true;
+                drop(slot);
+                let _ = self
+                    .changes
+                    .send(HubEvent::Changed(DocChanged { id, origin }));
+                Ok(())
+            }
+            Err(e) => {
+                *slot = None;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The next sync message for a peer, from what is durably stored. `None`: nothing to say.
+    pub async fn generate(
+        &self,
+        id: DocumentId,
+        sync: &mut DocSync,
+    ) -> Result<Option<Vec<u8>>, HubError> {
+        let entry = self.entry(id);
+        let mut slot = entry.state.lock().await;
+        let loaded = self.ensure_loaded(&entry, &mut slot).await?;
+        Ok(sync.generate(&loaded.doc))
+    }
+
+    /// Whether the server holds any content for the document (loaded or stored).
+    pub async fn is_empty(&self, id: DocumentId) -> Result<bool, HubError> {
+        let entry = self.entry(id);
+        let mut slot = entry.state.lock().await;
+        let loaded = self.ensure_loaded(&entry, &mut slot).await?;
+        Ok(loaded.doc.get_heads().is_empty())
+    }
+
+    /// Reads a document under its lock.
+    pub async fn read<T>(
+        &self,
+        id: DocumentId,
+        f: impl FnOnce(&Automerge) -> T,
+    ) -> Result<T, HubError> {
+        let entry = self.entry(id);
+        let mut slot = entry.state.lock().await;
+        let loaded = self.ensure_loaded(&entry, &mut slot).await?;
+        Ok(f(&loaded.doc))
+    }
+
+    /// Stores a document the server itself created (e.g. a case from the API).
+    pub async fn create(&self, new: NewDocument<'_>, doc: Automerge) -> Result<(), HubError> {
+        let id = new.id;
+        self.store.create_document(new).await?;
+        let entry = self.entry(id);
+        *entry.state.lock().await = Some(Loaded {
+            saved_heads: doc.get_heads(),
+            doc,
+            chunks: 1,
+            persisted: true,
+        });
+        Ok(())
+    }
+
+    /// Another server instance changed `id`: forget our copy (the next use loads it from
+    /// the database) and let connected peers sync the news.
+    pub async fn changed_elsewhere(&self, id: DocumentId) {
+        let entry = self.entry(id);
+        *entry.state.lock().await = None;
+        let _ = self
+            .changes
+            .send(HubEvent::Changed(DocChanged { id, origin: 0 }));
+    }
+
+    /// Follows other instances' changes on PostgreSQL (LISTEN lotse_docs) until the
+    /// process ends. On SQLite there is only one instance, and nothing to do.
+    pub async fn follow_other_instances(self: Arc<Self>) {
+        if self.store.backend() != crate::store::Backend::Postgres {
+            return;
+        }
+        loop {
+            match sqlx::postgres::PgListener::connect(self.store.url()).await {
+                Ok(mut listener) => {
+                    if let Err(e) = listener.listen("lotse_docs").await {
+                        tracing::warn!(error = %e, "cannot LISTEN for other instances");
+                    } else {
+                        loop {
+                            match listener.recv().await {
+                                Ok(n) => {
+                                    let Some((instance, id)) = n.payload().split_once(':') else {
+                                        continue;
+                                    };
+                                    if instance == self.store.instance() {
+                                        continue;
+                                    }
+                                    if let Ok(id) = id.parse::<DocumentId>() {
+                                        self.changed_elsewhere(id).await;
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "lost the notification connection");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot connect to listen for other instances")
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    /// Drops documents nobody touched for `idle`; they load again on demand.
+    pub fn evict_idle(&self, idle: Duration) -> usize {
+        let now = Instant::now();
+        let mut docs = self.docs.lock().unwrap_or_else(|e| e.into_inner());
+        let before = docs.len();
+        docs.retain(|_, entry| {
+            let last = *entry.last_used.lock().unwrap_or_else(|e| e.into_inner());
+            // An entry someone holds right now (strong count > 1) stays.
+            Arc::strong_count(entry) > 1 || now.duration_since(last) < idle
+        });
+        before - docs.len()
+    }
+}

@@ -1,0 +1,89 @@
+//! `GET /sync`: the WebSocket sync endpoint (automerge-repo protocol v1 plus our catch-up
+//! extension). The upgrade is authenticated before any frame is read.
+
+pub mod connection;
+pub mod hub;
+
+use axum::Router;
+use axum::extract::{Query, State, WebSocketUpgrade};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use crate::http::AppState;
+use crate::http::caller::{Caller, authenticate, request_token};
+use crate::http::error::Error;
+use crate::store::Viewer;
+use connection::PeerIdentity;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/sync", get(upgrade))
+}
+
+#[derive(Deserialize)]
+struct TokenParam {
+    token: Option<String>,
+}
+
+struct Token(String);
+
+impl axum::extract::FromRequestParts<AppState> for Token {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        if let Some(t) = request_token(parts) {
+            return Ok(Self(t));
+        }
+        // Browsers cannot set headers on a WebSocket, so they send the token in the query.
+        let Query(param) = Query::<TokenParam>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| Error::Unauthorized)?;
+        param.token.map(Self).ok_or(Error::Unauthorized)
+    }
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    Token(token): Token,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let caller = match authenticate(&state, &token).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(_) => {
+            return Error::bad_request("not_websocket", "GET /sync is a WebSocket endpoint")
+                .into_response();
+        }
+    };
+    let who = match caller {
+        Caller::Coordinator(c) => PeerIdentity {
+            viewer: Viewer {
+                organisation_id: c.coordinator.organisation_id.clone(),
+                volunteer_id: None,
+            },
+            device_id: None,
+            principal: format!("coordinator:{}", c.coordinator.id),
+        },
+        Caller::Device(d) => PeerIdentity {
+            viewer: Viewer {
+                organisation_id: d.organisation_id.clone(),
+                volunteer_id: Some(d.device.volunteer_id.clone()),
+            },
+            device_id: Some(d.device.id.clone()),
+            principal: format!("device:{}", d.device.id),
+        },
+    };
+    let events = state.events.subscribe();
+    let hub = state.hub.clone();
+    let store = state.store.clone();
+    // tungstenite preallocates its read buffer per socket (128 KiB by default); thousands
+    // of idle phones make that the server's largest cost, so start small and let it grow.
+    ws.read_buffer_size(8 * 1024)
+        .max_message_size(connection::MAX_FRAME_BYTES * 2)
+        .max_frame_size(connection::MAX_FRAME_BYTES * 2)
+        .on_upgrade(move |socket| connection::run(socket, hub, store, who, events))
+}

@@ -1,0 +1,62 @@
+//! JSON times: stored as milliseconds since the epoch, shown as RFC 3339 in UTC.
+
+use serde::{Deserializer, Serializer, de::Error as _};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+pub fn format_ms(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+pub fn parse_ms(s: &str) -> Option<i64> {
+    let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+pub fn serialize<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_ms(*ms))
+}
+
+pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let s: String = serde::Deserialize::deserialize(d)?;
+    parse_ms(&s)
+        .ok_or_else(|| D::Error::custom("expected an RFC 3339 time such as 2026-03-04T14:00:00Z"))
+}
+
+pub mod option {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match ms {
+            Some(ms) => super::serialize(ms, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    #[allow(dead_code)]
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        let s: Option<String> = serde::Deserialize::deserialize(d)?;
+        s.map(|s| {
+            super::parse_ms(&s)
+                .ok_or_else(|| <D::Error as serde::de::Error>::custom("expected an RFC 3339 time"))
+        })
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    #[test]
+    fn round_trip() {
+        let ms = 1_772_633_400_123;
+        let s = super::format_ms(ms);
+        assert_eq!(s, "2026-03-04T14:10:00.123Z");
+        assert_eq!(super::parse_ms(&s), Some(ms));
+        assert_eq!(super::parse_ms("2026-03-04T15:10:00.123+01:00"), Some(ms));
+        assert_eq!(super::parse_ms("yesterday"), None);
+    }
+}

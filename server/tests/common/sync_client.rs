@@ -1,0 +1,246 @@
+//! A test peer for `/sync`, built on the protocol crate: holds documents, runs the
+//! automerge sync per document, and counts frames and bytes both ways.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use lotse_protocol::automerge::{Automerge, ChangeHash};
+use lotse_protocol::{DocSync, DocumentId, Message, PeerMetadata};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub struct SyncClient {
+    pub ws: Socket,
+    pub peer_id: String,
+    pub server_id: String,
+    pub docs: BTreeMap<DocumentId, Automerge>,
+    pub syncs: HashMap<DocumentId, DocSync>,
+    pub frames_sent: usize,
+    pub frames_received: usize,
+    pub bytes_sent: usize,
+    pub bytes_received: usize,
+}
+
+/// Opens a socket authenticated with `token` (Bearer header), without joining.
+pub async fn connect_raw(
+    addr: std::net::SocketAddr,
+    token: &str,
+) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    let mut req = format!("ws://{addr}/sync").into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+impl SyncClient {
+    pub async fn connect(addr: std::net::SocketAddr, token: &str, peer_id: &str) -> Self {
+        let ws = connect_raw(addr, token).await.unwrap();
+        let mut c = Self {
+            ws,
+            peer_id: peer_id.to_owned(),
+            server_id: String::new(),
+            docs: BTreeMap::new(),
+            syncs: HashMap::new(),
+            frames_sent: 0,
+            frames_received: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+        };
+        c.join().await;
+        c
+    }
+
+    pub async fn join(&mut self) {
+        self.send(Message::Join {
+            sender_id: self.peer_id.clone(),
+            peer_metadata: PeerMetadata {
+                storage_id: Some(format!("{}-storage", self.peer_id)),
+                is_ephemeral: Some(false),
+            },
+            supported_protocol_versions: vec!["1".into()],
+        })
+        .await;
+        match self.recv().await {
+            Some(Message::Peer {
+                sender_id,
+                target_id,
+                ..
+            }) => {
+                assert_eq!(target_id, self.peer_id);
+                self.server_id = sender_id;
+            }
+            other => panic!("expected peer, got {other:?}"),
+        }
+    }
+
+    pub async fn send(&mut self, m: Message) {
+        let bytes = m.encode();
+        self.frames_sent += 1;
+        self.bytes_sent += bytes.len();
+        self.ws.send(Frame::Binary(bytes.into())).await.unwrap();
+    }
+
+    /// Like `send`, for tests where the server may vanish mid-way.
+    pub async fn try_send(&mut self, m: Message) -> bool {
+        let bytes = m.encode();
+        self.frames_sent += 1;
+        self.bytes_sent += bytes.len();
+        self.ws.send(Frame::Binary(bytes.into())).await.is_ok()
+    }
+
+    pub async fn send_frame(&mut self, f: Frame) {
+        self.ws.send(f).await.unwrap();
+    }
+
+    /// The next protocol message; `None` when the server closed the socket.
+    pub async fn recv(&mut self) -> Option<Message> {
+        self.recv_within(Duration::from_secs(10))
+            .await
+            .expect("server answered within 10 s")
+    }
+
+    /// `Err` on timeout, `Ok(None)` on close.
+    pub async fn recv_within(&mut self, d: Duration) -> Result<Option<Message>, ()> {
+        loop {
+            let frame = tokio::time::timeout(d, self.ws.next())
+                .await
+                .map_err(|_| ())?;
+            match frame {
+                Some(Ok(Frame::Binary(b))) => {
+                    self.frames_received += 1;
+                    self.bytes_received += b.len();
+                    return Ok(Some(Message::decode(&b).unwrap()));
+                }
+                Some(Ok(Frame::Close(_))) | None | Some(Err(_)) => return Ok(None),
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    pub fn heads(&self, id: &DocumentId) -> Vec<ChangeHash> {
+        self.docs[id].get_heads()
+    }
+
+    fn sync_for(&mut self, id: DocumentId) -> &mut DocSync {
+        self.syncs.entry(id).or_default()
+    }
+
+    /// Sends our side of the sync for `id` (a `request` when we hold nothing).
+    pub async fn offer(&mut self, id: DocumentId) {
+        let doc = self.docs.entry(id).or_default();
+        let empty = doc.get_heads().is_empty();
+        let doc = self.docs.get(&id).unwrap().clone();
+        if let Some(data) = self.sync_for(id).generate(&doc) {
+            let (sender_id, target_id) = (self.peer_id.clone(), self.server_id.clone());
+            let m = if empty {
+                Message::Request {
+                    sender_id,
+                    target_id,
+                    document_id: id,
+                    data,
+                }
+            } else {
+                Message::Sync {
+                    sender_id,
+                    target_id,
+                    document_id: id,
+                    data,
+                }
+            };
+            self.send(m).await;
+        }
+    }
+
+    /// Handles one incoming message; returns it for the caller to inspect.
+    pub async fn handle(&mut self, m: Message) -> Message {
+        if let Message::Sync {
+            document_id, data, ..
+        } = &m
+        {
+            let id = *document_id;
+            let mut doc = self.docs.remove(&id).unwrap_or_default();
+            self.sync_for(id).receive(&mut doc, data).unwrap();
+            self.docs.insert(id, doc);
+            self.offer_existing(id).await;
+        }
+        m
+    }
+
+    async fn offer_existing(&mut self, id: DocumentId) {
+        let doc = self.docs.get(&id).unwrap().clone();
+        if let Some(data) = self.sync_for(id).generate(&doc) {
+            let m = Message::Sync {
+                sender_id: self.peer_id.clone(),
+                target_id: self.server_id.clone(),
+                document_id: id,
+                data,
+            };
+            self.send(m).await;
+        }
+    }
+
+    /// Syncs the given documents until the server stays quiet for `quiet`; returns the
+    /// non-sync messages seen (e.g. doc-unavailable).
+    pub async fn sync_docs(&mut self, ids: &[DocumentId], quiet: Duration) -> Vec<Message> {
+        for id in ids {
+            self.offer(*id).await;
+        }
+        self.drain(quiet).await
+    }
+
+    pub async fn drain(&mut self, quiet: Duration) -> Vec<Message> {
+        let mut other = Vec::new();
+        while let Ok(Some(m)) = self.recv_within(quiet).await {
+            let m = self.handle(m).await;
+            if !matches!(m, Message::Sync { .. }) {
+                other.push(m);
+            }
+        }
+        other
+    }
+
+    /// Asks for `id` and expects `doc-unavailable` (missing or denied), nothing else.
+    pub async fn expect_unavailable(&mut self, id: DocumentId) {
+        self.offer(id).await;
+        match self.recv().await {
+            Some(Message::DocUnavailable { document_id, .. }) => assert_eq!(document_id, id),
+            other => panic!("expected doc-unavailable for {id}, got {other:?}"),
+        }
+    }
+
+    /// Fetches a document the server holds: asks, then waits (with a deadline) until
+    /// its content has arrived.
+    pub async fn fetch(&mut self, id: DocumentId) {
+        self.offer(id).await;
+        self.wait_for(id, Duration::from_secs(20), |d| !d.get_heads().is_empty())
+            .await;
+    }
+
+    /// Waits until the server's sync messages bring `id` to a state where `pred` holds.
+    pub async fn wait_for(
+        &mut self,
+        id: DocumentId,
+        deadline: Duration,
+        pred: impl Fn(&Automerge) -> bool,
+    ) {
+        let until = tokio::time::Instant::now() + deadline;
+        while !self.docs.get(&id).is_some_and(&pred) {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            assert!(
+                !left.is_zero(),
+                "condition on {id} not reached in {deadline:?}"
+            );
+            if let Ok(Some(m)) = self.recv_within(left).await {
+                self.handle(m).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,1779 @@
+//! The coordinators' dashboard over real HTTP, on SQLite and PostgreSQL: login and
+//! logout, redirects when logged out, CSRF on every form, isolation between
+//! organisations, the request flow through the forms, live updates (SSE) when a phone
+//! syncs, cases to look at, and the report numbers with small-cell suppression.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::sync_client::SyncClient;
+use common::{Backend, TestServer};
+use lotse_protocol::automerge::Automerge;
+use lotse_protocol::{CaseDoc, DocumentId, NewCase, NewHours, NewNote, Status, Topic};
+use lotse_server::store::NewDocument;
+use reqwest::header;
+use serde_json::json;
+
+const PASSWORD: &str = "ein langes Passwort 42";
+const QUIET: Duration = Duration::from_millis(300);
+
+/// A browser without JavaScript: keeps cookies, never follows redirects.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookies: HashMap<String, String>,
+    accept_language: String,
+}
+
+struct Page {
+    status: u16,
+    location: String,
+    headers: header::HeaderMap,
+    body: String,
+}
+
+impl Browser {
+    fn new(s: &TestServer) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: s.base.clone(),
+            cookies: HashMap::new(),
+            accept_language: "de-DE,de;q=0.9".into(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let res = req
+            .header(header::COOKIE, self.cookie_header())
+            .header(header::ACCEPT_LANGUAGE, &self.accept_language)
+            .send()
+            .await
+            .unwrap();
+        for v in res.headers().get_all(header::SET_COOKIE) {
+            let v = v.to_str().unwrap();
+            let pair = v.split(';').next().unwrap();
+            let (k, val) = pair.split_once('=').unwrap();
+            if val.is_empty() || v.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), val.to_owned());
+            }
+        }
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let location = headers
+            .get(header::LOCATION)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = res.text().await.unwrap();
+        Page {
+            status,
+            location,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let req = self.http.get(format!("{}{path}", self.base));
+        self.send(req).await
+    }
+
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body);
+        self.send(req).await
+    }
+
+    async fn login(&mut self, email: &str, password: &str) -> Page {
+        let form = self.get("/dashboard/login").await;
+        assert_eq!(form.status, 200, "{}", form.body);
+        let csrf = csrf_of(&form.body);
+        self.post(
+            "/dashboard/login",
+            &[
+                ("csrf", &csrf),
+                ("email", email),
+                ("password", password),
+                ("next", "/dashboard"),
+            ],
+        )
+        .await
+    }
+
+    /// The CSRF token of this session, read from a page's forms.
+    async fn csrf(&mut self) -> String {
+        let page = self.get("/dashboard").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        csrf_of(&page.body)
+    }
+}
+
+fn csrf_of(html: &str) -> String {
+    let at = html
+        .find(r#"name="csrf" value=""#)
+        .expect("a form with a CSRF token");
+    let rest = &html[at + r#"name="csrf" value=""#.len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+fn email_of(org: &str) -> String {
+    format!(
+        "koordination@{}.example",
+        org.to_lowercase().replace(' ', "-")
+    )
+}
+
+/// An organisation with a coordinator logged in to the dashboard (and the API token).
+async fn logged_in(s: &TestServer, org: &str) -> (Browser, String, String) {
+    let (org_id, token) = s.new_org(org).await;
+    let mut b = Browser::new(s);
+    let page = b.login(&email_of(org), PASSWORD).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(page.location, "/dashboard");
+    assert!(b.cookies.contains_key("lotse_session"));
+    (b, org_id, token)
+}
+
+fn window(days_ahead: i64) -> (String, String) {
+    let start = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(24 * days_ahead))
+        .unwrap();
+    let end = start
+        .checked_add(jiff::SignedDuration::from_mins(90))
+        .unwrap();
+    (start.to_string(), end.to_string())
+}
+
+async fn api_request(
+    s: &TestServer,
+    token: &str,
+    topic: &str,
+    languages: &[&str],
+    starts: &str,
+    ends: &str,
+) -> String {
+    let (status, r) = s
+        .post(
+            "/api/v1/requests",
+            Some(token),
+            json!({
+                "institution_kind": "jobcenter", "institution_name": "Jobcenter Mitte",
+                "person_label": "A.K.", "topic": topic, "languages": languages,
+                "starts_at": starts, "ends_at": ends, "place_area": "Innenstadt",
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{r}");
+    r["id"].as_str().unwrap().to_owned()
+}
+
+async fn api_case(s: &TestServer, token: &str, label: &str, volunteer: &str) -> DocumentId {
+    let (status, created) = s
+        .post(
+            "/api/v1/cases",
+            Some(token),
+            json!({"label": label, "topic": "gesundheit", "languages": ["ar"], "volunteer_ids": [volunteer]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    created["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// Everything an organisation has, to point at its pages.
+struct World {
+    request: String,
+    volunteer: String,
+    device: String,
+    device_token: String,
+    case: DocumentId,
+}
+
+async fn world(s: &TestServer, token: &str, name: &str) -> World {
+    let volunteer = s.volunteer(token, name, &["ar", "de"]).await;
+    let (device, device_token) = s.device(token, &volunteer, "Handy").await;
+    let (a, e) = window(3);
+    let request = api_request(s, token, "behoerden", &["ar"], &a, &e).await;
+    let case = api_case(s, token, &format!("Fall von {name}"), &volunteer).await;
+    World {
+        request,
+        volunteer,
+        device,
+        device_token,
+        case,
+    }
+}
+
+fn get_paths(w: &World) -> Vec<String> {
+    vec![
+        "/dashboard".into(),
+        "/dashboard/requests".into(),
+        "/dashboard/requests/new".into(),
+        format!("/dashboard/requests/{}", w.request),
+        format!("/dashboard/requests/{}/edit", w.request),
+        "/dashboard/cases".into(),
+        format!("/dashboard/cases/{}", w.case),
+        "/dashboard/volunteers".into(),
+        "/dashboard/volunteers/new".into(),
+        format!("/dashboard/volunteers/{}", w.volunteer),
+        format!("/dashboard/volunteers/{}/edit", w.volunteer),
+        "/dashboard/reports".into(),
+        "/dashboard/reports.csv".into(),
+        "/dashboard/reports/chart/requests-topic.svg".into(),
+        "/dashboard/events".into(),
+        "/dashboard/fragments/overview".into(),
+        format!("/dashboard/fragments/cases/{}", w.case),
+    ]
+}
+
+fn post_paths(w: &World) -> Vec<String> {
+    vec![
+        "/dashboard/logout".into(),
+        "/dashboard/logout-all".into(),
+        "/dashboard/requests".into(),
+        format!("/dashboard/requests/{}", w.request),
+        format!("/dashboard/requests/{}/offer", w.request),
+        format!("/dashboard/requests/{}/status", w.request),
+        "/dashboard/volunteers".into(),
+        format!("/dashboard/volunteers/{}", w.volunteer),
+        format!("/dashboard/volunteers/{}/enrollment-code", w.volunteer),
+        format!("/dashboard/devices/{}/revoke", w.device),
+    ]
+}
+
+async fn pages_redirect_to_login_when_logged_out(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (org, token) = s.new_org("Lotsen Redirect").await;
+    let w = world(&s, &token, "Amira").await;
+    let mut b = Browser::new(&s);
+    for path in get_paths(&w) {
+        let page = b.get(&path).await;
+        assert_eq!(page.status, 303, "GET {path}");
+        assert!(
+            page.location.starts_with("/dashboard/login"),
+            "GET {path} -> {}",
+            page.location
+        );
+    }
+    // The page asked for is where the login leads back to.
+    let page = b.get("/dashboard/requests?status=open").await;
+    assert_eq!(
+        page.location,
+        "/dashboard/login?next=%2Fdashboard%2Frequests%3Fstatus%3Dopen"
+    );
+    for path in post_paths(&w) {
+        let page = b.post(&path, &[("csrf", "x")]).await;
+        assert_eq!(page.status, 303, "POST {path}");
+        assert!(page.location.starts_with("/dashboard/login"), "POST {path}");
+    }
+    // A device token in the cookie is no coordinator session either.
+    b.cookies
+        .insert("lotse_session".into(), w.device_token.clone());
+    assert!(
+        b.get("/dashboard")
+            .await
+            .location
+            .starts_with("/dashboard/login")
+    );
+    // The login page itself and the static files need no session.
+    b.cookies.clear();
+    assert_eq!(b.get("/dashboard/login").await.status, 200);
+    assert_eq!(b.get("/dashboard/static/app.js").await.status, 200);
+    assert_eq!(b.get("/").await.location, "/dashboard");
+    // The device was never revoked, nothing was created.
+    let devices = s
+        .store
+        .devices_of(&org, &w.volunteer)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(devices[0].revoked_at.is_none());
+    s.stop().await;
+}
+
+async fn forms_reject_a_missing_or_wrong_csrf_token(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (mut b, org, token) = logged_in(&s, "Lotsen CSRF").await;
+    let w = world(&s, &token, "Amira").await;
+    let good = b.csrf().await;
+    // A token of another session of the same coordinator does not fit this one.
+    let mut other = Browser::new(&s);
+    assert_eq!(
+        other.login(&email_of("Lotsen CSRF"), PASSWORD).await.status,
+        303
+    );
+    let foreign = other.csrf().await;
+    assert_ne!(foreign, good);
+    let fields = |csrf: &'static str| -> Vec<(&'static str, &'static str)> {
+        let mut f = vec![
+            ("institution_kind", "jobcenter"),
+            ("institution_name", "Jobcenter"),
+            ("topic", "arbeit"),
+            ("language", "ar"),
+            ("date", "2030-05-06"),
+            ("from", "10:00"),
+            ("to", "11:00"),
+            ("place_area", "Mitte"),
+            ("volunteer", "00000000-0000-0000-0000-000000000000"),
+            ("status", "cancelled"),
+            ("valid_hours", "24"),
+            ("display_name", "Eingeschleust"),
+            ("topic", "wohnen"),
+            ("active", "1"),
+        ];
+        if !csrf.is_empty() {
+            f.push(("csrf", csrf));
+        }
+        f
+    };
+    let foreign: &'static str = Box::leak(foreign.into_boxed_str());
+    for path in post_paths(&w) {
+        for csrf in ["", "0000", foreign] {
+            let page = b.post(&path, &fields(csrf)).await;
+            assert_eq!(
+                page.status, 403,
+                "POST {path} with csrf {csrf:?}: {}",
+                page.body
+            );
+            assert!(page.body.contains("Formular abgelaufen"), "{}", page.body);
+        }
+    }
+    // The login form has its own token, bound to a cookie.
+    let mut fresh = Browser::new(&s);
+    let page = fresh
+        .post(
+            "/dashboard/login",
+            &[("email", &email_of("Lotsen CSRF")), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(page.status, 403);
+    let form = fresh.get("/dashboard/login").await;
+    let csrf = csrf_of(&form.body);
+    fresh.cookies.remove("lotse_login");
+    let page = fresh
+        .post(
+            "/dashboard/login",
+            &[
+                ("csrf", &csrf),
+                ("email", &email_of("Lotsen CSRF")),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 403, "a login token without its cookie");
+    assert!(!fresh.cookies.contains_key("lotse_session"));
+
+    // Nothing happened: still logged in, nothing created, cancelled or revoked.
+    assert_eq!(b.get("/dashboard").await.status, 200);
+    assert_eq!(other.get("/dashboard").await.status, 200);
+    assert_eq!(s.store.requests(&org, None).await.unwrap().len(), 1);
+    assert_eq!(
+        s.store
+            .request(&org, &w.request)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "open"
+    );
+    let devices = s
+        .store
+        .devices_of(&org, &w.volunteer)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(devices[0].revoked_at.is_none());
+    let volunteers = s.store.volunteers(&org).await.unwrap();
+    assert_eq!(volunteers.len(), 1, "no volunteer created");
+    assert_eq!(
+        volunteers[0].display_name, "Amira",
+        "the volunteer unchanged"
+    );
+
+    // With the right token the same forms work.
+    let page = b
+        .post(
+            &format!("/dashboard/devices/{}/revoke", w.device),
+            &[("csrf", &good)],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let devices = s
+        .store
+        .devices_of(&org, &w.volunteer)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(devices[0].revoked_at.is_some());
+    let (status, _) = s.get("/api/v1/me", Some(&w.device_token)).await;
+    assert_eq!(status, 401, "a revoked device is locked out");
+    s.stop().await;
+}
+
+async fn login_logout_and_logout_everywhere(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (_, api_token) = s.new_org("Lotsen Login").await;
+    let email = email_of("Lotsen Login");
+    let mut b = Browser::new(&s);
+    let page = b.login(&email, "falsch").await;
+    assert_eq!(page.status, 401);
+    assert!(
+        page.body
+            .contains("E-Mail-Adresse oder Passwort ist falsch")
+    );
+    assert!(!b.cookies.contains_key("lotse_session"));
+    // Back to the page asked for, after login.
+    let form = b.get("/dashboard/login?next=%2Fdashboard%2Fcases").await;
+    let csrf = csrf_of(&form.body);
+    let page = b
+        .post(
+            "/dashboard/login",
+            &[
+                ("csrf", &csrf),
+                ("email", &email),
+                ("password", PASSWORD),
+                ("next", "/dashboard/cases"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (page.status, page.location.as_str()),
+        (303, "/dashboard/cases")
+    );
+    let cookie = page
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("lotse_session="))
+        .unwrap();
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("Secure"),
+        "{cookie}"
+    );
+    let overview = b.get("/dashboard").await;
+    assert_eq!(overview.status, 200);
+    assert!(overview.body.contains(r#"<html lang="de">"#));
+    assert!(
+        overview
+            .headers
+            .get(header::CONTENT_SECURITY_POLICY)
+            .is_some()
+    );
+    // Logging in again goes straight on.
+    assert_eq!(b.get("/dashboard/login").await.location, "/dashboard");
+
+    // Logout ends this session only.
+    let mut second = Browser::new(&s);
+    assert_eq!(second.login(&email, PASSWORD).await.status, 303);
+    let csrf = b.csrf().await;
+    let page = b.post("/dashboard/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(
+        (page.status, page.location.as_str()),
+        (303, "/dashboard/login")
+    );
+    assert!(
+        b.get("/dashboard")
+            .await
+            .location
+            .starts_with("/dashboard/login")
+    );
+    assert_eq!(second.get("/dashboard").await.status, 200);
+    assert_eq!(s.get("/api/v1/me", Some(&api_token)).await.0, 200);
+    // Logout everywhere ends the other browsers and the API session too.
+    let csrf = second.csrf().await;
+    let page = second
+        .post("/dashboard/logout-all", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(page.status, 303);
+    assert_eq!(s.get("/api/v1/me", Some(&api_token)).await.0, 401);
+    assert!(
+        second
+            .get("/dashboard")
+            .await
+            .location
+            .starts_with("/dashboard/login")
+    );
+    s.stop().await;
+}
+
+async fn languages_follow_header_switch_and_query(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (mut b, _, _) = logged_in(&s, "Lotsen Sprache").await;
+    let page = b.get("/dashboard").await;
+    assert!(page.body.contains(r#"<html lang="de">"#) && page.body.contains("Überblick"));
+    b.accept_language = "en-GB,en;q=0.9".into();
+    let page = b.get("/dashboard/requests").await;
+    assert!(
+        page.body.contains(r#"<html lang="en">"#) && page.body.contains("New request"),
+        "{}",
+        page.body
+    );
+    let page = b.get("/dashboard/requests?lang=de").await;
+    assert!(page.body.contains(r#"<html lang="de">"#) && page.body.contains("Neue Anfrage"));
+    // The switch remembers the choice over the header.
+    let page = b
+        .get("/dashboard/lang?to=de&back=%2Fdashboard%2Fcases%3Flang%3Den")
+        .await;
+    assert_eq!(
+        (page.status, page.location.as_str()),
+        (303, "/dashboard/cases")
+    );
+    let page = b.get("/dashboard/cases").await;
+    assert!(page.body.contains(r#"<html lang="de">"#) && page.body.contains("Fälle"));
+    // ... and never leads away from the dashboard.
+    assert_eq!(
+        b.get("/dashboard/lang?to=en&back=https%3A%2F%2Fevil.example")
+            .await
+            .location,
+        "/dashboard"
+    );
+    s.stop().await;
+}
+
+async fn org_b_sees_nothing_of_org_a(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (org_a, token_a) = s.new_org("Lotsen A").await;
+    let a = world(&s, &token_a, "Zainab Geheim").await;
+    let (mut b, _, _) = logged_in(&s, "Lotsen B").await;
+    for path in [
+        format!("/dashboard/requests/{}", a.request),
+        format!("/dashboard/requests/{}/edit", a.request),
+        format!("/dashboard/cases/{}", a.case),
+        format!("/dashboard/fragments/cases/{}", a.case),
+        format!("/dashboard/volunteers/{}", a.volunteer),
+        format!("/dashboard/volunteers/{}/edit", a.volunteer),
+    ] {
+        let page = b.get(&path).await;
+        assert_eq!(page.status, 404, "{path}");
+        assert!(!page.body.contains("Zainab"), "{path}");
+    }
+    let csrf = b.csrf().await;
+    for path in [
+        format!("/dashboard/devices/{}/revoke", a.device),
+        format!("/dashboard/volunteers/{}/enrollment-code", a.volunteer),
+        format!("/dashboard/requests/{}/status", a.request),
+        format!("/dashboard/requests/{}/offer", a.request),
+        format!("/dashboard/volunteers/{}", a.volunteer),
+    ] {
+        let page = b
+            .post(
+                &path,
+                &[
+                    ("csrf", &csrf),
+                    ("status", "cancelled"),
+                    ("volunteer", &a.volunteer),
+                    ("display_name", "Übernommen"),
+                    ("language", "de"),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, 404, "{path}: {}", page.body);
+    }
+    assert!(
+        s.store
+            .devices_of(&org_a, &a.volunteer)
+            .await
+            .unwrap()
+            .unwrap()[0]
+            .revoked_at
+            .is_none()
+    );
+    assert_eq!(
+        s.store
+            .request(&org_a, &a.request)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "open"
+    );
+    assert_eq!(
+        s.store
+            .volunteer(&org_a, &a.volunteer)
+            .await
+            .unwrap()
+            .unwrap()
+            .display_name,
+        "Zainab Geheim"
+    );
+    for path in [
+        "/dashboard",
+        "/dashboard/requests",
+        "/dashboard/cases",
+        "/dashboard/volunteers",
+        "/dashboard/reports",
+        "/dashboard/reports.csv",
+        "/dashboard/fragments/overview",
+    ] {
+        let page = b.get(path).await;
+        assert_eq!(page.status, 200, "{path}");
+        assert!(
+            !page.body.contains("Zainab"),
+            "{path} shows org A's volunteer"
+        );
+        assert!(
+            !page.body.contains(&a.request) && !page.body.contains(&a.case.to_string()),
+            "{path} links org A"
+        );
+        assert!(
+            !page.body.contains("Arabisch"),
+            "{path} counts org A's languages"
+        );
+    }
+    s.stop().await;
+}
+
+async fn the_request_flow_through_the_forms(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (mut b, org, token) = logged_in(&s, "Lotsen Formulare").await;
+    let amira = s.volunteer(&token, "Amira Haddad", &["ar", "de"]).await;
+    let olena = s.volunteer(&token, "Olena Kovalenko", &["uk"]).await;
+    let (_, phone) = s.device(&token, &amira, "Amiras Handy").await;
+    let csrf = b.csrf().await;
+    let date = jiff::Zoned::now()
+        .checked_add(jiff::SignedDuration::from_hours(72))
+        .unwrap()
+        .strftime("%Y-%m-%d")
+        .to_string();
+
+    // Invalid input comes back with messages, nothing is stored.
+    let page = b
+        .post(
+            "/dashboard/requests",
+            &[
+                ("csrf", &csrf),
+                ("topic", "gesundheit"),
+                ("date", &date),
+                ("from", "14:00"),
+                ("to", "13:00"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 422);
+    assert!(
+        page.body.contains("Bitte mindestens eine Sprache wählen")
+            && page.body.contains("Das Ende muss nach dem Beginn liegen"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(r#"aria-invalid="true""#));
+    assert!(s.store.requests(&org, None).await.unwrap().is_empty());
+
+    let page = b
+        .post(
+            "/dashboard/requests",
+            &[
+                ("csrf", &csrf),
+                ("institution_kind", "arztpraxis"),
+                ("institution_name", "Praxis Dr. Özdemir"),
+                ("person_label", "F.K."),
+                ("topic", "gesundheit"),
+                ("language", "ar"),
+                ("other_languages", ""),
+                ("date", &date),
+                ("from", "14:00"),
+                ("to", "15:30"),
+                ("place_area", "Nordstadt"),
+                ("place_address", "Lindenstraße 3"),
+                ("urgency", "dringend"),
+                ("description", "Befundbesprechung"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let id = page
+        .location
+        .trim_start_matches("/dashboard/requests/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let stored = s.store.request(&org, &id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.institution_name.as_str(),
+            stored.languages.clone(),
+            stored.urgency.as_str()
+        ),
+        ("Praxis Dr. Özdemir", vec!["ar".to_owned()], "dringend")
+    );
+
+    // The request's page ranks the candidates with reasons.
+    let page = b.get(&format!("/dashboard/requests/{id}")).await;
+    assert_eq!(page.status, 200);
+    let amira_at = page.body.find("Amira Haddad").unwrap();
+    let olena_at = page.body.find("Olena Kovalenko").unwrap();
+    assert!(amira_at < olena_at, "the Arabic speaker ranks first");
+    assert!(page.body.contains("spricht ar") && page.body.contains("spricht nicht ar"));
+
+    // Edit.
+    let page = b
+        .post(
+            &format!("/dashboard/requests/{id}"),
+            &[
+                ("csrf", &csrf),
+                ("institution_kind", "arztpraxis"),
+                ("institution_name", "Praxis Dr. Özdemir"),
+                ("person_label", "F.K."),
+                ("topic", "gesundheit"),
+                ("language", "ar"),
+                ("other_languages", "hy"),
+                ("date", &date),
+                ("from", "14:00"),
+                ("to", "16:00"),
+                ("place_area", "Nordstadt"),
+                ("urgency", "normal"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let stored = s.store.request(&org, &id).await.unwrap().unwrap();
+    assert_eq!(stored.languages, vec!["ar".to_owned(), "hy".to_owned()]);
+    assert_eq!(stored.place_address, None);
+
+    // Offer to Amira and Olena; Olena declines, Amira's phone accepts.
+    let page = b
+        .post(
+            &format!("/dashboard/requests/{id}/offer"),
+            &[
+                ("csrf", &csrf),
+                ("volunteer", &amira),
+                ("volunteer", &olena),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let page = b.get(&page.location).await;
+    assert!(
+        page.body.contains("Angeboten an 2 Person(en)"),
+        "{}",
+        page.body
+    );
+    let (_, olena_phone) = s.device(&token, &olena, "Olenas Handy").await;
+    assert_eq!(
+        s.post(
+            &format!("/api/v1/offers/{id}/decline"),
+            Some(&olena_phone),
+            json!({})
+        )
+        .await
+        .0,
+        200
+    );
+    let (status, accepted) = s
+        .post(
+            &format!("/api/v1/offers/{id}/accept"),
+            Some(&phone),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{accepted}");
+    let case = accepted["assignment"]["case_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let page = b.get(&format!("/dashboard/requests/{id}")).await;
+    assert!(
+        page.body.contains(r#"data-offer="accepted""#)
+            && page.body.contains(r#"data-offer="declined""#),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("angenommen von Amira Haddad")
+            && page.body.contains("abgelehnt von Olena Kovalenko")
+    );
+    assert!(page.body.contains(&format!("/dashboard/cases/{case}")));
+    let page = b.get(&format!("/dashboard/cases/{case}")).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("F.K.") && page.body.contains("Amira Haddad"));
+
+    // Done, then an enrollment code with its QR code, then revoking a device.
+    let page = b
+        .post(
+            &format!("/dashboard/requests/{id}/status"),
+            &[("csrf", &csrf), ("status", "done")],
+        )
+        .await;
+    assert_eq!(page.status, 303);
+    assert_eq!(
+        s.store.request(&org, &id).await.unwrap().unwrap().status,
+        "done"
+    );
+    let page = b
+        .post(
+            &format!("/dashboard/volunteers/{amira}/enrollment-code"),
+            &[("csrf", &csrf), ("valid_hours", "72")],
+        )
+        .await;
+    assert_eq!(page.status, 200);
+    let at = page.body.find(r#""enrollment-code""#).unwrap();
+    let at = at + page.body[at..].find('>').unwrap() + 1;
+    let code = &page.body[at..at + 11];
+    assert!(page.body.contains("<svg role=\"img\""), "a QR code");
+    let (status, enrolled) = s
+        .post(
+            "/api/v1/devices/enroll",
+            None,
+            json!({"code": code, "device_name": "Neues Handy"}),
+        )
+        .await;
+    assert_eq!(status, 201, "the shown code works: {enrolled}");
+    let page = b.get(&format!("/dashboard/volunteers/{amira}")).await;
+    assert!(page.body.contains("Neues Handy") && page.body.contains("Amiras Handy"));
+    s.stop().await;
+}
+
+/// The id in a redirect to a volunteer's page.
+fn volunteer_id_of(location: &str) -> String {
+    location
+        .trim_start_matches("/dashboard/volunteers/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+async fn the_volunteer_flow_through_the_forms(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (mut b, org, token) = logged_in(&s, "Lotsen Profile").await;
+    let csrf = b.csrf().await;
+
+    // The list leads to the form; the form has a label for every input and three rows.
+    let list = b.get("/dashboard/volunteers").await;
+    assert!(
+        list.body.contains(r#"href="/dashboard/volunteers/new""#)
+            && list.body.contains("Neue Lotsin / neuer Lotse anlegen"),
+        "{}",
+        list.body
+    );
+    let form = b.get("/dashboard/volunteers/new").await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    for id in [
+        "display_name",
+        "other_languages",
+        "pledge_signed_on",
+        "weekday-0",
+        "from-1",
+        "to-2",
+    ] {
+        assert!(
+            form.body.contains(&format!(r#"id="{id}""#))
+                && form.body.contains(&format!(r#"for="{id}""#)),
+            "{id} has no label"
+        );
+    }
+    assert!(form.body.contains(r#"name="csrf""#));
+    assert!(form.body.contains(r#"name="active" value="1" checked"#));
+
+    // Invalid input comes back with German messages and the values typed; nothing stored.
+    let page = b
+        .post(
+            "/dashboard/volunteers",
+            &[
+                ("csrf", &csrf),
+                ("display_name", "  Amira Haddad "),
+                ("language", "ar"),
+                ("other_languages", "xx"),
+                ("topic", "gesundheit"),
+                ("weekday-0", "2"),
+                ("from-0", "12:00"),
+                ("to-0", "11:00"),
+                ("weekday-1", ""),
+                ("from-1", "09:00"),
+                ("to-1", "10:00"),
+                ("weekday-2", ""),
+                ("from-2", ""),
+                ("to-2", ""),
+                ("pledge_signed_on", "12.09.2025"),
+                ("training-name-0", "Basislehrgang"),
+                ("training-date-0", ""),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 422, "{}", page.body);
+    for message in [
+        "Bitte prüfen Sie die markierten Angaben.",
+        "„xx“ ist kein Sprachkürzel",
+        "Das Ende muss nach dem Beginn liegen.",
+        "Bitte einen Wochentag wählen.",
+        "Bitte ein Datum wie 04.03.2026 angeben.",
+    ] {
+        assert!(page.body.contains(message), "{message}: {}", page.body);
+    }
+    for kept in [
+        r#"value="Amira Haddad""#,
+        r#"value="ar" checked"#,
+        r#"value="xx""#,
+        r#"value="gesundheit" checked"#,
+        r#"<option value="2" selected>"#,
+        r#"name="from-0" value="12:00""#,
+        r#"name="to-0" value="11:00""#,
+        r#"name="from-1" value="09:00""#,
+        r#"value="12.09.2025""#,
+        r#"name="training-name-0" value="Basislehrgang""#,
+    ] {
+        assert!(page.body.contains(kept), "{kept} not kept: {}", page.body);
+    }
+    assert!(page.body.contains(r#"aria-invalid="true""#));
+    assert!(!page.body.contains(r#"name="active" value="1" checked"#));
+    let page = b
+        .post(
+            "/dashboard/volunteers",
+            &[("csrf", &csrf), ("display_name", " "), ("active", "1")],
+        )
+        .await;
+    assert_eq!(page.status, 422);
+    assert!(
+        page.body.contains("Bitte ausfüllen.")
+            && page.body.contains("Bitte mindestens eine Sprache wählen."),
+        "{}",
+        page.body
+    );
+    b.accept_language = "en".into();
+    let page = b
+        .post(
+            "/dashboard/volunteers",
+            &[
+                ("csrf", &csrf),
+                ("display_name", &"x".repeat(101)),
+                ("language", "de"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 422);
+    assert!(
+        page.body.contains("At most 100 characters."),
+        "{}",
+        page.body
+    );
+    b.accept_language = "de-DE,de;q=0.9".into();
+    assert!(s.store.volunteers(&org).await.unwrap().is_empty());
+
+    // A valid form creates the volunteer and leads to the profile.
+    let valid = [
+        ("csrf", csrf.as_str()),
+        ("display_name", "  Amira Haddad "),
+        ("language", "ar"),
+        ("language", "de"),
+        ("other_languages", "HY"),
+        ("topic", "gesundheit"),
+        ("topic", "behoerden"),
+        ("weekday-0", "2"),
+        ("from-0", "14:00"),
+        ("to-0", "18:00"),
+        ("weekday-1", ""),
+        ("from-1", ""),
+        ("to-1", ""),
+        ("weekday-2", "4"),
+        ("from-2", "09:00"),
+        ("to-2", "12:00"),
+        ("active", "1"),
+        ("pledge_signed_on", "2025-09-12"),
+        ("training-name-0", "Supervision"),
+        ("training-date-0", "2026-02-05"),
+        ("training-name-1", ""),
+        ("training-date-1", ""),
+        ("training-name-2", " Basislehrgang Integrationslotsen "),
+        ("training-date-2", "2025-09-12"),
+    ];
+    let page = b.post("/dashboard/volunteers", &valid).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert!(page.location.ends_with("?created=1"), "{}", page.location);
+    let id = volunteer_id_of(&page.location);
+    let v = s.store.volunteer(&org, &id).await.unwrap().unwrap();
+    assert_eq!(v.display_name, "Amira Haddad");
+    assert_eq!(v.languages, ["ar", "de", "hy"]);
+    assert_eq!(v.topics, ["gesundheit", "behoerden"]);
+    let slots: Vec<_> = v
+        .availability
+        .iter()
+        .map(|x| (x.weekday, x.from.as_str(), x.to.as_str()))
+        .collect();
+    assert_eq!(slots, [(2, "14:00", "18:00"), (4, "09:00", "12:00")]);
+    assert!(v.active);
+    assert_eq!(v.pledge_signed_on.as_deref(), Some("2025-09-12"));
+    let trainings: Vec<_> = v
+        .trainings
+        .iter()
+        .map(|t| (t.name.as_str(), t.completed_on.as_str()))
+        .collect();
+    // Trimmed, empty rows left out, oldest first.
+    assert_eq!(
+        trainings,
+        [
+            ("Basislehrgang Integrationslotsen", "2025-09-12"),
+            ("Supervision", "2026-02-05")
+        ]
+    );
+    // The API stores the same data the same way.
+    let (status, api) = s
+        .post(
+            "/api/v1/volunteers",
+            Some(&token),
+            json!({
+                "display_name": "  Amira Haddad ", "languages": ["ar", "de", "HY"],
+                "topics": ["gesundheit", "behoerden"],
+                "availability": [{"weekday": 2, "from": "14:00", "to": "18:00"},
+                                 {"weekday": 4, "from": "09:00", "to": "12:00"}],
+                "pledge_signed_on": "2025-09-12",
+                "trainings": [{"name": "Supervision", "completed_on": "2026-02-05"},
+                              {"name": " Basislehrgang Integrationslotsen ", "completed_on": "2025-09-12"}],
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{api}");
+    let (_, ours) = s
+        .get(&format!("/api/v1/volunteers/{id}"), Some(&token))
+        .await;
+    for field in [
+        "display_name",
+        "languages",
+        "topics",
+        "availability",
+        "active",
+        "pledge_signed_on",
+        "trainings",
+    ] {
+        assert_eq!(ours[field], api[field], "{field}");
+    }
+    let api_id = api["id"].as_str().unwrap().to_owned();
+
+    let page = b.get(&page.location).await;
+    assert_eq!(page.status, 200);
+    for shown in [
+        "Angelegt.",
+        "Amira Haddad",
+        "Armenisch",
+        "Dienstag 14:00–18:00",
+        "Donnerstag 09:00–12:00",
+        "12.09.2025",
+        "Supervision, 05.02.2026",
+        &format!(r#"href="/dashboard/volunteers/{id}/edit""#),
+        "Bearbeiten",
+    ] {
+        assert!(page.body.contains(shown), "{shown}: {}", page.body);
+    }
+    let list = b.get("/dashboard/volunteers").await;
+    assert!(list.body.contains(&format!(
+        r#"<a href="/dashboard/volunteers/{id}">Amira Haddad</a>"#
+    )));
+    let actions: Vec<_> = s
+        .store
+        .audit_events(&org, 20)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.subject_id == id)
+        .map(|e| (e.actor_kind, e.action))
+        .collect();
+    assert_eq!(
+        actions,
+        [("coordinator".to_owned(), "volunteer.create".to_owned())]
+    );
+
+    // The edit form shows the stored values.
+    let edit = format!("/dashboard/volunteers/{id}/edit");
+    let form = b.get(&edit).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    for kept in [
+        r#"action="/dashboard/volunteers/"#,
+        r#"value="Amira Haddad""#,
+        r#"value="ar" checked"#,
+        r#"value="de" checked"#,
+        r#"name="other_languages" value="hy""#,
+        r#"value="behoerden" checked"#,
+        r#"name="from-0" value="14:00""#,
+        r#"name="to-1" value="12:00""#,
+        r#"name="weekday-2""#,
+        r#"name="active" value="1" checked"#,
+        r#"value="2025-09-12""#,
+    ] {
+        assert!(form.body.contains(kept), "{kept}: {}", form.body);
+    }
+
+    // Invalid changes are shown again and change nothing.
+    let target = format!("/dashboard/volunteers/{id}");
+    let page = b
+        .post(
+            &target,
+            &[
+                ("csrf", &csrf),
+                ("display_name", "Amira H."),
+                ("language", "ar"),
+                ("topic", "kochen"),
+                ("weekday-0", "9"),
+                ("from-0", "10:00"),
+                ("to-0", "11:00"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 422, "{}", page.body);
+    assert!(
+        page.body.contains("„kochen“ ist kein Thema.")
+            && page.body.contains("Bitte einen Wochentag wählen.")
+            && page.body.contains(r#"value="Amira H.""#),
+        "{}",
+        page.body
+    );
+    let unchanged = s.store.volunteer(&org, &id).await.unwrap().unwrap();
+    assert_eq!(unchanged.display_name, "Amira Haddad");
+    assert_eq!(unchanged.updated_at, v.updated_at);
+
+    // Without a valid CSRF token: 403, nothing changes, nothing is created.
+    for bad in ["", "0000"] {
+        let mut fields = vec![
+            ("display_name", "Fremd"),
+            ("language", "de"),
+            ("active", "1"),
+        ];
+        if !bad.is_empty() {
+            fields.push(("csrf", bad));
+        }
+        for path in [target.as_str(), "/dashboard/volunteers"] {
+            let page = b.post(path, &fields).await;
+            assert_eq!(page.status, 403, "POST {path} with {bad:?}");
+        }
+    }
+    let unchanged = s.store.volunteer(&org, &id).await.unwrap().unwrap();
+    assert_eq!(
+        (unchanged.display_name.as_str(), unchanged.updated_at),
+        ("Amira Haddad", v.updated_at)
+    );
+    assert_eq!(s.store.volunteers(&org).await.unwrap().len(), 2);
+
+    // A valid edit changes every field; unticked and emptied fields are cleared.
+    let page = b
+        .post(
+            &target,
+            &[
+                ("csrf", &csrf),
+                ("display_name", "Amira H."),
+                ("language", "ar"),
+                ("other_languages", ""),
+                ("weekday-0", "5"),
+                ("from-0", "10:00"),
+                ("to-0", "11:30"),
+                ("weekday-1", ""),
+                ("from-1", ""),
+                ("to-1", ""),
+                ("pledge_signed_on", ""),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(page.location, format!("{target}?saved=1"));
+    let edited = s.store.volunteer(&org, &id).await.unwrap().unwrap();
+    assert_eq!(edited.display_name, "Amira H.");
+    assert_eq!(edited.languages, ["ar"]);
+    assert!(edited.topics.is_empty());
+    assert_eq!(edited.availability.len(), 1);
+    assert_eq!(
+        (
+            edited.availability[0].weekday,
+            edited.availability[0].from.as_str(),
+            edited.availability[0].to.as_str()
+        ),
+        (5, "10:00", "11:30")
+    );
+    assert!(!edited.active);
+    assert_eq!(edited.pledge_signed_on, None);
+    let page = b.get(&page.location).await;
+    assert!(
+        page.body.contains("Gespeichert.") && page.body.contains("inaktiv"),
+        "{}",
+        page.body
+    );
+    assert!(
+        s.store
+            .audit_events(&org, 20)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.subject_id == id && e.action == "volunteer.update")
+    );
+
+    // Another organisation's coordinator finds neither the form nor the record.
+    let (mut other, _, _) = logged_in(&s, "Lotsen Nachbarstadt").await;
+    let other_csrf = other.csrf().await;
+    let page = other.get(&edit).await;
+    assert_eq!(page.status, 404);
+    assert!(!page.body.contains("Amira"));
+    let page = other
+        .post(
+            &target,
+            &[
+                ("csrf", &other_csrf),
+                ("display_name", "Übernommen"),
+                ("language", "de"),
+                ("active", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 404, "{}", page.body);
+    let after = s.store.volunteer(&org, &id).await.unwrap().unwrap();
+    assert_eq!(
+        (after.display_name.as_str(), after.updated_at),
+        ("Amira H.", edited.updated_at)
+    );
+    let untouched = s.store.volunteer(&org, &api_id).await.unwrap().unwrap();
+    assert_eq!(
+        untouched.display_name, "Amira Haddad",
+        "edits reach one record"
+    );
+    s.stop().await;
+}
+
+/// Reads SSE frames until `event: <name>` arrives.
+async fn wait_for_event(res: &mut reqwest::Response, name: &str, deadline: Duration) {
+    let until = tokio::time::Instant::now() + deadline;
+    let mut seen = String::new();
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no `{name}` event within {deadline:?}; got {seen:?}"
+        );
+        match tokio::time::timeout(left, res.chunk()).await {
+            Ok(Ok(Some(bytes))) => {
+                seen.push_str(&String::from_utf8_lossy(&bytes));
+                if seen.contains(&format!("event: {name}\n")) {
+                    return;
+                }
+            }
+            Ok(Ok(None)) => panic!("stream ended before `{name}`; got {seen:?}"),
+            Ok(Err(e)) => panic!("stream failed: {e}"),
+            Err(_) => {}
+        }
+    }
+}
+
+async fn events(b: &Browser) -> reqwest::Response {
+    events_after(b, None).await
+}
+
+/// The event stream, as a browser reconnecting with `Last-Event-ID` opens it.
+async fn events_after(b: &Browser, last_event_id: Option<&str>) -> reqwest::Response {
+    let mut req = b
+        .http
+        .get(format!("{}/dashboard/events", b.base))
+        .header(header::COOKIE, b.cookie_header());
+    if let Some(id) = last_event_id {
+        req = req.header("last-event-id", id);
+    }
+    let res = req.send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    res
+}
+
+async fn a_synced_note_reaches_the_open_pages_live(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (mut b, _, token) = logged_in(&s, "Lotsen Live").await;
+    let amira = s.volunteer(&token, "Amira", &["ar"]).await;
+    let (_, phone_token) = s.device(&token, &amira, "Handy").await;
+    let case = api_case(&s, &token, "F.K.", &amira).await;
+    let mut stream = events(&b).await;
+    // Let the stream take its first fingerprint before anything changes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let mut phone = SyncClient::connect(s.addr, &phone_token, "phone").await;
+    phone.fetch(case).await;
+    CaseDoc::add_note(
+        phone.docs.get_mut(&case).unwrap(),
+        &NewNote {
+            author: amira.clone(),
+            text: "Termin bei der Ausländerbehörde vereinbart".into(),
+        },
+        jiff::Timestamp::now().as_millisecond(),
+    )
+    .unwrap();
+    phone.sync_docs(&[case], QUIET).await;
+    wait_for_event(&mut stream, "change", Duration::from_secs(10)).await;
+    let fragment = b.get(&format!("/dashboard/fragments/cases/{case}")).await;
+    assert_eq!(fragment.status, 200);
+    assert!(
+        fragment
+            .body
+            .contains("Termin bei der Ausländerbehörde vereinbart")
+    );
+    assert!(!fragment.body.contains("<html"), "a fragment, not a page");
+    assert!(
+        fragment.body.contains("Amira"),
+        "the note's author is named"
+    );
+    let overview = b.get("/dashboard/fragments/overview").await;
+    assert!(overview.body.contains(&format!(r#"data-case="{case}""#)));
+
+    // A request made through the API shows up too (the stream polls).
+    let (a, e) = window(1);
+    api_request(&s, &token, "arbeit", &["ar"], &a, &e).await;
+    wait_for_event(&mut stream, "change", Duration::from_secs(10)).await;
+    let overview = b.get("/dashboard/fragments/overview").await;
+    assert!(overview.body.contains(r#"data-count="overdue""#));
+    assert!(
+        overview.body.contains("Überfällige Anfragen (1)"),
+        "{}",
+        overview.body
+    );
+
+    // A browser that reconnects with an old event id hears at once that it missed something.
+    let mut again = events_after(&b, Some("0000000000000000")).await;
+    wait_for_event(&mut again, "change", Duration::from_secs(2)).await;
+    drop(again);
+
+    // Logging out everywhere ends the stream with `bye`.
+    let csrf = b.csrf().await;
+    assert_eq!(
+        b.post("/dashboard/logout-all", &[("csrf", &csrf)])
+            .await
+            .status,
+        303
+    );
+    wait_for_event(&mut stream, "bye", Duration::from_secs(10)).await;
+    drop(stream);
+    s.stop().await;
+}
+
+async fn the_overview_shows_stale_phones_and_cases_to_look_at(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (mut b, _, token) = logged_in(&s, "Lotsen Blick").await;
+    let amira = s.volunteer(&token, "Amira Haddad", &["ar"]).await;
+    let olena = s.volunteer(&token, "Olena Kovalenko", &["uk"]).await;
+    let (_, amira_phone) = s.device(&token, &amira, "Handy").await;
+    let (olena_device, _) = s.device(&token, &olena, "Handy").await;
+    // Enrolled a moment ago and not synced yet: not overdue for a sync.
+    let mehmet = s.volunteer(&token, "Mehmet Yılmaz", &["tr"]).await;
+    s.device(&token, &mehmet, "Handy").await;
+    let case = api_case(&s, &token, "F.K.", &amira).await;
+
+    // Amira's phone fetches the case, goes offline and writes a note; meanwhile the
+    // coordinator closes the case. Then the phone comes back.
+    let mut phone = SyncClient::connect(s.addr, &amira_phone, "phone").await;
+    phone.fetch(case).await;
+    let mut desk = SyncClient::connect(s.addr, &token, "desk").await;
+    desk.fetch(case).await;
+    let now = jiff::Timestamp::now().as_millisecond();
+    CaseDoc::add_note(
+        phone.docs.get_mut(&case).unwrap(),
+        &NewNote {
+            author: amira.clone(),
+            text: "Noch ein Termin nötig".into(),
+        },
+        now,
+    )
+    .unwrap();
+    CaseDoc::set_status(
+        desk.docs.get_mut(&case).unwrap(),
+        Status::Closed,
+        now + 1000,
+    )
+    .unwrap();
+    desk.sync_docs(&[case], QUIET).await;
+    let page = b.get("/dashboard").await;
+    assert!(
+        page.body.contains("Fälle zum Anschauen (0)"),
+        "closing alone is fine"
+    );
+    phone.sync_docs(&[case], QUIET).await;
+    let page = b.get("/dashboard").await;
+    assert!(
+        page.body.contains("Fälle zum Anschauen (1)"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(&format!(r#"data-lookat="{case}""#)));
+    let case_page = b.get(&format!("/dashboard/cases/{case}")).await;
+    assert!(case_page.body.contains("Bitte anschauen"));
+
+    // Olena's phone synced ten days ago, Amira's just now.
+    let ten_days_ago = jiff::Timestamp::now().as_millisecond() - 10 * 86_400_000;
+    sqlx::query("UPDATE devices SET last_sync_at = $1, created_at = $2 WHERE id = $3")
+        .bind(ten_days_ago)
+        .bind(ten_days_ago - 2 * 86_400_000)
+        .bind(&olena_device)
+        .execute(s.store.pool())
+        .await
+        .unwrap();
+    let page = b.get("/dashboard").await;
+    assert!(
+        page.body
+            .contains("Seit mehr als 7 Tagen nicht synchronisiert (1)"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(&format!(r#"data-volunteer="{olena}""#)));
+    assert!(page.body.contains("vor 10 Tagen"));
+    assert!(!page.body.contains(&format!(r#"data-volunteer="{mehmet}""#)));
+    let page = b.get("/dashboard?days=14").await;
+    assert!(
+        page.body
+            .contains("Seit mehr als 14 Tagen nicht synchronisiert (0)")
+    );
+    s.stop().await;
+}
+
+// ---- reports ----------------------------------------------------------------------
+
+fn ms(rfc3339: &str) -> i64 {
+    lotse_server::timefmt::parse_ms(rfc3339).unwrap()
+}
+
+async fn report_case(
+    s: &TestServer,
+    org: &str,
+    topic: Topic,
+    languages: &[&str],
+    created: &str,
+    hours: &[(&str, u32, u32)],
+) {
+    let mut doc = Automerge::new();
+    let at = ms(created);
+    CaseDoc::create(
+        &mut doc,
+        &NewCase {
+            organisation_id: org.to_owned(),
+            label: "X".into(),
+            languages: languages.iter().map(|l| (*l).to_owned()).collect(),
+            topic,
+            status: Status::Active,
+        },
+        at,
+    )
+    .unwrap();
+    for (date, minutes, travel) in hours {
+        CaseDoc::log_hours(
+            &mut doc,
+            &NewHours {
+                author: "v".into(),
+                date: (*date).into(),
+                minutes: *minutes,
+                travel_minutes: *travel,
+                kind: "begleitung".into(),
+            },
+            at,
+        )
+        .unwrap();
+    }
+    let summary = CaseDoc::summary(&doc, at).unwrap();
+    let snapshot = lotse_protocol::save_snapshot(&doc);
+    let heads = doc.get_heads();
+    s.state
+        .hub
+        .create(
+            NewDocument {
+                id: DocumentId::random(),
+                organisation_id: org,
+                kind: "case",
+                owner_volunteer_id: None,
+                chunk: &snapshot,
+                heads: &heads,
+                shared_with: &[],
+                summary: Some(&summary),
+            },
+            doc,
+        )
+        .await
+        .unwrap();
+}
+
+/// The cells of the row labelled `label` in the page's table of `dimension`.
+fn row(html: &str, dimension: &str, label: &str) -> Vec<String> {
+    let table = &html[html
+        .find(&format!(r#"data-dimension="{dimension}""#))
+        .unwrap()..];
+    let table = &table[..table.find("</table>").unwrap()];
+    let start = table
+        .find(&format!(r#"<th scope="row">{label}</th>"#))
+        .unwrap_or_else(|| panic!("no row {label} in {dimension}"));
+    let tr = &table[start..table[start..].find("</tr>").unwrap() + start];
+    tr.split(r#"<td class="num">"#)
+        .skip(1)
+        .map(|c| c[..c.find("</td>").unwrap()].replace("&lt;", "<"))
+        .collect()
+}
+
+async fn report_numbers_suppress_small_cells(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (mut b, org, token) = logged_in(&s, "Lotsen Bericht").await;
+    // Requests (by their appointment): 7 Gesundheit/ar in January 2025 (5 placed),
+    // 3 Arbeit/tr+de in February, 2 Arbeit/ar in March, 1 Wohnen/fa in April (outside).
+    let mut january = Vec::new();
+    for day in 10..17 {
+        january.push(
+            api_request(
+                &s,
+                &token,
+                "gesundheit",
+                &["ar"],
+                &format!("2025-01-{day}T10:00:00+01:00"),
+                &format!("2025-01-{day}T11:00:00+01:00"),
+            )
+            .await,
+        );
+    }
+    for day in 10..13 {
+        api_request(
+            &s,
+            &token,
+            "arbeit",
+            &["tr", "de"],
+            &format!("2025-02-{day}T10:00:00+01:00"),
+            &format!("2025-02-{day}T11:00:00+01:00"),
+        )
+        .await;
+    }
+    for day in 10..12 {
+        api_request(
+            &s,
+            &token,
+            "arbeit",
+            &["ar"],
+            &format!("2025-03-{day}T10:00:00+01:00"),
+            &format!("2025-03-{day}T11:00:00+01:00"),
+        )
+        .await;
+    }
+    // Midnight of 1 April in Berlin is still March in UTC: it must count for April.
+    api_request(
+        &s,
+        &token,
+        "wohnen",
+        &["fa"],
+        "2025-04-01T00:30:00+02:00",
+        "2025-04-01T01:30:00+02:00",
+    )
+    .await;
+    for id in &january[..5] {
+        sqlx::query("UPDATE requests SET status = 'assigned' WHERE id = $1")
+            .bind(id)
+            .execute(s.store.pool())
+            .await
+            .unwrap();
+    }
+    // Cases (by their start) and hours (by their day): 6 Gesundheit/ar started in
+    // January, one with 3 x 2 h (and 3 x 30 min travel); 1 Bildung/uk in February with
+    // 1 h, and 10 h in May (outside).
+    report_case(
+        &s,
+        &org,
+        Topic::Gesundheit,
+        &["ar"],
+        "2025-01-20T09:00:00+01:00",
+        &[
+            ("2025-01-21", 120, 30),
+            ("2025-01-22", 120, 30),
+            ("2025-01-23", 120, 30),
+        ],
+    )
+    .await;
+    for _ in 0..5 {
+        report_case(
+            &s,
+            &org,
+            Topic::Gesundheit,
+            &["ar"],
+            "2025-01-20T09:00:00+01:00",
+            &[],
+        )
+        .await;
+    }
+    report_case(
+        &s,
+        &org,
+        Topic::Bildung,
+        &["uk"],
+        "2025-02-02T09:00:00+01:00",
+        &[("2025-02-03", 60, 0), ("2025-05-01", 600, 0)],
+    )
+    .await;
+
+    let page = b.get("/dashboard/reports?from=2025-01&to=2025-03").await;
+    assert_eq!(page.status, 200);
+    let h = &page.body;
+    //                                   requests placed cases hours travel
+    assert_eq!(row(h, "topic", "Gesundheit"), ["7", "5", "6", "6,0", "<5"]);
+    assert_eq!(row(h, "topic", "Arbeit"), ["5", "<5", "<5", "<5", "<5"]);
+    assert_eq!(row(h, "topic", "Bildung"), ["<5", "<5", "<5", "<5", "<5"]);
+    assert_eq!(row(h, "topic", "Wohnen"), ["<5", "<5", "<5", "<5", "<5"]);
+    assert_eq!(row(h, "language", "Arabisch"), ["9", "5", "6", "6,0", "<5"]);
+    assert_eq!(
+        row(h, "language", "Türkisch"),
+        ["<5", "<5", "<5", "<5", "<5"]
+    );
+    assert_eq!(
+        row(h, "language", "Deutsch"),
+        ["<5", "<5", "<5", "<5", "<5"]
+    );
+    assert_eq!(
+        row(h, "language", "Ukrainisch"),
+        ["<5", "<5", "<5", "<5", "<5"]
+    );
+    assert!(
+        !h.contains("Persisch"),
+        "the April request is outside the period"
+    );
+    assert_eq!(row(h, "month", "Januar 2025"), ["7", "5", "6", "6,0", "<5"]);
+    assert_eq!(
+        row(h, "month", "Februar 2025"),
+        ["<5", "<5", "<5", "<5", "<5"]
+    );
+    assert_eq!(row(h, "month", "März 2025"), ["<5", "<5", "<5", "<5", "<5"]);
+    assert!(!h.contains("April 2025"));
+    // Totals: 12 requests, 5 placed, 7 cases, 7 h, 1.5 h travel (suppressed).
+    let totals = &h[h.find(r#"id="totals""#).unwrap()..];
+    let totals = &totals[..totals.find("</dl>").unwrap()];
+    for v in [
+        "<dd>12</dd>",
+        "<dd>5</dd>",
+        "<dd>7</dd>",
+        "<dd>7,0</dd>",
+        "<dd>&lt;5</dd>",
+    ] {
+        assert!(totals.contains(v), "{v} in {totals}");
+    }
+    // The charts in the page and as files show "<5", never a small number.
+    assert!(h.contains(r#"data-chart="requests-topic""#));
+    let svg = b
+        .get("/dashboard/reports/chart/requests-language.svg?from=2025-01&to=2025-03")
+        .await;
+    assert_eq!(svg.status, 200);
+    assert!(
+        svg.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("image/svg+xml")
+    );
+    let svg = svg.body;
+    assert!(
+        svg.starts_with("<svg") && svg.contains(">9<") && svg.contains("&lt;5"),
+        "{svg}"
+    );
+    for small in [">1<", ">2<", ">3<", ">4<"] {
+        assert!(!svg.contains(small), "{small} leaks in {svg}");
+    }
+    let svg = b
+        .get("/dashboard/reports/chart/requests-month.svg?from=2025-01&to=2025-03")
+        .await
+        .body;
+    assert!(
+        svg.contains(">7<") && svg.matches("&lt;5").count() == 2,
+        "{svg}"
+    );
+    assert!(!svg.contains(">3<") && !svg.contains(">2<"));
+    let svg = b
+        .get("/dashboard/reports/chart/hours-month.svg?from=2025-01&to=2025-03")
+        .await
+        .body;
+    assert!(
+        svg.contains(">6,0<") && svg.matches("&lt;5").count() == 2,
+        "{svg}"
+    );
+    assert_eq!(
+        b.get("/dashboard/reports/chart/nonsense.svg").await.status,
+        404
+    );
+
+    // CSV: UTF-8 with BOM, German separators, the same suppression.
+    let res = b
+        .http
+        .get(format!(
+            "{}/dashboard/reports.csv?from=2025-01&to=2025-03",
+            b.base
+        ))
+        .header(header::COOKIE, b.cookie_header())
+        .header(header::ACCEPT_LANGUAGE, "de")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert!(
+        res.headers()[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains("lotse-bericht_2025-01_2025-03.csv")
+    );
+    let bytes = res.bytes().await.unwrap();
+    assert_eq!(&bytes[..3], b"\xEF\xBB\xBF", "byte order mark");
+    let csv = String::from_utf8(bytes[3..].to_vec()).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "Gliederung;Wert;Anfragen;davon vermittelt;neue Fälle;Stunden;Fahrzeit (Stunden)"
+    );
+    for line in [
+        "Thema;Gesundheit;7;5;6;6,0;<5",
+        "Thema;Arbeit;5;<5;<5;<5;<5",
+        "Sprache;Arabisch;9;5;6;6,0;<5",
+        "Sprache;Türkisch;<5;<5;<5;<5;<5",
+        "Monat;Januar 2025;7;5;6;6,0;<5",
+        "Monat;Februar 2025;<5;<5;<5;<5;<5",
+        "Gesamt;Januar 2025 – März 2025;12;5;7;7,0;<5",
+    ] {
+        assert!(lines.contains(&line), "{line} in {csv}");
+    }
+    for l in &lines[1..] {
+        for cell in l.split(';').skip(2) {
+            assert!(
+                cell == "<5" || cell.replace(',', ".").parse::<f64>().unwrap() >= 5.0,
+                "{cell} in {l}"
+            );
+        }
+    }
+    // English: comma separated, decimal point.
+    b.accept_language = "en".into();
+    let csv = b
+        .get("/dashboard/reports.csv?from=2025-01&to=2025-03")
+        .await
+        .body;
+    assert!(csv.starts_with('\u{feff}'));
+    assert!(csv.contains("Topic,Health,7,5,6,6.0,<5\r\n"), "{csv}");
+    s.stop().await;
+}
+
+on_both_backends!(
+    pages_redirect_to_login_when_logged_out,
+    forms_reject_a_missing_or_wrong_csrf_token,
+    login_logout_and_logout_everywhere,
+    languages_follow_header_switch_and_query,
+    org_b_sees_nothing_of_org_a,
+    the_request_flow_through_the_forms,
+    the_volunteer_flow_through_the_forms,
+    a_synced_note_reaches_the_open_pages_live,
+    the_overview_shows_stale_phones_and_cases_to_look_at,
+    report_numbers_suppress_small_cells,
+);

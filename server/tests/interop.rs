@@ -1,0 +1,110 @@
+//! The official JavaScript automerge-repo client (tests/interop, pinned npm packages)
+//! syncs with our server unchanged. Needs `scripts/setup` (npm install) first.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{Backend, TestServer};
+use serde_json::{Value, json};
+
+fn interop_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop")
+}
+
+fn js(args: &[&str]) -> Value {
+    let dir = interop_dir();
+    assert!(
+        dir.join("node_modules/@automerge/automerge-repo").is_dir(),
+        "run scripts/setup (npm install in tests/interop) before this test"
+    );
+    let out = Command::new("node")
+        .current_dir(&dir)
+        .arg("client.mjs")
+        .args(args)
+        .env("INTEROP_TIMEOUT_MS", "20000")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_else(|| {
+        panic!(
+            "no output from client.mjs {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"))
+}
+
+async fn js_client_syncs_through_our_server(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (_, coordinator) = s.new_org("Lotsen Interop").await;
+    let url = format!("ws://{}/sync?token={coordinator}", s.addr);
+
+    // A document created in JS reaches a second JS client through our server.
+    let content = json!({"title": "Begleitung", "notes": ["Jobcenter 14 Uhr"], "n": 3});
+    let created = tokio::task::spawn_blocking({
+        let url = url.clone();
+        let content = content.to_string();
+        move || js(&["create", &url, &content])
+    })
+    .await
+    .unwrap();
+    assert_eq!(created["status"], "ok", "{created}");
+    let id = created["documentId"].as_str().unwrap().to_owned();
+    let read = tokio::task::spawn_blocking({
+        let (url, id) = (url.clone(), id.clone());
+        move || js(&["read", &url, &id])
+    })
+    .await
+    .unwrap();
+    assert_eq!(read, json!({"status": "ok", "doc": content}));
+
+    // A change from JS lands too.
+    let changed = tokio::task::spawn_blocking({
+        let (url, id) = (url.clone(), id.clone());
+        move || {
+            js(&[
+                "change",
+                &url,
+                &id,
+                "{\"title\": \"Begleitung (aktualisiert)\"}",
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(changed["status"], "ok", "{changed}");
+
+    // A case our server created is readable in JS.
+    let volunteer = s.volunteer(&coordinator, "Sami", &["ar"]).await;
+    let (_, case) = s
+        .post("/api/v1/cases", Some(&coordinator), json!({"label": "M.A.", "topic": "wohnen", "languages": ["ar"], "volunteer_ids": [volunteer]}))
+        .await;
+    let case_id = case["id"].as_str().unwrap().to_owned();
+    let read = tokio::task::spawn_blocking({
+        let (url, id) = (url.clone(), case_id.clone());
+        move || js(&["read", &url, &id])
+    })
+    .await
+    .unwrap();
+    assert_eq!(read["status"], "ok", "{read}");
+    assert_eq!(read["doc"]["label"], "M.A.");
+    assert_eq!(read["doc"]["type"], "case");
+
+    // A device of another volunteer has no right to it: doc-unavailable, as for a missing one.
+    let other = s.volunteer(&coordinator, "Olena", &["uk"]).await;
+    let (_, device) = s.device(&coordinator, &other, "Handy").await;
+    let device_url = format!("ws://{}/sync?token={device}", s.addr);
+    let denied = tokio::task::spawn_blocking({
+        let id = case_id.clone();
+        move || js(&["read", &device_url, &id])
+    })
+    .await
+    .unwrap();
+    assert_eq!(denied, json!({"status": "unavailable"}));
+    s.stop().await;
+}
+
+on_both_backends!(js_client_syncs_through_our_server);

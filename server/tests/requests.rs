@@ -1,0 +1,645 @@
+//! Requests, matching, offers and the intake form over real HTTP, on both backends.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Backend, TestServer};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// A 90-minute window some days from now (requests in the past expire).
+fn window(days_ahead: i64) -> (String, String) {
+    let start = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(24 * days_ahead))
+        .unwrap();
+    let end = start
+        .checked_add(jiff::SignedDuration::from_mins(90))
+        .unwrap();
+    (start.to_string(), end.to_string())
+}
+
+fn body(languages: &[&str]) -> Value {
+    let (s, e) = window(3);
+    json!({
+        "institution_kind": "jobcenter",
+        "institution_name": "Jobcenter Mitte",
+        "contact": "0211 123456",
+        "person_label": "A.K.",
+        "topic": "arbeit",
+        "languages": languages,
+        "starts_at": s,
+        "ends_at": e,
+        "place_area": "Innenstadt",
+        "place_address": "Hauptstraße 1, Zimmer 204",
+        "urgency": "dringend",
+        "description": "Termin zur Eingliederungsvereinbarung"
+    })
+}
+
+async fn create(s: &TestServer, token: &str, languages: &[&str]) -> String {
+    let (status, r) = s
+        .post("/api/v1/requests", Some(token), body(languages))
+        .await;
+    assert_eq!(status, 201, "{r}");
+    r["id"].as_str().unwrap().to_owned()
+}
+
+async fn requests_crud_history_and_isolation(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (_, token) = s.new_org("Lotsen Requests").await;
+    let id = create(&s, &token, &["ar"]).await;
+    let (status, list) = s.get("/api/v1/requests?status=open", Some(&token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["status"], "open");
+    assert_eq!(list[0]["source"], "coordinator");
+
+    let (status, patched) = s
+        .patch(
+            &format!("/api/v1/requests/{id}"),
+            Some(&token),
+            json!({"description": "geändert", "contact": null}),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["description"], "geändert");
+    assert_eq!(patched["contact"], Value::Null);
+    let (status, answer) = s
+        .patch(
+            &format!("/api/v1/requests/{id}"),
+            Some(&token),
+            json!({"status": "done"}),
+        )
+        .await;
+    assert_eq!(status, 400, "an open request cannot be done: {answer}");
+    assert_eq!(answer["error"]["code"], "invalid_transition");
+
+    for (bad, field) in [
+        (json!({"topic": "kochen"}), "topic"),
+        (json!({"languages": ["xx"]}), "languages"),
+        (json!({"urgency": "sofort"}), "urgency"),
+        (json!({"institution_kind": "verein"}), "institution_kind"),
+        (json!({"starts_at": "morgen"}), "starts_at"),
+    ] {
+        let mut b = body(&["ar"]);
+        for (k, v) in bad.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        let (status, answer) = s.post("/api/v1/requests", Some(&token), b).await;
+        assert_eq!(status, 422, "{answer}");
+        assert_eq!(answer["error"]["field"], field);
+    }
+    let mut b = body(&["ar"]);
+    b["ends_at"] = b["starts_at"].clone();
+    assert_eq!(s.post("/api/v1/requests", Some(&token), b).await.0, 422);
+
+    let (status, detail) = s.get(&format!("/api/v1/requests/{id}"), Some(&token)).await;
+    assert_eq!(status, 200);
+    let actions: Vec<&str> = detail["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["created", "updated"]);
+
+    let (_, other) = s.new_org("Andere Stadt").await;
+    assert_eq!(
+        s.get(&format!("/api/v1/requests/{id}"), Some(&other))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        s.patch(
+            &format!("/api/v1/requests/{id}"),
+            Some(&other),
+            json!({"status": "cancelled"})
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        s.get(&format!("/api/v1/requests/{id}/candidates"), Some(&other))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        s.post(
+            &format!("/api/v1/requests/{id}/offer"),
+            Some(&other),
+            json!({"top": 3})
+        )
+        .await
+        .0,
+        404
+    );
+    let (_, theirs) = s.get("/api/v1/requests", Some(&other)).await;
+    assert!(theirs.as_array().unwrap().is_empty());
+    s.stop().await;
+}
+
+async fn offer_accept_decline_and_case(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (_, token) = s.new_org("Lotsen Offers").await;
+    let amira = s.volunteer(&token, "Amira", &["ar", "de"]).await;
+    let sami = s.volunteer(&token, "Sami", &["ar"]).await;
+    let olena = s.volunteer(&token, "Olena", &["uk"]).await;
+    let (_, amira_phone) = s.device(&token, &amira, "A").await;
+    let (_, sami_phone) = s.device(&token, &sami, "S").await;
+    let (_, olena_phone) = s.device(&token, &olena, "O").await;
+    let id = create(&s, &token, &["ar"]).await;
+
+    let (status, ranked) = s
+        .get(&format!("/api/v1/requests/{id}/candidates"), Some(&token))
+        .await;
+    assert_eq!(status, 200);
+    let ranked = ranked.as_array().unwrap();
+    assert_eq!(ranked.len(), 3);
+    assert_eq!(ranked[2]["volunteer_id"], olena.as_str(), "no Arabic: last");
+    assert_eq!(ranked[2]["eligible"], false);
+    assert!(
+        ranked[0]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["code"] == "language" && r["ok"] == true)
+    );
+
+    let (status, offered) = s
+        .post(
+            &format!("/api/v1/requests/{id}/offer"),
+            Some(&token),
+            json!({"top": 5}),
+        )
+        .await;
+    assert_eq!(status, 200, "{offered}");
+    let mut to: Vec<&str> = offered["offered_to"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    to.sort();
+    let mut expected = vec![amira.as_str(), sami.as_str()];
+    expected.sort();
+    assert_eq!(to, expected, "only volunteers who speak Arabic");
+    assert_eq!(offered["request"]["status"], "offered");
+
+    let (_, offers) = s.get("/api/v1/offers", Some(&amira_phone)).await;
+    assert_eq!(offers.as_array().unwrap().len(), 1);
+    assert_eq!(offers[0]["status"], "offered");
+    assert_eq!(offers[0]["place_area"], "Innenstadt");
+    assert!(
+        offers[0].get("assignment").is_none(),
+        "no exact address before accepting"
+    );
+    assert!(!offers.to_string().contains("Hauptstraße"));
+    let (_, none) = s.get("/api/v1/offers", Some(&olena_phone)).await;
+    assert!(none.as_array().unwrap().is_empty());
+    assert_eq!(
+        s.request(
+            Method::POST,
+            &format!("/api/v1/offers/{id}/accept"),
+            Some(&olena_phone),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+
+    let (status, won) = s
+        .request(
+            Method::POST,
+            &format!("/api/v1/offers/{id}/accept"),
+            Some(&amira_phone),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{won}");
+    assert_eq!(won["status"], "accepted");
+    assert_eq!(
+        won["assignment"]["place_address"],
+        "Hauptstraße 1, Zimmer 204"
+    );
+    let case_id = won["assignment"]["case_id"].as_str().unwrap().to_owned();
+
+    // A retry after a lost answer gets the same result.
+    let (status, again) = s
+        .request(
+            Method::POST,
+            &format!("/api/v1/offers/{id}/accept"),
+            Some(&amira_phone),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(again["assignment"]["case_id"], case_id.as_str());
+
+    let (status, lost) = s
+        .request(
+            Method::POST,
+            &format!("/api/v1/offers/{id}/accept"),
+            Some(&sami_phone),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(lost["error"]["code"], "already_taken");
+    let (_, sami_offers) = s.get("/api/v1/offers", Some(&sami_phone)).await;
+    assert_eq!(sami_offers[0]["status"], "taken");
+
+    // The winner's case exists, is shared with her, and holds the appointment.
+    let (status, case) = s
+        .get(&format!("/api/v1/cases/{case_id}"), Some(&amira_phone))
+        .await;
+    assert_eq!(status, 200, "{case}");
+    assert_eq!(case["label"], "A.K.");
+    assert_eq!(
+        case["appointments"][0]["place"],
+        "Hauptstraße 1, Zimmer 204"
+    );
+    assert_eq!(
+        s.get(&format!("/api/v1/cases/{case_id}"), Some(&sami_phone))
+            .await
+            .0,
+        404
+    );
+
+    let (_, detail) = s.get(&format!("/api/v1/requests/{id}"), Some(&token)).await;
+    assert_eq!(detail["status"], "assigned");
+    assert_eq!(detail["assigned_volunteer_id"], amira.as_str());
+    assert_eq!(detail["case_document_id"], case_id.as_str());
+    let actions: Vec<&str> = detail["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.starts_with(&["created", "offered", "offered", "accepted"]),
+        "{actions:?}"
+    );
+    assert!(actions.contains(&"accept_too_late"));
+
+    // Decline, and cancellation of another request.
+    let second = create(&s, &token, &["ar"]).await;
+    s.post(
+        &format!("/api/v1/requests/{second}/offer"),
+        Some(&token),
+        json!({"volunteer_ids": [amira, sami]}),
+    )
+    .await;
+    let (status, d) = s
+        .request(
+            Method::POST,
+            &format!("/api/v1/offers/{second}/decline"),
+            Some(&sami_phone),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(d["status"], "declined");
+    let (status, _) = s
+        .patch(
+            &format!("/api/v1/requests/{second}"),
+            Some(&token),
+            json!({"status": "cancelled"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, closed) = s
+        .request(
+            Method::POST,
+            &format!("/api/v1/offers/{second}/accept"),
+            Some(&amira_phone),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(closed["error"]["code"], "request_closed");
+    let (status, answer) = s
+        .post(
+            &format!("/api/v1/requests/{second}/offer"),
+            Some(&token),
+            json!({"top": 1}),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["code"], "request_closed");
+    s.stop().await;
+}
+
+/// 20 phones accept the same offer at the same moment, 10 times: exactly one wins.
+async fn twenty_simultaneous_accepts_have_one_winner(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (_, token) = s.new_org("Lotsen Race").await;
+    let mut volunteers = Vec::new();
+    let mut phones = Vec::new();
+    for i in 0..20 {
+        let v = s.volunteer(&token, &format!("V{i:02}"), &["fa"]).await;
+        phones.push(s.device(&token, &v, "Handy").await.1);
+        volunteers.push(v);
+    }
+    for run in 0..10 {
+        let id = create(&s, &token, &["fa"]).await;
+        let (status, _) = s
+            .post(
+                &format!("/api/v1/requests/{id}/offer"),
+                Some(&token),
+                json!({"volunteer_ids": volunteers}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(phones.len()));
+        let mut tasks = Vec::new();
+        for phone in &phones {
+            let (http, url, phone, barrier) = (
+                s.http.clone(),
+                s.url(&format!("/api/v1/offers/{id}/accept")),
+                phone.clone(),
+                barrier.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                http.post(url)
+                    .bearer_auth(phone)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }));
+        }
+        let mut statuses = Vec::new();
+        for t in tasks {
+            statuses.push(t.await.unwrap());
+        }
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "run {run}: {statuses:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 409).count(),
+            19,
+            "run {run}: {statuses:?}"
+        );
+        let (_, detail) = s.get(&format!("/api/v1/requests/{id}"), Some(&token)).await;
+        assert_eq!(detail["status"], "assigned");
+        let accepted = detail["offers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["status"] == "accepted")
+            .count();
+        assert_eq!(accepted, 1);
+    }
+    s.stop().await;
+}
+
+/// A loopback push service that records which subscription got which kind of notice.
+async fn push_service() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+) {
+    use axum::extract::{Path, State};
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+    let seen: Seen = Default::default();
+    let app = axum::Router::new()
+        .route(
+            "/push/{name}",
+            axum::routing::post(
+                |State(seen): State<Seen>,
+                 Path(name): Path<String>,
+                 headers: axum::http::HeaderMap| async move {
+                    let urgency = headers
+                        .get("urgency")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    seen.lock().unwrap().push((name, urgency));
+                    axum::http::StatusCode::CREATED
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+async fn subscribe(s: &TestServer, device_token: &str, endpoint: String) {
+    use base64::Engine;
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let key = p256::SecretKey::random(&mut rand::rngs::OsRng);
+    let public = key.public_key().to_encoded_point(false);
+    let (status, body) = s
+        .post(
+            "/api/v1/push/subscriptions",
+            Some(device_token),
+            json!({"endpoint": endpoint, "keys": {"p256dh": b64.encode(public.as_bytes()), "auth": b64.encode([7u8; 16])}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Offers reach the matching volunteers' phones only; when one accepts, the others get
+/// the "taken" notice.
+async fn offer_and_taken_pushes_reach_the_right_phones(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (addr, seen) = push_service().await;
+    let (_, token) = s.new_org("Lotsen Push").await;
+    let mut phones = Vec::new();
+    for (name, language) in [("amira", "ar"), ("sami", "ar"), ("olena", "uk")] {
+        let v = s.volunteer(&token, name, &[language]).await;
+        let (_, phone) = s.device(&token, &v, name).await;
+        subscribe(&s, &phone, format!("http://{addr}/push/{name}")).await;
+        phones.push(phone);
+    }
+    let id = create(&s, &token, &["ar"]).await;
+    let (status, _) = s
+        .post(
+            &format!("/api/v1/requests/{id}/offer"),
+            Some(&token),
+            json!({"top": 5}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let wait_for = |n: usize| {
+        let seen = seen.clone();
+        async move {
+            while seen.lock().unwrap().len() < n {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "pushes did not arrive: {:?}",
+                    seen.lock().unwrap()
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_for(2).await;
+    let mut got = seen.lock().unwrap().clone();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("amira".to_owned(), "high".to_owned()),
+            ("sami".to_owned(), "high".to_owned())
+        ],
+        "offers go to Arabic speakers only"
+    );
+
+    let (status, _) = s
+        .request(
+            Method::POST,
+            &format!("/api/v1/offers/{id}/accept"),
+            Some(&phones[0]),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    wait_for(3).await;
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(
+        got[2],
+        ("sami".to_owned(), "normal".to_owned()),
+        "the other one hears it is taken"
+    );
+    assert!(!got.iter().any(|(name, _)| name == "olena"));
+    s.stop().await;
+}
+
+async fn post_form(s: &TestServer, pairs: &[(&str, &str)]) -> reqwest::Response {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    s.http
+        .post(s.url("/anfrage/integrationslotsen-neuss"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn intake_form(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (org, token) = s.new_org("Integrationslotsen Neuss").await;
+    let _ = org;
+    let res = s
+        .http
+        .get(s.url("/anfrage/integrationslotsen-neuss"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("lang=\"de\"") && html.contains("Anfrage an Integrationslotsen Neuss"));
+    assert!(
+        html.contains("<label for=\"einrichtung_name\""),
+        "every input has a label"
+    );
+    assert_eq!(
+        s.http
+            .get(s.url("/anfrage/gibt-es-nicht"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    let date = jiff::Zoned::now()
+        .checked_add(jiff::SignedDuration::from_hours(48))
+        .unwrap()
+        .date()
+        .to_string();
+    let valid = [
+        ("einrichtung_art", "schule"),
+        ("einrichtung_name", "Grundschule Nord"),
+        ("thema", "bildung"),
+        ("sprache", "uk"),
+        ("sprache", "ru"),
+        ("datum", date.as_str()),
+        ("von", "08:00"),
+        ("bis", "09:00"),
+        ("stadtteil", "Nordstadt"),
+        ("adresse", "Schulweg 3"),
+        ("dringlichkeit", "normal"),
+        ("person", "M.S."),
+        ("beschreibung", "Elterngespräch"),
+        ("website", ""),
+    ];
+    let res = post_form(&s, &valid).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("Vielen Dank"));
+    let (_, list) = s.get("/api/v1/requests", Some(&token)).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["source"], "intake");
+    assert_eq!(list[0]["languages"], json!(["uk", "ru"]));
+    assert_eq!(list[0]["institution_name"], "Grundschule Nord");
+
+    // Invalid fields come back with German messages and the values kept.
+    let invalid = [
+        ("einrichtung_art", "schule"),
+        ("einrichtung_name", ""),
+        ("thema", "bildung"),
+        ("datum", date.as_str()),
+        ("von", "10:00"),
+        ("bis", "09:00"),
+        ("stadtteil", "Nordstadt"),
+        ("beschreibung", "bleibt stehen"),
+    ];
+    let res = post_form(&s, &invalid).await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    for message in [
+        "Bitte geben Sie den Namen der Einrichtung an.",
+        "Bitte wählen Sie mindestens eine Sprache.",
+        "Das Ende muss nach dem Beginn liegen.",
+    ] {
+        assert!(html.contains(message), "missing {message}");
+    }
+    assert!(html.contains("bleibt stehen"), "what was typed is kept");
+
+    // A bot filling the honeypot is thanked and creates nothing.
+    let mut bot = valid.to_vec();
+    bot.retain(|(k, _)| *k != "website");
+    bot.push(("website", "http://spam.example"));
+    let res = post_form(&s, &bot).await;
+    assert_eq!(res.status(), 200);
+    let (_, list) = s.get("/api/v1/requests", Some(&token)).await;
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "the honeypot created nothing"
+    );
+
+    // Floods from one address are slowed down.
+    let mut limited = false;
+    for _ in 0..25 {
+        let res = post_form(&s, &invalid).await;
+        if res.status() == 429 {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited);
+    s.stop().await;
+}
+
+on_both_backends!(
+    requests_crud_history_and_isolation,
+    offer_accept_decline_and_case,
+    twenty_simultaneous_accepts_have_one_winner,
+    intake_form,
+    offer_and_taken_pushes_reach_the_right_phones,
+);
