@@ -17,6 +17,7 @@ fn config(dir: &Path, base: &str) -> Config {
         data_dir: dir.to_owned(),
         server_url: base.to_owned(),
         key: KEY,
+        trusted_certificates_pem: None,
     }
 }
 

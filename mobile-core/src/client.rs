@@ -41,6 +41,9 @@ pub struct Config {
     /// e.g. `https://lotse.example.org` (the `/sync` WebSocket and `/api/v1` live under it).
     pub server_url: String,
     pub key: [u8; 32],
+    /// PEM CA certificates to trust besides the built-in roots, for a server whose
+    /// certificate comes from the network's own CA. `None` for a publicly trusted server.
+    pub trusted_certificates_pem: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -48,6 +51,10 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("data_dir", &self.data_dir)
             .field("server_url", &self.server_url)
+            .field(
+                "trusted_certificates_pem",
+                &self.trusted_certificates_pem.is_some(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -130,6 +137,8 @@ pub struct Shared {
     commands: mpsc::UnboundedSender<Command>,
     base_url: reqwest::Url,
     pub(crate) http: reqwest::Client,
+    /// Without ALPN: the WebSocket upgrade is HTTP/1.1 only.
+    pub(crate) ws_tls: Arc<rustls::ClientConfig>,
     network: AtomicBool,
     /// Wakes the task that sends queued offer answers.
     pub(crate) offers_wake: Notify,
@@ -233,6 +242,9 @@ struct Enrolled {
 }
 
 pub(crate) fn network(e: reqwest::Error) -> Error {
+    if let Some(reason) = crate::tls::failure_in(&e) {
+        return Error::Untrusted(reason);
+    }
     Error::Network(if e.is_timeout() {
         "the server did not answer in time".into()
     } else if e.is_connect() {
@@ -352,6 +364,14 @@ impl Client {
                 "must be an http:// or https:// address",
             ));
         }
+        if base_url.scheme() == "http" && !crate::tls::plain_http_allowed(&base_url) {
+            return Err(Error::invalid(
+                "server_url",
+                "must be an https:// address (plain http:// only for a server on this \
+                 device or the local network)",
+            ));
+        }
+        let tls = crate::tls::client_config(config.trusted_certificates_pem.as_deref())?;
         if config.data_dir.as_os_str().is_empty() {
             return Err(Error::invalid("data_dir", "must not be empty"));
         }
@@ -386,7 +406,10 @@ impl Client {
                 return Err(e);
             }
         };
+        let mut http_tls = tls.clone();
+        http_tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(http_tls)
             .connect_timeout(Duration::from_secs(15))
             .timeout(Duration::from_secs(30))
             .build()
@@ -398,6 +421,7 @@ impl Client {
             commands,
             base_url,
             http,
+            ws_tls: Arc::new(tls),
             network: AtomicBool::new(true),
             offers_wake: Notify::new(),
         });

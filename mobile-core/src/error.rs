@@ -20,6 +20,11 @@ pub enum Error {
     /// No connection to the server could be made or it broke.
     #[error("network: {0}")]
     Network(String),
+    /// The secure connection failed: the server's certificate is not trusted (wrong
+    /// address, an intercepting proxy, or a private CA that is not configured). Retrying
+    /// does not help until the address or the configuration changes.
+    #[error("secure connection to the server failed: {0}")]
+    Untrusted(String),
     /// The server answered with an error.
     #[error("server answered {status} {code}: {reason}")]
     Server {

@@ -13,6 +13,7 @@ mod offers;
 mod push;
 mod repo;
 mod sync;
+mod tls;
 
 pub use client::{
     AppointmentInput, CaseDetail, CaseItem, Client, Config, Enrollment, HoursInput, MAX_TIME,

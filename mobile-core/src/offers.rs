@@ -170,7 +170,8 @@ pub async fn list(shared: &Shared) -> Result<OfferList> {
                     fresh: true,
                 });
             }
-            Err(Error::Network(e)) => {
+            // A captive portal's certificate is as good as no network for this list.
+            Err(Error::Network(e) | Error::Untrusted(e)) => {
                 tracing::info!(error = %e, "offers: showing the stored list");
             }
             Err(Error::Server { status, .. }) if status >= 500 => {}

@@ -153,6 +153,7 @@ fn clone_error(e: &Error) -> Error {
         Error::Cancelled => Error::Cancelled,
         Error::Revoked => Error::Revoked,
         Error::Network(r) => Error::Network(r.clone()),
+        Error::Untrusted(r) => Error::Untrusted(r.clone()),
         Error::InvalidState(r) => Error::InvalidState(r.clone()),
         Error::Server {
             status,
@@ -209,7 +210,12 @@ async fn connect(shared: &Shared, token: &str) -> Result<Socket, Ended> {
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME))
         .max_frame_size(Some(MAX_FRAME));
-    let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(config),
+        true,
+        Some(tokio_tungstenite::Connector::Rustls(shared.ws_tls.clone())),
+    );
     match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Err(_) => Err(Ended::Failed(Error::Network("connecting timed out".into()))),
         Ok(Ok((socket, _))) => Ok(socket),
@@ -230,7 +236,10 @@ async fn connect(shared: &Shared, token: &str) -> Result<Socket, Ended> {
                 }))
             }
         }
-        Ok(Err(e)) => Err(Ended::Failed(Error::Network(e.to_string()))),
+        Ok(Err(e)) => Err(Ended::Failed(match crate::tls::failure_in(&e) {
+            Some(reason) => Error::Untrusted(reason),
+            None => Error::Network(e.to_string()),
+        })),
     }
 }
 

@@ -15,6 +15,7 @@ fn open(dir: &common::TempDir, key: Vec<u8>) -> Result<std::sync::Arc<LotseClien
         data_dir: dir.path().display().to_string(),
         server_url: "http://127.0.0.1:9".into(),
         key,
+        trusted_certificates_pem: None,
     })
 }
 

@@ -45,6 +45,11 @@ pub enum LotseError {
     InvalidState { reason: String },
     #[error("network: {reason}")]
     Network { reason: String },
+    /// The server's TLS certificate is not trusted: a wrong address, a captive portal or
+    /// an intercepting proxy, or a private CA missing from `trusted_certificates_pem`.
+    /// Retrying does not help until one of those changes.
+    #[error("untrusted server: {reason}")]
+    UntrustedServer { reason: String },
     /// The server answered with an error (`code` as in its JSON errors).
     #[error("server {status} {code}: {reason}")]
     Server {
@@ -110,6 +115,7 @@ impl From<Error> for LotseError {
             Error::NotFound { .. } => Self::NotFound { reason },
             Error::InvalidState(_) => Self::InvalidState { reason },
             Error::Network(_) => Self::Network { reason },
+            Error::Untrusted(_) => Self::UntrustedServer { reason },
             Error::Server {
                 status,
                 code,
@@ -166,6 +172,10 @@ pub struct LotseConfig {
     pub server_url: String,
     /// 32 bytes from the Android Keystore / iOS Keychain.
     pub key: Vec<u8>,
+    /// PEM CA certificates trusted besides the built-in roots, for a server under the
+    /// network's own CA; leave out for a publicly trusted server.
+    #[uniffi(default = None)]
+    pub trusted_certificates_pem: Option<String>,
 }
 
 #[derive(uniffi::Record)]
@@ -769,6 +779,7 @@ impl LotseClient {
             data_dir: config.data_dir.into(),
             server_url: config.server_url,
             key,
+            trusted_certificates_pem: config.trusted_certificates_pem,
         };
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(LotseError::Internal {

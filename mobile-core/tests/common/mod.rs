@@ -207,6 +207,7 @@ pub fn config(dir: &Path, server: &str, key: [u8; 32]) -> Config {
         data_dir: dir.to_owned(),
         server_url: server.to_owned(),
         key,
+        trusted_certificates_pem: None,
     }
 }
 

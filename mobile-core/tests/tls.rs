@@ -1,0 +1,231 @@
+//! The phone over TLS, against a real lotse-server behind a TLS terminator (the reverse
+//! proxy a municipality puts in front of it), with a certificate from a throwaway CA that
+//! stands in for the network's own. What is checked: enrollment, REST and the `/sync`
+//! WebSocket all run through TLS when the CA is configured; without it, or with a
+//! certificate for another name, the phone refuses with `Untrusted`, not with a network
+//! error the app would retry forever; plain http is refused for a public address.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use lotse_core::lotse_protocol::Topic;
+use lotse_core::{Client, Config, Error, NewCaseInput};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+const T: Duration = Duration::from_secs(30);
+
+/// A CA and a server certificate it issued for `names`.
+struct Pki {
+    ca_pem: String,
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+}
+
+fn issue(names: &[&str]) -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "Lotse Test-CA Musterstadt");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let cert = CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    Pki {
+        ca_pem: ca_cert.pem(),
+        cert: cert.der().clone(),
+        key: PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+    }
+}
+
+/// Terminates TLS on a loopback port and passes the bytes on to `backend`. Counts the
+/// handshakes it completed, so a test can tell the traffic really went through it.
+async fn tls_front(backend: SocketAddr, pki: &Pki) -> (SocketAddr, Arc<AtomicUsize>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![pki.cert.clone()], pki.key.clone_key())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let counted = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                counted.fetch_add(1, Ordering::SeqCst);
+                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (addr, handshakes)
+}
+
+fn tls_config(dir: &TempDir, url: &str, key: [u8; 32], ca_pem: Option<&str>) -> Config {
+    Config {
+        trusted_certificates_pem: ca_pem.map(str::to_owned),
+        ..config(dir.path(), url, key)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollment_and_sync_run_over_tls_with_the_networks_ca() {
+    let server = TestServer::start().await;
+    let coordinator = server.coordinator("Integrationslotsen Musterstadt").await;
+    let volunteer = server.volunteer(&coordinator, "Amira").await;
+    let code = server.enrollment_code(&coordinator, &volunteer).await;
+    let pki = issue(&["127.0.0.1", "localhost"]);
+    let (front, handshakes) = tls_front(server.addr, &pki).await;
+    let url = format!("https://{front}");
+
+    let dir = TempDir::new("tls");
+    let key = rand_key();
+    let client = Client::open(tls_config(&dir, &url, key, Some(&pki.ca_pem)))
+        .await
+        .unwrap();
+    let enrolled = within(T, client.enroll(&code, "Diensthandy"))
+        .await
+        .unwrap();
+    assert_eq!(enrolled.volunteer_id, volunteer);
+    let case = client
+        .create_case(&NewCaseInput {
+            label: "T.L.".into(),
+            topic: Topic::Wohnen,
+            languages: vec!["uk".into()],
+        })
+        .await
+        .unwrap();
+    client
+        .add_note(&case, "Wohnungsbesichtigung vereinbart")
+        .await
+        .unwrap();
+    within(T, client.sync_now()).await.unwrap();
+    // The phone knows only the front's https address: the enrollment's request and the
+    // sync WebSocket each completed a handshake there.
+    assert!(handshakes.load(Ordering::SeqCst) >= 2);
+    let held = server.case(&coordinator, &case).await;
+    assert_eq!(held["label"], "T.L.");
+    assert_eq!(
+        held["notes"][0]["text"], "Wohnungsbesichtigung vereinbart",
+        "{held}"
+    );
+    client.close().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_is_refused_as_such() {
+    let server = TestServer::start().await;
+    let coordinator = server.coordinator("Integrationslotsen Musterstadt").await;
+    let volunteer = server.volunteer(&coordinator, "Amira").await;
+    let pki = issue(&["127.0.0.1"]);
+    let (front, _) = tls_front(server.addr, &pki).await;
+    let url = format!("https://{front}");
+
+    // Without the network's CA: enrollment is refused, the code stays unused.
+    let code = server.enrollment_code(&coordinator, &volunteer).await;
+    let dir = TempDir::new("tls-untrusted");
+    let key = rand_key();
+    let client = Client::open(tls_config(&dir, &url, key, None))
+        .await
+        .unwrap();
+    match within(T, client.enroll(&code, "Diensthandy")).await {
+        Err(Error::Untrusted(reason)) => assert!(reason.contains("certificate"), "{reason}"),
+        other => panic!("expected Untrusted, got {other:?}"),
+    }
+    client.close().await.unwrap();
+
+    // A CA the phone trusts, but a certificate issued for another name.
+    let elsewhere = issue(&["lotse.example.org"]);
+    let (wrong_name, _) = tls_front(server.addr, &elsewhere).await;
+    let dir2 = TempDir::new("tls-name");
+    let client = Client::open(tls_config(
+        &dir2,
+        &format!("https://{wrong_name}"),
+        key,
+        Some(&elsewhere.ca_pem),
+    ))
+    .await
+    .unwrap();
+    match within(T, client.enroll(&code, "Diensthandy")).await {
+        Err(Error::Untrusted(_)) => {}
+        other => panic!("expected Untrusted, got {other:?}"),
+    }
+    client.close().await.unwrap();
+
+    // Enrolled through a trusted connection, then opened without the CA: the sync
+    // WebSocket is refused the same way, and the state says why.
+    let client = Client::open(tls_config(&dir, &url, key, Some(&pki.ca_pem)))
+        .await
+        .unwrap();
+    within(T, client.enroll(&code, "Diensthandy"))
+        .await
+        .unwrap();
+    within(T, client.sync_now()).await.unwrap();
+    client.close().await.unwrap();
+    let client = Client::open(tls_config(&dir, &url, key, None))
+        .await
+        .unwrap();
+    match within(T, client.sync_now()).await {
+        Err(Error::Untrusted(_)) => {}
+        other => panic!("expected Untrusted, got {other:?}"),
+    }
+    client.close().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn plain_http_and_bad_certificates_are_refused_at_open() {
+    let dir = TempDir::new("tls-open");
+    let key = rand_key();
+    let refused = |r: Result<Client, Error>, field: &str| match r {
+        Err(Error::InvalidInput { field: f, .. }) => assert_eq!(f, field),
+        Err(e) => panic!("expected InvalidInput on {field}, got {e:?}"),
+        Ok(_) => panic!("expected InvalidInput on {field}, got a client"),
+    };
+    for url in ["http://lotse.example.org", "http://8.8.8.8:8080"] {
+        refused(
+            Client::open(tls_config(&dir, url, key, None)).await,
+            "server_url",
+        );
+    }
+    refused(
+        Client::open(tls_config(
+            &dir,
+            "https://lotse.example.org",
+            key,
+            Some("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+        ))
+        .await,
+        "trusted_certificates_pem",
+    );
+    // Nearby addresses may use plain http (a laptop at a training evening, an emulator).
+    for url in ["http://192.168.178.20:8080", "http://10.0.2.2:8080"] {
+        let client = Client::open(tls_config(&dir, url, key, None))
+            .await
+            .unwrap();
+        client.close().await.unwrap();
+    }
+}
