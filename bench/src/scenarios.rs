@@ -274,11 +274,13 @@ pub async fn all(opts: Options) -> Result<()> {
         let trimmed = Instant::now();
         // The sync was the last use of every document: twice the idle time plus a pass
         // (every second at this setting) gives each of them its turn; the server's last
-        // "trimmed" line then holds the count.
+        // "trimmed" line then holds the count. A busy machine may need more passes, so an
+        // empty cache ends the wait at once and anything else only after 20 s.
         let settle = Duration::from_secs(2 * 2 + 1);
         let resident = loop {
             if let Some(r) = server.resident_after_trim()
                 && trimmed.elapsed() >= settle
+                && (r == 0 || trimmed.elapsed() >= Duration::from_secs(20))
             {
                 break r;
             }

@@ -71,7 +71,7 @@ echo "$PASSWORD" | "$TARGET/lotse-server" create-coordinator --database-url "$DB
 "$TARGET/lotse-server" serve --bind 127.0.0.1:0 --database-url "$DB" >"$WORK/server.out" 2>"$WORK/server.err" &
 SERVER_PID=$!
 URL=""
-for _ in $(seq 1 200); do
+for _ in $(seq 1 1200); do
     URL="$(grep -o 'listening on http://[0-9.:]*' "$WORK/server.out" | head -1 | sed 's/listening on //' || true)"
     [ -n "$URL" ] && break
     kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.err" >&2; exit 1; }

@@ -203,8 +203,15 @@ async function phoneWritesNote(deviceToken, caseId, author, text) {
     handle.change(doc => {
       doc.notes[key] = { author, createdAt: now, updatedAt: now, text }
     }, { time: Math.floor(now / 1000), message: "add note" })
-    // Give the sync a moment to leave before the socket closes; the page checks arrival.
-    await sleep(1500)
+    // Keep the socket open until the server holds the note (the client sends its sync
+    // messages throttled); closing earlier could leave the note on the "phone".
+    const deadline = Date.now() + TIMEOUT
+    for (;;) {
+      const held = await api("GET", `/api/v1/cases/${caseId}`, { token: deviceToken })
+      if (held.status === 200 && (held.body.notes ?? []).some(n => n.text === text)) break
+      assert(Date.now() < deadline, `the server never got the phone's note: ${held.status}`)
+      await sleep(100)
+    }
   } finally {
     await repo.shutdown()
   }
