@@ -513,6 +513,10 @@ impl Session<'_> {
                 .await
                 .map_err(Ended::Failed),
             Message::Revoked { .. } => Err(Ended::Revoked),
+            // Something was shared with this volunteer while connected: catch up now rather
+            // than at the next periodic check. A catch-up already under way is fine; its
+            // barrier is answered first and this one picks up the rest.
+            Message::Shared { .. } => self.send_catchup().await.map_err(Ended::Failed),
             Message::Error { message, .. } => {
                 if message.contains("revoked") {
                     Err(Ended::Revoked)

@@ -335,6 +335,49 @@ async fn live_changes_flow_both_ways_and_listeners_hear_them() {
     server.stop().await;
 }
 
+/// A case the coordinator assigns while the phone is connected arrives by itself: the
+/// server announces the share (`lotse-shared`) and the phone catches up at once, not at
+/// its next periodic check (five minutes away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_shared_while_connected_arrives_without_asking() {
+    let server = TestServer::start().await;
+    let coordinator = server.coordinator("Integrationslotsen Neuss").await;
+    let phone = enrolled_phone(&server, &coordinator).await;
+    let client = &phone.client;
+    let heard = recorder();
+    let _subscription = client.subscribe(heard.clone());
+    eventually(T, "idle and connected", || async {
+        client.sync_state() == SyncState::Idle
+    })
+    .await;
+
+    let (code, created) = server
+        .post(
+            "/api/v1/cases",
+            &coordinator,
+            json!({"label": "R.S.", "topic": "bildung", "languages": ["ar"], "volunteer_ids": [phone.volunteer]}),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let case: DocumentId = created["id"].as_str().unwrap().parse().unwrap();
+    eventually(T, "the shared case on the phone", || async {
+        client
+            .list_cases()
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.id == case && c.label == "R.S.")
+    })
+    .await;
+    eventually(T, "the listener told", || async {
+        heard.changed.lock().unwrap().contains(&case)
+    })
+    .await;
+    assert_eq!(status(client, &case).await, SyncStatus::Synced);
+    client.close().await.unwrap();
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_wipes_the_phone() {
     let server = TestServer::start().await;

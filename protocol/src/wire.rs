@@ -130,6 +130,13 @@ pub enum Message {
         sender_id: String,
         target_id: String,
     },
+    /// `lotse-shared`, server -> client: documents were shared with the client's volunteer
+    /// since its last catch-up; send `lotse-catchup` to learn which. Names no document, so
+    /// it cannot tell anyone about a case they may not see.
+    Shared {
+        sender_id: String,
+        target_id: String,
+    },
 }
 
 /// Why a frame is not a message. The text is meant for the peer (in an `error` message)
@@ -182,6 +189,7 @@ mod types {
     pub const IN_SYNC: &str = "lotse-in-sync";
     pub const MANIFEST: &str = "lotse-manifest";
     pub const REVOKED: &str = "lotse-revoked";
+    pub const SHARED: &str = "lotse-shared";
 }
 
 impl Message {
@@ -202,6 +210,7 @@ impl Message {
             Self::InSync { .. } => types::IN_SYNC,
             Self::Manifest { .. } => types::MANIFEST,
             Self::Revoked { .. } => types::REVOKED,
+            Self::Shared { .. } => types::SHARED,
         }
     }
 
@@ -214,6 +223,7 @@ impl Message {
                 | Self::InSync { .. }
                 | Self::Manifest { .. }
                 | Self::Revoked { .. }
+                | Self::Shared { .. }
         )
     }
 
@@ -232,7 +242,8 @@ impl Message {
             | Self::Catchup { sender_id, .. }
             | Self::InSync { sender_id, .. }
             | Self::Manifest { sender_id, .. }
-            | Self::Revoked { sender_id, .. } => sender_id,
+            | Self::Revoked { sender_id, .. }
+            | Self::Shared { sender_id, .. } => sender_id,
         }
     }
 
@@ -251,7 +262,8 @@ impl Message {
             | Self::Catchup { target_id, .. }
             | Self::InSync { target_id, .. }
             | Self::Manifest { target_id, .. }
-            | Self::Revoked { target_id, .. } => Some(target_id),
+            | Self::Revoked { target_id, .. }
+            | Self::Shared { target_id, .. } => Some(target_id),
         }
     }
 
@@ -354,6 +366,10 @@ impl Message {
                 entries: f.manifest_entries()?,
             },
             types::REVOKED => Self::Revoked {
+                sender_id: f.text("senderId")?,
+                target_id: f.text("targetId")?,
+            },
+            types::SHARED => Self::Shared {
                 sender_id: f.text("senderId")?,
                 target_id: f.text("targetId")?,
             },
@@ -492,6 +508,10 @@ impl Message {
                 target_id,
             }
             | Self::Revoked {
+                sender_id,
+                target_id,
+            }
+            | Self::Shared {
                 sender_id,
                 target_id,
             } => {

@@ -149,6 +149,10 @@ fn every_message() -> Vec<Message> {
             sender_id: "server".into(),
             target_id: "phone-1".into(),
         },
+        Message::Shared {
+            sender_id: "server".into(),
+            target_id: "phone-1".into(),
+        },
     ]
 }
 
@@ -205,6 +209,50 @@ fn extension_messages_are_marked() {
             "{message:?}"
         );
     }
+}
+
+#[test]
+fn shared_round_trips_and_names_no_document() {
+    let message = Message::Shared {
+        sender_id: "server".into(),
+        target_id: "phone-1".into(),
+    };
+    let frame = message.encode();
+    assert_eq!(Message::decode(&frame).unwrap(), message);
+    assert_eq!(message.type_name(), "lotse-shared");
+    assert!(message.is_extension());
+    assert_eq!(message.sender_id(), "server");
+    assert_eq!(message.target_id(), Some("phone-1"));
+    assert_eq!(message.document_id(), None);
+    // Only the envelope travels: nothing about which cases were shared.
+    let Value::Map(entries) = ciborium::de::from_reader::<Value, _>(frame.as_slice()).unwrap()
+    else {
+        panic!("not a map")
+    };
+    assert_eq!(
+        entries,
+        [
+            (t("type"), t("lotse-shared")),
+            (t("senderId"), t("server")),
+            (t("targetId"), t("phone-1")),
+        ]
+    );
+    // Unknown keys are ignored as in every message; a missing target is an error.
+    let with_extra = cbor(map(vec![
+        ("type", t("lotse-shared")),
+        ("senderId", t("server")),
+        ("targetId", t("phone-1")),
+        ("documentId", t(JS_DOC)),
+    ]));
+    assert_eq!(Message::decode(&with_extra).unwrap(), message);
+    let without_target = cbor(map(vec![
+        ("type", t("lotse-shared")),
+        ("senderId", t("server")),
+    ]));
+    assert_eq!(
+        Message::decode(&without_target),
+        Err(WireError::MissingField("targetId"))
+    );
 }
 
 // Frames captured from @automerge/automerge-repo 2.5.6 with the stock WebSocket client
@@ -727,6 +775,7 @@ const TYPES: &[&str] = &[
     "lotse-in-sync",
     "lotse-manifest",
     "lotse-revoked",
+    "lotse-shared",
 ];
 
 /// Maps that look like messages, so the fuzzing reaches the field checks.

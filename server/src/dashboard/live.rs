@@ -122,7 +122,7 @@ async fn next(mut live: Live) -> Option<(Result<Event, Infallible>, Live)> {
                         return Some((Ok(change("case", &live.fingerprint)), live));
                     }
                 }
-                Ok(HubEvent::Ephemeral(_)) => {}
+                Ok(HubEvent::Ephemeral(_) | HubEvent::Shared(_)) => {}
                 Err(RecvError::Lagged(_)) => {
                     live.refresh_fingerprint().await;
                     return Some((Ok(change("lagged", &live.fingerprint)), live));

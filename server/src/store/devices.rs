@@ -244,6 +244,18 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the device exists and is not revoked. A sync connection asks before it
+    /// tells its device anything new: the event that closes a revoked device's
+    /// connection travels separately and may arrive after other news.
+    pub async fn device_is_active(&self, device_id: &str) -> Result<bool> {
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM devices WHERE id = $1 AND revoked_at IS NULL")
+                .bind(device_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
     /// `None` when the volunteer is not in the organisation.
     pub async fn devices_of(
         &self,

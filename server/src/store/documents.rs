@@ -50,6 +50,25 @@ pub struct NewDocument<'a> {
     pub summary: Option<&'a CaseSummary>,
 }
 
+impl NewDocument<'_> {
+    /// The volunteers whose devices may sync the document from its creation on: those
+    /// it is shared with and its owner.
+    pub fn grantees(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::with_capacity(self.shared_with.len() + 1);
+        for volunteer in self
+            .shared_with
+            .iter()
+            .map(String::as_str)
+            .chain(self.owner_volunteer_id)
+        {
+            if !out.iter().any(|v| v == volunteer) {
+                out.push(volunteer.to_owned());
+            }
+        }
+        out
+    }
+}
+
 /// A case as the dashboard lists it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CaseRow {
@@ -252,6 +271,9 @@ impl Store {
             upsert_index(&mut tx, &id, new.organisation_id, summary).await?;
         }
         self.notify_changed(&mut tx, &id).await?;
+        for volunteer in new.grantees() {
+            self.notify_shared(&mut tx, &volunteer).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -47,6 +47,12 @@ pub use requests::{
 };
 pub use volunteers::{NewVolunteer, Slot, Training, Volunteer, VolunteerPatch};
 
+/// PostgreSQL channel of `'<instance>:<document id>'`: a document changed.
+pub const CHANGES_CHANNEL: &str = "lotse_docs";
+/// PostgreSQL channel of `'<instance>:<volunteer id>'`: documents were shared with the
+/// volunteer.
+pub const SHARES_CHANNEL: &str = "lotse_shared";
+
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -158,9 +164,30 @@ impl Store {
         conn: &mut sqlx::AnyConnection,
         id: &str,
     ) -> Result<()> {
+        self.notify(conn, CHANGES_CHANNEL, id).await
+    }
+
+    /// On PostgreSQL, tells other server instances (LISTEN lotse_shared) that documents
+    /// were shared with a volunteer, so they can tell the volunteer's connected devices.
+    /// Like `notify_changed`, delivered only on commit. The payload is an id, no name.
+    pub(crate) async fn notify_shared(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        volunteer_id: &str,
+    ) -> Result<()> {
+        self.notify(conn, SHARES_CHANNEL, volunteer_id).await
+    }
+
+    async fn notify(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        channel: &str,
+        subject: &str,
+    ) -> Result<()> {
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify('lotse_docs', $1)")
-                .bind(format!("{}:{id}", self.instance))
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(channel)
+                .bind(format!("{}:{subject}", self.instance))
                 .execute(conn)
                 .await?;
         }

@@ -1,5 +1,6 @@
 //! One WebSocket peer: the automerge-repo handshake, per-document sync with access
-//! checks, our catch-up extension, live fan-out of other peers' changes, and revocation.
+//! checks, our catch-up extension, live fan-out of other peers' changes and of newly
+//! shared documents, and revocation.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use axum::extract::ws::{CloseFrame, Message as Frame, WebSocket};
 use lotse_protocol::{DocSync, DocumentId, Message, PROTOCOL_VERSION, PeerMetadata};
 use tokio::sync::broadcast;
 
-use super::hub::{Creator, DocChanged, Hub, HubError, HubEvent, Relay};
+use super::hub::{Creator, DocChanged, Hub, HubError, HubEvent, Relay, Shared};
 use crate::http::Event;
 use crate::store::{Access, Store, Viewer};
 
@@ -105,8 +106,8 @@ pub async fn run(
             changed = changes.recv() => match changed {
                 Ok(HubEvent::Changed(c)) => conn.on_changed(&mut socket, c).await,
                 Ok(HubEvent::Ephemeral(r)) => conn.on_relay(&mut socket, &r).await,
-                // Missed announcements: offer everything this peer syncs.
-                Err(broadcast::error::RecvError::Lagged(_)) => conn.resync_all(&mut socket).await,
+                Ok(HubEvent::Shared(s)) => conn.on_shared(&mut socket, &s).await,
+                Err(broadcast::error::RecvError::Lagged(_)) => conn.on_lagged(&mut socket).await,
                 Err(broadcast::error::RecvError::Closed) => Step::Close,
             },
             event = events.recv() => match event {
@@ -267,6 +268,7 @@ impl Conn {
             | Message::InSync { .. }
             | Message::Manifest { .. }
             | Message::Revoked { .. }
+            | Message::Shared { .. }
             | Message::Join { .. } => {
                 return Err(Violation(format!(
                     "{} is a server message",
@@ -522,6 +524,59 @@ impl Conn {
             session_id: relay.session_id.clone(),
             count: relay.count,
             data: relay.data.clone(),
+        };
+        match self.send(socket, message).await {
+            Ok(()) => Step::Continue,
+            Err(_) => Step::Close,
+        }
+    }
+
+    async fn on_shared(&mut self, socket: &mut WebSocket, shared: &Shared) -> Step {
+        if shared.origin == self.id {
+            return Step::Continue;
+        }
+        let Some(volunteer) = &self.who.viewer.volunteer_id else {
+            return Step::Continue;
+        };
+        if !shared.volunteer_ids.iter().any(|v| v == volunteer) {
+            return Step::Continue;
+        }
+        self.tell_shared(socket).await
+    }
+
+    /// Missed announcements: offer everything this peer syncs, and since a missed one may
+    /// have been a share, ask our clients to catch up.
+    async fn on_lagged(&mut self, socket: &mut WebSocket) -> Step {
+        if let Step::Close = self.resync_all(socket).await {
+            return Step::Close;
+        }
+        self.tell_shared(socket).await
+    }
+
+    /// Sends `lotse-shared` to a device that spoke our extension first. Only devices: a
+    /// coordinator's session may sync the whole organisation and has nothing to be
+    /// granted.
+    async fn tell_shared(&mut self, socket: &mut WebSocket) -> Step {
+        if !self.extended {
+            return Step::Continue;
+        }
+        let Some(device) = &self.who.device_id else {
+            return Step::Continue;
+        };
+        // The revocation that closes this socket comes through another channel and may
+        // still be on its way; a revoked device learns nothing more.
+        match self.store.device_is_active(device).await {
+            Ok(true) => {}
+            Ok(false) => return Step::Continue,
+            Err(e) => {
+                // Only news is lost: the device catches up on its own schedule.
+                tracing::warn!(error = %e, "could not check the device before telling it of shared documents");
+                return Step::Continue;
+            }
+        }
+        let message = Message::Shared {
+            sender_id: self.hub.peer_id.clone(),
+            target_id: self.target(),
         };
         match self.send(socket, message).await {
             Ok(()) => Step::Continue,

@@ -10,7 +10,9 @@ use lotse_protocol::automerge::{Automerge, ChangeHash};
 use lotse_protocol::{CaseDoc, CaseSummary, DocKind, DocSync, DocumentId, SessionError};
 use tokio::sync::broadcast;
 
-use crate::store::{COMPACT_AFTER_CHUNKS, NewDocument, Store, StoreError, now_ms};
+use crate::store::{
+    CHANGES_CHANNEL, COMPACT_AFTER_CHUNKS, NewDocument, SHARES_CHANNEL, Store, StoreError, now_ms,
+};
 
 /// A document changed; connections that share it send their peers a sync message.
 #[derive(Debug, Clone)]
@@ -31,11 +33,24 @@ pub struct Relay {
     pub data: Vec<u8>,
 }
 
+/// Documents were shared with these volunteers (a case created for them, or a document
+/// one of their devices created). Their devices' connections that speak our extension
+/// send `lotse-shared`, so the phone catches up now instead of at its next periodic
+/// catch-up. Which documents is not said: the catch-up that follows finds them.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub volunteer_ids: Vec<String>,
+    /// The connection whose peer created the document and so holds it already; 0 for
+    /// none (the API, another instance).
+    pub origin: u64,
+}
+
 /// What connections hear from the hub.
 #[derive(Debug, Clone)]
 pub enum HubEvent {
     Changed(DocChanged),
     Ephemeral(Arc<Relay>),
+    Shared(Arc<Shared>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +154,19 @@ impl Hub {
         let _ = self.changes.send(HubEvent::Ephemeral(Arc::new(relay)));
     }
 
+    /// Announces, after the commit that granted access, that documents were shared with
+    /// `volunteer_ids`.
+    fn shared(&self, volunteer_ids: Vec<String>, origin: u64) {
+        if volunteer_ids.is_empty() {
+            return;
+        }
+        // No receiver just means nobody is connected.
+        let _ = self.changes.send(HubEvent::Shared(Arc::new(Shared {
+            volunteer_ids,
+            origin,
+        })));
+    }
+
     pub fn doc_idle(&self) -> Duration {
         Duration::from_secs(
             self.doc_idle_secs
@@ -221,6 +249,7 @@ impl Hub {
             return Ok(());
         }
         let heads = loaded.doc.get_heads();
+        let created = !loaded.persisted;
         let kind = kind_of(&loaded.doc);
         let summary = (kind == "case").then(|| summary_of(&loaded.doc)).flatten();
         let result = if loaded.persisted {
@@ -264,6 +293,10 @@ impl Hub {
                 let _ = self
                     .changes
                     .send(HubEvent::Changed(DocChanged { id, origin }));
+                // The creator's volunteer may now sync it on every device of theirs.
+                if created && let Some(volunteer) = &creator.volunteer_id {
+                    self.shared(vec![volunteer.clone()], origin);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -305,9 +338,11 @@ impl Hub {
         Ok(f(&loaded.doc))
     }
 
-    /// Stores a document the server itself created (e.g. a case from the API).
+    /// Stores a document the server itself created (e.g. a case from the API), then tells
+    /// the devices of the volunteers it is shared with.
     pub async fn create(&self, new: NewDocument<'_>, doc: Automerge) -> Result<(), HubError> {
         let id = new.id;
+        let grantees = new.grantees();
         self.store.create_document(new).await?;
         let entry = self.entry(id);
         *entry.state.lock().await = Some(Loaded {
@@ -316,6 +351,7 @@ impl Hub {
             chunks: 1,
             persisted: true,
         });
+        self.shared(grantees, 0);
         Ok(())
     }
 
@@ -329,8 +365,9 @@ impl Hub {
             .send(HubEvent::Changed(DocChanged { id, origin: 0 }));
     }
 
-    /// Follows other instances' changes on PostgreSQL (LISTEN lotse_docs) until the
-    /// process ends. On SQLite there is only one instance, and nothing to do.
+    /// Follows other instances' changes and shares on PostgreSQL (LISTEN lotse_docs and
+    /// lotse_shared) until the process ends. On SQLite there is only one instance, and
+    /// nothing to do.
     pub async fn follow_other_instances(self: Arc<Self>) {
         if self.store.backend() != crate::store::Backend::Postgres {
             return;
@@ -338,19 +375,22 @@ impl Hub {
         loop {
             match sqlx::postgres::PgListener::connect(self.store.url()).await {
                 Ok(mut listener) => {
-                    if let Err(e) = listener.listen("lotse_docs").await {
+                    if let Err(e) = listener.listen_all([CHANGES_CHANNEL, SHARES_CHANNEL]).await {
                         tracing::warn!(error = %e, "cannot LISTEN for other instances");
                     } else {
                         loop {
                             match listener.recv().await {
                                 Ok(n) => {
-                                    let Some((instance, id)) = n.payload().split_once(':') else {
+                                    let Some((instance, subject)) = n.payload().split_once(':')
+                                    else {
                                         continue;
                                     };
                                     if instance == self.store.instance() {
                                         continue;
                                     }
-                                    if let Ok(id) = id.parse::<DocumentId>() {
+                                    if n.channel() == SHARES_CHANNEL {
+                                        self.shared(vec![subject.to_owned()], 0);
+                                    } else if let Ok(id) = subject.parse::<DocumentId>() {
                                         self.changed_elsewhere(id).await;
                                     }
                                 }

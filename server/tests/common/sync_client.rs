@@ -207,6 +207,44 @@ impl SyncClient {
         other
     }
 
+    /// `lotse-catchup` over everything this client holds.
+    pub fn catchup_message(&self) -> Message {
+        let held: Vec<(DocumentId, Vec<ChangeHash>)> = self
+            .docs
+            .iter()
+            .map(|(id, d)| (*id, d.get_heads()))
+            .collect();
+        Message::Catchup {
+            sender_id: self.peer_id.clone(),
+            target_id: self.server_id.clone(),
+            digest: lotse_protocol::digest(held.iter().map(|(id, h)| (id, h.as_slice()))),
+            count: held.len() as u64,
+        }
+    }
+
+    /// Sends `lotse-catchup` and reads up to the server's verdict (`lotse-in-sync` or
+    /// `lotse-manifest`), applying sync messages on the way. Returns the verdict and the
+    /// other messages that came before it; the server answers in order, so the verdict
+    /// closes everything it sent before reading the catch-up.
+    pub async fn catch_up(&mut self) -> (Message, Vec<Message>) {
+        self.send(self.catchup_message()).await;
+        let mut before = Vec::new();
+        loop {
+            match self.recv().await {
+                Some(m @ (Message::InSync { .. } | Message::Manifest { .. })) => {
+                    return (m, before);
+                }
+                Some(m) => {
+                    let m = self.handle(m).await;
+                    if !matches!(m, Message::Sync { .. }) {
+                        before.push(m);
+                    }
+                }
+                None => panic!("the server closed the socket during catch-up"),
+            }
+        }
+    }
+
     /// Asks for `id` and expects `doc-unavailable` (missing or denied), nothing else.
     pub async fn expect_unavailable(&mut self, id: DocumentId) {
         self.offer(id).await;

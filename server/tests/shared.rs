@@ -1,0 +1,441 @@
+//! `lotse-shared`: a connected phone hears at once when a case is shared with its
+//! volunteer (created by a coordinator, won through an offer, or created on another of the
+//! volunteer's phones), instead of at its next periodic catch-up. Only devices of that
+//! volunteer that speak our extension hear it; other volunteers, coordinators, plain
+//! automerge-repo peers and revoked devices do not. On SQLite and PostgreSQL, plus across
+//! two instances on one PostgreSQL.
+//!
+//! "Heard nothing" is checked with a barrier that travels through the hub behind the
+//! share (a relayed ephemeral message), not with a socket round trip alone: a connection
+//! may read the next frame before an announcement already waiting for it.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::sync_client::SyncClient;
+use common::{Backend, TestServer};
+use lotse_protocol::{CaseDoc, DocumentId, Message};
+use reqwest::Method;
+use serde_json::json;
+
+async fn create_case(
+    s: &TestServer,
+    coordinator: &str,
+    label: &str,
+    volunteers: &[&str],
+) -> DocumentId {
+    let (status, created) = s
+        .post(
+            "/api/v1/cases",
+            Some(coordinator),
+            json!({"label": label, "topic": "behoerden", "languages": ["ar"], "volunteer_ids": volunteers}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    created["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// A phone that fetched `docs` and then caught up: it spoke our extension and holds
+/// everything the server has for it.
+async fn caught_up_phone(
+    s: &TestServer,
+    token: &str,
+    peer: &str,
+    docs: &[DocumentId],
+) -> SyncClient {
+    let mut phone = SyncClient::connect(s.addr, token, peer).await;
+    for id in docs {
+        phone.fetch(*id).await;
+    }
+    let (verdict, before) = phone.catch_up().await;
+    assert!(matches!(verdict, Message::InSync { .. }), "{verdict:?}");
+    assert!(before.is_empty(), "{before:?}");
+    phone
+}
+
+/// Waits (with a deadline) for the next message, which must be `lotse-shared` to `phone`.
+async fn expect_shared(phone: &mut SyncClient) {
+    loop {
+        match phone.recv().await {
+            Some(Message::Shared {
+                sender_id,
+                target_id,
+            }) => {
+                assert_eq!(sender_id, phone.server_id);
+                assert_eq!(target_id, phone.peer_id);
+                return;
+            }
+            // Acknowledgements of earlier fetches may still trickle in.
+            Some(m @ Message::Sync { .. }) => {
+                phone.handle(m).await;
+            }
+            other => panic!("expected lotse-shared, got {other:?}"),
+        }
+    }
+}
+
+/// Proves that `phone`'s connection has handled every hub event announced before this
+/// call: `relay` (anyone who may see `doc`) sends an ephemeral message on `doc`, which
+/// `phone` synced, and the hub delivers events to a connection in order. Returns what
+/// `phone` received before the relayed message.
+async fn barrier(
+    phone: &mut SyncClient,
+    relay: &mut SyncClient,
+    doc: DocumentId,
+    count: u64,
+) -> Vec<Message> {
+    relay
+        .send(Message::Ephemeral {
+            sender_id: relay.peer_id.clone(),
+            target_id: relay.server_id.clone(),
+            document_id: doc,
+            session_id: "barrier".into(),
+            count,
+            data: vec![1],
+        })
+        .await;
+    let mut before = Vec::new();
+    loop {
+        match phone.recv().await {
+            Some(Message::Ephemeral {
+                session_id,
+                count: seen,
+                document_id,
+                ..
+            }) if session_id == "barrier" && seen == count && document_id == doc => {
+                return before;
+            }
+            Some(m) => {
+                let m = phone.handle(m).await;
+                if !matches!(m, Message::Sync { .. }) {
+                    before.push(m);
+                }
+            }
+            None => panic!("the server closed the socket before the barrier"),
+        }
+    }
+}
+
+/// What a volunteer's phone learns from its catch-up after `lotse-shared`: a manifest
+/// listing `case`, which it then fetches; afterwards it is in sync again.
+async fn catch_up_finds(phone: &mut SyncClient, case: DocumentId, label: &str) {
+    let (verdict, before) = phone.catch_up().await;
+    assert!(before.is_empty(), "{before:?}");
+    let Message::Manifest { entries, .. } = verdict else {
+        panic!("expected a manifest, got {verdict:?}")
+    };
+    assert!(entries.iter().any(|(id, _)| *id == case), "{entries:?}");
+    phone.fetch(case).await;
+    let view = CaseDoc::read(&phone.docs[&case]).unwrap();
+    assert_eq!(view.label, label);
+    let (verdict, _) = phone.catch_up().await;
+    assert!(matches!(verdict, Message::InSync { .. }), "{verdict:?}");
+}
+
+fn no_shared(messages: &[Message], who: &str) {
+    assert!(
+        !messages.iter().any(|m| matches!(m, Message::Shared { .. })),
+        "{who} heard lotse-shared: {messages:?}"
+    );
+}
+
+async fn a_case_created_for_a_volunteer_reaches_its_phones(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (_, coordinator) = s.new_org("Lotsen Geteilt").await;
+    let v = s.volunteer(&coordinator, "Amira", &["ar"]).await;
+    let w = s.volunteer(&coordinator, "Sami", &["ar"]).await;
+    let (_, v_phone) = s.device(&coordinator, &v, "Handy").await;
+    let (_, v_tablet) = s.device(&coordinator, &v, "Tablet").await;
+    let (_, w_phone) = s.device(&coordinator, &w, "Handy").await;
+    // Sami's phone holds a case, so that a relayed message can serve as a barrier.
+    let held_by_w = create_case(&s, &coordinator, "W.0", &[&w]).await;
+
+    let mut v1 = caught_up_phone(&s, &v_phone, "v-phone", &[]).await;
+    let mut v2 = caught_up_phone(&s, &v_tablet, "v-tablet", &[]).await;
+    let mut w1 = caught_up_phone(&s, &w_phone, "w-phone", &[held_by_w]).await;
+    let mut office = caught_up_phone(&s, &coordinator, "office", &[held_by_w]).await;
+
+    let case = create_case(&s, &coordinator, "F.K.", &[&v]).await;
+    expect_shared(&mut v1).await;
+    expect_shared(&mut v2).await;
+
+    // Sami's phone has handled the announcement by now, and said nothing to Sami.
+    no_shared(
+        &barrier(&mut w1, &mut office, held_by_w, 1).await,
+        "another volunteer's phone",
+    );
+    let (verdict, before) = w1.catch_up().await;
+    no_shared(&before, "another volunteer's phone");
+    assert!(matches!(verdict, Message::InSync { .. }), "{verdict:?}");
+    // The coordinator's session sees the new case in its catch-up, but was not told.
+    let (verdict, before) = office.catch_up().await;
+    no_shared(&before, "the coordinator");
+    assert!(matches!(verdict, Message::Manifest { .. }), "{verdict:?}");
+
+    catch_up_finds(&mut v1, case, "F.K.").await;
+    catch_up_finds(&mut v2, case, "F.K.").await;
+    s.stop().await;
+}
+
+/// A 90-minute window some days from now (requests in the past expire).
+fn window(days_ahead: i64) -> (String, String) {
+    let start = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(24 * days_ahead))
+        .unwrap();
+    let end = start
+        .checked_add(jiff::SignedDuration::from_mins(90))
+        .unwrap();
+    (start.to_string(), end.to_string())
+}
+
+async fn winning_an_offer_reaches_the_winners_phone(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (_, coordinator) = s.new_org("Lotsen Angebot").await;
+    let v = s.volunteer(&coordinator, "Amira", &["ar"]).await;
+    let w = s.volunteer(&coordinator, "Sami", &["ar"]).await;
+    let (_, v_phone) = s.device(&coordinator, &v, "Handy").await;
+    let (_, w_phone) = s.device(&coordinator, &w, "Handy").await;
+    let held_by_w = create_case(&s, &coordinator, "W.0", &[&w]).await;
+    let (start, end) = window(3);
+    let (status, request) = s
+        .post(
+            "/api/v1/requests",
+            Some(&coordinator),
+            json!({
+                "institution_kind": "jobcenter",
+                "institution_name": "Jobcenter Mitte",
+                "person_label": "A.K.",
+                "topic": "arbeit",
+                "languages": ["ar"],
+                "starts_at": start,
+                "ends_at": end,
+                "place_area": "Innenstadt",
+                "urgency": "dringend",
+                "description": "Termin zur Eingliederungsvereinbarung"
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{request}");
+    let request = request["id"].as_str().unwrap().to_owned();
+    let (status, offered) = s
+        .post(
+            &format!("/api/v1/requests/{request}/offer"),
+            Some(&coordinator),
+            json!({"volunteer_ids": [v, w]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{offered}");
+
+    let mut v1 = caught_up_phone(&s, &v_phone, "v-phone", &[]).await;
+    let mut w1 = caught_up_phone(&s, &w_phone, "w-phone", &[held_by_w]).await;
+    let mut office = SyncClient::connect(s.addr, &coordinator, "office").await;
+
+    let (status, won) = s
+        .request(
+            Method::POST,
+            &format!("/api/v1/offers/{request}/accept"),
+            Some(&v_phone),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{won}");
+    let case: DocumentId = won["assignment"]["case_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    expect_shared(&mut v1).await;
+
+    no_shared(
+        &barrier(&mut w1, &mut office, held_by_w, 1).await,
+        "the loser's phone",
+    );
+    let (verdict, before) = w1.catch_up().await;
+    no_shared(&before, "the loser's phone");
+    assert!(matches!(verdict, Message::InSync { .. }), "{verdict:?}");
+    // The loser's late accept shares nothing either.
+    let (status, _) = s
+        .request(
+            Method::POST,
+            &format!("/api/v1/offers/{request}/accept"),
+            Some(&w_phone),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409);
+    // A retried accept by the winner finds the case already there.
+    let (status, again) = s
+        .request(
+            Method::POST,
+            &format!("/api/v1/offers/{request}/accept"),
+            Some(&v_phone),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{again}");
+    let (verdict, before) = w1.catch_up().await;
+    no_shared(&before, "the loser's phone");
+    assert!(matches!(verdict, Message::InSync { .. }), "{verdict:?}");
+
+    catch_up_finds(&mut v1, case, "A.K.").await;
+    // The retry shared nothing a second time.
+    no_shared(
+        &barrier(&mut v1, &mut office, case, 1).await,
+        "the winner's phone",
+    );
+    s.stop().await;
+}
+
+async fn plain_automerge_peers_and_revoked_devices_hear_nothing(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (org, coordinator) = s.new_org("Lotsen Still").await;
+    let v = s.volunteer(&coordinator, "Amira", &["ar"]).await;
+    let (_, v_phone) = s.device(&coordinator, &v, "Handy").await;
+    let (_, v_browser) = s.device(&coordinator, &v, "Browser").await;
+    let (lost_id, v_lost) = s.device(&coordinator, &v, "Verloren").await;
+    let held = create_case(&s, &coordinator, "V.0", &[&v]).await;
+
+    let mut extended = caught_up_phone(&s, &v_phone, "v-phone", &[held]).await;
+    // A plain automerge-repo peer never sends lotse-catchup.
+    let mut plain = SyncClient::connect(s.addr, &v_browser, "v-browser").await;
+    plain.fetch(held).await;
+    let mut lost = caught_up_phone(&s, &v_lost, "v-lost", &[held]).await;
+    let mut office = SyncClient::connect(s.addr, &coordinator, "office").await;
+    // Revoked in the database while the event that closes its socket is still on its
+    // way (here: never sent), as in a race between revocation and a new case.
+    s.store
+        .revoke_device(&org, "test", &lost_id)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let case = create_case(&s, &coordinator, "F.K.", &[&v]).await;
+    expect_shared(&mut extended).await;
+    catch_up_finds(&mut extended, case, "F.K.").await;
+
+    no_shared(
+        &barrier(&mut plain, &mut office, held, 1).await,
+        "a plain peer",
+    );
+    // And its own round trip shows nothing else in between.
+    plain.expect_unavailable(DocumentId::random()).await;
+    // A plain peer still gets the case when it asks, as automerge-repo peers do.
+    plain.fetch(case).await;
+
+    no_shared(
+        &barrier(&mut lost, &mut office, held, 2).await,
+        "a revoked device",
+    );
+    s.stop().await;
+}
+
+async fn a_case_created_on_one_phone_reaches_the_volunteers_other_phones(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (org, coordinator) = s.new_org("Lotsen Offline").await;
+    let v = s.volunteer(&coordinator, "Amira", &["ar"]).await;
+    let w = s.volunteer(&coordinator, "Sami", &["ar"]).await;
+    let (_, v_phone) = s.device(&coordinator, &v, "Handy").await;
+    let (_, v_tablet) = s.device(&coordinator, &v, "Tablet").await;
+    let (_, w_phone) = s.device(&coordinator, &w, "Handy").await;
+    let held_by_w = create_case(&s, &coordinator, "W.0", &[&w]).await;
+    let mut phone = caught_up_phone(&s, &v_phone, "v-phone", &[]).await;
+    let mut tablet = caught_up_phone(&s, &v_tablet, "v-tablet", &[]).await;
+    let mut w1 = caught_up_phone(&s, &w_phone, "w-phone", &[held_by_w]).await;
+    let mut office = SyncClient::connect(s.addr, &coordinator, "office").await;
+
+    // A mentoring pair starts on the phone, without a request, and reaches the server.
+    let case = DocumentId::random();
+    let mut doc = lotse_protocol::automerge::Automerge::new();
+    CaseDoc::create(
+        &mut doc,
+        &lotse_protocol::NewCase {
+            organisation_id: org,
+            label: "Patenschaft R.".into(),
+            languages: vec!["ar".into()],
+            topic: lotse_protocol::Topic::Erziehung,
+            status: lotse_protocol::Status::Active,
+        },
+        1_772_633_400_000,
+    )
+    .unwrap();
+    let heads = doc.get_heads();
+    phone.docs.insert(case, doc);
+    phone.offer(case).await;
+    // The automerge exchange takes a few messages before the changes travel.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while s.store.document(&case).await.unwrap().map(|d| d.heads) != Some(heads.clone()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server never stored the case"
+        );
+        if let Ok(Some(m)) = phone.recv_within(Duration::from_millis(100)).await {
+            assert!(matches!(m, Message::Sync { .. }), "{m:?}");
+            phone.handle(m).await;
+        }
+    }
+    expect_shared(&mut tablet).await;
+
+    // The phone that created it already has it; other volunteers have nothing new.
+    no_shared(
+        &barrier(&mut phone, &mut office, case, 1).await,
+        "the creating phone",
+    );
+    no_shared(
+        &barrier(&mut w1, &mut office, held_by_w, 1).await,
+        "another volunteer's phone",
+    );
+    catch_up_finds(&mut tablet, case, "Patenschaft R.").await;
+    s.stop().await;
+}
+
+/// Two server instances on one PostgreSQL: a case created through one reaches a phone
+/// connected to the other at once (LISTEN lotse_shared).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_shares_cross_instances() {
+    let a = TestServer::start(Backend::Postgres).await;
+    let b = TestServer::start_on(a.db.shared()).await;
+    // Notifications sent before an instance listens are lost, so wait for both.
+    common::eventually(
+        "both instances to listen",
+        Duration::from_secs(20),
+        || async {
+            let listening: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE '%LISTEN%lotse_shared%'",
+            )
+            .fetch_one(a.store.pool())
+            .await
+            .unwrap();
+            (listening >= 2).then_some(())
+        },
+    )
+    .await;
+    let (_, coordinator) = a.new_org("Lotsen Verteilt").await;
+    let v = a.volunteer(&coordinator, "Amira", &["ar"]).await;
+    let w = a.volunteer(&coordinator, "Sami", &["ar"]).await;
+    let (_, v_phone) = a.device(&coordinator, &v, "Handy").await;
+    let (_, w_phone) = a.device(&coordinator, &w, "Handy").await;
+    let held_by_w = create_case(&a, &coordinator, "W.0", &[&w]).await;
+    let mut v_on_b = caught_up_phone(&b, &v_phone, "v-on-b", &[]).await;
+    let mut w_on_b = caught_up_phone(&b, &w_phone, "w-on-b", &[held_by_w]).await;
+    let mut office_on_b = SyncClient::connect(b.addr, &coordinator, "office-on-b").await;
+
+    let case = create_case(&a, &coordinator, "F.K.", &[&v]).await;
+    expect_shared(&mut v_on_b).await;
+    no_shared(
+        &barrier(&mut w_on_b, &mut office_on_b, held_by_w, 1).await,
+        "another volunteer's phone",
+    );
+    catch_up_finds(&mut v_on_b, case, "F.K.").await;
+    b.stop().await;
+    a.stop().await;
+}
+
+on_both_backends!(
+    a_case_created_for_a_volunteer_reaches_its_phones,
+    winning_an_offer_reaches_the_winners_phone,
+    plain_automerge_peers_and_revoked_devices_hear_nothing,
+    a_case_created_on_one_phone_reaches_the_volunteers_other_phones,
+);
