@@ -93,6 +93,25 @@ impl Browser {
         self.send(req).await
     }
 
+    /// Asks for `path` until the page satisfies `done` (what a page that refreshes on
+    /// live events ends up showing), or fails after 20 s with the last page.
+    async fn get_until(&mut self, path: &str, what: &str, done: impl Fn(&Page) -> bool) -> Page {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let page = self.get(path).await;
+            if done(&page) {
+                return page;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what} on {path}: {} {}",
+                page.status,
+                page.body
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(fields)
@@ -1301,9 +1320,8 @@ async fn a_synced_note_reaches_the_open_pages_live(backend: Backend) {
     let amira = s.volunteer(&token, "Amira", &["ar"]).await;
     let (_, phone_token) = s.device(&token, &amira, "Handy").await;
     let case = api_case(&s, &token, "F.K.", &amira).await;
+    // The stream took its first fingerprint and subscribed to the hub before it answered.
     let mut stream = events(&b).await;
-    // Let the stream take its first fingerprint before anything changes.
-    tokio::time::sleep(Duration::from_millis(200)).await;
 
     let mut phone = SyncClient::connect(s.addr, &phone_token, "phone").await;
     phone.fetch(case).await;
@@ -1318,13 +1336,22 @@ async fn a_synced_note_reaches_the_open_pages_live(backend: Backend) {
     .unwrap();
     phone.sync_docs(&[case], QUIET).await;
     wait_for_event(&mut stream, "change", Duration::from_secs(10)).await;
-    let fragment = b.get(&format!("/dashboard/fragments/cases/{case}")).await;
+    // That `change` may be the one the phone's fetch caused (its last sync time is part
+    // of the fingerprint), which can come before the note is stored: the page refreshes
+    // again on the next one, so ask until the fragment has the note.
+    let fragment = b
+        .get_until(
+            &format!("/dashboard/fragments/cases/{case}"),
+            "the note in the case fragment",
+            |page| {
+                page.status == 200
+                    && page
+                        .body
+                        .contains("Termin bei der Ausländerbehörde vereinbart")
+            },
+        )
+        .await;
     assert_eq!(fragment.status, 200);
-    assert!(
-        fragment
-            .body
-            .contains("Termin bei der Ausländerbehörde vereinbart")
-    );
     assert!(!fragment.body.contains("<html"), "a fragment, not a page");
     assert!(
         fragment.body.contains("Amira"),
@@ -1333,7 +1360,10 @@ async fn a_synced_note_reaches_the_open_pages_live(backend: Backend) {
     let overview = b.get("/dashboard/fragments/overview").await;
     assert!(overview.body.contains(&format!(r#"data-case="{case}""#)));
 
-    // A request made through the API shows up too (the stream polls).
+    // A request made through the API shows up too (the stream polls). A fresh stream,
+    // since each one closes itself after a while (30 s) and the browser reconnects.
+    drop(stream);
+    let mut stream = events(&b).await;
     let (a, e) = window(1);
     api_request(&s, &token, "arbeit", &["ar"], &a, &e).await;
     wait_for_event(&mut stream, "change", Duration::from_secs(10)).await;
@@ -1347,11 +1377,14 @@ async fn a_synced_note_reaches_the_open_pages_live(backend: Backend) {
 
     // A browser that reconnects with an old event id hears at once that it missed something.
     let mut again = events_after(&b, Some("0000000000000000")).await;
-    wait_for_event(&mut again, "change", Duration::from_secs(2)).await;
+    wait_for_event(&mut again, "change", Duration::from_secs(10)).await;
     drop(again);
+    drop(stream);
 
-    // Logging out everywhere ends the stream with `bye`.
+    // Logging out everywhere ends the stream with `bye` (on a stream opened just before,
+    // so that it cannot have closed itself by age first).
     let csrf = b.csrf().await;
+    let mut stream = events(&b).await;
     assert_eq!(
         b.post("/dashboard/logout-all", &[("csrf", &csrf)])
             .await
@@ -1397,20 +1430,20 @@ async fn the_overview_shows_stale_phones_and_cases_to_look_at(backend: Backend) 
         now + 1000,
     )
     .unwrap();
-    desk.sync_docs(&[case], QUIET).await;
+    // Only once the server holds the closing does "(0)" say something.
+    desk.offer(case).await;
+    desk.wait_until_stored(&s.store, case).await;
     let page = b.get("/dashboard").await;
     assert!(
         page.body.contains("Fälle zum Anschauen (0)"),
         "closing alone is fine"
     );
     phone.sync_docs(&[case], QUIET).await;
-    let page = b.get("/dashboard").await;
-    assert!(
-        page.body.contains("Fälle zum Anschauen (1)"),
-        "{}",
-        page.body
-    );
-    assert!(page.body.contains(&format!(r#"data-lookat="{case}""#)));
+    let lookat = format!(r#"data-lookat="{case}""#);
+    b.get_until("/dashboard", "the case to look at", |page| {
+        page.body.contains("Fälle zum Anschauen (1)") && page.body.contains(&lookat)
+    })
+    .await;
     let case_page = b.get(&format!("/dashboard/cases/{case}")).await;
     assert!(case_page.body.contains("Bitte anschauen"));
 

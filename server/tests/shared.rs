@@ -397,21 +397,7 @@ async fn postgres_shares_cross_instances() {
     let a = TestServer::start(Backend::Postgres).await;
     let b = TestServer::start_on(a.db.shared()).await;
     // Notifications sent before an instance listens are lost, so wait for both.
-    common::eventually(
-        "both instances to listen",
-        Duration::from_secs(20),
-        || async {
-            let listening: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND query LIKE '%LISTEN%lotse_shared%'",
-            )
-            .fetch_one(a.store.pool())
-            .await
-            .unwrap();
-            (listening >= 2).then_some(())
-        },
-    )
-    .await;
+    common::wait_until_instances_listen(&a.store, 2).await;
     let (_, coordinator) = a.new_org("Lotsen Verteilt").await;
     let v = a.volunteer(&coordinator, "Amira", &["ar"]).await;
     let w = a.volunteer(&coordinator, "Sami", &["ar"]).await;

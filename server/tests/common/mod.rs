@@ -330,6 +330,32 @@ where
     }
 }
 
+/// Waits until `instances` server instances on `store`'s PostgreSQL database LISTEN for
+/// each other's notifications (document changes and shares): a NOTIFY sent before an
+/// instance listens is lost to it. Each instance listens on one connection, whose last
+/// statement stays its LISTEN; `idle` means that statement has finished, so the LISTEN
+/// has taken effect.
+pub async fn wait_until_instances_listen(store: &Store, instances: i64) {
+    use lotse_server::store::{CHANGES_CHANNEL, SHARES_CHANNEL};
+    let query = format!(
+        "SELECT COUNT(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND state = 'idle' \
+         AND query LIKE '%LISTEN%{CHANGES_CHANNEL}%' AND query LIKE '%LISTEN%{SHARES_CHANNEL}%'"
+    );
+    eventually(
+        "the server instances to listen for each other",
+        std::time::Duration::from_secs(20),
+        || async {
+            let listening: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(query.clone()))
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            (listening >= instances).then_some(())
+        },
+    )
+    .await;
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

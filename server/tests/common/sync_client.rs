@@ -262,6 +262,31 @@ impl SyncClient {
             .await;
     }
 
+    /// Keeps the sync of `id` going (answering the server's messages) until the server
+    /// has stored exactly the heads this client holds: proof that what we sent is the
+    /// server's state, for checks that read it another way (REST, dashboard).
+    pub async fn wait_until_stored(&mut self, store: &lotse_server::store::Store, id: DocumentId) {
+        let until = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut ours = self.heads(&id);
+            ours.sort();
+            if let Some(row) = store.document(&id).await.unwrap() {
+                let mut stored = row.heads;
+                stored.sort();
+                if stored == ours {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < until,
+                "the server never stored {id} at this client's heads"
+            );
+            if let Ok(Some(m)) = self.recv_within(Duration::from_millis(100)).await {
+                self.handle(m).await;
+            }
+        }
+    }
+
     /// Waits until the server's sync messages bring `id` to a state where `pred` holds.
     pub async fn wait_for(
         &mut self,
