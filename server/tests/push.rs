@@ -838,6 +838,173 @@ async fn python_decrypts_and_verifies_what_was_sent(backend: Backend) {
     s.stop().await;
 }
 
+/// The desk hears of what happens without it: a request from the intake form and a
+/// request a volunteer accepted reach the browsers of that organisation's coordinators,
+/// decryptable and without names or places. What a coordinator entered themselves, and
+/// anything of another organisation, does not.
+async fn coordinators_hear_of_intake_requests_and_accepts(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let svc = PushService::start().await;
+    let (_, desk) = s.new_org("Integrationslotsen Neuss").await;
+    let (_, elsewhere) = s.new_org("Lotsen Anderswo").await;
+    let desk_browser = Subscriber::new();
+    subscribe(&s, &desk, desk_browser.subscription(&svc.endpoint("desk"))).await;
+    let other_browser = Subscriber::new();
+    subscribe(
+        &s,
+        &elsewhere,
+        other_browser.subscription(&svc.endpoint("elsewhere")),
+    )
+    .await;
+    let (volunteer, _, phone) = volunteer_with_device(&s, &desk, "Amira").await;
+    subscribe(
+        &s,
+        &phone,
+        Subscriber::new().subscription(&svc.endpoint("phone")),
+    )
+    .await;
+
+    // Entered at the desk: no notice for the desk.
+    let start = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(72))
+        .unwrap();
+    let end = start
+        .checked_add(jiff::SignedDuration::from_mins(90))
+        .unwrap();
+    let (status, entered) = s
+        .post(
+            "/api/v1/requests",
+            Some(&desk),
+            json!({
+                "institution_kind": "jobcenter", "institution_name": "Jobcenter Mitte",
+                "person_label": "A.K.", "topic": "arbeit", "languages": ["ar"],
+                "starts_at": start.to_string(), "ends_at": end.to_string(),
+                "place_area": "Innenstadt", "place_address": "Hauptstraße 1",
+                "urgency": "normal", "description": "Eingliederungsvereinbarung"
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{entered}");
+    let entered = entered["id"].as_str().unwrap().to_owned();
+
+    // From the intake form: news for the desk.
+    let date = jiff::Zoned::now()
+        .checked_add(jiff::SignedDuration::from_hours(48))
+        .unwrap()
+        .date()
+        .to_string();
+    let form = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("einrichtung_art", "schule"),
+            ("einrichtung_name", "Grundschule Nord"),
+            ("thema", "bildung"),
+            ("sprache", "uk"),
+            ("datum", date.as_str()),
+            ("von", "08:00"),
+            ("bis", "09:00"),
+            ("stadtteil", "Nordstadt"),
+            ("adresse", "Schulweg 3"),
+            ("dringlichkeit", "normal"),
+            ("person", "M.S."),
+            ("beschreibung", "Elterngespräch"),
+            ("website", ""),
+        ])
+        .finish();
+    let res = s
+        .http
+        .post(s.url("/anfrage/integrationslotsen-neuss"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (_, list) = s.get("/api/v1/requests", Some(&desk)).await;
+    let intake = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["source"] == "intake")
+        .expect("the intake request")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A volunteer accepts the desk's request: news for the desk again.
+    let (status, _) = s
+        .post(
+            &format!("/api/v1/requests/{entered}/offer"),
+            Some(&desk),
+            json!({"volunteer_ids": [volunteer]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = s
+        .post(
+            &format!("/api/v1/offers/{entered}/accept"),
+            Some(&phone),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // Everything queued has gone out; then what each one got is final.
+    eventually("the outbox to empty", Duration::from_secs(20), || async {
+        (pending(&s).await == 0 && svc.received().len() >= 3).then_some(())
+    })
+    .await;
+    let received = svc.received();
+    let to = |name: &str| -> Vec<&Received> {
+        received
+            .iter()
+            .filter(|r| r.path == format!("/push/{name}"))
+            .collect()
+    };
+    assert!(to("elsewhere").is_empty(), "another organisation's desk");
+    assert_eq!(to("phone").len(), 1, "the volunteer's offer");
+    let desk_got: Vec<Value> = to("desk")
+        .iter()
+        .map(|r| {
+            assert_eq!(r.header("urgency"), "normal");
+            let plain = desk_browser.decrypt(&r.body);
+            let text = String::from_utf8(plain).unwrap();
+            for private in [
+                "Grundschule",
+                "Nordstadt",
+                "Schulweg",
+                "M.S.",
+                "Jobcenter",
+                "Hauptstraße",
+                "A.K.",
+            ] {
+                assert!(!text.contains(private), "{private} in {text}");
+            }
+            serde_json::from_str(&text).unwrap()
+        })
+        .collect();
+    // Sorted by kind: two queued in the same millisecond may go out in either order.
+    let mut kinds: Vec<(&str, &str, &str)> = desk_got
+        .iter()
+        .map(|p| {
+            (
+                p["kind"].as_str().unwrap(),
+                p["request_id"].as_str().unwrap(),
+                p["topic"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        [
+            ("accepted", entered.as_str(), "arbeit"),
+            ("new_request", intake.as_str(), "bildung")
+        ],
+        "only the intake request and the accept"
+    );
+    s.stop().await;
+}
+
 on_both_backends!(
     vapid_key_is_public_and_kept,
     subscriptions_are_checked_and_owned,
@@ -847,4 +1014,5 @@ on_both_backends!(
     notices_queued_concurrently_never_fail_the_decision,
     a_row_whose_subscription_vanished_is_discarded_unsent,
     python_decrypts_and_verifies_what_was_sent,
+    coordinators_hear_of_intake_requests_and_accepts,
 );

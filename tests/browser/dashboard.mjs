@@ -395,6 +395,71 @@ async function main() {
     assert(csv.includes("Thema;Gesundheit;<5;<5;<5;<5;<5"), csv)
   })
 
+  await check("notifications: the card answers clearly and the service worker shows a pushed request", async () => {
+    await context.grantPermissions(["notifications"], { origin: base })
+    const cdp = await context.newCDPSession(page)
+    const registrations = new Map()
+    const activated = new Set()
+    cdp.on("ServiceWorker.workerRegistrationUpdated", e => {
+      for (const r of e.registrations) registrations.set(r.registrationId, r)
+    })
+    cdp.on("ServiceWorker.workerVersionUpdated", e => {
+      for (const v of e.versions) if (v.status === "activated") activated.add(v.registrationId)
+    })
+    await cdp.send("ServiceWorker.enable")
+    await page.goto(base + "/dashboard")
+    const card = page.locator("#notifications")
+    await card.getByRole("heading", { name: "Benachrichtigungen auf diesem Gerät" }).waitFor()
+    await card.getByRole("button", { name: "Benachrichtigungen einschalten" }).click()
+    // Without a connection to the browser's push service (none here) the subscription
+    // never completes; the card must say so and give the button back, not spin forever.
+    // With one, it says it is on. Either way: a final answer.
+    await page.waitForFunction(() => {
+      const s = document.getElementById("notify-status").textContent
+      return s && !s.includes("Wird eingeschaltet")
+    }, null, { timeout: 30_000 })
+    const said = await page.locator("#notify-status").innerText()
+    assert(/eingeschaltet/.test(said), `status: ${said}`)
+    assert(await card.getByRole("button", { name: "Benachrichtigungen einschalten" }).isEnabled() ||
+      await card.getByRole("button", { name: "Benachrichtigungen ausschalten" }).isVisible(), "a button to act on")
+    await shot(page, "14-notifications")
+
+    // The worker registered on the way; a push as the server sends it is shown in German
+    // with topic, languages and time, and leads to the request.
+    const reg = [...registrations.values()].find(r => r.scopeURL === base + "/dashboard/" && !r.isDeleted)
+    assert(reg, `no service worker registered for /dashboard/: ${JSON.stringify([...registrations.values()])}`)
+    // A push reaches only an activated worker; the card may have answered before that.
+    const deadline = Date.now() + TIMEOUT
+    while (!activated.has(reg.registrationId)) {
+      assert(Date.now() < deadline, `the service worker never activated (card said: ${said})`)
+      await sleep(50)
+    }
+    const deliver = data => cdp.send("ServiceWorker.deliverPushMessage", { origin: base, registrationId: reg.registrationId, data })
+    const shown = () => page.evaluate(async () => {
+      const r = await navigator.serviceWorker.getRegistration("/dashboard/")
+      return (await r.getNotifications()).map(n => ({ title: n.title, body: n.body, tag: n.tag, url: n.data && n.data.url }))
+    })
+    await deliver(JSON.stringify({ v: 1, kind: "accepted", request_id: requestId, topic: "gesundheit", languages: ["ar", "de"],
+      window_start: Date.UTC(2027, 0, 13, 13, 0), window_end: Date.UTC(2027, 0, 13, 14, 0) }))
+    let notes = []
+    while (!(notes = await shown()).some(n => n.tag === `accepted:${requestId}`)) {
+      assert(Date.now() < deadline, `no notification: ${JSON.stringify(notes)} (card said: ${said})`)
+      await sleep(100)
+    }
+    const n = notes.find(n => n.tag === `accepted:${requestId}`)
+    assert(n.title === "Anfrage angenommen", `title: ${n.title}`)
+    assert(n.body.includes("Gesundheit") && n.body.includes("Sprachen: ar, de") && n.body.includes("14:00"), `body: ${n.body}`)
+    assert(n.url === `/dashboard/requests/${requestId}`, `url: ${n.url}`)
+    // Something unreadable still gives a neutral notice (a push must always show one).
+    await deliver("kein JSON")
+    while (!(notes = await shown()).some(n => n.title === "Lotse")) {
+      assert(Date.now() < deadline, `no neutral notification: ${JSON.stringify(notes)}`)
+      await sleep(100)
+    }
+    await cdp.detach()
+    await page.goto(base + "/dashboard/reports")
+  })
+
   await check("switch to English", async () => {
     await page.getByRole("link", { name: "English" }).click()
     await page.getByRole("heading", { level: 1, name: "Reports" }).waitFor()

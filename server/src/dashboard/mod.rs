@@ -9,8 +9,10 @@
 //! | `/dashboard/volunteers[/new, /{id}, /{id}/edit]` | Lotsinnen und Lotsen: list, create, edit, profile, devices, enrollment codes |
 //! | `/dashboard/reports[.csv, /chart/{name}.svg]` | Berichte with small-cell suppression |
 //! | `/dashboard/events` | the live stream (SSE); `/dashboard/fragments/...` what it refreshes |
+//! | `/dashboard/sw.js` | the service worker that shows coordinators' push notices (`notify`) |
 //!
-//! Pages work without JavaScript; `static/app.js` only refreshes live regions. Every page
+//! Pages work without JavaScript; `static/app.js` only refreshes live regions and
+//! `static/notify.js` turns on notifications for the browser (the overview's card). Every page
 //! needs a coordinator session (else: redirect to the login) and every form a CSRF token
 //! (`session`). Anything of another organisation answers 404, like something missing.
 
@@ -19,6 +21,7 @@ mod i18n;
 mod layout;
 mod live;
 mod lookat;
+mod notify;
 mod overview;
 mod reports;
 mod requests;
@@ -97,6 +100,11 @@ pub fn router() -> Router<AppState> {
             "/dashboard/static/app.js",
             get(|| async { layout::static_js() }),
         )
+        .route(
+            "/dashboard/static/notify.js",
+            get(|| async { notify::page_js() }),
+        )
+        .route("/dashboard/sw.js", get(notify::service_worker))
         .route("/dashboard/events", get(live::events))
         .route("/dashboard/fragments/overview", get(overview::fragment))
         .route("/dashboard/fragments/cases/{id}", get(cases::fragment))

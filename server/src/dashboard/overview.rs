@@ -56,6 +56,8 @@ pub async fn page(State(state): State<AppState>, s: Session) -> Response {
                 h1 { (l.t("Überblick", "Overview")) }
                 p #live-status.live-status role="status" aria-live="polite" {}
                 div #overview data-live=(format!("/dashboard/fragments/overview?days={days}")) { (body) }
+                (super::notify::card(l))
+                script src="/dashboard/static/notify.js" defer {}
             },
         ),
     )

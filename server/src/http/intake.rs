@@ -397,6 +397,8 @@ async fn submit(
             .await
         {
             Ok(r) => {
+                // The coordinators' notices were queued with the request.
+                state.push.wake();
                 tracing::info!(request_id = %r.id, "intake: request created");
                 Html(thanks(&org).into_string()).into_response()
             }

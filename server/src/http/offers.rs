@@ -168,7 +168,9 @@ async fn ensure_case(state: &AppState, request: &Request, volunteer_id: &str) ->
 }
 
 /// Accept an offer. The first valid accept wins; a retry after a lost answer gets the
-/// same result; a late one gets 409 `already_taken`.
+/// same result; a late one gets 409 `already_taken`. A volunteer who declined may still
+/// accept while nobody else has (a changed mind, or a decline pressed by mistake); the
+/// request's history keeps both answers.
 #[utoipa::path(post, path = "/api/v1/offers/{id}/accept", tag = "offers",
     params(("id" = String, Path, description = "Request id (UUID)")),
     responses(
@@ -216,7 +218,8 @@ pub struct Declined {
     pub status: String,
 }
 
-/// Decline an offer.
+/// Decline an offer. Not final: until someone accepts, the same volunteer may still
+/// accept it.
 #[utoipa::path(post, path = "/api/v1/offers/{id}/decline", tag = "offers",
     params(("id" = String, Path, description = "Request id (UUID)")),
     responses((status = 200, body = Declined), (status = 404, body = ErrorBody)))]

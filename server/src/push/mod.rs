@@ -20,7 +20,8 @@ use tokio::sync::Notify;
 pub use endpoint::{EndpointError, KeyError, check_endpoint, check_keys, is_public_address};
 pub use notice::{MAX_PAYLOAD_BYTES, Notice, Payload, push_topic};
 
-/// The kinds of notice: an offer, "someone else took it", "the request was cancelled".
+/// The kinds of notice: to phones an offer, "someone else took it", "the request was
+/// cancelled"; to coordinators a request from the intake form and an accepted request.
 pub use crate::store::NoticeKind;
 
 use crate::config::PushConfig;
@@ -97,4 +98,16 @@ pub async fn enqueue(
     }
     let prepared = notice.prepare(now_ms());
     crate::store::enqueue_for_volunteers(conn, volunteer_ids, &prepared.entry()).await
+}
+
+/// Queues `notice` for the push subscriptions of the organisation's coordinators (their
+/// dashboards' browsers), inside the caller's transaction. Call `Push::wake` after the
+/// commit.
+pub async fn enqueue_for_coordinators(
+    conn: &mut sqlx::AnyConnection,
+    organisation_id: &str,
+    notice: &Notice,
+) -> Result<u64, StoreError> {
+    let prepared = notice.prepare(now_ms());
+    crate::store::enqueue_for_coordinators(conn, organisation_id, &prepared.entry()).await
 }

@@ -29,7 +29,8 @@ pub const OFFER_MIN_TTL_MS: i64 = 60_000;
 /// "Taken" and "cancelled" matter for an hour; later the app learns it at its next sync.
 pub const UPDATE_TTL_MS: i64 = HOUR_MS;
 
-/// A notice about a request for volunteers' phones. Times are ms since the epoch.
+/// A notice about a request, for volunteers' phones or coordinators' browsers. Times are
+/// ms since the epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
     pub kind: NoticeKind,
@@ -46,7 +47,8 @@ pub struct Notice {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payload {
     pub v: u32,
-    /// `offer`, `taken` or `cancelled`.
+    /// To phones `offer`, `taken` or `cancelled`; to coordinators' browsers
+    /// `new_request` or `accepted`.
     pub kind: String,
     pub request_id: String,
     pub topic: String,
@@ -61,6 +63,8 @@ pub fn kind_code(kind: NoticeKind) -> &'static str {
         NoticeKind::Offer => "offer",
         NoticeKind::Taken => "taken",
         NoticeKind::Cancelled => "cancelled",
+        NoticeKind::NewRequest => "new_request",
+        NoticeKind::Accepted => "accepted",
     }
 }
 
@@ -119,22 +123,27 @@ impl Notice {
         }
     }
 
-    /// Until when delivering this notice still makes sense (ms): an offer until the
-    /// request starts (at least a minute, at most a day), an update for an hour.
+    /// Until when delivering this notice still makes sense (ms): an offer or a new
+    /// request until the request starts (at least a minute, at most a day), an update for
+    /// an hour.
     pub fn expires_at(&self, now: i64) -> i64 {
         match self.kind {
-            NoticeKind::Offer => self
+            NoticeKind::Offer | NoticeKind::NewRequest => self
                 .window_start
                 .clamp(now + OFFER_MIN_TTL_MS, now + OFFER_MAX_TTL_MS),
-            NoticeKind::Taken | NoticeKind::Cancelled => now + UPDATE_TTL_MS,
+            NoticeKind::Taken | NoticeKind::Cancelled | NoticeKind::Accepted => now + UPDATE_TTL_MS,
         }
     }
 
-    /// The Web Push `Urgency`: an offer wakes the phone, updates can wait for it.
+    /// The Web Push `Urgency`: an offer wakes the phone, updates can wait for it. A
+    /// coordinator's browser is on a desk with power: normal is enough.
     pub fn urgency(&self) -> &'static str {
         match self.kind {
             NoticeKind::Offer => "high",
-            NoticeKind::Taken | NoticeKind::Cancelled => "normal",
+            NoticeKind::Taken
+            | NoticeKind::Cancelled
+            | NoticeKind::NewRequest
+            | NoticeKind::Accepted => "normal",
         }
     }
 

@@ -134,7 +134,6 @@ pub async fn enqueue_for_volunteers(
     volunteer_ids: &[String],
     entry: &OutboxEntry<'_>,
 ) -> Result<u64> {
-    let now = now_ms();
     // One order for every transaction, so two that queue for the same people cannot
     // lock the same rows in opposite orders.
     let mut volunteer_ids: Vec<&String> = volunteer_ids.iter().collect();
@@ -149,30 +148,59 @@ pub async fn enqueue_for_volunteers(
         .bind(volunteer_id)
         .fetch_all(&mut *conn)
         .await?;
-        for subscription_id in subscriptions {
-            // A pending row of the same topic is replaced, and its claim (if a worker is
-            // sending the old text right now) voided, so the newer text goes out next.
-            sqlx::query(
-                "INSERT INTO push_outbox (id, subscription_id, kind, push_topic, payload, urgency, \
-                 expires_at, attempts, next_attempt_at, claim_token, claimed_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, NULL, NULL, $8) \
-                 ON CONFLICT (subscription_id, push_topic) DO UPDATE SET kind = excluded.kind, \
-                 payload = excluded.payload, urgency = excluded.urgency, \
-                 expires_at = excluded.expires_at, attempts = 0, \
-                 next_attempt_at = excluded.next_attempt_at, claim_token = NULL, claimed_at = NULL",
-            )
-            .bind(new_id())
-            .bind(&subscription_id)
-            .bind(entry.kind)
-            .bind(entry.push_topic)
-            .bind(entry.payload)
-            .bind(entry.urgency)
-            .bind(entry.expires_at)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-            queued += 1;
-        }
+        queued += enqueue_for(conn, &subscriptions, entry).await?;
+    }
+    Ok(queued)
+}
+
+/// Queues `entry` for every subscription of the organisation's coordinators (their
+/// browsers), in the caller's transaction. Returns how many rows were queued or refreshed.
+pub async fn enqueue_for_coordinators(
+    conn: &mut sqlx::AnyConnection,
+    organisation_id: &str,
+    entry: &OutboxEntry<'_>,
+) -> Result<u64> {
+    let subscriptions: Vec<String> = sqlx::query_scalar(
+        "SELECT s.id FROM push_subscriptions s JOIN coordinators c ON c.id = s.coordinator_id \
+         WHERE c.organisation_id = $1 AND s.organisation_id = $1 ORDER BY s.id",
+    )
+    .bind(organisation_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    enqueue_for(conn, &subscriptions, entry).await
+}
+
+/// One outbox row per subscription, in the order given (callers sort, see above).
+async fn enqueue_for(
+    conn: &mut sqlx::AnyConnection,
+    subscriptions: &[String],
+    entry: &OutboxEntry<'_>,
+) -> Result<u64> {
+    let now = now_ms();
+    let mut queued = 0;
+    for subscription_id in subscriptions {
+        // A pending row of the same topic is replaced, and its claim (if a worker is
+        // sending the old text right now) voided, so the newer text goes out next.
+        sqlx::query(
+            "INSERT INTO push_outbox (id, subscription_id, kind, push_topic, payload, urgency, \
+             expires_at, attempts, next_attempt_at, claim_token, claimed_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, NULL, NULL, $8) \
+             ON CONFLICT (subscription_id, push_topic) DO UPDATE SET kind = excluded.kind, \
+             payload = excluded.payload, urgency = excluded.urgency, \
+             expires_at = excluded.expires_at, attempts = 0, \
+             next_attempt_at = excluded.next_attempt_at, claim_token = NULL, claimed_at = NULL",
+        )
+        .bind(new_id())
+        .bind(subscription_id)
+        .bind(entry.kind)
+        .bind(entry.push_topic)
+        .bind(entry.payload)
+        .bind(entry.urgency)
+        .bind(entry.expires_at)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        queued += 1;
     }
     Ok(queued)
 }

@@ -201,8 +201,10 @@ async fn event(
     volunteer_id: Option<&str>,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO request_events (id, request_id, at, actor_kind, actor_id, action, volunteer_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO request_events \
+         (id, request_id, at, actor_kind, actor_id, action, volunteer_id, seq) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, \
+         (SELECT COALESCE(MAX(seq), 0) + 1 FROM request_events WHERE request_id = $8))",
     )
     .bind(new_id())
     .bind(request_id)
@@ -211,6 +213,7 @@ async fn event(
     .bind(actor.id)
     .bind(action)
     .bind(volunteer_id)
+    .bind(request_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -241,12 +244,16 @@ fn transition_allowed(from: &str, to: &str) -> bool {
     ) || from == to
 }
 
-/// Kinds of notice the requests code sends to volunteers' phones (Web Push).
+/// Kinds of notice the requests code sends (Web Push): to volunteers' phones an offer,
+/// "someone else took it" and "cancelled"; to coordinators' browsers a request that came
+/// in through the intake form and a request a volunteer accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoticeKind {
     Offer,
     Taken,
     Cancelled,
+    NewRequest,
+    Accepted,
 }
 
 /// Queues pushes in the caller's transaction, so they commit with the decision.
@@ -268,6 +275,26 @@ async fn notify(
         window_end: r.ends_at,
     };
     crate::push::enqueue(conn, volunteers, &notice)
+        .await
+        .map(|_| ())
+}
+
+/// Queues a notice for the browsers of the request's organisation's coordinators, in the
+/// caller's transaction.
+async fn notify_coordinators(
+    conn: &mut sqlx::AnyConnection,
+    kind: NoticeKind,
+    r: &Request,
+) -> Result<()> {
+    let notice = crate::push::Notice {
+        kind,
+        request_id: r.id.clone(),
+        topic: r.topic.clone(),
+        languages: r.languages.clone(),
+        window_start: r.starts_at,
+        window_end: r.ends_at,
+    };
+    crate::push::enqueue_for_coordinators(conn, &r.organisation_id, &notice)
         .await
         .map(|_| ())
 }
@@ -377,6 +404,11 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         event(&mut tx, &r.id, actor, "created", None).await?;
+        // A coordinator knows what they entered themselves; a request from outside (the
+        // intake form) is news for the desk.
+        if actor.kind != "coordinator" {
+            notify_coordinators(&mut tx, NoticeKind::NewRequest, &r).await?;
+        }
         tx.commit().await?;
         Ok(r)
     }
@@ -407,7 +439,7 @@ impl Store {
     pub async fn request_history(&self, request_id: &str) -> Result<Vec<RequestEvent>> {
         let rows = sqlx::query(
             "SELECT at, actor_kind, actor_id, action, volunteer_id FROM request_events \
-             WHERE request_id = $1 ORDER BY at, id",
+             WHERE request_id = $1 ORDER BY seq, at, id",
         )
         .bind(request_id)
         .fetch_all(&self.pool)
@@ -706,6 +738,7 @@ impl Store {
             .await?;
             event(&mut tx, request_id, actor, "accepted", Some(volunteer_id)).await?;
             notify(&mut tx, &losers, NoticeKind::Taken, &r).await?;
+            notify_coordinators(&mut tx, NoticeKind::Accepted, &r).await?;
             tx.commit().await?;
             return Ok(AcceptOutcome::Won(Box::new(r)));
         }
