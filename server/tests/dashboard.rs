@@ -1798,6 +1798,74 @@ async fn report_numbers_suppress_small_cells(backend: Backend) {
     s.stop().await;
 }
 
+/// Secondary suppression: with 6 requests in January and 2 in February, the total of 8
+/// would give February's number away next to January's 6. January is withheld ("*") in
+/// the page, the chart and the CSV alike.
+async fn a_lone_small_cell_takes_a_neighbour_along_everywhere(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (mut b, _org, token) = logged_in(&s, "Lotsen Gegenrechnung").await;
+    for day in 10..16 {
+        api_request(
+            &s,
+            &token,
+            "gesundheit",
+            &["ar"],
+            &format!("2025-01-{day}T10:00:00+01:00"),
+            &format!("2025-01-{day}T11:00:00+01:00"),
+        )
+        .await;
+    }
+    for day in 10..12 {
+        api_request(
+            &s,
+            &token,
+            "gesundheit",
+            &["ar"],
+            &format!("2025-02-{day}T10:00:00+01:00"),
+            &format!("2025-02-{day}T11:00:00+01:00"),
+        )
+        .await;
+    }
+    let page = b.get("/dashboard/reports?from=2025-01&to=2025-02").await;
+    assert_eq!(page.status, 200);
+    let h = &page.body;
+    //                                          requests placed cases hours travel
+    assert_eq!(
+        row(h, "month", "Januar 2025"),
+        ["*", "<5", "<5", "<5", "<5"]
+    );
+    assert_eq!(
+        row(h, "month", "Februar 2025"),
+        ["<5", "<5", "<5", "<5", "<5"]
+    );
+    // Topics: one topic holds all 8, the seven others are "<5" already.
+    assert_eq!(row(h, "topic", "Gesundheit"), ["8", "<5", "<5", "<5", "<5"]);
+    assert!(h.contains("Ein „*“ verdeckt"), "the page explains the star");
+
+    let svg = b
+        .get("/dashboard/reports/chart/requests-month.svg?from=2025-01&to=2025-02")
+        .await
+        .body;
+    assert!(
+        svg.contains(">*<") && svg.matches("&lt;5").count() == 1,
+        "{svg}"
+    );
+    assert!(!svg.contains(">6<") && !svg.contains(">2<"), "{svg}");
+
+    let csv = b
+        .get("/dashboard/reports.csv?from=2025-01&to=2025-02")
+        .await
+        .body;
+    for line in [
+        "Monat;Januar 2025;*;<5;<5;<5;<5",
+        "Monat;Februar 2025;<5;<5;<5;<5;<5",
+        "Gesamt;Januar 2025 – Februar 2025;8;<5;<5;<5;<5",
+    ] {
+        assert!(csv.lines().any(|l| l == line), "{line} in {csv}");
+    }
+    s.stop().await;
+}
+
 on_both_backends!(
     pages_redirect_to_login_when_logged_out,
     forms_reject_a_missing_or_wrong_csrf_token,
@@ -1809,4 +1877,5 @@ on_both_backends!(
     a_synced_note_reaches_the_open_pages_live,
     the_overview_shows_stale_phones_and_cases_to_look_at,
     report_numbers_suppress_small_cells,
+    a_lone_small_cell_takes_a_neighbour_along_everywhere,
 );

@@ -40,7 +40,7 @@ use rand::Rng;
 use crate::http::AppState;
 use crate::store::StoreError;
 
-pub use reports::{Period, suppress};
+pub use reports::Period;
 
 /// State the dashboard keeps beside `AppState`.
 pub struct Dash {

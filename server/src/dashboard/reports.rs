@@ -13,9 +13,15 @@
 //! **Small cells**: any number below 5 (counts, and hours below 5) is shown as `<5`, in
 //! the page, in the charts (a dashed placeholder bar of fixed size, never the true
 //! length) and in the CSV, so that no small group of people can be singled out. Zero is
-//! shown as `<5` too, so it cannot be told from one. Totals are suppressed the same way;
-//! secondary suppression (a suppressed cell recomputed from a total and the others) is
-//! not done: publish the totals with care.
+//! shown as `<5` too, so it cannot be told from one. Totals are suppressed the same way.
+//!
+//! **Secondary suppression**: the topic and the month rows add up to the total, so a
+//! single `<5` in a column could be worked out as the total minus the other rows. Where a
+//! column of those breakdowns has exactly one `<5` under a published total, its smallest
+//! published cell is withheld too and shown as `*`: two unknowns with a known sum give
+//! neither away. The language rows do not add up to the total (a request counts for each
+//! of its languages) and get no secondary suppression. Page, charts and CSV are all drawn
+//! from the one [`Published`] report, so they never disagree.
 
 use std::collections::BTreeMap;
 
@@ -36,21 +42,115 @@ use crate::store::now_ms;
 pub const MIN_CELL: u64 = 5;
 const MAX_MONTHS: i32 = 60;
 
-/// A count as it may be published.
-pub fn suppress(n: u64) -> String {
-    if n < MIN_CELL {
-        "<5".into()
-    } else {
-        n.to_string()
+/// One published number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    Value(u64),
+    /// Below 5: `<5`.
+    Small,
+    /// Not small, but with the total it would give a small one away: `*`.
+    Withheld,
+}
+
+/// The five columns of every row: requests, placed, new cases, minutes, travel minutes.
+pub type Row = [Shown; 5];
+
+/// Hours are published in hours; below 5 hours is small.
+const SMALL_BELOW: [u64; 5] = [MIN_CELL, MIN_CELL, MIN_CELL, MIN_CELL * 60, MIN_CELL * 60];
+const HOURS_FROM: usize = 3;
+
+fn numbers(c: &Cells) -> [u64; 5] {
+    [c.requests, c.placed, c.cases, c.minutes, c.travel]
+}
+
+fn primary(c: &Cells) -> Row {
+    let v = numbers(c);
+    std::array::from_fn(|k| {
+        if v[k] < SMALL_BELOW[k] {
+            Shown::Small
+        } else {
+            Shown::Value(v[k])
+        }
+    })
+}
+
+/// Withholds, per column, the smallest published cell of a breakdown that adds up to a
+/// published total and has exactly one small cell.
+fn protect(rows: &mut [Row], raw_rows: &[[u64; 5]], total: &Row) {
+    for k in 0..5 {
+        if !matches!(total[k], Shown::Value(_)) {
+            continue;
+        }
+        let hidden = rows
+            .iter()
+            .filter(|r| !matches!(r[k], Shown::Value(_)))
+            .count();
+        if hidden != 1 {
+            continue;
+        }
+        let smallest = (0..rows.len())
+            .filter(|&i| matches!(rows[i][k], Shown::Value(_)))
+            .min_by_key(|&i| raw_rows[i][k]);
+        if let Some(i) = smallest {
+            rows[i][k] = Shown::Withheld;
+        }
     }
 }
 
-/// Minutes as hours that may be published.
-fn suppress_hours(l: Lang, minutes: u64) -> String {
-    if minutes < MIN_CELL * 60 {
-        "<5".into()
-    } else {
-        l.decimal(minutes as f64 / 60.0)
+/// The report as it may be shown: what the page, the charts and the CSV are drawn from.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub total: Row,
+    /// Topic codes in display order.
+    pub by_topic: Vec<(String, Row)>,
+    pub by_language: Vec<(String, Row)>,
+    pub by_month: Vec<(Month, Row)>,
+}
+
+impl Published {
+    pub fn of(report: &Report) -> Published {
+        let total = primary(&report.total);
+        let topics: Vec<(String, Cells)> = i18n::TOPICS
+            .iter()
+            .map(|t| {
+                (
+                    (*t).to_owned(),
+                    report.by_topic.get(*t).cloned().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let months: Vec<(Month, Cells)> = report
+            .by_month
+            .iter()
+            .map(|(m, c)| (*m, c.clone()))
+            .collect();
+        Published {
+            by_topic: protected(&topics, &total),
+            by_month: protected(&months, &total),
+            by_language: report
+                .by_language
+                .iter()
+                .map(|(k, c)| (k.clone(), primary(c)))
+                .collect(),
+            total,
+        }
+    }
+}
+
+fn protected<K: Clone>(rows: &[(K, Cells)], total: &Row) -> Vec<(K, Row)> {
+    let raw_rows: Vec<[u64; 5]> = rows.iter().map(|(_, c)| numbers(c)).collect();
+    let mut shown: Vec<Row> = rows.iter().map(|(_, c)| primary(c)).collect();
+    protect(&mut shown, &raw_rows, total);
+    rows.iter().map(|(k, _)| k.clone()).zip(shown).collect()
+}
+
+/// One published number as text.
+fn text(l: Lang, k: usize, s: Shown) -> String {
+    match s {
+        Shown::Small => "<5".into(),
+        Shown::Withheld => "*".into(),
+        Shown::Value(v) if k >= HOURS_FROM => l.decimal(v as f64 / 60.0),
+        Shown::Value(v) => v.to_string(),
     }
 }
 
@@ -282,22 +382,18 @@ pub async fn compute(
 }
 
 /// The rows of one breakdown, labelled in the page's language.
-fn rows(l: Lang, report: &Report, dim: &str) -> Vec<(String, Cells)> {
+fn rows(l: Lang, report: &Published, dim: &str) -> Vec<(String, Row)> {
     match dim {
-        "topic" => i18n::TOPICS
+        "topic" => report
+            .by_topic
             .iter()
-            .map(|t| {
-                (
-                    i18n::topic(l, t),
-                    report.by_topic.get(*t).cloned().unwrap_or_default(),
-                )
-            })
+            .map(|(t, r)| (i18n::topic(l, t), *r))
             .collect(),
         "language" => {
-            let mut v: Vec<(String, Cells)> = report
+            let mut v: Vec<(String, Row)> = report
                 .by_language
                 .iter()
-                .map(|(k, c)| (i18n::language(l, k), c.clone()))
+                .map(|(k, r)| (i18n::language(l, k), *r))
                 .collect();
             v.sort_by(|a, b| a.0.cmp(&b.0));
             v
@@ -305,7 +401,7 @@ fn rows(l: Lang, report: &Report, dim: &str) -> Vec<(String, Cells)> {
         _ => report
             .by_month
             .iter()
-            .map(|(m, c)| (m.label(l), c.clone()))
+            .map(|(m, r)| (m.label(l), *r))
             .collect(),
     }
 }
@@ -328,14 +424,8 @@ fn columns(l: Lang) -> [&'static str; 5] {
     ]
 }
 
-fn published(l: Lang, c: &Cells) -> [String; 5] {
-    [
-        suppress(c.requests),
-        suppress(c.placed),
-        suppress(c.cases),
-        suppress_hours(l, c.minutes),
-        suppress_hours(l, c.travel),
-    ]
+fn published(l: Lang, row: &Row) -> [String; 5] {
+    std::array::from_fn(|k| text(l, k, row[k]))
 }
 
 fn period_label(l: Lang, p: Period) -> String {
@@ -356,7 +446,8 @@ fn esc(s: &str) -> String {
 }
 
 /// A horizontal bar chart. A suppressed value gets a dashed placeholder of fixed width
-/// labelled "<5", so the drawing reveals nothing the table does not.
+/// labelled as in the table ("<5" or "*"), so the drawing reveals nothing the table does
+/// not.
 fn bar_chart(title: &str, bars: &[(String, Option<f64>, String)]) -> String {
     const LABEL_W: f64 = 190.0;
     const BAR_W: f64 = 380.0;
@@ -393,10 +484,11 @@ fn bar_chart(title: &str, bars: &[(String, Option<f64>, String)]) -> String {
             }
             None => {
                 svg.push_str(&format!(
-                    r##"<rect x="{LABEL_W}" y="{by}" width="24" height="18" fill="#ffffff" stroke="#4a4f55" stroke-dasharray="3 2"/><text x="{tx}" y="{ty}" fill="#1a1a1a">&lt;5</text>"##,
+                    r##"<rect x="{LABEL_W}" y="{by}" width="24" height="18" fill="#ffffff" stroke="#4a4f55" stroke-dasharray="3 2"/><text x="{tx}" y="{ty}" fill="#1a1a1a">{shown}</text>"##,
                     by = y + 4.0,
                     tx = LABEL_W + 30.0,
                     ty = y + 18.0,
+                    shown = esc(shown)
                 ));
             }
         }
@@ -412,46 +504,37 @@ pub const CHARTS: [&str; 4] = [
     "hours-month",
 ];
 
-fn draw(l: Lang, report: &Report, name: &str) -> Option<(String, String)> {
-    let (title, dim, hours) = match name {
-        "requests-month" => (
-            l.t("Anfragen je Monat", "Requests per month"),
-            "month",
-            false,
-        ),
-        "requests-topic" => (
-            l.t("Anfragen je Thema", "Requests per topic"),
-            "topic",
-            false,
-        ),
+fn draw(l: Lang, report: &Published, name: &str) -> Option<(String, String)> {
+    let (title, dim, column) = match name {
+        "requests-month" => (l.t("Anfragen je Monat", "Requests per month"), "month", 0),
+        "requests-topic" => (l.t("Anfragen je Thema", "Requests per topic"), "topic", 0),
         "requests-language" => (
             l.t("Anfragen je Sprache", "Requests per language"),
             "language",
-            false,
+            0,
         ),
-        "hours-month" => (l.t("Stunden je Monat", "Hours per month"), "month", true),
+        "hours-month" => (l.t("Stunden je Monat", "Hours per month"), "month", 3),
         _ => return None,
     };
-    let labelled: Vec<(String, Cells)> = if dim == "month" {
+    let labelled: Vec<(String, Row)> = if dim == "month" {
         // Short month names keep the chart narrow; the table has the long ones.
         report
             .by_month
             .iter()
-            .map(|(m, c)| (m.short(l), c.clone()))
+            .map(|(m, r)| (m.short(l), *r))
             .collect()
     } else {
         rows(l, report, dim)
     };
     let bars: Vec<(String, Option<f64>, String)> = labelled
         .into_iter()
-        .map(|(label, c)| {
-            if hours {
-                let v = (c.minutes >= MIN_CELL * 60).then_some(c.minutes as f64 / 60.0);
-                (label, v, suppress_hours(l, c.minutes))
-            } else {
-                let v = (c.requests >= MIN_CELL).then_some(c.requests as f64);
-                (label, v, suppress(c.requests))
-            }
+        .map(|(label, r)| {
+            let value = match r[column] {
+                Shown::Value(v) if column >= HOURS_FROM => Some(v as f64 / 60.0),
+                Shown::Value(v) => Some(v as f64),
+                Shown::Small | Shown::Withheld => None,
+            };
+            (label, value, text(l, column, r[column]))
         })
         .collect();
     Some((title.to_owned(), bar_chart(title, &bars)))
@@ -470,7 +553,7 @@ pub async fn page(State(state): State<AppState>, s: Session) -> Response {
     let l = s.lang;
     let period = Period::from_query(&query_of(&s), now_ms());
     let report = match compute(&state, s.org(), period).await {
-        Ok(r) => r,
+        Ok(r) => Published::of(&r),
         Err(e) => return layout::failed(l, "report", e),
     };
     let title = l.t("Berichte", "Reports");
@@ -496,8 +579,8 @@ pub async fn page(State(state): State<AppState>, s: Session) -> Response {
                 }
                 p { strong { (l.t("Zeitraum", "Period")) ": " } (period_label(l, period)) }
                 p.muted { (l.t(
-                    "Zahlen unter 5 werden als „<5“ gezeigt (auch in Diagrammen und im Export), damit niemand erkennbar wird. Anfragen zählen nach dem Monat ihres Termins, Fälle nach ihrem Beginn, Stunden nach ihrem Tag. Mehrsprachige Anfragen zählen bei jeder ihrer Sprachen.",
-                    "Numbers below 5 are shown as “<5” (in charts and the export too) so that nobody can be identified. Requests count by the month of their appointment, cases by their start, hours by their day. Requests in several languages count for each of them.")) }
+                    "Zahlen unter 5 werden als „<5“ gezeigt (auch in Diagrammen und im Export), damit niemand erkennbar wird. Ein „*“ verdeckt eine weitere Zahl, aus der sich sonst mit der Summe eine kleine Zahl ausrechnen ließe. Anfragen zählen nach dem Monat ihres Termins, Fälle nach ihrem Beginn, Stunden nach ihrem Tag. Mehrsprachige Anfragen zählen bei jeder ihrer Sprachen.",
+                    "Numbers below 5 are shown as “<5” (in charts and the export too) so that nobody can be identified. A “*” hides another number that, with the total, would give a small one away. Requests count by the month of their appointment, cases by their start, hours by their day. Requests in several languages count for each of them.")) }
                 p { a.button.secondary href=(format!("/dashboard/reports.csv?{}", period.query())) download { (l.t("Als CSV herunterladen (Excel)", "Download as CSV (Excel)")) } }
                 section.card aria-labelledby="summen" {
                     h2 #summen { (l.t("Summen", "Totals")) }
@@ -554,7 +637,7 @@ pub async fn chart_svg(state: &AppState, s: &Session, name: &str) -> Response {
     }
     let period = Period::from_query(&query_of(s), now_ms());
     let report = match compute(state, s.org(), period).await {
-        Ok(r) => r,
+        Ok(r) => Published::of(&r),
         Err(e) => return layout::failed(l, "report chart", e),
     };
     let Some((_, svg)) = draw(l, &report, name) else {
@@ -586,7 +669,7 @@ fn csv_field(v: &str, sep: char) -> String {
 
 /// The report as CSV: UTF-8 with a byte order mark so Excel reads umlauts; German uses
 /// `;` and a decimal comma (as German Excel expects), English `,` and a point.
-pub fn to_csv(l: Lang, report: &Report, period: Period) -> String {
+pub fn to_csv(l: Lang, report: &Published, period: Period) -> String {
     let sep = match l {
         Lang::De => ';',
         Lang::En => ',',
@@ -623,7 +706,7 @@ pub async fn csv(State(state): State<AppState>, s: Session) -> Response {
         Ok(r) => r,
         Err(e) => return layout::failed(l, "report csv", e),
     };
-    let body = to_csv(l, &report, period);
+    let body = to_csv(l, &Published::of(&report), period);
     let name = format!(
         "{}_{}_{}.csv",
         l.t("lotse-bericht", "lotse-report"),
@@ -646,14 +729,69 @@ pub async fn csv(State(state): State<AppState>, s: Session) -> Response {
 mod tests {
     use super::*;
 
+    fn cells(requests: u64, minutes: u64) -> Cells {
+        Cells {
+            requests,
+            minutes,
+            ..Cells::default()
+        }
+    }
+
     #[test]
     fn small_cells_are_suppressed() {
-        assert_eq!(suppress(0), "<5");
-        assert_eq!(suppress(4), "<5");
-        assert_eq!(suppress(5), "5");
-        assert_eq!(suppress_hours(Lang::De, 299), "<5");
-        assert_eq!(suppress_hours(Lang::De, 330), "5,5");
-        assert_eq!(suppress_hours(Lang::En, 330), "5.5");
+        let shown = |c: Cells| published(Lang::De, &primary(&c));
+        assert_eq!(shown(cells(0, 0))[0], "<5");
+        assert_eq!(shown(cells(4, 0))[0], "<5");
+        assert_eq!(shown(cells(5, 0))[0], "5");
+        assert_eq!(shown(cells(0, 299))[3], "<5");
+        assert_eq!(shown(cells(0, 330))[3], "5,5");
+        assert_eq!(published(Lang::En, &primary(&cells(0, 330)))[3], "5.5");
+    }
+
+    #[test]
+    fn a_lone_small_cell_under_a_total_takes_its_smallest_neighbour_along() {
+        let mut report = Report {
+            total: cells(20, 0),
+            ..Report::default()
+        };
+        // Gesundheit 12, Bildung 5, Arbeit 3: 20 - 12 - 5 would give the 3 away.
+        report.by_topic.insert("gesundheit".into(), cells(12, 0));
+        report.by_topic.insert("bildung".into(), cells(5, 0));
+        report.by_topic.insert("arbeit".into(), cells(3, 0));
+        let p = Published::of(&report);
+        let topic = |code: &str| p.by_topic.iter().find(|(t, _)| t == code).unwrap().1[0];
+        // The other five topics are 0, so "<5" already appears more than once: nothing to add.
+        assert_eq!(topic("bildung"), Shown::Value(5));
+
+        // With every topic but one published, the smallest published one is withheld.
+        let mut full = Report {
+            total: cells(54, 0),
+            ..Report::default()
+        };
+        for (i, t) in i18n::TOPICS.iter().enumerate() {
+            full.by_topic.insert(
+                (*t).into(),
+                cells(if i == 7 { 1 } else { 8 - (i as u64 % 2) }, 0),
+            );
+        }
+        let p = Published::of(&full);
+        let shown: Vec<Shown> = p.by_topic.iter().map(|(_, r)| r[0]).collect();
+        assert_eq!(shown.iter().filter(|s| **s == Shown::Small).count(), 1);
+        assert_eq!(shown.iter().filter(|s| **s == Shown::Withheld).count(), 1);
+        // The withheld one is one of the 7s, never an 8.
+        let withheld = shown.iter().position(|s| *s == Shown::Withheld).unwrap();
+        assert_eq!(full.by_topic[i18n::TOPICS[withheld]].requests, 7);
+        assert_eq!(published(Lang::De, &p.by_topic[withheld].1)[0], "*");
+        // A suppressed total protects itself: nothing more is withheld.
+        full.total = cells(4, 0);
+        let p = Published::of(&full);
+        assert!(p.by_topic.iter().all(|(_, r)| r[0] != Shown::Withheld));
+        // Languages do not add up to the total and are left as they are.
+        full.total = cells(54, 0);
+        full.by_language.insert("ar".into(), cells(50, 0));
+        full.by_language.insert("fa".into(), cells(2, 0));
+        let p = Published::of(&full);
+        assert_eq!(p.by_language[0].1[0], Shown::Value(50));
     }
 
     #[test]
@@ -715,7 +853,7 @@ mod tests {
                 month: 1,
             },
         };
-        let csv = to_csv(Lang::De, &r, p);
+        let csv = to_csv(Lang::De, &Published::of(&r), p);
         assert!(csv.starts_with('\u{feff}'));
         assert!(csv.contains("Thema;Gesundheit;7;<5;<5;<5;<5\r\n"));
         assert_eq!(csv_field("a;b", ';'), "\"a;b\"");
