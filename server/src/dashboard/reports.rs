@@ -726,6 +726,7 @@ pub async fn csv(State(state): State<AppState>, s: Session) -> Response {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
