@@ -1866,6 +1866,52 @@ async fn a_lone_small_cell_takes_a_neighbour_along_everywhere(backend: Backend) 
     s.stop().await;
 }
 
+/// Opening a case page is a read of the case: it is audited before the page is sent, and
+/// the page shows the case's audit trail with names.
+async fn a_case_page_view_is_audited_and_shows_the_trail(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (mut b, _org, token) = logged_in(&s, "Lotsen Einsicht").await;
+    let amira = s.volunteer(&token, "Amira", &["ar"]).await;
+    let (_, phone) = s.device(&token, &amira, "Amiras Handy").await;
+    let case = api_case(&s, &token, "K.M.", &amira).await;
+    assert_eq!(
+        s.get(&format!("/api/v1/cases/{case}"), Some(&phone))
+            .await
+            .0,
+        200
+    );
+    let page = b.get(&format!("/dashboard/cases/{case}")).await;
+    assert_eq!(page.status, 200);
+    let h = &page.body;
+    assert!(h.contains("Protokoll"), "{h}");
+    assert!(h.contains(r#"data-action="document.create""#));
+    assert!(
+        h.contains("Amira (Amiras Handy)"),
+        "the phone's read names it"
+    );
+    // This very view is already in the trail it shows.
+    assert_eq!(
+        h.matches(r#"data-action="document.read""#).count(),
+        2,
+        "{h}"
+    );
+    assert!(h.contains("angesehen") && h.contains("angelegt"));
+    // Live refreshes of the open page are not new views.
+    let fragment = b.get(&format!("/dashboard/fragments/cases/{case}")).await;
+    assert_eq!(fragment.status, 200);
+    let (_, lines) = s
+        .get(&format!("/api/v1/cases/{case}/audit"), Some(&token))
+        .await;
+    let reads = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "document.read")
+        .count();
+    assert_eq!(reads, 2);
+    s.stop().await;
+}
+
 on_both_backends!(
     pages_redirect_to_login_when_logged_out,
     forms_reject_a_missing_or_wrong_csrf_token,
@@ -1878,4 +1924,5 @@ on_both_backends!(
     the_overview_shows_stale_phones_and_cases_to_look_at,
     report_numbers_suppress_small_cells,
     a_lone_small_cell_takes_a_neighbour_along_everywhere,
+    a_case_page_view_is_audited_and_shows_the_trail,
 );

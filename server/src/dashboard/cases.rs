@@ -2,7 +2,9 @@
 //! notes, appointments, hours, and who changed what when. "Who" comes from the document
 //! itself: the automerge actor that created a note or hours entry wrote that entry's
 //! `author`, so each actor seen there is named; other actors (a phone that only set a
-//! status, the server creating the case) are shown by a short id.
+//! status, the server creating the case) are shown by a short id. A case page also shows
+//! the case's audit trail (created, viewed, synced, changed, by whom), and opening it is
+//! itself audited.
 
 use std::collections::HashMap;
 
@@ -20,7 +22,8 @@ use super::overview::concerns_text;
 use super::requests::Names;
 use super::session::Session;
 use crate::http::AppState;
-use crate::store::CaseRow;
+use crate::http::caller::Caller;
+use crate::store::{CaseRow, SubjectAuditEvent};
 
 const HISTORY_MAX: usize = 100;
 
@@ -193,11 +196,25 @@ pub async fn detail(
         Ok(x) => x,
         Err(r) => return r,
     };
+    let l = s.lang;
+    // No view of a case without its audit line; the live refreshes of this page are part
+    // of the same view and are not written again.
+    let viewed = Caller::Coordinator(s.caller.clone()).audit("document.read", &id.to_string());
+    if let Err(e) = state.store.audit(&[viewed]).await {
+        return layout::failed(l, "case audit", e);
+    }
     let body = match body(&state, &s, &loaded, row.as_ref()).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let l = s.lang;
+    let trail = match state
+        .store
+        .audit_of_subject(s.org(), "document", &id.to_string())
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => return layout::failed(l, "case audit trail", e),
+    };
     let title = format!("{}: {}", l.t("Fall", "Case"), loaded.view.label);
     html_response(
         StatusCode::OK,
@@ -210,9 +227,50 @@ pub async fn detail(
                 h1 { (title) }
                 p #live-status.live-status role="status" aria-live="polite" {}
                 div #case data-live=(format!("/dashboard/fragments/cases/{id}")) { (body) }
+                (audit_trail(l, &trail))
             },
         ),
     )
+}
+
+/// Who created, viewed, synced and changed the case (DSGVO), as of loading the page.
+fn audit_trail(l: Lang, trail: &[SubjectAuditEvent]) -> Markup {
+    html! {
+        section.card aria-labelledby="protokoll" {
+            h2 #protokoll { (l.t("Protokoll", "Audit trail")) }
+            p.muted {
+                (l.t(
+                    "Wer den Fall angelegt, angesehen, synchronisiert oder geändert hat (neueste zuerst, höchstens 200 Einträge). Inhalte stehen nicht im Protokoll.",
+                    "Who created, viewed, synced or changed the case (newest first, at most 200 entries). Content is never logged.",
+                ))
+            }
+            @if trail.is_empty() {
+                p { (l.t("Noch keine Einträge.", "No entries yet.")) }
+            } @else {
+                (table_wrap(l, l.t("Protokoll", "Audit trail"), html! {
+                    table #audit {
+                        thead { tr {
+                            th scope="col" { (l.t("Zeit", "Time")) }
+                            th scope="col" { (l.t("Wer", "Who")) }
+                            th scope="col" { (l.t("Was", "What")) }
+                        } }
+                        tbody {
+                            @for e in trail {
+                                tr data-action=(e.action) {
+                                    td { (i18n::datetime(l, e.at)) }
+                                    td {
+                                        @if e.actor_name.is_empty() { (l.t("(gelöscht)", "(deleted)")) } @else { (e.actor_name) }
+                                        @if e.actor_kind == "coordinator" { " · " (l.t("Koordination", "coordination")) }
+                                    }
+                                    td { (i18n::audit_action(l, &e.action)) }
+                                }
+                            }
+                        }
+                    }
+                }))
+            }
+        }
+    }
 }
 
 pub async fn fragment(

@@ -248,6 +248,18 @@ pub fn request_action(l: Lang, code: &str) -> String {
 }
 
 /// An automerge change message of the case schema, in words.
+/// An audit action (`document.read` ...) in words.
+pub fn audit_action(l: Lang, code: &str) -> String {
+    let (de, en) = match code {
+        "document.create" => ("angelegt", "created"),
+        "document.read" => ("angesehen", "viewed"),
+        "document.sync" => ("synchronisiert", "synced"),
+        "document.change" => ("geändert", "changed"),
+        other => return other.to_owned(),
+    };
+    l.t(de, en).to_owned()
+}
+
 pub fn change_message(l: Lang, message: &str) -> String {
     let (de, en) = match message {
         "create case" => ("Fall angelegt", "case created"),

@@ -34,6 +34,25 @@ pub enum Caller {
     Device(EnrolledDevice),
 }
 
+impl Caller {
+    /// An audit entry by this caller about a document.
+    pub fn audit(&self, action: &'static str, document: &str) -> crate::store::AuditEntry {
+        let (organisation_id, actor_kind, actor_id) = match self {
+            Caller::Coordinator(c) => (c.organisation_id(), "coordinator", c.id()),
+            Caller::Device(d) => (d.organisation_id.as_str(), "device", d.device.id.as_str()),
+        };
+        crate::store::AuditEntry {
+            organisation_id: organisation_id.to_owned(),
+            actor_kind,
+            actor_id: actor_id.to_owned(),
+            action,
+            subject_kind: "document",
+            subject_id: document.to_owned(),
+            at: crate::store::now_ms(),
+        }
+    }
+}
+
 /// The token of a request: `Authorization: Bearer`, else the session cookie.
 pub fn request_token(parts: &Parts) -> Option<String> {
     if let Some(value) = parts.headers.get(header::AUTHORIZATION) {

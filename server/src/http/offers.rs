@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
+use super::caller::Caller;
 use super::error::{Error, ErrorBody, Result};
 use crate::store::{AcceptOutcome, EnrolledDevice, NewDocument, Request, now_ms};
 
@@ -99,7 +100,12 @@ fn request_id(raw: &str) -> Result<String> {
 }
 
 /// Creates the winner's case once: a retried accept finds it linked already.
-async fn ensure_case(state: &AppState, request: &Request, volunteer_id: &str) -> Result<String> {
+async fn ensure_case(
+    state: &AppState,
+    request: &Request,
+    volunteer_id: &str,
+    by: &Caller,
+) -> Result<String> {
     let _one_at_a_time = state.case_creation.lock().await;
     if let Some(id) = state
         .store
@@ -164,6 +170,14 @@ async fn ensure_case(state: &AppState, request: &Request, volunteer_id: &str) ->
         .await
         .map_err(|e| Error::Internal(anyhow::anyhow!(e.to_string())))?;
     state.store.link_case(&request.id, &id.to_string()).await?;
+    if let Err(e) = state
+        .store
+        .audit(&[by.audit("document.create", &id.to_string())])
+        .await
+    {
+        // The case is stored and linked; only its first audit line is missing.
+        tracing::warn!(error = %e, document_id = %id, "could not audit a case creation");
+    }
     Ok(id.to_string())
 }
 
@@ -192,7 +206,8 @@ async fn accept(
     state.push.wake();
     match outcome {
         AcceptOutcome::Won(r) => {
-            let case_id = ensure_case(&state, &r, &volunteer).await?;
+            let case_id =
+                ensure_case(&state, &r, &volunteer, &Caller::Device(device.clone())).await?;
             let mut offer = offer_of(*r, "accepted".into(), &volunteer);
             if let Some(a) = offer.assignment.as_mut() {
                 a.case_id = Some(case_id);

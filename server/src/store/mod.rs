@@ -28,7 +28,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions};
 
-pub use audit::AuditEvent;
+pub use audit::{AuditEntry, AuditEvent, SUBJECT_AUDIT_LIMIT, SubjectAuditEvent};
 pub use coordinators::{Coordinator, NewCoordinator};
 pub use devices::{Device, EnrolledDevice, EnrollmentCode, EnrollmentError};
 pub use documents::{

@@ -1,6 +1,6 @@
 //! One WebSocket peer: the automerge-repo handshake, per-document sync with access
 //! checks, our catch-up extension, live fan-out of other peers' changes and of newly
-//! shared documents, and revocation.
+//! shared documents, revocation, and the connection's part of the audit trail.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -11,15 +11,28 @@ use axum::extract::ws::{CloseFrame, Message as Frame, WebSocket};
 use lotse_protocol::{DocSync, DocumentId, Message, PROTOCOL_VERSION, PeerMetadata};
 use tokio::sync::broadcast;
 
-use super::hub::{Creator, DocChanged, Hub, HubError, HubEvent, Relay, Shared};
+use super::hub::{Creator, DocChanged, Hub, HubError, HubEvent, Received, Relay, Shared};
 use crate::http::Event;
-use crate::store::{Access, Store, Viewer};
+use crate::store::{Access, AuditEntry, Store, Viewer, now_ms};
 
 /// Frames above this are refused with a protocol error (the socket layer allows a bit
 /// more, so that the peer gets our explanation rather than a bare close code).
 pub const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
 const PING_EVERY: Duration = Duration::from_secs(15);
 const DEAD_AFTER: Duration = Duration::from_secs(45);
+
+/// A full batch of audit entries is written at once, without waiting for the timer.
+const AUDIT_BATCH: usize = 64;
+/// Pending audit entries are written at the latest this long after the first of them.
+const AUDIT_EVERY: Duration = Duration::from_secs(1);
+/// After a failed write, the next try waits this long (not for the next full batch).
+const AUDIT_RETRY: Duration = Duration::from_secs(5);
+/// While writes fail, at most this many entries wait; older ones are given up.
+const AUDIT_KEEP: usize = 10_000;
+
+const SYNCED: &str = "document.sync";
+const CHANGED: &str = "document.change";
+const CREATED: &str = "document.create";
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -30,6 +43,9 @@ pub struct PeerIdentity {
     pub device_id: Option<String>,
     /// Coordinator id or device id: scopes persisted sync states.
     pub principal: String,
+    /// Who the audit trail names: `coordinator` or `device`, and that id.
+    pub actor_kind: &'static str,
+    pub actor_id: String,
 }
 
 struct Conn {
@@ -49,6 +65,7 @@ struct Conn {
     touched: bool,
     /// When this device's last sync was last written (at most once a minute).
     recorded: Option<Instant>,
+    audit: AuditTrail,
 }
 
 /// Why a connection ends with an `error` message.
@@ -67,6 +84,7 @@ pub async fn run(
     mut events: broadcast::Receiver<Event>,
 ) {
     let mut changes = hub.subscribe();
+    let audit = AuditTrail::new(store.clone(), &who);
     let mut conn = Conn {
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         creator: Creator {
@@ -84,6 +102,7 @@ pub async fn run(
         extended: false,
         touched: false,
         recorded: None,
+        audit,
     };
     let span = tracing::info_span!("sync", conn = conn.id, principal = %conn.who.principal);
     let _enter = span.enter();
@@ -127,9 +146,16 @@ pub async fn run(
                     Step::Continue
                 }
             }
+            () = until(conn.audit.due), if conn.audit.due.is_some() => {
+                conn.audit.flush().await;
+                Step::Continue
+            }
         };
         if let Step::Close = step {
             break;
+        }
+        if conn.audit.batch_full() {
+            conn.audit.flush().await;
         }
     }
     conn.finish().await;
@@ -393,12 +419,12 @@ impl Conn {
             self.syncs.insert(id, state);
         }
         let sync = self.syncs.get_mut(&id).expect("inserted above");
-        match self
+        let received = match self
             .hub
             .receive(id, sync, data, self.id, &self.creator)
             .await
         {
-            Ok(()) => {}
+            Ok(received) => received,
             Err(HubError::Session(e)) => {
                 return Err(Violation(format!("invalid sync data for {id}: {e}")));
             }
@@ -408,11 +434,12 @@ impl Conn {
                     "the server could not store your changes; nothing was acknowledged, retry later".into(),
                 ));
             }
-        }
+        };
         // A document the peer just created is theirs from now on.
         self.denied.remove(&id);
         self.allowed.insert(id);
         self.touched = true;
+        self.audit.received(id, received);
         self.record_sync().await;
         self.reply(socket, id).await?;
         if is_request {
@@ -629,8 +656,9 @@ impl Conn {
         }
     }
 
-    /// Persists sync states and the device's last sync; failures cost bytes next time,
-    /// never data, so they are logged rather than raised.
+    /// Persists sync states, the device's last sync and the pending audit entries;
+    /// failures cost bytes next time or audit lines, never data, so they are logged rather
+    /// than raised.
     async fn finish(&mut self) {
         if let Some(key) = &self.peer_key {
             let states: Vec<(DocumentId, Vec<u8>)> = self
@@ -648,5 +676,274 @@ impl Conn {
         {
             tracing::warn!(error = %e, "could not record last sync");
         }
+        self.audit.finish().await;
+    }
+}
+
+/// Resolves at `at`; the run loop polls it only while audit entries are pending.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The connection's part of the audit trail (DSGVO): which documents its peer synced,
+/// changed and created, once per (connection, document, action). Entries are collected
+/// here and written in batches, so a sync step never waits for them; the in-sync
+/// reconnect syncs no document and so writes none.
+struct AuditTrail {
+    store: Store,
+    organisation_id: String,
+    actor_kind: &'static str,
+    actor_id: String,
+    /// What this connection has already noted.
+    noted: HashSet<(DocumentId, &'static str)>,
+    /// Noted, not yet written, oldest first.
+    pending: Vec<AuditEntry>,
+    /// When the pending entries are written at the latest; `None` while nothing is pending.
+    due: Option<tokio::time::Instant>,
+    /// The last write failed: the next try waits for `due`, not for a full batch.
+    failing: bool,
+    /// Entries given up since the last warning about them.
+    dropped: usize,
+}
+
+impl AuditTrail {
+    fn new(store: Store, who: &PeerIdentity) -> Self {
+        Self {
+            store,
+            organisation_id: who.viewer.organisation_id.clone(),
+            actor_kind: who.actor_kind,
+            actor_id: who.actor_id.clone(),
+            noted: HashSet::new(),
+            pending: Vec::new(),
+            due: None,
+            failing: false,
+            dropped: 0,
+        }
+    }
+
+    /// Notes what a sync message of the peer did to `id`, which it passed the access
+    /// check for. A stored document is read from now on (the server answers with its
+    /// content): `document.sync`, unless this connection created it, which its
+    /// `document.create` already says. Changes the hub committed: `document.change`.
+    /// Nothing for a document that is not stored yet (nothing could be read).
+    fn received(&mut self, id: DocumentId, received: Received) {
+        if received.created {
+            self.note(id, CREATED);
+            self.noted.insert((id, SYNCED));
+        } else if received.stored {
+            self.note(id, SYNCED);
+        }
+        if received.changed {
+            self.note(id, CHANGED);
+        }
+    }
+
+    fn note(&mut self, id: DocumentId, action: &'static str) {
+        if !self.noted.insert((id, action)) {
+            return;
+        }
+        self.pending.push(AuditEntry {
+            organisation_id: self.organisation_id.clone(),
+            actor_kind: self.actor_kind,
+            actor_id: self.actor_id.clone(),
+            action,
+            subject_kind: "document",
+            subject_id: id.to_string(),
+            at: now_ms(),
+        });
+        if self.pending.len() > AUDIT_KEEP {
+            let excess = self.pending.len() - AUDIT_KEEP;
+            self.pending.drain(..excess);
+            self.dropped += excess;
+        }
+        if self.due.is_none() {
+            self.due = Some(tokio::time::Instant::now() + AUDIT_EVERY);
+        }
+    }
+
+    /// A full batch waits for no timer, unless writes are failing.
+    fn batch_full(&self) -> bool {
+        !self.failing && self.pending.len() >= AUDIT_BATCH
+    }
+
+    /// Writes what is pending in one transaction. On failure the entries stay for the
+    /// next try; the connection goes on.
+    async fn flush(&mut self) {
+        if self.dropped > 0 {
+            tracing::warn!(
+                dropped = self.dropped,
+                kept = self.pending.len(),
+                "gave up the oldest audit entries of this connection; the database refused them for too long"
+            );
+            self.dropped = 0;
+        }
+        if self.pending.is_empty() {
+            self.due = None;
+            return;
+        }
+        match self.store.audit(&self.pending).await {
+            Ok(()) => {
+                if self.failing {
+                    tracing::info!(
+                        entries = self.pending.len(),
+                        "audit entries written after an earlier failure"
+                    );
+                }
+                self.pending.clear();
+                self.due = None;
+                self.failing = false;
+            }
+            Err(e) => {
+                // Once per run of failures, not once per try.
+                if self.failing {
+                    tracing::debug!(error = %e, pending = self.pending.len(), "could not write audit entries yet");
+                } else {
+                    tracing::warn!(
+                        error = %e,
+                        pending = self.pending.len(),
+                        "could not write audit entries; keeping them for the next try"
+                    );
+                }
+                self.failing = true;
+                self.due = Some(tokio::time::Instant::now() + AUDIT_RETRY);
+            }
+        }
+    }
+
+    /// The connection ends: one last try, then what could not be written is lost.
+    async fn finish(&mut self) {
+        self.flush().await;
+        if !self.pending.is_empty() {
+            tracing::warn!(
+                lost = self.pending.len(),
+                "could not write the audit entries of a closed connection; they are lost"
+            );
+            self.pending.clear();
+        }
+    }
+}
+
+impl Drop for AuditTrail {
+    /// `finish` leaves nothing behind. Entries are only still pending when the
+    /// connection's task ended without it (cancelled at shutdown, or a panic): write them
+    /// from a task of their own if the runtime still runs one.
+    fn drop(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let entries = std::mem::take(&mut self.pending);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(lost = entries.len(), "audit entries lost at shutdown");
+            return;
+        };
+        let store = self.store.clone();
+        runtime.spawn(async move {
+            if let Err(e) = store.audit(&entries).await {
+                tracing::warn!(error = %e, lost = entries.len(), "could not write the audit entries of an aborted connection");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (Store, std::path::PathBuf, String) {
+        let dir = std::env::temp_dir().join(format!("lotse-audit-{}", uuid::Uuid::new_v4()));
+        let store = Store::connect(&format!("sqlite://{}/lotse.db", dir.display()))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let org = store.ensure_organisation("Lotsen Test").await.unwrap();
+        (store, dir, org.id)
+    }
+
+    fn trail(store: &Store, org: &str) -> AuditTrail {
+        AuditTrail::new(
+            store.clone(),
+            &PeerIdentity {
+                viewer: Viewer {
+                    organisation_id: org.to_owned(),
+                    volunteer_id: Some("v".into()),
+                },
+                device_id: Some("d".into()),
+                principal: "device:d".into(),
+                actor_kind: "device",
+                actor_id: "d".into(),
+            },
+        )
+    }
+
+    async fn stored(store: &Store) -> Vec<String> {
+        sqlx::query_scalar("SELECT subject_id FROM audit_events")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn lines_are_noted_once_and_written_in_batches() {
+        let (store, dir, org) = store().await;
+        let mut audit = trail(&store, &org);
+        let id = DocumentId::random();
+        audit.note(id, SYNCED);
+        audit.note(id, SYNCED);
+        audit.note(id, CHANGED);
+        assert_eq!(audit.pending.len(), 2);
+        assert!(audit.due.is_some());
+        assert!(!audit.batch_full());
+        for _ in 0..AUDIT_BATCH {
+            audit.note(DocumentId::random(), SYNCED);
+        }
+        assert!(audit.batch_full());
+        audit.flush().await;
+        assert!(audit.pending.is_empty() && audit.due.is_none());
+        assert_eq!(stored(&store).await.len(), AUDIT_BATCH + 2);
+        // Noted once per connection, also after the write.
+        audit.note(id, SYNCED);
+        assert!(audit.pending.is_empty());
+        store.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn failed_writes_keep_the_newest_lines_for_the_next_try() {
+        let (store, dir, org) = store().await;
+        let mut audit = trail(&store, &org);
+        sqlx::query("ALTER TABLE audit_events RENAME TO audit_events_away")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let first: Vec<DocumentId> = (0..3).map(|_| DocumentId::random()).collect();
+        for id in &first {
+            audit.note(*id, SYNCED);
+        }
+        audit.flush().await;
+        assert_eq!(audit.pending.len(), 3, "kept for the next try");
+        assert!(audit.failing && audit.due.is_some());
+        for _ in 0..AUDIT_KEEP {
+            audit.note(DocumentId::random(), SYNCED);
+        }
+        assert!(!audit.batch_full(), "a failing store waits for the timer");
+        assert_eq!(audit.pending.len(), AUDIT_KEEP);
+        assert_eq!(audit.dropped, 3, "the oldest are given up");
+
+        sqlx::query("ALTER TABLE audit_events_away RENAME TO audit_events")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        audit.flush().await;
+        assert!(audit.pending.is_empty() && !audit.failing && audit.dropped == 0);
+        let ids = stored(&store).await;
+        assert_eq!(ids.len(), AUDIT_KEEP);
+        assert!(first.iter().all(|id| !ids.contains(&id.to_string())));
+        audit.finish().await;
+        store.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

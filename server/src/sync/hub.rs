@@ -63,6 +63,18 @@ pub enum HubError {
     Load(DocumentId),
 }
 
+/// What one peer's sync message did to a document (`Hub::receive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// It brought changes the server did not have, and they are committed.
+    pub changed: bool,
+    /// Those changes created the document (it had no row before).
+    pub created: bool,
+    /// The document is in the database (now, after this message): there is something to
+    /// read. `false` while a peer is still on its way to creating it.
+    pub stored: bool,
+}
+
 /// Who creates a document that did not exist, when a peer's first changes arrive.
 #[derive(Debug, Clone)]
 pub struct Creator {
@@ -232,7 +244,7 @@ impl Hub {
         data: &[u8],
         origin: u64,
         creator: &Creator,
-    ) -> Result<(), HubError> {
+    ) -> Result<Received, HubError> {
         let entry = self.entry(id);
         let mut slot = entry.state.lock().await;
         let loaded = self.ensure_loaded(&entry, &mut slot).await?;
@@ -246,7 +258,11 @@ impl Hub {
             }
         };
         if !changed {
-            return Ok(());
+            return Ok(Received {
+                changed: false,
+                created: false,
+                stored: loaded.persisted,
+            });
         }
         let heads = loaded.doc.get_heads();
         let created = !loaded.persisted;
@@ -297,7 +313,11 @@ impl Hub {
                 if created && let Some(volunteer) = &creator.volunteer_id {
                     self.shared(vec![volunteer.clone()], origin);
                 }
-                Ok(())
+                Ok(Received {
+                    changed: true,
+                    created,
+                    stored: true,
+                })
             }
             Err(e) => {
                 *slot = None;

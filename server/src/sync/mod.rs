@@ -67,6 +67,8 @@ async fn upgrade(
             },
             device_id: None,
             principal: format!("coordinator:{}", c.coordinator.id),
+            actor_kind: "coordinator",
+            actor_id: c.coordinator.id.clone(),
         },
         Caller::Device(d) => PeerIdentity {
             viewer: Viewer {
@@ -75,6 +77,8 @@ async fn upgrade(
             },
             device_id: Some(d.device.id.clone()),
             principal: format!("device:{}", d.device.id),
+            actor_kind: "device",
+            actor_id: d.device.id.clone(),
         },
     };
     let events = state.events.subscribe();

@@ -58,6 +58,28 @@ impl SyncClient {
         c
     }
 
+    /// The same peer on a new socket: the old one is closed first, the documents it holds
+    /// carry over, its sync states start afresh, and it has joined.
+    pub async fn reconnect(self, addr: std::net::SocketAddr, token: &str) -> Self {
+        let Self {
+            ws, peer_id, docs, ..
+        } = self;
+        drop(ws);
+        let mut c = Self::connect(addr, token, &peer_id).await;
+        c.docs = docs;
+        c
+    }
+
+    /// Fetches `id` as if for the first time: forgets this client's copy and sync state,
+    /// asks, and waits until the content has arrived. Only for a document without a sync
+    /// session on this connection (not synced on it yet, or `join` sent again since): in
+    /// one session the server does not send the same changes twice.
+    pub async fn fetch_afresh(&mut self, id: DocumentId) {
+        self.docs.remove(&id);
+        self.syncs.remove(&id);
+        self.fetch(id).await;
+    }
+
     pub async fn join(&mut self) {
         self.send(Message::Join {
             sender_id: self.peer_id.clone(),
