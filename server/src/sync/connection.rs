@@ -435,9 +435,13 @@ impl Conn {
                 ));
             }
         };
-        // A document the peer just created is theirs from now on.
-        self.denied.remove(&id);
-        self.allowed.insert(id);
+        // A document the peer just created is theirs from now on. A message that created
+        // nothing (no changes for an unknown id) grants nothing: the next one is checked
+        // again.
+        if received.stored {
+            self.denied.remove(&id);
+            self.allowed.insert(id);
+        }
         self.touched = true;
         self.audit.received(id, received);
         self.record_sync().await;
