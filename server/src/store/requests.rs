@@ -256,6 +256,18 @@ pub enum NoticeKind {
     Accepted,
 }
 
+/// What a push says about a request: no names, no places (see `crate::push::notice`).
+fn notice(kind: NoticeKind, r: &Request) -> crate::push::Notice {
+    crate::push::Notice {
+        kind,
+        request_id: r.id.clone(),
+        topic: r.topic.clone(),
+        languages: r.languages.clone(),
+        window_start: r.starts_at,
+        window_end: r.ends_at,
+    }
+}
+
 /// Queues pushes in the caller's transaction, so they commit with the decision.
 async fn notify(
     conn: &mut sqlx::AnyConnection,
@@ -266,15 +278,7 @@ async fn notify(
     if volunteers.is_empty() {
         return Ok(());
     }
-    let notice = crate::push::Notice {
-        kind,
-        request_id: r.id.clone(),
-        topic: r.topic.clone(),
-        languages: r.languages.clone(),
-        window_start: r.starts_at,
-        window_end: r.ends_at,
-    };
-    crate::push::enqueue(conn, volunteers, &notice)
+    crate::push::enqueue(conn, volunteers, &notice(kind, r))
         .await
         .map(|_| ())
 }
@@ -286,15 +290,7 @@ async fn notify_coordinators(
     kind: NoticeKind,
     r: &Request,
 ) -> Result<()> {
-    let notice = crate::push::Notice {
-        kind,
-        request_id: r.id.clone(),
-        topic: r.topic.clone(),
-        languages: r.languages.clone(),
-        window_start: r.starts_at,
-        window_end: r.ends_at,
-    };
-    crate::push::enqueue_for_coordinators(conn, &r.organisation_id, &notice)
+    crate::push::enqueue_for_coordinators(conn, &r.organisation_id, &notice(kind, r))
         .await
         .map(|_| ())
 }
