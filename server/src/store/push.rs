@@ -134,23 +134,22 @@ pub async fn enqueue_for_volunteers(
     volunteer_ids: &[String],
     entry: &OutboxEntry<'_>,
 ) -> Result<u64> {
-    // One order for every transaction, so two that queue for the same people cannot
-    // lock the same rows in opposite orders.
     let mut volunteer_ids: Vec<&String> = volunteer_ids.iter().collect();
     volunteer_ids.sort_unstable();
     volunteer_ids.dedup();
-    let mut queued = 0;
+    let mut subscriptions: Vec<String> = Vec::new();
     for volunteer_id in volunteer_ids {
-        let subscriptions: Vec<String> = sqlx::query_scalar(
-            "SELECT s.id FROM push_subscriptions s JOIN devices d ON d.id = s.device_id \
-             WHERE d.volunteer_id = $1 AND d.revoked_at IS NULL ORDER BY s.id",
-        )
-        .bind(volunteer_id)
-        .fetch_all(&mut *conn)
-        .await?;
-        queued += enqueue_for(conn, &subscriptions, entry).await?;
+        subscriptions.extend(
+            sqlx::query_scalar::<_, String>(
+                "SELECT s.id FROM push_subscriptions s JOIN devices d ON d.id = s.device_id \
+                 WHERE d.volunteer_id = $1 AND d.revoked_at IS NULL",
+            )
+            .bind(volunteer_id)
+            .fetch_all(&mut *conn)
+            .await?,
+        );
     }
-    Ok(queued)
+    enqueue_for(conn, subscriptions, entry).await
 }
 
 /// Queues `entry` for every subscription of the organisation's coordinators (their
@@ -162,23 +161,28 @@ pub async fn enqueue_for_coordinators(
 ) -> Result<u64> {
     let subscriptions: Vec<String> = sqlx::query_scalar(
         "SELECT s.id FROM push_subscriptions s JOIN coordinators c ON c.id = s.coordinator_id \
-         WHERE c.organisation_id = $1 AND s.organisation_id = $1 ORDER BY s.id",
+         WHERE c.organisation_id = $1 AND s.organisation_id = $1",
     )
     .bind(organisation_id)
     .fetch_all(&mut *conn)
     .await?;
-    enqueue_for(conn, &subscriptions, entry).await
+    enqueue_for(conn, subscriptions, entry).await
 }
 
-/// One outbox row per subscription, in the order given (callers sort, see above).
+/// One outbox row per subscription. Rows are locked in ascending subscription id, the
+/// order `Store::finish_pushes` locks them in too: a queueing transaction and the
+/// worker's cleanup can then never wait for each other in a cycle on PostgreSQL (both
+/// touching the same rows in opposite orders was a deadlock).
 async fn enqueue_for(
     conn: &mut sqlx::AnyConnection,
-    subscriptions: &[String],
+    mut subscriptions: Vec<String>,
     entry: &OutboxEntry<'_>,
 ) -> Result<u64> {
+    subscriptions.sort_unstable();
+    subscriptions.dedup();
     let now = now_ms();
     let mut queued = 0;
-    for subscription_id in subscriptions {
+    for subscription_id in &subscriptions {
         // A pending row of the same topic is replaced, and its claim (if a worker is
         // sending the old text right now) voided, so the newer text goes out next.
         sqlx::query(
@@ -438,6 +442,24 @@ impl Store {
             return Ok(0);
         }
         let mut tx = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            // Lock the rows in the order queueing transactions lock them (see
+            // `enqueue_for`) before deleting any; completion order is arbitrary.
+            let list = (1..=done.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            // Only numbered placeholders are formatted in; the ids are bound.
+            let sql = safe_sql!(
+                "SELECT id FROM push_outbox WHERE id IN ({list}) \
+                 ORDER BY subscription_id, push_topic FOR UPDATE"
+            );
+            let mut lock = sqlx::query(sql);
+            for (id, _) in done {
+                lock = lock.bind(id);
+            }
+            lock.fetch_all(&mut *tx).await?;
+        }
         let mut deleted = 0;
         for (id, claim_token) in done {
             deleted += sqlx::query("DELETE FROM push_outbox WHERE id = $1 AND claim_token = $2")
