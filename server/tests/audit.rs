@@ -6,8 +6,8 @@
 
 mod common;
 
+use common::fixtures::window;
 use common::{Backend, TestServer};
-use serde_json::json;
 
 /// (action, actor kind, actor name), oldest first.
 async fn trail(s: &TestServer, token: &str, case: &str) -> Vec<(String, String, String)> {
@@ -31,16 +31,6 @@ async fn trail(s: &TestServer, token: &str, case: &str) -> Vec<(String, String, 
     events
 }
 
-fn window(days_ahead: i64) -> (String, String) {
-    let start = jiff::Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_hours(24 * days_ahead))
-        .unwrap();
-    let end = start
-        .checked_add(jiff::SignedDuration::from_mins(90))
-        .unwrap();
-    (start.to_string(), end.to_string())
-}
-
 async fn case_reads_and_creations_are_audited(backend: Backend) {
     let s = TestServer::start(backend).await;
     let (_, desk) = s.new_org("Lotsen Protokoll").await;
@@ -50,15 +40,10 @@ async fn case_reads_and_creations_are_audited(backend: Backend) {
     let olena = s.volunteer(&desk, "Olena", &["uk"]).await;
     let (_, stranger) = s.device(&desk, &olena, "Olenas Handy").await;
 
-    let (status, created) = s
-        .post(
-            "/api/v1/cases",
-            Some(&desk),
-            json!({"label": "K.M.", "topic": "gesundheit", "languages": ["ar"], "volunteer_ids": [amira]}),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let case = created["id"].as_str().unwrap().to_owned();
+    let case = s
+        .create_case(&desk, "K.M.", "gesundheit", &["ar"], &[&amira])
+        .await
+        .to_string();
     assert_eq!(
         trail(&s, &desk, &case).await,
         [(
@@ -139,44 +124,15 @@ async fn a_won_offer_audits_the_case_it_creates(backend: Backend) {
     let amira = s.volunteer(&desk, "Amira", &["ar"]).await;
     let (_, phone) = s.device(&desk, &amira, "Amiras Handy").await;
     let (starts, ends) = window(3);
-    let (status, request) = s
-        .post(
-            "/api/v1/requests",
-            Some(&desk),
-            json!({
-                "institution_kind": "jobcenter", "institution_name": "Jobcenter Mitte",
-                "person_label": "A.K.", "topic": "arbeit", "languages": ["ar"],
-                "starts_at": starts, "ends_at": ends, "place_area": "Innenstadt",
-            }),
-        )
+    let id = s
+        .create_request(&desk, "arbeit", &["ar"], &starts, &ends)
         .await;
-    assert_eq!(status, 201, "{request}");
-    let id = request["id"].as_str().unwrap();
-    let (status, _) = s
-        .post(
-            &format!("/api/v1/requests/{id}/offer"),
-            Some(&desk),
-            json!({"volunteer_ids": [amira]}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let (status, accepted) = s
-        .post(
-            &format!("/api/v1/offers/{id}/accept"),
-            Some(&phone),
-            json!({}),
-        )
-        .await;
+    s.offer_to(&desk, &id, &[&amira]).await;
+    let (status, accepted) = s.accept(&phone, &id).await;
     assert_eq!(status, 200, "{accepted}");
     let case = accepted["assignment"]["case_id"].as_str().unwrap();
     // A retried accept finds the case and writes no second creation.
-    let (status, _) = s
-        .post(
-            &format!("/api/v1/offers/{id}/accept"),
-            Some(&phone),
-            json!({}),
-        )
-        .await;
+    let (status, _) = s.accept(&phone, &id).await;
     assert_eq!(status, 200);
     assert_eq!(
         trail(&s, &desk, case).await,

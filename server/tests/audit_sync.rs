@@ -13,12 +13,12 @@ mod common;
 
 use std::time::Duration;
 
+use common::fixtures::mentoring_case;
 use common::sync_client::SyncClient;
 use common::{Backend, TestServer};
 use lotse_protocol::automerge::Automerge;
 use lotse_protocol::{CaseDoc, DocumentId, Message, NewNote};
 use lotse_server::store::SubjectAuditEvent;
-use serde_json::json;
 
 const SYNC: &str = "document.sync";
 const CHANGE: &str = "document.change";
@@ -38,18 +38,6 @@ struct World {
     marker: DocumentId,
 }
 
-async fn create_case(s: &TestServer, token: &str, label: &str, volunteer: &str) -> DocumentId {
-    let (status, created) = s
-        .post(
-            "/api/v1/cases",
-            Some(token),
-            json!({"label": label, "topic": "gesundheit", "languages": ["ar"], "volunteer_ids": [volunteer]}),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    created["id"].as_str().unwrap().parse().unwrap()
-}
-
 async fn world(backend: Backend) -> World {
     let s = TestServer::start(backend).await;
     let password = "ein langes Passwort 42";
@@ -58,8 +46,12 @@ async fn world(backend: Backend) -> World {
         .await;
     let coordinator = s.login(COORDINATOR_EMAIL, password).await;
     let volunteer = s.volunteer(&coordinator, "Amira", &["ar", "de"]).await;
-    let case = create_case(&s, &coordinator, "F.K.", &volunteer).await;
-    let marker = create_case(&s, &coordinator, "M.M.", &volunteer).await;
+    let case = s
+        .create_case(&coordinator, "F.K.", "gesundheit", &["ar"], &[&volunteer])
+        .await;
+    let marker = s
+        .create_case(&coordinator, "M.M.", "gesundheit", &["ar"], &[&volunteer])
+        .await;
     World {
         s,
         org: org.id,
@@ -181,7 +173,9 @@ async fn a_device_change_is_recorded_once_per_connection(backend: Backend) {
 async fn a_stranger_is_refused_and_leaves_no_line(backend: Backend) {
     let w = world(backend).await;
     let olena = w.s.volunteer(&w.coordinator, "Olena", &["uk"]).await;
-    let own = create_case(&w.s, &w.coordinator, "O.O.", &olena).await;
+    let own =
+        w.s.create_case(&w.coordinator, "O.O.", "gesundheit", &["ar"], &[&olena])
+            .await;
     let (stranger, token) = w.s.device(&w.coordinator, &olena, "Fremdes Handy").await;
     let mut x = SyncClient::connect(w.s.addr, &token, "stranger").await;
     x.expect_unavailable(w.case).await;
@@ -262,19 +256,7 @@ async fn a_case_started_on_a_phone_is_recorded_as_created(backend: Backend) {
     let (device, token) = w.s.device(&w.coordinator, &w.volunteer, "Handy").await;
     let mut phone = SyncClient::connect(w.s.addr, &token, "phone").await;
     let id = DocumentId::random();
-    let mut doc = Automerge::new();
-    CaseDoc::create(
-        &mut doc,
-        &lotse_protocol::NewCase {
-            organisation_id: w.org.clone(),
-            label: "Patenschaft R.".into(),
-            languages: vec!["ar".into()],
-            topic: lotse_protocol::Topic::Erziehung,
-            status: lotse_protocol::Status::Active,
-        },
-        1_772_633_400_000,
-    )
-    .unwrap();
+    let mut doc = mentoring_case(w.org.clone());
     add_note(&mut doc, "Erstes Treffen im Café");
     phone.docs.insert(id, doc);
     phone.offer(id).await;

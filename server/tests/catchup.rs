@@ -12,7 +12,6 @@ use common::sync_client::SyncClient;
 use common::{Backend, TestServer};
 use lotse_protocol::automerge::ChangeHash;
 use lotse_protocol::{CaseDoc, DocSync, DocumentId, Message, NewNote, PeerMetadata};
-use serde_json::json;
 
 fn holdings(c: &SyncClient) -> BTreeMap<DocumentId, Vec<ChangeHash>> {
     c.docs.iter().map(|(id, d)| (*id, d.get_heads())).collect()
@@ -124,11 +123,16 @@ async fn reconnect_costs_follow_changes(backend: Backend) {
     let (_, token) = s.device(&coordinator, &volunteer, "Handy").await;
     let mut ids = Vec::new();
     for i in 0..1000 {
-        let (status, body) = s
-            .post("/api/v1/cases", Some(&coordinator), json!({"label": format!("C{i}"), "topic": "behoerden", "languages": ["fa"], "volunteer_ids": [volunteer]}))
-            .await;
-        assert_eq!(status, 201);
-        ids.push(body["id"].as_str().unwrap().parse::<DocumentId>().unwrap());
+        ids.push(
+            s.create_case(
+                &coordinator,
+                &format!("C{i}"),
+                "behoerden",
+                &["fa"],
+                &[&volunteer],
+            )
+            .await,
+        );
     }
 
     // First contact: fetch everything, flight by flight, until the server says in sync.

@@ -9,6 +9,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use common::fixtures::window;
 use common::sync_client::SyncClient;
 use common::{Backend, TestServer};
 use lotse_protocol::automerge::Automerge;
@@ -174,51 +175,6 @@ async fn logged_in(s: &TestServer, org: &str) -> (Browser, String, String) {
     (b, org_id, token)
 }
 
-fn window(days_ahead: i64) -> (String, String) {
-    let start = jiff::Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_hours(24 * days_ahead))
-        .unwrap();
-    let end = start
-        .checked_add(jiff::SignedDuration::from_mins(90))
-        .unwrap();
-    (start.to_string(), end.to_string())
-}
-
-async fn api_request(
-    s: &TestServer,
-    token: &str,
-    topic: &str,
-    languages: &[&str],
-    starts: &str,
-    ends: &str,
-) -> String {
-    let (status, r) = s
-        .post(
-            "/api/v1/requests",
-            Some(token),
-            json!({
-                "institution_kind": "jobcenter", "institution_name": "Jobcenter Mitte",
-                "person_label": "A.K.", "topic": topic, "languages": languages,
-                "starts_at": starts, "ends_at": ends, "place_area": "Innenstadt",
-            }),
-        )
-        .await;
-    assert_eq!(status, 201, "{r}");
-    r["id"].as_str().unwrap().to_owned()
-}
-
-async fn api_case(s: &TestServer, token: &str, label: &str, volunteer: &str) -> DocumentId {
-    let (status, created) = s
-        .post(
-            "/api/v1/cases",
-            Some(token),
-            json!({"label": label, "topic": "gesundheit", "languages": ["ar"], "volunteer_ids": [volunteer]}),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    created["id"].as_str().unwrap().parse().unwrap()
-}
-
 /// Everything an organisation has, to point at its pages.
 struct World {
     request: String,
@@ -232,8 +188,16 @@ async fn world(s: &TestServer, token: &str, name: &str) -> World {
     let volunteer = s.volunteer(token, name, &["ar", "de"]).await;
     let (device, device_token) = s.device(token, &volunteer, "Handy").await;
     let (a, e) = window(3);
-    let request = api_request(s, token, "behoerden", &["ar"], &a, &e).await;
-    let case = api_case(s, token, &format!("Fall von {name}"), &volunteer).await;
+    let request = s.create_request(token, "behoerden", &["ar"], &a, &e).await;
+    let case = s
+        .create_case(
+            token,
+            &format!("Fall von {name}"),
+            "gesundheit",
+            &["ar"],
+            &[&volunteer],
+        )
+        .await;
     World {
         request,
         volunteer,
@@ -802,13 +766,7 @@ async fn the_request_flow_through_the_forms(backend: Backend) {
         .0,
         200
     );
-    let (status, accepted) = s
-        .post(
-            &format!("/api/v1/offers/{id}/accept"),
-            Some(&phone),
-            json!({}),
-        )
-        .await;
+    let (status, accepted) = s.accept(&phone, &id).await;
     assert_eq!(status, 200, "{accepted}");
     let case = accepted["assignment"]["case_id"]
         .as_str()
@@ -1319,7 +1277,9 @@ async fn a_synced_note_reaches_the_open_pages_live(backend: Backend) {
     let (mut b, _, token) = logged_in(&s, "Lotsen Live").await;
     let amira = s.volunteer(&token, "Amira", &["ar"]).await;
     let (_, phone_token) = s.device(&token, &amira, "Handy").await;
-    let case = api_case(&s, &token, "F.K.", &amira).await;
+    let case = s
+        .create_case(&token, "F.K.", "gesundheit", &["ar"], &[&amira])
+        .await;
     // The stream took its first fingerprint and subscribed to the hub before it answered.
     let mut stream = events(&b).await;
 
@@ -1365,7 +1325,7 @@ async fn a_synced_note_reaches_the_open_pages_live(backend: Backend) {
     drop(stream);
     let mut stream = events(&b).await;
     let (a, e) = window(1);
-    api_request(&s, &token, "arbeit", &["ar"], &a, &e).await;
+    s.create_request(&token, "arbeit", &["ar"], &a, &e).await;
     wait_for_event(&mut stream, "change", Duration::from_secs(10)).await;
     let overview = b.get("/dashboard/fragments/overview").await;
     assert!(overview.body.contains(r#"data-count="overdue""#));
@@ -1406,7 +1366,9 @@ async fn the_overview_shows_stale_phones_and_cases_to_look_at(backend: Backend) 
     // Enrolled a moment ago and not synced yet: not overdue for a sync.
     let mehmet = s.volunteer(&token, "Mehmet Yılmaz", &["tr"]).await;
     s.device(&token, &mehmet, "Handy").await;
-    let case = api_case(&s, &token, "F.K.", &amira).await;
+    let case = s
+        .create_case(&token, "F.K.", "gesundheit", &["ar"], &[&amira])
+        .await;
 
     // Amira's phone fetches the case, goes offline and writes a note; meanwhile the
     // coordinator closes the case. Then the phone comes back.
@@ -1562,8 +1524,7 @@ async fn report_numbers_suppress_small_cells(backend: Backend) {
     let mut january = Vec::new();
     for day in 10..17 {
         january.push(
-            api_request(
-                &s,
+            s.create_request(
                 &token,
                 "gesundheit",
                 &["ar"],
@@ -1574,8 +1535,7 @@ async fn report_numbers_suppress_small_cells(backend: Backend) {
         );
     }
     for day in 10..13 {
-        api_request(
-            &s,
+        s.create_request(
             &token,
             "arbeit",
             &["tr", "de"],
@@ -1585,8 +1545,7 @@ async fn report_numbers_suppress_small_cells(backend: Backend) {
         .await;
     }
     for day in 10..12 {
-        api_request(
-            &s,
+        s.create_request(
             &token,
             "arbeit",
             &["ar"],
@@ -1596,8 +1555,7 @@ async fn report_numbers_suppress_small_cells(backend: Backend) {
         .await;
     }
     // Midnight of 1 April in Berlin is still March in UTC: it must count for April.
-    api_request(
-        &s,
+    s.create_request(
         &token,
         "wohnen",
         &["fa"],
@@ -1805,8 +1763,7 @@ async fn a_lone_small_cell_takes_a_neighbour_along_everywhere(backend: Backend) 
     let s = TestServer::start(backend).await;
     let (mut b, _org, token) = logged_in(&s, "Lotsen Gegenrechnung").await;
     for day in 10..16 {
-        api_request(
-            &s,
+        s.create_request(
             &token,
             "gesundheit",
             &["ar"],
@@ -1816,8 +1773,7 @@ async fn a_lone_small_cell_takes_a_neighbour_along_everywhere(backend: Backend) 
         .await;
     }
     for day in 10..12 {
-        api_request(
-            &s,
+        s.create_request(
             &token,
             "gesundheit",
             &["ar"],
@@ -1873,7 +1829,9 @@ async fn a_case_page_view_is_audited_and_shows_the_trail(backend: Backend) {
     let (mut b, _org, token) = logged_in(&s, "Lotsen Einsicht").await;
     let amira = s.volunteer(&token, "Amira", &["ar"]).await;
     let (_, phone) = s.device(&token, &amira, "Amiras Handy").await;
-    let case = api_case(&s, &token, "K.M.", &amira).await;
+    let case = s
+        .create_case(&token, "K.M.", "gesundheit", &["ar"], &[&amira])
+        .await;
     assert_eq!(
         s.get(&format!("/api/v1/cases/{case}"), Some(&phone))
             .await

@@ -79,10 +79,10 @@ async fn js_client_syncs_through_our_server(backend: Backend) {
 
     // A case our server created is readable in JS.
     let volunteer = s.volunteer(&coordinator, "Sami", &["ar"]).await;
-    let (_, case) = s
-        .post("/api/v1/cases", Some(&coordinator), json!({"label": "M.A.", "topic": "wohnen", "languages": ["ar"], "volunteer_ids": [volunteer]}))
-        .await;
-    let case_id = case["id"].as_str().unwrap().to_owned();
+    let case_id = s
+        .create_case(&coordinator, "M.A.", "wohnen", &["ar"], &[&volunteer])
+        .await
+        .to_string();
     let read = tokio::task::spawn_blocking({
         let (url, id) = (url.clone(), case_id.clone());
         move || js(&["read", &url, &id])

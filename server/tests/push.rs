@@ -17,6 +17,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::fixtures::{intake_fields, request_body, window, with_fields};
 use common::webpush::Subscriber;
 use common::{Backend, TestServer, eventually, now_ms};
 use lotse_server::push::{self, Notice, NoticeKind};
@@ -865,59 +866,24 @@ async fn coordinators_hear_of_intake_requests_and_accepts(backend: Backend) {
     .await;
 
     // Entered at the desk: no notice for the desk.
-    let start = jiff::Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_hours(72))
-        .unwrap();
-    let end = start
-        .checked_add(jiff::SignedDuration::from_mins(90))
-        .unwrap();
-    let (status, entered) = s
-        .post(
-            "/api/v1/requests",
-            Some(&desk),
-            json!({
-                "institution_kind": "jobcenter", "institution_name": "Jobcenter Mitte",
-                "person_label": "A.K.", "topic": "arbeit", "languages": ["ar"],
-                "starts_at": start.to_string(), "ends_at": end.to_string(),
-                "place_area": "Innenstadt", "place_address": "Hauptstraße 1",
-                "urgency": "normal", "description": "Eingliederungsvereinbarung"
-            }),
+    let (starts, ends) = window(3);
+    let entered = s
+        .post_request(
+            &desk,
+            with_fields(
+                request_body("arbeit", &["ar"], &starts, &ends),
+                json!({
+                    "place_address": "Hauptstraße 1",
+                    "urgency": "normal", "description": "Eingliederungsvereinbarung"
+                }),
+            ),
         )
         .await;
-    assert_eq!(status, 201, "{entered}");
-    let entered = entered["id"].as_str().unwrap().to_owned();
 
     // From the intake form: news for the desk.
-    let date = jiff::Zoned::now()
-        .checked_add(jiff::SignedDuration::from_hours(48))
-        .unwrap()
-        .date()
-        .to_string();
-    let form = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("einrichtung_art", "schule"),
-            ("einrichtung_name", "Grundschule Nord"),
-            ("thema", "bildung"),
-            ("sprache", "uk"),
-            ("datum", date.as_str()),
-            ("von", "08:00"),
-            ("bis", "09:00"),
-            ("stadtteil", "Nordstadt"),
-            ("adresse", "Schulweg 3"),
-            ("dringlichkeit", "normal"),
-            ("person", "M.S."),
-            ("beschreibung", "Elterngespräch"),
-            ("website", ""),
-        ])
-        .finish();
     let res = s
-        .http
-        .post(s.url("/anfrage/integrationslotsen-neuss"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form)
-        .send()
-        .await
-        .unwrap();
+        .post_intake_form("integrationslotsen-neuss", &intake_fields(&["uk"]))
+        .await;
     assert_eq!(res.status(), 200);
     let (_, list) = s.get("/api/v1/requests", Some(&desk)).await;
     let intake = list
@@ -931,21 +897,8 @@ async fn coordinators_hear_of_intake_requests_and_accepts(backend: Backend) {
         .to_owned();
 
     // A volunteer accepts the desk's request: news for the desk again.
-    let (status, _) = s
-        .post(
-            &format!("/api/v1/requests/{entered}/offer"),
-            Some(&desk),
-            json!({"volunteer_ids": [volunteer]}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let (status, _) = s
-        .post(
-            &format!("/api/v1/offers/{entered}/accept"),
-            Some(&phone),
-            json!({}),
-        )
-        .await;
+    s.offer_to(&desk, &entered, &[&volunteer]).await;
+    let (status, _) = s.accept(&phone, &entered).await;
     assert_eq!(status, 200);
 
     // Everything queued has gone out; then what each one got is final.

@@ -3,51 +3,30 @@
 
 mod common;
 
+use common::fixtures::{intake_date, intake_fields, request_body, window, with_fields};
 use common::{Backend, TestServer};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-/// A 90-minute window some days from now (requests in the past expire).
-fn window(days_ahead: i64) -> (String, String) {
-    let start = jiff::Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_hours(24 * days_ahead))
-        .unwrap();
-    let end = start
-        .checked_add(jiff::SignedDuration::from_mins(90))
-        .unwrap();
-    (start.to_string(), end.to_string())
-}
-
+/// The request most tests here use: `request_body` with contact, exact address, urgency
+/// and description.
 fn body(languages: &[&str]) -> Value {
     let (s, e) = window(3);
-    json!({
-        "institution_kind": "jobcenter",
-        "institution_name": "Jobcenter Mitte",
-        "contact": "0211 123456",
-        "person_label": "A.K.",
-        "topic": "arbeit",
-        "languages": languages,
-        "starts_at": s,
-        "ends_at": e,
-        "place_area": "Innenstadt",
-        "place_address": "Hauptstraße 1, Zimmer 204",
-        "urgency": "dringend",
-        "description": "Termin zur Eingliederungsvereinbarung"
-    })
-}
-
-async fn create(s: &TestServer, token: &str, languages: &[&str]) -> String {
-    let (status, r) = s
-        .post("/api/v1/requests", Some(token), body(languages))
-        .await;
-    assert_eq!(status, 201, "{r}");
-    r["id"].as_str().unwrap().to_owned()
+    with_fields(
+        request_body("arbeit", languages, &s, &e),
+        json!({
+            "contact": "0211 123456",
+            "place_address": "Hauptstraße 1, Zimmer 204",
+            "urgency": "dringend",
+            "description": "Termin zur Eingliederungsvereinbarung"
+        }),
+    )
 }
 
 async fn requests_crud_history_and_isolation(backend: Backend) {
     let s = TestServer::start(backend).await;
     let (_, token) = s.new_org("Lotsen Requests").await;
-    let id = create(&s, &token, &["ar"]).await;
+    let id = s.post_request(&token, body(&["ar"])).await;
     let (status, list) = s.get("/api/v1/requests?status=open", Some(&token)).await;
     assert_eq!(status, 200);
     assert_eq!(list.as_array().unwrap().len(), 1);
@@ -81,10 +60,7 @@ async fn requests_crud_history_and_isolation(backend: Backend) {
         (json!({"institution_kind": "verein"}), "institution_kind"),
         (json!({"starts_at": "morgen"}), "starts_at"),
     ] {
-        let mut b = body(&["ar"]);
-        for (k, v) in bad.as_object().unwrap() {
-            b[k] = v.clone();
-        }
+        let b = with_fields(body(&["ar"]), bad);
         let (status, answer) = s.post("/api/v1/requests", Some(&token), b).await;
         assert_eq!(status, 422, "{answer}");
         assert_eq!(answer["error"]["field"], field);
@@ -150,7 +126,7 @@ async fn offer_accept_decline_and_case(backend: Backend) {
     let (_, amira_phone) = s.device(&token, &amira, "A").await;
     let (_, sami_phone) = s.device(&token, &sami, "S").await;
     let (_, olena_phone) = s.device(&token, &olena, "O").await;
-    let id = create(&s, &token, &["ar"]).await;
+    let id = s.post_request(&token, body(&["ar"])).await;
 
     let (status, ranked) = s
         .get(&format!("/api/v1/requests/{id}/candidates"), Some(&token))
@@ -199,26 +175,9 @@ async fn offer_accept_decline_and_case(backend: Backend) {
     assert!(!offers.to_string().contains("Hauptstraße"));
     let (_, none) = s.get("/api/v1/offers", Some(&olena_phone)).await;
     assert!(none.as_array().unwrap().is_empty());
-    assert_eq!(
-        s.request(
-            Method::POST,
-            &format!("/api/v1/offers/{id}/accept"),
-            Some(&olena_phone),
-            None
-        )
-        .await
-        .0,
-        404
-    );
+    assert_eq!(s.accept(&olena_phone, &id).await.0, 404);
 
-    let (status, won) = s
-        .request(
-            Method::POST,
-            &format!("/api/v1/offers/{id}/accept"),
-            Some(&amira_phone),
-            None,
-        )
-        .await;
+    let (status, won) = s.accept(&amira_phone, &id).await;
     assert_eq!(status, 200, "{won}");
     assert_eq!(won["status"], "accepted");
     assert_eq!(
@@ -228,25 +187,11 @@ async fn offer_accept_decline_and_case(backend: Backend) {
     let case_id = won["assignment"]["case_id"].as_str().unwrap().to_owned();
 
     // A retry after a lost answer gets the same result.
-    let (status, again) = s
-        .request(
-            Method::POST,
-            &format!("/api/v1/offers/{id}/accept"),
-            Some(&amira_phone),
-            None,
-        )
-        .await;
+    let (status, again) = s.accept(&amira_phone, &id).await;
     assert_eq!(status, 200);
     assert_eq!(again["assignment"]["case_id"], case_id.as_str());
 
-    let (status, lost) = s
-        .request(
-            Method::POST,
-            &format!("/api/v1/offers/{id}/accept"),
-            Some(&sami_phone),
-            None,
-        )
-        .await;
+    let (status, lost) = s.accept(&sami_phone, &id).await;
     assert_eq!(status, 409);
     assert_eq!(lost["error"]["code"], "already_taken");
     let (_, sami_offers) = s.get("/api/v1/offers", Some(&sami_phone)).await;
@@ -286,13 +231,8 @@ async fn offer_accept_decline_and_case(backend: Backend) {
     assert!(actions.contains(&"accept_too_late"));
 
     // Decline, and cancellation of another request.
-    let second = create(&s, &token, &["ar"]).await;
-    s.post(
-        &format!("/api/v1/requests/{second}/offer"),
-        Some(&token),
-        json!({"volunteer_ids": [amira, sami]}),
-    )
-    .await;
+    let second = s.post_request(&token, body(&["ar"])).await;
+    s.offer_to(&token, &second, &[&amira, &sami]).await;
     let (status, d) = s
         .request(
             Method::POST,
@@ -311,14 +251,7 @@ async fn offer_accept_decline_and_case(backend: Backend) {
         )
         .await;
     assert_eq!(status, 200);
-    let (status, closed) = s
-        .request(
-            Method::POST,
-            &format!("/api/v1/offers/{second}/accept"),
-            Some(&amira_phone),
-            None,
-        )
-        .await;
+    let (status, closed) = s.accept(&amira_phone, &second).await;
     assert_eq!(status, 409);
     assert_eq!(closed["error"]["code"], "request_closed");
     let (status, answer) = s
@@ -373,16 +306,10 @@ async fn twenty_simultaneous_accepts_have_one_winner(backend: Backend) {
         phones.push(s.device(&token, &v, "Handy").await.1);
         volunteers.push(v);
     }
+    let volunteers: Vec<&str> = volunteers.iter().map(String::as_str).collect();
     for run in 0..10 {
-        let id = create(&s, &token, &["fa"]).await;
-        let (status, _) = s
-            .post(
-                &format!("/api/v1/requests/{id}/offer"),
-                Some(&token),
-                json!({"volunteer_ids": volunteers}),
-            )
-            .await;
-        assert_eq!(status, 200);
+        let id = s.post_request(&token, body(&["fa"])).await;
+        s.offer_to(&token, &id, &volunteers).await;
         let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(phones.len()));
         let mut tasks = Vec::new();
         for phone in &phones {
@@ -485,7 +412,7 @@ async fn offer_and_taken_pushes_reach_the_right_phones(backend: Backend) {
         subscribe(&s, &phone, format!("http://{addr}/push/{name}")).await;
         phones.push(phone);
     }
-    let id = create(&s, &token, &["ar"]).await;
+    let id = s.post_request(&token, body(&["ar"])).await;
     let (status, _) = s
         .post(
             &format!("/api/v1/requests/{id}/offer"),
@@ -520,14 +447,7 @@ async fn offer_and_taken_pushes_reach_the_right_phones(backend: Backend) {
         "offers go to Arabic speakers only"
     );
 
-    let (status, _) = s
-        .request(
-            Method::POST,
-            &format!("/api/v1/offers/{id}/accept"),
-            Some(&phones[0]),
-            None,
-        )
-        .await;
+    let (status, _) = s.accept(&phones[0], &id).await;
     assert_eq!(status, 200);
     wait_for(3).await;
     let got = seen.lock().unwrap().clone();
@@ -538,19 +458,6 @@ async fn offer_and_taken_pushes_reach_the_right_phones(backend: Backend) {
     );
     assert!(!got.iter().any(|(name, _)| name == "olena"));
     s.stop().await;
-}
-
-async fn post_form(s: &TestServer, pairs: &[(&str, &str)]) -> reqwest::Response {
-    let body = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish();
-    s.http
-        .post(s.url("/anfrage/integrationslotsen-neuss"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
 }
 
 async fn intake_form(backend: Backend) {
@@ -580,28 +487,9 @@ async fn intake_form(backend: Backend) {
         404
     );
 
-    let date = jiff::Zoned::now()
-        .checked_add(jiff::SignedDuration::from_hours(48))
-        .unwrap()
-        .date()
-        .to_string();
-    let valid = [
-        ("einrichtung_art", "schule"),
-        ("einrichtung_name", "Grundschule Nord"),
-        ("thema", "bildung"),
-        ("sprache", "uk"),
-        ("sprache", "ru"),
-        ("datum", date.as_str()),
-        ("von", "08:00"),
-        ("bis", "09:00"),
-        ("stadtteil", "Nordstadt"),
-        ("adresse", "Schulweg 3"),
-        ("dringlichkeit", "normal"),
-        ("person", "M.S."),
-        ("beschreibung", "Elterngespräch"),
-        ("website", ""),
-    ];
-    let res = post_form(&s, &valid).await;
+    let slug = "integrationslotsen-neuss";
+    let valid = intake_fields(&["uk", "ru"]);
+    let res = s.post_intake_form(slug, &valid).await;
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains("Vielen Dank"));
     let (_, list) = s.get("/api/v1/requests", Some(&token)).await;
@@ -611,6 +499,7 @@ async fn intake_form(backend: Backend) {
     assert_eq!(list[0]["institution_name"], "Grundschule Nord");
 
     // Invalid fields come back with German messages and the values kept.
+    let date = intake_date();
     let invalid = [
         ("einrichtung_art", "schule"),
         ("einrichtung_name", ""),
@@ -621,7 +510,7 @@ async fn intake_form(backend: Backend) {
         ("stadtteil", "Nordstadt"),
         ("beschreibung", "bleibt stehen"),
     ];
-    let res = post_form(&s, &invalid).await;
+    let res = s.post_intake_form(slug, &invalid).await;
     assert_eq!(res.status(), 422);
     let html = res.text().await.unwrap();
     for message in [
@@ -636,8 +525,8 @@ async fn intake_form(backend: Backend) {
     // A bot filling the honeypot is thanked and creates nothing.
     let mut bot = valid.to_vec();
     bot.retain(|(k, _)| *k != "website");
-    bot.push(("website", "http://spam.example"));
-    let res = post_form(&s, &bot).await;
+    bot.push(("website", "http://spam.example".into()));
+    let res = s.post_intake_form(slug, &bot).await;
     assert_eq!(res.status(), 200);
     let (_, list) = s.get("/api/v1/requests", Some(&token)).await;
     assert_eq!(
@@ -649,7 +538,7 @@ async fn intake_form(backend: Backend) {
     // Floods from one address are slowed down.
     let mut limited = false;
     for _ in 0..25 {
-        let res = post_form(&s, &invalid).await;
+        let res = s.post_intake_form(slug, &invalid).await;
         if res.status() == 429 {
             limited = true;
             break;

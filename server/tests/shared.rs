@@ -12,30 +12,11 @@
 
 mod common;
 
-use std::time::Duration;
-
+use common::fixtures::{mentoring_case, request_body, window, with_fields};
 use common::sync_client::SyncClient;
 use common::{Backend, TestServer};
 use lotse_protocol::{CaseDoc, DocumentId, Message};
-use reqwest::Method;
 use serde_json::json;
-
-async fn create_case(
-    s: &TestServer,
-    coordinator: &str,
-    label: &str,
-    volunteers: &[&str],
-) -> DocumentId {
-    let (status, created) = s
-        .post(
-            "/api/v1/cases",
-            Some(coordinator),
-            json!({"label": label, "topic": "behoerden", "languages": ["ar"], "volunteer_ids": volunteers}),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    created["id"].as_str().unwrap().parse().unwrap()
-}
 
 /// A phone that fetched `docs` and then caught up: it spoke our extension and holds
 /// everything the server has for it.
@@ -150,14 +131,18 @@ async fn a_case_created_for_a_volunteer_reaches_its_phones(backend: Backend) {
     let (_, v_tablet) = s.device(&coordinator, &v, "Tablet").await;
     let (_, w_phone) = s.device(&coordinator, &w, "Handy").await;
     // Sami's phone holds a case, so that a relayed message can serve as a barrier.
-    let held_by_w = create_case(&s, &coordinator, "W.0", &[&w]).await;
+    let held_by_w = s
+        .create_case(&coordinator, "W.0", "behoerden", &["ar"], &[&w])
+        .await;
 
     let mut v1 = caught_up_phone(&s, &v_phone, "v-phone", &[]).await;
     let mut v2 = caught_up_phone(&s, &v_tablet, "v-tablet", &[]).await;
     let mut w1 = caught_up_phone(&s, &w_phone, "w-phone", &[held_by_w]).await;
     let mut office = caught_up_phone(&s, &coordinator, "office", &[held_by_w]).await;
 
-    let case = create_case(&s, &coordinator, "F.K.", &[&v]).await;
+    let case = s
+        .create_case(&coordinator, "F.K.", "behoerden", &["ar"], &[&v])
+        .await;
     expect_shared(&mut v1).await;
     expect_shared(&mut v2).await;
 
@@ -179,17 +164,6 @@ async fn a_case_created_for_a_volunteer_reaches_its_phones(backend: Backend) {
     s.stop().await;
 }
 
-/// A 90-minute window some days from now (requests in the past expire).
-fn window(days_ahead: i64) -> (String, String) {
-    let start = jiff::Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_hours(24 * days_ahead))
-        .unwrap();
-    let end = start
-        .checked_add(jiff::SignedDuration::from_mins(90))
-        .unwrap();
-    (start.to_string(), end.to_string())
-}
-
 async fn winning_an_offer_reaches_the_winners_phone(backend: Backend) {
     let s = TestServer::start(backend).await;
     let (_, coordinator) = s.new_org("Lotsen Angebot").await;
@@ -197,49 +171,26 @@ async fn winning_an_offer_reaches_the_winners_phone(backend: Backend) {
     let w = s.volunteer(&coordinator, "Sami", &["ar"]).await;
     let (_, v_phone) = s.device(&coordinator, &v, "Handy").await;
     let (_, w_phone) = s.device(&coordinator, &w, "Handy").await;
-    let held_by_w = create_case(&s, &coordinator, "W.0", &[&w]).await;
+    let held_by_w = s
+        .create_case(&coordinator, "W.0", "behoerden", &["ar"], &[&w])
+        .await;
     let (start, end) = window(3);
-    let (status, request) = s
-        .post(
-            "/api/v1/requests",
-            Some(&coordinator),
-            json!({
-                "institution_kind": "jobcenter",
-                "institution_name": "Jobcenter Mitte",
-                "person_label": "A.K.",
-                "topic": "arbeit",
-                "languages": ["ar"],
-                "starts_at": start,
-                "ends_at": end,
-                "place_area": "Innenstadt",
-                "urgency": "dringend",
-                "description": "Termin zur Eingliederungsvereinbarung"
-            }),
+    let request = s
+        .post_request(
+            &coordinator,
+            with_fields(
+                request_body("arbeit", &["ar"], &start, &end),
+                json!({"urgency": "dringend", "description": "Termin zur Eingliederungsvereinbarung"}),
+            ),
         )
         .await;
-    assert_eq!(status, 201, "{request}");
-    let request = request["id"].as_str().unwrap().to_owned();
-    let (status, offered) = s
-        .post(
-            &format!("/api/v1/requests/{request}/offer"),
-            Some(&coordinator),
-            json!({"volunteer_ids": [v, w]}),
-        )
-        .await;
-    assert_eq!(status, 200, "{offered}");
+    s.offer_to(&coordinator, &request, &[&v, &w]).await;
 
     let mut v1 = caught_up_phone(&s, &v_phone, "v-phone", &[]).await;
     let mut w1 = caught_up_phone(&s, &w_phone, "w-phone", &[held_by_w]).await;
     let mut office = SyncClient::connect(s.addr, &coordinator, "office").await;
 
-    let (status, won) = s
-        .request(
-            Method::POST,
-            &format!("/api/v1/offers/{request}/accept"),
-            Some(&v_phone),
-            None,
-        )
-        .await;
+    let (status, won) = s.accept(&v_phone, &request).await;
     assert_eq!(status, 200, "{won}");
     let case: DocumentId = won["assignment"]["case_id"]
         .as_str()
@@ -256,24 +207,10 @@ async fn winning_an_offer_reaches_the_winners_phone(backend: Backend) {
     no_shared(&before, "the loser's phone");
     assert!(matches!(verdict, Message::InSync { .. }), "{verdict:?}");
     // The loser's late accept shares nothing either.
-    let (status, _) = s
-        .request(
-            Method::POST,
-            &format!("/api/v1/offers/{request}/accept"),
-            Some(&w_phone),
-            None,
-        )
-        .await;
+    let (status, _) = s.accept(&w_phone, &request).await;
     assert_eq!(status, 409);
     // A retried accept by the winner finds the case already there.
-    let (status, again) = s
-        .request(
-            Method::POST,
-            &format!("/api/v1/offers/{request}/accept"),
-            Some(&v_phone),
-            None,
-        )
-        .await;
+    let (status, again) = s.accept(&v_phone, &request).await;
     assert_eq!(status, 200, "{again}");
     let (verdict, before) = w1.catch_up().await;
     no_shared(&before, "the loser's phone");
@@ -295,7 +232,9 @@ async fn plain_automerge_peers_and_revoked_devices_hear_nothing(backend: Backend
     let (_, v_phone) = s.device(&coordinator, &v, "Handy").await;
     let (_, v_browser) = s.device(&coordinator, &v, "Browser").await;
     let (lost_id, v_lost) = s.device(&coordinator, &v, "Verloren").await;
-    let held = create_case(&s, &coordinator, "V.0", &[&v]).await;
+    let held = s
+        .create_case(&coordinator, "V.0", "behoerden", &["ar"], &[&v])
+        .await;
 
     let mut extended = caught_up_phone(&s, &v_phone, "v-phone", &[held]).await;
     // A plain automerge-repo peer never sends lotse-catchup.
@@ -311,7 +250,9 @@ async fn plain_automerge_peers_and_revoked_devices_hear_nothing(backend: Backend
         .unwrap()
         .unwrap();
 
-    let case = create_case(&s, &coordinator, "F.K.", &[&v]).await;
+    let case = s
+        .create_case(&coordinator, "F.K.", "behoerden", &["ar"], &[&v])
+        .await;
     expect_shared(&mut extended).await;
     catch_up_finds(&mut extended, case, "F.K.").await;
 
@@ -339,7 +280,9 @@ async fn a_case_created_on_one_phone_reaches_the_volunteers_other_phones(backend
     let (_, v_phone) = s.device(&coordinator, &v, "Handy").await;
     let (_, v_tablet) = s.device(&coordinator, &v, "Tablet").await;
     let (_, w_phone) = s.device(&coordinator, &w, "Handy").await;
-    let held_by_w = create_case(&s, &coordinator, "W.0", &[&w]).await;
+    let held_by_w = s
+        .create_case(&coordinator, "W.0", "behoerden", &["ar"], &[&w])
+        .await;
     let mut phone = caught_up_phone(&s, &v_phone, "v-phone", &[]).await;
     let mut tablet = caught_up_phone(&s, &v_tablet, "v-tablet", &[]).await;
     let mut w1 = caught_up_phone(&s, &w_phone, "w-phone", &[held_by_w]).await;
@@ -347,34 +290,9 @@ async fn a_case_created_on_one_phone_reaches_the_volunteers_other_phones(backend
 
     // A mentoring pair starts on the phone, without a request, and reaches the server.
     let case = DocumentId::random();
-    let mut doc = lotse_protocol::automerge::Automerge::new();
-    CaseDoc::create(
-        &mut doc,
-        &lotse_protocol::NewCase {
-            organisation_id: org,
-            label: "Patenschaft R.".into(),
-            languages: vec!["ar".into()],
-            topic: lotse_protocol::Topic::Erziehung,
-            status: lotse_protocol::Status::Active,
-        },
-        1_772_633_400_000,
-    )
-    .unwrap();
-    let heads = doc.get_heads();
-    phone.docs.insert(case, doc);
-    phone.offer(case).await;
-    // The automerge exchange takes a few messages before the changes travel.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while s.store.document(&case).await.unwrap().map(|d| d.heads) != Some(heads.clone()) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the server never stored the case"
-        );
-        if let Ok(Some(m)) = phone.recv_within(Duration::from_millis(100)).await {
-            assert!(matches!(m, Message::Sync { .. }), "{m:?}");
-            phone.handle(m).await;
-        }
-    }
+    phone
+        .offer_new_until_stored(&s.store, case, mentoring_case(org))
+        .await;
     expect_shared(&mut tablet).await;
 
     // The phone that created it already has it; other volunteers have nothing new.
@@ -403,12 +321,16 @@ async fn postgres_shares_cross_instances() {
     let w = a.volunteer(&coordinator, "Sami", &["ar"]).await;
     let (_, v_phone) = a.device(&coordinator, &v, "Handy").await;
     let (_, w_phone) = a.device(&coordinator, &w, "Handy").await;
-    let held_by_w = create_case(&a, &coordinator, "W.0", &[&w]).await;
+    let held_by_w = a
+        .create_case(&coordinator, "W.0", "behoerden", &["ar"], &[&w])
+        .await;
     let mut v_on_b = caught_up_phone(&b, &v_phone, "v-on-b", &[]).await;
     let mut w_on_b = caught_up_phone(&b, &w_phone, "w-on-b", &[held_by_w]).await;
     let mut office_on_b = SyncClient::connect(b.addr, &coordinator, "office-on-b").await;
 
-    let case = create_case(&a, &coordinator, "F.K.", &[&v]).await;
+    let case = a
+        .create_case(&coordinator, "F.K.", "behoerden", &["ar"], &[&v])
+        .await;
     expect_shared(&mut v_on_b).await;
     no_shared(
         &barrier(&mut w_on_b, &mut office_on_b, held_by_w, 1).await,

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::fixtures::mentoring_case;
 use common::sync_client::{SyncClient, connect_raw};
 use common::{Backend, TestServer};
 use futures_util::StreamExt;
@@ -27,15 +28,9 @@ async fn world(backend: Backend) -> World {
     let s = TestServer::start(backend).await;
     let (_, coordinator) = s.new_org("Lotsen Sync").await;
     let volunteer = s.volunteer(&coordinator, "Amira", &["ar", "de"]).await;
-    let (status, created) = s
-        .post(
-            "/api/v1/cases",
-            Some(&coordinator),
-            json!({"label": "F.K.", "topic": "gesundheit", "languages": ["ar"], "volunteer_ids": [volunteer]}),
-        )
+    let case = s
+        .create_case(&coordinator, "F.K.", "gesundheit", &["ar"], &[&volunteer])
         .await;
-    assert_eq!(status, 201, "{created}");
-    let case: DocumentId = created["id"].as_str().unwrap().parse().unwrap();
     World {
         s,
         coordinator,
@@ -371,37 +366,10 @@ async fn a_case_created_offline_becomes_the_volunteers(backend: Backend) {
     let mut phone = SyncClient::connect(w.s.addr, &token, "phone").await;
     // A mentoring pair starts on the phone, without a request.
     let id = DocumentId::random();
-    let mut doc = Automerge::new();
     let (_, me) = w.s.get("/api/v1/me", Some(&token)).await;
-    let new = lotse_protocol::NewCase {
-        organisation_id: me["organisation_id"].as_str().unwrap().to_owned(),
-        label: "Patenschaft R.".into(),
-        languages: vec!["ar".into()],
-        topic: lotse_protocol::Topic::Erziehung,
-        status: lotse_protocol::Status::Active,
-    };
-    CaseDoc::create(&mut doc, &new, 1_772_633_400_000).unwrap();
+    let mut doc = mentoring_case(me["organisation_id"].as_str().unwrap().to_owned());
     note(&mut doc, "amira", "Erstes Treffen im Café");
-    let heads = doc.get_heads();
-    phone.docs.insert(id, doc);
-    phone.offer(id).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        // The server stores before it answers, so its answer means the case is durable.
-        if let Some(row) = w.s.store.document(&id).await.unwrap()
-            && row.heads == heads
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the server never stored the case"
-        );
-        if let Ok(Some(m)) = phone.recv_within(Duration::from_millis(100)).await {
-            assert!(matches!(m, Message::Sync { .. }), "{m:?}");
-            phone.handle(m).await;
-        }
-    }
+    phone.offer_new_until_stored(&w.s.store, id, doc).await;
 
     let (status, view) =
         w.s.get(&format!("/api/v1/cases/{id}"), Some(&w.coordinator))

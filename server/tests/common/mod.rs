@@ -2,12 +2,14 @@
 //! file in a temp folder, or a new PostgreSQL database), reached over real HTTP.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod fixtures;
 pub mod sync_client;
 pub mod webpush;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use lotse_protocol::DocumentId;
 use lotse_server::config::{HttpConfig, PushConfig};
 use lotse_server::store::{NewCoordinator, Organisation, Store};
 use lotse_server::{AppState, auth};
@@ -298,6 +300,93 @@ impl TestServer {
             body["device_id"].as_str().unwrap().to_owned(),
             body["token"].as_str().unwrap().to_owned(),
         )
+    }
+
+    /// Posts a request (a `fixtures::request_body`, perhaps with more fields) and returns
+    /// its id.
+    pub async fn post_request(&self, token: &str, body: Value) -> String {
+        let (status, r) = self.post("/api/v1/requests", Some(token), body).await;
+        assert_eq!(status, 201, "{r}");
+        r["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a request of `fixtures::request_body` and returns its id.
+    pub async fn create_request(
+        &self,
+        token: &str,
+        topic: &str,
+        languages: &[&str],
+        starts: &str,
+        ends: &str,
+    ) -> String {
+        self.post_request(
+            token,
+            fixtures::request_body(topic, languages, starts, ends),
+        )
+        .await
+    }
+
+    /// Creates a case over the API, shared with `volunteers`, and returns its id.
+    pub async fn create_case(
+        &self,
+        token: &str,
+        label: &str,
+        topic: &str,
+        languages: &[&str],
+        volunteers: &[&str],
+    ) -> DocumentId {
+        let (status, created) = self
+            .post(
+                "/api/v1/cases",
+                Some(token),
+                json!({"label": label, "topic": topic, "languages": languages, "volunteer_ids": volunteers}),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        created["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Offers the request to exactly `volunteers` and returns the answer.
+    pub async fn offer_to(&self, token: &str, request: &str, volunteers: &[&str]) -> Value {
+        let (status, offered) = self
+            .post(
+                &format!("/api/v1/requests/{request}/offer"),
+                Some(token),
+                json!({"volunteer_ids": volunteers}),
+            )
+            .await;
+        assert_eq!(status, 200, "{offered}");
+        offered
+    }
+
+    /// A device accepts its offer of `request`: the status and the answer.
+    pub async fn accept(&self, device_token: &str, request: &str) -> (u16, Value) {
+        self.request(
+            reqwest::Method::POST,
+            &format!("/api/v1/offers/{request}/accept"),
+            Some(device_token),
+            None,
+        )
+        .await
+    }
+
+    /// Posts the public intake form of the organisation `slug` (see
+    /// `fixtures::intake_fields`), as a browser does.
+    pub async fn post_intake_form<K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        slug: &str,
+        fields: &[(K, V)],
+    ) -> reqwest::Response {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        self.http
+            .post(self.url(&format!("/anfrage/{slug}")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn stop(mut self) {

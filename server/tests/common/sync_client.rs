@@ -309,6 +309,33 @@ impl SyncClient {
         }
     }
 
+    /// Hands the server `doc`, a document this client has just created as `id`: offers it
+    /// and keeps the sync going until the server has stored it at exactly the heads it
+    /// was created with. Anything but a sync message on the way fails the test.
+    pub async fn offer_new_until_stored(
+        &mut self,
+        store: &lotse_server::store::Store,
+        id: DocumentId,
+        doc: Automerge,
+    ) {
+        let heads = doc.get_heads();
+        self.docs.insert(id, doc);
+        self.offer(id).await;
+        // The automerge exchange takes a few messages before the changes travel. The
+        // server stores before it answers, so its answer means the document is durable.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while store.document(&id).await.unwrap().map(|d| d.heads) != Some(heads.clone()) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the server never stored the case"
+            );
+            if let Ok(Some(m)) = self.recv_within(Duration::from_millis(100)).await {
+                assert!(matches!(m, Message::Sync { .. }), "{m:?}");
+                self.handle(m).await;
+            }
+        }
+    }
+
     /// Waits until the server's sync messages bring `id` to a state where `pred` holds.
     pub async fn wait_for(
         &mut self,
