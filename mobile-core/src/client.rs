@@ -136,15 +136,78 @@ pub struct Shared {
     pub events: Arc<Events>,
     commands: mpsc::UnboundedSender<Command>,
     base_url: reqwest::Url,
-    pub(crate) http: reqwest::Client,
-    /// Without ALPN: the WebSocket upgrade is HTTP/1.1 only.
-    pub(crate) ws_tls: Arc<rustls::ClientConfig>,
+    /// How to reach the server, or why the configuration does not allow it. A server
+    /// address or CA list that cannot be used keeps the network off, never the store
+    /// closed: the notes on the phone stay readable until the settings are fixed.
+    transport: std::result::Result<Transport, Misconfigured>,
     network: AtomicBool,
     /// Wakes the task that sends queued offer answers.
     pub(crate) offers_wake: Notify,
 }
 
+/// The clients that speak to the server, both with the TLS trust of [`crate::tls`].
+pub(crate) struct Transport {
+    pub(crate) http: reqwest::Client,
+    /// Without ALPN: the WebSocket upgrade is HTTP/1.1 only.
+    pub(crate) ws_tls: Arc<rustls::ClientConfig>,
+}
+
+/// A setting given to `open` that rules out talking to the server.
+#[derive(Debug, Clone)]
+struct Misconfigured {
+    field: &'static str,
+    reason: String,
+}
+
+impl Transport {
+    /// The clients for `base_url` with the trust `extra_pem` adds, or which setting
+    /// rules that out. `Err` only for a failure that is not the settings' fault.
+    fn new(
+        base_url: &reqwest::Url,
+        extra_pem: Option<&str>,
+    ) -> Result<std::result::Result<Self, Misconfigured>> {
+        if base_url.scheme() == "http" && !crate::tls::plain_http_allowed(base_url) {
+            return Ok(Err(Misconfigured {
+                field: "server_url",
+                reason: "must be an https:// address (plain http:// only for a server on \
+                         this device or the local network)"
+                    .into(),
+            }));
+        }
+        let tls = match crate::tls::client_config(extra_pem) {
+            Ok(tls) => tls,
+            Err(Error::InvalidInput { reason, .. }) => {
+                return Ok(Err(Misconfigured {
+                    field: crate::tls::FIELD,
+                    reason,
+                }));
+            }
+            Err(e) => return Err(e),
+        };
+        let mut http_tls = tls.clone();
+        http_tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(http_tls)
+            .connect_timeout(Duration::from_secs(15))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
+        Ok(Ok(Self {
+            http,
+            ws_tls: Arc::new(tls),
+        }))
+    }
+}
+
 impl Shared {
+    /// The clients for every use of the network, or `InvalidInput` naming the setting
+    /// (`server_url`, `trusted_certificates_pem`) that rules the network out.
+    pub(crate) fn transport(&self) -> Result<&Transport> {
+        self.transport
+            .as_ref()
+            .map_err(|m| Error::invalid(m.field, m.reason.clone()))
+    }
+
     pub fn network_available(&self) -> bool {
         self.network.load(Ordering::SeqCst)
     }
@@ -198,6 +261,7 @@ impl Shared {
 
     async fn me(&self, token: &str) -> Result<Me> {
         let response = self
+            .transport()?
             .http
             .get(self.api("/api/v1/me"))
             .bearer_auth(token)
@@ -352,6 +416,12 @@ impl Drop for Inner {
 impl Client {
     /// Opens (or creates) the store in `data_dir` with the app's key and starts the sync
     /// task. A key that does not match the store's is [`Error::WrongKey`].
+    ///
+    /// A server address that must not be used (plain `http://` to a host that is not on
+    /// this device or the local network) or an unreadable `trusted_certificates_pem` does
+    /// not stop the store from opening: every call that needs the server then fails with
+    /// [`Error::InvalidInput`] naming that setting, the sync state says the same, and the
+    /// data on the phone stays readable and editable.
     pub async fn open(config: Config) -> Result<Self> {
         if config.server_url.len() > MAX_URL {
             return Err(Error::invalid("server_url", "too long"));
@@ -364,16 +434,12 @@ impl Client {
                 "must be an http:// or https:// address",
             ));
         }
-        if base_url.scheme() == "http" && !crate::tls::plain_http_allowed(&base_url) {
-            return Err(Error::invalid(
-                "server_url",
-                "must be an https:// address (plain http:// only for a server on this \
-                 device or the local network)",
-            ));
-        }
-        let tls = crate::tls::client_config(config.trusted_certificates_pem.as_deref())?;
         if config.data_dir.as_os_str().is_empty() {
             return Err(Error::invalid("data_dir", "must not be empty"));
+        }
+        let transport = Transport::new(&base_url, config.trusted_certificates_pem.as_deref())?;
+        if let Err(m) = &transport {
+            tracing::warn!(field = m.field, reason = %m.reason, "the server settings are unusable; the store opens without network");
         }
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| Error::Storage(format!("creating the data folder: {e}")))?;
@@ -406,22 +472,13 @@ impl Client {
                 return Err(e);
             }
         };
-        let mut http_tls = tls.clone();
-        http_tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(http_tls)
-            .connect_timeout(Duration::from_secs(15))
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
         let (commands, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             repo: Mutex::new(Some(repo)),
             events: Arc::new(Events::default()),
             commands,
             base_url,
-            http,
-            ws_tls: Arc::new(tls),
+            transport,
             network: AtomicBool::new(true),
             offers_wake: Notify::new(),
         });
@@ -435,7 +492,7 @@ impl Client {
         })
     }
 
-    fn shared(&self) -> &Shared {
+    pub(crate) fn shared(&self) -> &Shared {
         &self.inner.shared
     }
 
@@ -500,6 +557,7 @@ impl Client {
         .await?;
         let shared = self.shared();
         let response = shared
+            .transport()?
             .http
             .post(shared.api("/api/v1/devices/enroll"))
             .json(&serde_json::json!({"code": code, "device_name": device_name}))
@@ -966,12 +1024,13 @@ impl Client {
             .await?
             .ok_or_else(|| Error::InvalidState("create the push subscription keys first".into()))?;
         let token = self.shared().token().await?;
+        let transport = self.shared().transport()?;
         if !self.shared().network_available() {
             return Err(Error::Offline);
         }
         let public = keys.subscription_keys();
         let shared = self.shared();
-        let response = shared
+        let response = transport
             .http
             .post(shared.api("/api/v1/push/subscriptions"))
             .bearer_auth(token)
@@ -1000,6 +1059,8 @@ impl Client {
 
     /// This volunteer's offers: fetched from the server when it can be reached (and
     /// stored), else the stored list (`fresh == false`); each with this phone's answer.
+    /// Server settings that rule the network out give `InvalidInput` (the stored list is
+    /// still there through [`Self::cached_offers`]).
     pub async fn list_offers(&self) -> Result<OfferList> {
         offers::list(self.shared()).await
     }

@@ -8,6 +8,11 @@
 //! synced, pipelined, with another `lotse-catchup` behind them as a barrier, until the
 //! server says in sync. Changes received are stored before anything acknowledging them is
 //! sent; a document counts as synced only once the server's heads include it.
+//!
+//! A message type this app does not know (an extension of a newer server) is skipped; any
+//! other frame that does not decode ends the connection. Announcements of new shares
+//! (`lotse-shared`) that arrive while a catch-up is under way are answered by one more
+//! catch-up once it is done, however many arrived.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -15,7 +20,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use lotse_protocol::automerge::Automerge;
-use lotse_protocol::{DocKind, DocSync, DocumentId, Message, PROTOCOL_VERSION, PeerMetadata};
+use lotse_protocol::{
+    DocKind, DocSync, DocumentId, Message, PROTOCOL_VERSION, PeerMetadata, WireError,
+};
 use rand::Rng;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -98,8 +105,16 @@ pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Comm
             }
             continue;
         }
-        shared.events.set_state(SyncState::Connecting);
-        let ended = session(&shared, &mut commands, &mut waiters, &mut attempt).await;
+        let ended = match shared.transport() {
+            // Server settings that rule the network out: said as the state and to every
+            // `sync_now`, and asked again only after the backoff (the settings of an open
+            // client do not change, but the app may be waiting on `sync_now`).
+            Err(e) => Ended::Failed(e),
+            Ok(_) => {
+                shared.events.set_state(SyncState::Connecting);
+                session(&shared, &mut commands, &mut waiters, &mut attempt).await
+            }
+        };
         let error = match ended {
             Ended::Shutdown => return,
             Ended::NetworkOff => continue,
@@ -155,6 +170,10 @@ fn clone_error(e: &Error) -> Error {
         Error::Network(r) => Error::Network(r.clone()),
         Error::Untrusted(r) => Error::Untrusted(r.clone()),
         Error::InvalidState(r) => Error::InvalidState(r.clone()),
+        Error::InvalidInput { field, reason } => Error::InvalidInput {
+            field: field.clone(),
+            reason: reason.clone(),
+        },
         Error::Server {
             status,
             code,
@@ -198,6 +217,7 @@ pub fn is_revoked_body(body: &[u8]) -> bool {
 }
 
 async fn connect(shared: &Shared, token: &str) -> Result<Socket, Ended> {
+    let tls = shared.transport().map_err(Ended::Failed)?.ws_tls.clone();
     let url = shared.ws_url();
     let mut request = url
         .as_str()
@@ -214,7 +234,7 @@ async fn connect(shared: &Shared, token: &str) -> Result<Socket, Ended> {
         request,
         Some(config),
         true,
-        Some(tokio_tungstenite::Connector::Rustls(shared.ws_tls.clone())),
+        Some(tokio_tungstenite::Connector::Rustls(tls)),
     );
     match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Err(_) => Err(Ended::Failed(Error::Network("connecting timed out".into()))),
@@ -253,6 +273,9 @@ struct Session<'a> {
     requested: HashMap<DocumentId, (Automerge, DocSync)>,
     /// Catch-up barriers sent whose verdict has not arrived.
     barriers: u32,
+    /// `lotse-shared` arrived after the last catch-up was sent: one more is owed once the
+    /// ones in flight are answered.
+    catchup_owed: bool,
     rounds: u32,
     /// The documents the current catch-up found different, for progress counts.
     differing: BTreeSet<DocumentId>,
@@ -295,6 +318,7 @@ async fn session(
         server_id: String::new(),
         requested: HashMap::new(),
         barriers: 0,
+        catchup_owed: false,
         rounds: 0,
         differing: BTreeSet::new(),
         in_sync: false,
@@ -365,8 +389,9 @@ impl Session<'_> {
                     Err(_) => Err(Ended::Failed(Error::Network("the server went silent".into()))),
                     Ok(None) => Err(Ended::Failed(Error::Network("the server closed the connection".into()))),
                     Ok(Some(Err(e))) => Err(Ended::Failed(Error::Network(e.to_string()))),
-                    Ok(Some(Ok(Frame::Binary(bytes)))) => match Message::decode(&bytes) {
-                        Ok(m) => self.on_message(m, attempt).await,
+                    Ok(Some(Ok(Frame::Binary(bytes)))) => match read_frame(&bytes) {
+                        Ok(Some(m)) => self.on_message(m, attempt).await,
+                        Ok(None) => Ok(()),
                         Err(e) => Err(Ended::Failed(Error::Network(format!("malformed message from the server: {e}")))),
                     },
                     Ok(Some(Ok(Frame::Close(_)))) => Err(Ended::Failed(Error::Network("the server closed the connection".into()))),
@@ -440,6 +465,8 @@ impl Session<'_> {
             }
         };
         self.barriers += 1;
+        // The server answers this one after everything it announced before reading it.
+        self.catchup_owed = false;
         self.send(message).await
     }
 
@@ -514,9 +541,17 @@ impl Session<'_> {
                 .map_err(Ended::Failed),
             Message::Revoked { .. } => Err(Ended::Revoked),
             // Something was shared with this volunteer while connected: catch up now rather
-            // than at the next periodic check. A catch-up already under way is fine; its
-            // barrier is answered first and this one picks up the rest.
-            Message::Shared { .. } => self.send_catchup().await.map_err(Ended::Failed),
+            // than at the next periodic check. While a catch-up is under way (it may have
+            // left before the share), one more follows when it is answered: a burst of
+            // announcements costs one catch-up, not one each.
+            Message::Shared { .. } => {
+                if self.barriers > 0 {
+                    self.catchup_owed = true;
+                    Ok(())
+                } else {
+                    self.send_catchup().await.map_err(Ended::Failed)
+                }
+            }
             Message::Error { message, .. } => {
                 if message.contains("revoked") {
                     Err(Ended::Revoked)
@@ -553,6 +588,10 @@ impl Session<'_> {
         if self.barriers > 0 {
             // A later barrier is on its way (sync_now during a catch-up).
             return Ok(());
+        }
+        if self.catchup_owed {
+            // Shares were announced while the catch-up just answered was under way.
+            return self.send_catchup().await;
         }
         if needs_schedule {
             // First full sync and the server holds no schedule of ours: start one, so that
@@ -712,6 +751,21 @@ impl Session<'_> {
     }
 }
 
+/// Decodes a binary frame from the server. A message type this app does not know (an
+/// extension of a newer server) is skipped: `Ok(None)`. Anything else that does not
+/// decode is `Err`, and ends the connection.
+fn read_frame(bytes: &[u8]) -> Result<Option<Message>, WireError> {
+    match Message::decode(bytes) {
+        Ok(message) => Ok(Some(message)),
+        Err(WireError::UnknownType(ty)) => {
+            let ty: String = ty.chars().take(64).collect();
+            tracing::debug!(message_type = %ty, "skipping a message type this app does not know");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn has_schedule(repo: &Repo) -> bool {
     repo.docs
         .values()
@@ -745,5 +799,226 @@ mod tests {
             br#"{"error":{"code":"unauthorized","message":"x"}}"#
         ));
         assert!(!is_revoked_body(b"not json"));
+    }
+
+    /// A CBOR map of text keys to text values, as cbor-x writes one.
+    fn cbor_map(pairs: &[(&str, &str)]) -> Vec<u8> {
+        fn text(out: &mut Vec<u8>, s: &str) {
+            match s.len() {
+                n @ 0..24 => out.push(0x60 | n as u8),
+                n @ 24..256 => out.extend([0x78, n as u8]),
+                n => panic!("{n} bytes is too long for this helper"),
+            }
+            out.extend_from_slice(s.as_bytes());
+        }
+        assert!(pairs.len() < 24);
+        let mut out = vec![0xa0 | pairs.len() as u8];
+        for (k, v) in pairs {
+            text(&mut out, k);
+            text(&mut out, v);
+        }
+        out
+    }
+
+    fn unknown_extension() -> Vec<u8> {
+        cbor_map(&[
+            ("type", "lotse-something"),
+            ("senderId", "server"),
+            ("targetId", "phone"),
+            ("flavour", "from a newer server"),
+        ])
+    }
+
+    #[test]
+    fn unknown_message_types_are_skipped_and_malformed_frames_are_not() {
+        let shared = Message::Shared {
+            sender_id: "server".into(),
+            target_id: "phone".into(),
+        };
+        assert_eq!(
+            read_frame(&shared.encode()).expect("a known message"),
+            Some(shared)
+        );
+        // The hand-made frames decode as the protocol crate reads frames.
+        let in_sync = cbor_map(&[
+            ("type", "lotse-in-sync"),
+            ("senderId", "server"),
+            ("targetId", "phone"),
+        ]);
+        assert!(matches!(
+            read_frame(&in_sync),
+            Ok(Some(Message::InSync { .. }))
+        ));
+        for unknown in [
+            unknown_extension(),
+            cbor_map(&[("type", "some-future-automerge-type")]),
+        ] {
+            assert!(matches!(
+                Message::decode(&unknown),
+                Err(WireError::UnknownType(_))
+            ));
+            assert_eq!(read_frame(&unknown).expect("skipped"), None);
+        }
+        let mut trailing = unknown_extension();
+        trailing.push(0x00);
+        for malformed in [
+            vec![0xff],
+            vec![0x82, 0x01, 0x02],
+            trailing,
+            // Known type, required field missing.
+            cbor_map(&[("type", "sync"), ("senderId", "server")]),
+            // Unknown type, but not a well-formed frame.
+            cbor_map(&[("type", "lotse-something"), ("type", "lotse-other")]),
+            cbor_map(&[("senderId", "server")]),
+        ] {
+            assert!(read_frame(&malformed).is_err(), "{malformed:02x?}");
+        }
+    }
+
+    type ServerSide = WebSocketStream<TcpStream>;
+
+    /// The next message from the phone, `None` after `wait` of silence; panics when the
+    /// phone drops the connection.
+    async fn next_message(ws: &mut ServerSide, wait: Duration) -> Option<Message> {
+        loop {
+            match tokio::time::timeout(wait, ws.next()).await {
+                Err(_) => return None,
+                Ok(Some(Ok(Frame::Binary(bytes)))) => {
+                    return Some(Message::decode(&bytes).expect("the phone's frame decodes"));
+                }
+                Ok(Some(Ok(Frame::Close(_)) | Err(_)) | None) => {
+                    panic!("the phone ended the connection")
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
+    async fn send_frame(ws: &mut ServerSide, bytes: Vec<u8>) {
+        ws.send(Frame::Binary(bytes.into()))
+            .await
+            .expect("sending to the phone");
+    }
+
+    async fn wait_for_state(client: &crate::Client, what: impl Fn(&SyncState) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !what(&client.sync_state()) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "state stayed {:?}",
+                client.sync_state()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A scripted server on loopback: it announces an extension message the phone does
+    /// not know and five shares while the phone's first catch-up is unanswered. The
+    /// connection survives the unknown message, the five shares cost one more catch-up,
+    /// and a malformed frame still ends the connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_shares_costs_one_catchup_and_extensions_are_skipped() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding");
+        let addr = listener.local_addr().expect("address");
+        let dir = std::env::temp_dir().join(format!(
+            "lotse-core-sync-unit-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let client = crate::Client::open(crate::Config {
+            data_dir: dir.clone(),
+            server_url: format!("http://{addr}"),
+            key: [7; 32],
+            trusted_certificates_pem: None,
+        })
+        .await
+        .expect("open");
+        let shared = client.shared();
+        shared
+            .repo
+            .lock()
+            .await
+            .as_mut()
+            .expect("open store")
+            .set_identity(crate::repo::Identity {
+                device_id: uuid::Uuid::new_v4().to_string(),
+                volunteer_id: uuid::Uuid::new_v4().to_string(),
+                organisation_id: Some(uuid::Uuid::new_v4().to_string()),
+                token: "device-token".into(),
+            })
+            .await
+            .expect("identity");
+        // A schedule exists, so the first complete sync does not start one.
+        shared.ensure_schedule().await.expect("schedule");
+        shared.command(Command::Enrolled);
+
+        let (tcp, _) = tokio::time::timeout(Duration::from_secs(20), listener.accept())
+            .await
+            .expect("the phone connects")
+            .expect("accept");
+        let mut ws = tokio_tungstenite::accept_async(tcp)
+            .await
+            .expect("handshake");
+        let wait = Duration::from_secs(5);
+        let Some(Message::Join {
+            sender_id: phone, ..
+        }) = next_message(&mut ws, wait).await
+        else {
+            panic!("expected join first");
+        };
+        let Some(Message::Catchup { .. }) = next_message(&mut ws, wait).await else {
+            panic!("expected a catch-up with the join");
+        };
+        let mut catchups = 1;
+        let server = "lotse-server".to_owned();
+        let peer = Message::Peer {
+            sender_id: server.clone(),
+            target_id: phone.clone(),
+            peer_metadata: PeerMetadata::default(),
+            selected_protocol_version: PROTOCOL_VERSION.into(),
+        };
+        send_frame(&mut ws, peer.encode()).await;
+        send_frame(&mut ws, unknown_extension()).await;
+        let shared_message = Message::Shared {
+            sender_id: server.clone(),
+            target_id: phone.clone(),
+        };
+        for _ in 0..5 {
+            send_frame(&mut ws, shared_message.encode()).await;
+        }
+        let in_sync = Message::InSync {
+            sender_id: server.clone(),
+            target_id: phone.clone(),
+        };
+        send_frame(&mut ws, in_sync.encode()).await;
+        // Answer every catch-up until the phone has nothing more to say.
+        while let Some(message) = next_message(&mut ws, Duration::from_millis(1500)).await {
+            if let Message::Catchup { .. } = message {
+                catchups += 1;
+                send_frame(&mut ws, in_sync.encode()).await;
+            }
+        }
+        assert_eq!(catchups, 2, "one catch-up for the join, one for the burst");
+        wait_for_state(&client, |s| *s == SyncState::Idle).await;
+
+        // Still connected: an unknown type again changes nothing, a broken frame ends it.
+        send_frame(&mut ws, unknown_extension()).await;
+        assert!(
+            next_message(&mut ws, Duration::from_millis(300))
+                .await
+                .is_none()
+        );
+        assert_eq!(client.sync_state(), SyncState::Idle);
+        send_frame(&mut ws, cbor_map(&[("type", "sync"), ("senderId", "x")])).await;
+        wait_for_state(
+            &client,
+            |s| matches!(s, SyncState::Error { reason } if reason.contains("malformed")),
+        )
+        .await;
+
+        client.close().await.expect("close");
+        drop(client);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -6,9 +6,11 @@
 //! CA in [`crate::Config::trusted_certificates_pem`]; it is trusted in addition to the
 //! built-in roots, never instead of them.
 //!
-//! Plain `http://` is accepted only for a server on the phone itself or on the local
-//! network (a laptop at a training evening, the Android emulator's host). Anywhere else a
-//! device token and case notes would cross the internet in clear text.
+//! Plain `http://` is used only for a server on the phone itself or on the local network
+//! (a laptop at a training evening, the Android emulator's host). Anywhere else a device
+//! token and case notes would cross the internet in clear text. Such an address, like an
+//! unreadable CA list, still opens the store: only the calls that need the server fail,
+//! with `InvalidInput` naming the setting (see `Shared::transport`).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use rustls::pki_types::pem::PemObject;
 
 use crate::error::{Error, Result};
 
-const FIELD: &str = "trusted_certificates_pem";
+pub(crate) const FIELD: &str = "trusted_certificates_pem";
 /// A few CA certificates are a few kilobytes; more than this is not a trust list.
 const MAX_PEM: usize = 256 * 1024;
 const MAX_CERTIFICATES: usize = 32;

@@ -378,6 +378,50 @@ async fn a_case_shared_while_connected_arrives_without_asking() {
     server.stop().await;
 }
 
+/// Five cases shared at once: the server announces each, the phone coalesces the
+/// announcements into as few catch-ups as it needs, and every case arrives, synced,
+/// without `sync_now`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_shared_cases_all_arrive_without_asking() {
+    let server = TestServer::start().await;
+    let coordinator = server.coordinator("Integrationslotsen Kaarst").await;
+    let phone = enrolled_phone(&server, &coordinator).await;
+    let client = &phone.client;
+    eventually(T, "idle and connected", || async {
+        client.sync_state() == SyncState::Idle
+    })
+    .await;
+
+    let labels: Vec<String> = (1..=5).map(|i| format!("B.{i}.")).collect();
+    let created = futures_util::future::join_all(labels.iter().map(|label| {
+        server.post(
+            "/api/v1/cases",
+            &coordinator,
+            json!({"label": label, "topic": "wohnen", "languages": ["fa"], "volunteer_ids": [phone.volunteer]}),
+        )
+    }))
+    .await;
+    let mut cases = Vec::new();
+    for (code, body) in created {
+        assert_eq!(code, 201, "{body}");
+        cases.push(body["id"].as_str().unwrap().parse::<DocumentId>().unwrap());
+    }
+    eventually(T, "all five shared cases on the phone, synced", || async {
+        let held = client.list_cases().await.unwrap();
+        cases.iter().zip(&labels).all(|(id, label)| {
+            held.iter()
+                .any(|c| c.id == *id && c.label == *label && c.sync == SyncStatus::Synced)
+        })
+    })
+    .await;
+    eventually(T, "idle again", || async {
+        client.sync_state() == SyncState::Idle
+    })
+    .await;
+    client.close().await.unwrap();
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_wipes_the_phone() {
     let server = TestServer::start().await;

@@ -3,7 +3,9 @@
 //! stands in for the network's own. What is checked: enrollment, REST and the `/sync`
 //! WebSocket all run through TLS when the CA is configured; without it, or with a
 //! certificate for another name, the phone refuses with `Untrusted`, not with a network
-//! error the app would retry forever; plain http is refused for a public address.
+//! error the app would retry forever; plain http to a public address and an unreadable CA
+//! list are refused by every call that needs the server, naming the setting, while the
+//! store still opens and its data stays usable.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use common::*;
 use lotse_core::lotse_protocol::Topic;
-use lotse_core::{Client, Config, Error, NewCaseInput};
+use lotse_core::{Client, Config, Error, NewCaseInput, SyncState};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -196,31 +198,155 @@ async fn an_untrusted_certificate_is_refused_as_such() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn plain_http_and_bad_certificates_are_refused_at_open() {
+fn refused<T>(result: Result<T, Error>, field: &str, what: &str) {
+    match result {
+        Err(Error::InvalidInput { field: f, .. }) => assert_eq!(f, field, "{what}"),
+        Err(e) => panic!("{what}: expected InvalidInput on {field}, got {e:?}"),
+        Ok(_) => panic!("{what}: expected InvalidInput on {field}, got Ok"),
+    }
+}
+
+/// An installed app whose server settings turn out unusable (a public `http://` address,
+/// a CA list that does not parse) still opens its store: the notes on the phone stay
+/// readable and editable, and every call that needs the server says which setting is
+/// wrong, as does the sync state. Fixed settings then sync what was written meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_and_bad_certificates_are_refused_when_connecting_local_data_stays_usable() {
+    let server = TestServer::start().await;
+    let coordinator = server.coordinator("Integrationslotsen Musterstadt").await;
+    let phone = enrolled_phone(&server, &coordinator).await;
+    let case = phone
+        .client
+        .create_case(&NewCaseInput {
+            label: "H.P.".into(),
+            topic: Topic::Behoerden,
+            languages: vec!["ar".into()],
+        })
+        .await
+        .unwrap();
+    phone
+        .client
+        .add_note(&case, "Termin beim Jobcenter vorbereitet")
+        .await
+        .unwrap();
+    within(T, phone.client.sync_now()).await.unwrap();
+    phone.client.close().await.unwrap();
+    // An unused code: a refused enrollment must not spend it.
+    let volunteer = server.volunteer(&coordinator, "Jonas").await;
+    let code = server.enrollment_code(&coordinator, &volunteer).await;
+
+    let bad_pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    let settings = [
+        ("http://lotse.example.org", None, "server_url"),
+        ("http://8.8.8.8:8080", None, "server_url"),
+        (
+            "https://lotse.example.org",
+            Some(bad_pem),
+            "trusted_certificates_pem",
+        ),
+        (
+            server.base.as_str(),
+            Some(bad_pem),
+            "trusted_certificates_pem",
+        ),
+    ];
+    let mut written = Vec::new();
+    for (url, pem, field) in settings {
+        let client = Client::open(tls_config(&phone.dir, url, phone.key, pem))
+            .await
+            .unwrap_or_else(|e| panic!("{url}: the store must open, got {e:?}"));
+        // What is on the phone stays readable and editable.
+        let held = client.get_case(&case).await.unwrap();
+        assert_eq!(held.case.notes[0].text, "Termin beim Jobcenter vorbereitet");
+        let text = format!("Notiz ohne Netz ({url})");
+        client.add_note(&case, &text).await.unwrap();
+        written.push(text);
+        let new_case = client
+            .create_case(&NewCaseInput {
+                label: "O.N.".into(),
+                topic: Topic::Wohnen,
+                languages: vec![],
+            })
+            .await
+            .unwrap();
+        client.add_note(&new_case, "Wohnungssuche").await.unwrap();
+        assert_eq!(client.list_notes(&new_case).await.unwrap().len(), 1);
+        assert!(client.list_cases().await.unwrap().len() >= 2);
+        client.cached_offers().await.unwrap();
+        let queued = client
+            .accept_offer("6f1c2d3e-0000-4000-8000-000000000001")
+            .await
+            .unwrap();
+        assert_eq!(queued.outcome, None);
+
+        // Everything that needs the server names the setting.
+        refused(within(T, client.sync_now()).await, field, url);
+        eventually(T, "the sync state says why", || async {
+            matches!(client.sync_state(), SyncState::Error { reason } if reason.starts_with(field))
+        })
+        .await;
+        refused(client.list_offers().await, field, url);
+        client.create_push_subscription_keys().await.unwrap();
+        refused(
+            client.register_push("https://push.example.org/abc").await,
+            field,
+            url,
+        );
+        // The queued answer stays queued.
+        let answer = client
+            .offer_answer("6f1c2d3e-0000-4000-8000-000000000001")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer.outcome, None);
+        client.close().await.unwrap();
+
+        let fresh = TempDir::new("tls-fresh");
+        let client = Client::open(tls_config(&fresh, url, rand_key(), pem))
+            .await
+            .unwrap();
+        refused(client.enroll(&code, "Diensthandy").await, field, url);
+        client.close().await.unwrap();
+    }
+
+    // Settings fixed: what was written meanwhile reaches the server, and the code that
+    // the refused enrollments never sent still works.
+    let client = Client::open(tls_config(&phone.dir, &server.base, phone.key, None))
+        .await
+        .unwrap();
+    within(T, client.sync_now()).await.unwrap();
+    let held = server.case(&coordinator, &case).await;
+    for text in &written {
+        assert!(
+            held["notes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["text"] == text.as_str()),
+            "{text}: {held}"
+        );
+    }
+    client.close().await.unwrap();
+    let fresh = TempDir::new("tls-fixed");
+    let client = Client::open(tls_config(&fresh, &server.base, rand_key(), None))
+        .await
+        .unwrap();
+    let enrolled = within(T, client.enroll(&code, "Diensthandy"))
+        .await
+        .unwrap();
+    assert_eq!(enrolled.volunteer_id, volunteer);
+    client.close().await.unwrap();
+
+    // Addresses that are still refused when they are not http(s) with a host.
     let dir = TempDir::new("tls-open");
     let key = rand_key();
-    let refused = |r: Result<Client, Error>, field: &str| match r {
-        Err(Error::InvalidInput { field: f, .. }) => assert_eq!(f, field),
-        Err(e) => panic!("expected InvalidInput on {field}, got {e:?}"),
-        Ok(_) => panic!("expected InvalidInput on {field}, got a client"),
-    };
-    for url in ["http://lotse.example.org", "http://8.8.8.8:8080"] {
+    for url in ["ftp://lotse.example.org", "lotse.example.org", "http://"] {
         refused(
             Client::open(tls_config(&dir, url, key, None)).await,
             "server_url",
+            url,
         );
     }
-    refused(
-        Client::open(tls_config(
-            &dir,
-            "https://lotse.example.org",
-            key,
-            Some("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
-        ))
-        .await,
-        "trusted_certificates_pem",
-    );
     // Nearby addresses may use plain http (a laptop at a training evening, an emulator).
     for url in ["http://192.168.178.20:8080", "http://10.0.2.2:8080"] {
         let client = Client::open(tls_config(&dir, url, key, None))
@@ -228,4 +354,5 @@ async fn plain_http_and_bad_certificates_are_refused_at_open() {
             .unwrap();
         client.close().await.unwrap();
     }
+    server.stop().await;
 }

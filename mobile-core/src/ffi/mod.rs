@@ -35,7 +35,9 @@ pub enum LotseError {
     /// The key from the keystore does not open this store.
     #[error("wrong key: {reason}")]
     WrongKey { reason: String },
-    /// An argument is unusable; `field` names it.
+    /// An argument is unusable; `field` names it. Calls that need the server also give it
+    /// with `field` `server_url` or `trusted_certificates_pem` when that setting of
+    /// `LotseConfig` rules the network out: fix the setting and open again.
     #[error("invalid {field}: {reason}")]
     InvalidInput { field: String, reason: String },
     #[error("not found: {reason}")]
@@ -763,7 +765,11 @@ impl LotseClient {
 
 #[uniffi::export]
 impl LotseClient {
-    /// Opens or creates the store. A key that does not match gives `WrongKey`.
+    /// Opens or creates the store. A key that does not match gives `WrongKey`. A
+    /// `server_url` that must not be used (plain `http://` to a host that is not on this
+    /// device or the local network) or an unreadable `trusted_certificates_pem` still
+    /// opens the store, so its data stays usable; the calls that need the server then fail
+    /// with `InvalidInput` naming the setting, and the sync state says the same.
     #[uniffi::constructor]
     pub fn open(config: LotseConfig) -> Result<Arc<Self>> {
         let key: [u8; 32] =
@@ -1060,6 +1066,8 @@ impl LotseClient {
     }
 
     /// Offers from the server, or the stored list when offline (`fresh == false`).
+    /// `InvalidInput` when the server settings rule the network out (`cached_offers` still
+    /// answers).
     pub async fn list_offers(&self) -> Result<OfferListRecord> {
         let client = self.client.clone();
         self.spawn(async move { client.list_offers().await })
