@@ -331,6 +331,7 @@ async fn seed_cases(
                 heads: &doc.get_heads(),
                 shared_with: std::slice::from_ref(volunteer),
                 summary: Some(&summary),
+                created_by: None,
             })
             .await?;
     }

@@ -577,6 +577,47 @@ async fn postgres_instances_fan_out_to_each_other() {
     w.s.stop().await;
 }
 
+/// A peer that passed the access check only because the id was unknown may create that
+/// document, nothing else: if it exists by the time the hub takes the document's lock
+/// (someone else created it in between), the message is refused before anything is read
+/// or merged.
+async fn a_peer_allowed_only_to_create_cannot_touch_an_existing_document(backend: Backend) {
+    use lotse_protocol::DocSync;
+    use lotse_server::sync::hub::{Creator, HubError};
+    let w = world(backend).await;
+    let mine = mentoring_case("someone-else".into());
+    let stranger = Creator {
+        organisation_id: "someone-else".into(),
+        volunteer_id: Some("someone".into()),
+    };
+    let message = DocSync::new().generate(&mine).expect("a first message");
+    let heads_before = w.s.store.document(&w.case).await.unwrap().unwrap().heads;
+    match w
+        .s
+        .state
+        .hub
+        .receive(w.case, &mut DocSync::new(), &message, 0, &stranger, true)
+        .await
+    {
+        Err(HubError::NotYours(id)) => assert_eq!(id, w.case),
+        other => panic!("expected NotYours, got {other:?}"),
+    }
+    assert_eq!(
+        w.s.store.document(&w.case).await.unwrap().unwrap().heads,
+        heads_before,
+        "nothing was merged"
+    );
+    // The same message from a peer with access is an ordinary sync step.
+    assert!(
+        w.s.state
+            .hub
+            .receive(w.case, &mut DocSync::new(), &message, 0, &stranger, false)
+            .await
+            .is_ok()
+    );
+    w.s.stop().await;
+}
+
 on_both_backends!(
     storage_errors_end_the_session_and_acknowledge_nothing,
     concurrent_edits_converge,
@@ -585,4 +626,5 @@ on_both_backends!(
     a_case_created_offline_becomes_the_volunteers,
     ephemeral_messages_are_relayed_once,
     idle_documents_are_evicted_and_reload,
+    a_peer_allowed_only_to_create_cannot_touch_an_existing_document,
 );

@@ -197,11 +197,8 @@ pub async fn detail(
         Err(r) => return r,
     };
     let l = s.lang;
-    // No view of a case without its audit line; the live refreshes of this page are part
-    // of the same view and are not written again.
-    let viewed = Caller::Coordinator(s.caller.clone()).audit("document.read", &id.to_string());
-    if let Err(e) = state.store.audit(&[viewed]).await {
-        return layout::failed(l, "case audit", e);
+    if let Err(r) = audit_view(&state, &s, &id, true).await {
+        return r;
     }
     let body = match body(&state, &s, &loaded, row.as_ref()).await {
         Ok(b) => b,
@@ -260,7 +257,7 @@ fn audit_trail(l: Lang, trail: &[SubjectAuditEvent]) -> Markup {
                                     td { (i18n::datetime(l, e.at)) }
                                     td {
                                         @if e.actor_name.is_empty() { (l.t("(gelöscht)", "(deleted)")) } @else { (e.actor_name) }
-                                        @if e.actor_kind == "coordinator" { " · " (l.t("Koordination", "coordination")) }
+                                        @if e.actor_kind == "coordinator" { " · " (l.t("Koordination", "coordinator")) }
                                     }
                                     td { (i18n::audit_action(l, &e.action)) }
                                 }
@@ -273,15 +270,41 @@ fn audit_trail(l: Lang, trail: &[SubjectAuditEvent]) -> Markup {
     }
 }
 
+/// No view of a case without its audit line, written before the content leaves. The
+/// live refreshes of an open page count as the same view for a while (see
+/// `Dash::view_needs_audit`).
+async fn audit_view(
+    state: &AppState,
+    s: &Session,
+    id: &DocumentId,
+    fresh: bool,
+) -> Result<(), Response> {
+    let case = id.to_string();
+    if !s.dash.view_needs_audit(s.caller.id(), &case, fresh) {
+        return Ok(());
+    }
+    let viewed = Caller::Coordinator(s.caller.clone()).audit("document.read", &case);
+    state
+        .store
+        .audit(&[viewed])
+        .await
+        .map_err(|e| layout::failed(s.lang, "case audit", e))?;
+    s.dash.view_audited(s.caller.id(), &case);
+    Ok(())
+}
+
 pub async fn fragment(
     State(state): State<AppState>,
     s: Session,
     Path(raw): Path<String>,
 ) -> Response {
-    let (_, loaded, row) = match load(&state, &s, &raw).await {
+    let (id, loaded, row) = match load(&state, &s, &raw).await {
         Ok(x) => x,
         Err(r) => return r,
     };
+    if let Err(r) = audit_view(&state, &s, &id, false).await {
+        return r;
+    }
     match body(&state, &s, &loaded, row.as_ref()).await {
         Ok(b) => b.into_string().into_response(),
         Err(r) => r,

@@ -247,7 +247,6 @@ pub fn request_action(l: Lang, code: &str) -> String {
     l.t(de, en).to_owned()
 }
 
-/// An automerge change message of the case schema, in words.
 /// An audit action (`document.read` ...) in words.
 pub fn audit_action(l: Lang, code: &str) -> String {
     let (de, en) = match code {
@@ -260,6 +259,7 @@ pub fn audit_action(l: Lang, code: &str) -> String {
     l.t(de, en).to_owned()
 }
 
+/// An automerge change message of the case schema, in words.
 pub fn change_message(l: Lang, message: &str) -> String {
     let (de, en) = match message {
         "create case" => ("Fall angelegt", "case created"),

@@ -47,14 +47,42 @@ pub struct Dash {
     csrf_key: tokio::sync::OnceCell<[u8; 32]>,
     /// Results of the "to look at" checks per case, valid while the heads stay the same.
     pub(crate) look_at: Mutex<HashMap<String, (String, Vec<lookat::Concern>)>>,
+    /// When a coordinator's view of a case was last audited: the live refreshes of an
+    /// open case page are audited again only after `VIEW_AUDIT_EVERY`.
+    viewed: Mutex<HashMap<(String, String), std::time::Instant>>,
 }
+
+/// A case page open for longer than this shows up in the audit trail again.
+const VIEW_AUDIT_EVERY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 impl Dash {
     fn new() -> Self {
         Self {
             csrf_key: tokio::sync::OnceCell::new(),
             look_at: Mutex::new(HashMap::new()),
+            viewed: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether this read of a case by this coordinator needs its own audit line: always
+    /// for a page view (`fresh`), for a live refresh only when the last line is older
+    /// than `VIEW_AUDIT_EVERY`.
+    pub(crate) fn view_needs_audit(&self, coordinator: &str, case: &str, fresh: bool) -> bool {
+        let viewed = self.viewed.lock().unwrap_or_else(|e| e.into_inner());
+        fresh
+            || viewed
+                .get(&(coordinator.to_owned(), case.to_owned()))
+                .is_none_or(|at| at.elapsed() >= VIEW_AUDIT_EVERY)
+    }
+
+    /// Records that the line for this view is written.
+    pub(crate) fn view_audited(&self, coordinator: &str, case: &str) {
+        let now = std::time::Instant::now();
+        let mut viewed = self.viewed.lock().unwrap_or_else(|e| e.into_inner());
+        if viewed.len() > 10_000 {
+            viewed.retain(|_, at| now.duration_since(*at) < VIEW_AUDIT_EVERY);
+        }
+        viewed.insert((coordinator.to_owned(), case.to_owned()), now);
     }
 
     /// The key CSRF tokens are derived with: made once, kept in the database so that

@@ -13,15 +13,19 @@
 //! **Small cells**: any number below 5 (counts, and hours below 5) is shown as `<5`, in
 //! the page, in the charts (a dashed placeholder bar of fixed size, never the true
 //! length) and in the CSV, so that no small group of people can be singled out. Zero is
-//! shown as `<5` too, so it cannot be told from one. Totals are suppressed the same way.
+//! shown as `<5` too, so a single cell does not tell it from one. Totals are suppressed
+//! the same way.
 //!
 //! **Secondary suppression**: the topic and the month rows add up to the total, so a
 //! single `<5` in a column could be worked out as the total minus the other rows. Where a
 //! column of those breakdowns has exactly one `<5` under a published total, its smallest
-//! published cell is withheld too and shown as `*`: two unknowns with a known sum give
-//! neither away. The language rows do not add up to the total (a request counts for each
-//! of its languages) and get no secondary suppression. Page, charts and CSV are all drawn
-//! from the one [`Published`] report, so they never disagree.
+//! published cell is withheld too and shown as `*`, so the small number can no longer be
+//! computed. What this does not give: a reader who knows that `*` means "5 or more" can
+//! still narrow the small cell's range (with 6 and 2 under a total of 8, the `<5` is at
+//! most 3), and where every hidden cell is 0 that can be deduced; only suppressing the
+//! total would prevent it. The language rows do not add up to the total (a request counts
+//! for each of its languages) and get no secondary suppression. Page, charts and CSV are
+//! all drawn from the one [`Published`] report, so they never disagree.
 
 use std::collections::BTreeMap;
 

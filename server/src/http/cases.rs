@@ -113,6 +113,7 @@ async fn create_case(
     let id = DocumentId::random();
     let snapshot = lotse_protocol::save_snapshot(&doc);
     let heads = doc.get_heads();
+    let created = Caller::Coordinator(caller.clone()).audit("document.create", &id.to_string());
     state
         .hub
         .create(
@@ -125,17 +126,13 @@ async fn create_case(
                 heads: &heads,
                 shared_with: &volunteers,
                 summary: Some(&summary),
+                created_by: Some(&created),
             },
             doc,
         )
         .await
         .map_err(hub_error)?;
     tracing::info!(document_id = %id, volunteers = volunteers.len(), "case created");
-    let entry = Caller::Coordinator(caller).audit("document.create", &id.to_string());
-    if let Err(e) = state.store.audit(&[entry]).await {
-        // The case is stored; only its first audit line is missing.
-        tracing::warn!(error = %e, document_id = %id, "could not audit a case creation");
-    }
     Ok((
         StatusCode::CREATED,
         axum::Json(CreatedCase {

@@ -152,6 +152,7 @@ async fn ensure_case(
     let id = DocumentId::random();
     let snapshot = lotse_protocol::save_snapshot(&doc);
     let heads = doc.get_heads();
+    let created = by.audit("document.create", &id.to_string());
     state
         .hub
         .create(
@@ -164,20 +165,13 @@ async fn ensure_case(
                 heads: &heads,
                 shared_with: &[volunteer_id.to_owned()],
                 summary: Some(&summary),
+                created_by: Some(&created),
             },
             doc,
         )
         .await
         .map_err(|e| Error::Internal(anyhow::anyhow!(e.to_string())))?;
     state.store.link_case(&request.id, &id.to_string()).await?;
-    if let Err(e) = state
-        .store
-        .audit(&[by.audit("document.create", &id.to_string())])
-        .await
-    {
-        // The case is stored and linked; only its first audit line is missing.
-        tracing::warn!(error = %e, document_id = %id, "could not audit a case creation");
-    }
     Ok(id.to_string())
 }
 

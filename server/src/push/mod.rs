@@ -84,30 +84,45 @@ impl Push {
     }
 }
 
-/// Queues `notice` for every push subscription of the volunteers' devices that are not
-/// revoked, inside the caller's transaction, so the pushes commit (or roll back) with the
-/// decision they announce. Returns how many sends were queued. Call `Push::wake` after
-/// the commit.
+/// Who a notice is for.
+#[derive(Debug, Clone, Copy)]
+pub enum Recipients<'a> {
+    /// The volunteers' devices that are not revoked.
+    Volunteers(&'a [String]),
+    /// The browsers of the organisation's coordinators.
+    Coordinators(&'a str),
+}
+
+/// Queues each notice for its recipients' push subscriptions inside the caller's
+/// transaction, so the pushes commit (or roll back) with the decision they announce.
+/// Give it everything one transaction queues, in one call: the rows are then locked in
+/// the one order the worker uses too (see `store::enqueue_rows`). Returns how many sends
+/// were queued. Call `Push::wake` after the commit.
+pub async fn enqueue_each(
+    conn: &mut sqlx::AnyConnection,
+    notices: &[(Recipients<'_>, &Notice)],
+) -> Result<u64, StoreError> {
+    let now = now_ms();
+    let prepared: Vec<_> = notices.iter().map(|(_, n)| n.prepare(now)).collect();
+    let mut rows = Vec::new();
+    for ((to, _), p) in notices.iter().zip(&prepared) {
+        let subscriptions = match to {
+            Recipients::Volunteers([]) => continue,
+            Recipients::Volunteers(ids) => crate::store::volunteer_subscriptions(conn, ids).await?,
+            Recipients::Coordinators(org) => {
+                crate::store::coordinator_subscriptions(conn, org).await?
+            }
+        };
+        rows.extend(subscriptions.into_iter().map(|s| (s, p.entry())));
+    }
+    crate::store::enqueue_rows(conn, rows).await
+}
+
+/// Queues `notice` for the volunteers' devices (see `enqueue_each`).
 pub async fn enqueue(
     conn: &mut sqlx::AnyConnection,
     volunteer_ids: &[String],
     notice: &Notice,
 ) -> Result<u64, StoreError> {
-    if volunteer_ids.is_empty() {
-        return Ok(0);
-    }
-    let prepared = notice.prepare(now_ms());
-    crate::store::enqueue_for_volunteers(conn, volunteer_ids, &prepared.entry()).await
-}
-
-/// Queues `notice` for the push subscriptions of the organisation's coordinators (their
-/// dashboards' browsers), inside the caller's transaction. Call `Push::wake` after the
-/// commit.
-pub async fn enqueue_for_coordinators(
-    conn: &mut sqlx::AnyConnection,
-    organisation_id: &str,
-    notice: &Notice,
-) -> Result<u64, StoreError> {
-    let prepared = notice.prepare(now_ms());
-    crate::store::enqueue_for_coordinators(conn, organisation_id, &prepared.entry()).await
+    enqueue_each(conn, &[(Recipients::Volunteers(volunteer_ids), notice)]).await
 }

@@ -27,22 +27,51 @@ pub(crate) struct Audit<'a> {
 impl Audit<'_> {
     /// Written inside the caller's transaction so the record and its trail commit together.
     pub(crate) async fn write(&self, conn: &mut sqlx::AnyConnection) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (id, organisation_id, at, actor_kind, actor_id, action, \
-             subject_kind, subject_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        insert_row(
+            conn,
+            self.organisation_id,
+            now_ms(),
+            [self.actor_kind, self.actor_id, self.action],
+            [self.subject_kind, self.subject_id],
         )
-        .bind(new_id())
-        .bind(self.organisation_id)
-        .bind(now_ms())
-        .bind(self.actor_kind)
-        .bind(self.actor_id)
-        .bind(self.action)
-        .bind(self.subject_kind)
-        .bind(self.subject_id)
-        .execute(conn)
-        .await?;
-        Ok(())
+        .await
     }
+}
+
+/// One owned entry, inside the caller's transaction.
+pub(crate) async fn insert(conn: &mut sqlx::AnyConnection, e: &AuditEntry) -> Result<()> {
+    insert_row(
+        conn,
+        &e.organisation_id,
+        e.at,
+        [e.actor_kind, &e.actor_id, e.action],
+        [e.subject_kind, &e.subject_id],
+    )
+    .await
+}
+
+async fn insert_row(
+    conn: &mut sqlx::AnyConnection,
+    organisation_id: &str,
+    at: i64,
+    [actor_kind, actor_id, action]: [&str; 3],
+    [subject_kind, subject_id]: [&str; 2],
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_events (id, organisation_id, at, actor_kind, actor_id, action, \
+         subject_kind, subject_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(new_id())
+    .bind(organisation_id)
+    .bind(at)
+    .bind(actor_kind)
+    .bind(actor_id)
+    .bind(action)
+    .bind(subject_kind)
+    .bind(subject_id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// An audit entry written on its own (not inside the transaction of a record): reads,
@@ -83,20 +112,7 @@ impl Store {
         }
         let mut tx = self.begin_write().await?;
         for e in entries {
-            sqlx::query(
-                "INSERT INTO audit_events (id, organisation_id, at, actor_kind, actor_id, \
-                 action, subject_kind, subject_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(new_id())
-            .bind(&e.organisation_id)
-            .bind(e.at)
-            .bind(e.actor_kind)
-            .bind(&e.actor_id)
-            .bind(e.action)
-            .bind(e.subject_kind)
-            .bind(&e.subject_id)
-            .execute(&mut *tx)
-            .await?;
+            insert(&mut tx, e).await?;
         }
         tx.commit().await?;
         Ok(())

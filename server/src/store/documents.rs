@@ -48,6 +48,9 @@ pub struct NewDocument<'a> {
     pub heads: &'a [ChangeHash],
     pub shared_with: &'a [String],
     pub summary: Option<&'a CaseSummary>,
+    /// The audit line of the creation, written in the same transaction; `None` where the
+    /// caller records it otherwise (a sync connection) or nobody asked (the demo).
+    pub created_by: Option<&'a super::AuditEntry>,
 }
 
 impl NewDocument<'_> {
@@ -269,6 +272,9 @@ impl Store {
         }
         if let Some(summary) = new.summary {
             upsert_index(&mut tx, &id, new.organisation_id, summary).await?;
+        }
+        if let Some(entry) = new.created_by {
+            super::audit::insert(&mut tx, entry).await?;
         }
         self.notify_changed(&mut tx, &id).await?;
         for volunteer in new.grantees() {

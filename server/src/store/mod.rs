@@ -38,7 +38,8 @@ pub use documents::{
 pub use organisations::Organisation;
 pub use push::{
     ClaimedPush, MAX_SUBSCRIPTIONS_PER_OWNER, NewPushSubscription, OutboxEntry, PushOwner,
-    PushSubscriptionRef, SavedPushSubscription, enqueue_for_coordinators, enqueue_for_volunteers,
+    PushSubscriptionRef, SavedPushSubscription, coordinator_subscriptions, enqueue_rows,
+    volunteer_subscriptions,
 };
 pub use reports::{CaseDocument, ReportRequest, VolunteerSync};
 pub use requests::{

@@ -8,7 +8,7 @@
 //! counts only while the token still matches, so a row replaced or re-claimed meanwhile
 //! is never lost to a stale completion.
 //!
-//! Pushes must never make the decision they announce fail. `enqueue_for_volunteers` runs
+//! Pushes must never make the decision they announce fail. `enqueue_rows` runs
 //! in the requests code's transaction, so nothing here may form a lock cycle with it on
 //! PostgreSQL: claims skip locked rows instead of waiting, outbox rows carry no foreign
 //! key (a subscription deleted while a notice for it is queued leaves an orphan row that
@@ -127,13 +127,11 @@ fn claimed(row: &AnyRow, claim_token: String) -> Result<ClaimedPush> {
     })
 }
 
-/// Queues `entry` for every subscription of the volunteers' devices that are not
-/// revoked, in the caller's transaction. Returns how many rows were queued or refreshed.
-pub async fn enqueue_for_volunteers(
+/// The push subscriptions of the volunteers' devices that are not revoked.
+pub async fn volunteer_subscriptions(
     conn: &mut sqlx::AnyConnection,
     volunteer_ids: &[String],
-    entry: &OutboxEntry<'_>,
-) -> Result<u64> {
+) -> Result<Vec<String>> {
     let mut volunteer_ids: Vec<&String> = volunteer_ids.iter().collect();
     volunteer_ids.sort_unstable();
     volunteer_ids.dedup();
@@ -149,40 +147,38 @@ pub async fn enqueue_for_volunteers(
             .await?,
         );
     }
-    enqueue_for(conn, subscriptions, entry).await
+    Ok(subscriptions)
 }
 
-/// Queues `entry` for every subscription of the organisation's coordinators (their
-/// browsers), in the caller's transaction. Returns how many rows were queued or refreshed.
-pub async fn enqueue_for_coordinators(
+/// The push subscriptions of the organisation's coordinators (their browsers).
+pub async fn coordinator_subscriptions(
     conn: &mut sqlx::AnyConnection,
     organisation_id: &str,
-    entry: &OutboxEntry<'_>,
-) -> Result<u64> {
-    let subscriptions: Vec<String> = sqlx::query_scalar(
+) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
         "SELECT s.id FROM push_subscriptions s JOIN coordinators c ON c.id = s.coordinator_id \
          WHERE c.organisation_id = $1 AND s.organisation_id = $1",
     )
     .bind(organisation_id)
     .fetch_all(&mut *conn)
-    .await?;
-    enqueue_for(conn, subscriptions, entry).await
+    .await?)
 }
 
-/// One outbox row per subscription. Rows are locked in ascending subscription id, the
-/// order `Store::finish_pushes` locks them in too: a queueing transaction and the
-/// worker's cleanup can then never wait for each other in a cycle on PostgreSQL (both
-/// touching the same rows in opposite orders was a deadlock).
-async fn enqueue_for(
+/// Queues each entry for its subscription, in the caller's transaction; returns how many
+/// rows were queued or refreshed. Call it once per transaction with everything that
+/// transaction queues: rows are locked in ascending (subscription, topic), the order
+/// `Store::finish_pushes` locks them in too, so a queueing transaction and the worker's
+/// cleanup never wait for each other in a cycle on PostgreSQL (touching the same rows in
+/// opposite orders was a deadlock).
+pub async fn enqueue_rows(
     conn: &mut sqlx::AnyConnection,
-    mut subscriptions: Vec<String>,
-    entry: &OutboxEntry<'_>,
+    mut rows: Vec<(String, OutboxEntry<'_>)>,
 ) -> Result<u64> {
-    subscriptions.sort_unstable();
-    subscriptions.dedup();
+    rows.sort_by(|a, b| (&a.0, a.1.push_topic).cmp(&(&b.0, b.1.push_topic)));
+    rows.dedup_by(|a, b| a.0 == b.0 && a.1.push_topic == b.1.push_topic);
     let now = now_ms();
     let mut queued = 0;
-    for subscription_id in &subscriptions {
+    for (subscription_id, entry) in &rows {
         // A pending row of the same topic is replaced, and its claim (if a worker is
         // sending the old text right now) voided, so the newer text goes out next.
         sqlx::query(

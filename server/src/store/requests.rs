@@ -1,6 +1,7 @@
 //! Requests (Einsatzanfragen) and offers. Who gets a request is decided here, in SQL:
 //! the first valid accept wins, atomically on SQLite and PostgreSQL alike.
 
+use crate::push::Recipients;
 use std::collections::HashMap;
 
 use serde::Serialize;
@@ -268,31 +269,20 @@ fn notice(kind: NoticeKind, r: &Request) -> crate::push::Notice {
     }
 }
 
-/// Queues pushes in the caller's transaction, so they commit with the decision.
+/// Queues pushes in the caller's transaction, so they commit with the decision. One call
+/// per transaction (see `crate::push::enqueue_each`).
 async fn notify(
     conn: &mut sqlx::AnyConnection,
-    volunteers: &[String],
-    kind: NoticeKind,
     r: &Request,
+    notices: &[(Recipients<'_>, NoticeKind)],
 ) -> Result<()> {
-    if volunteers.is_empty() {
-        return Ok(());
-    }
-    crate::push::enqueue(conn, volunteers, &notice(kind, r))
-        .await
-        .map(|_| ())
-}
-
-/// Queues a notice for the browsers of the request's organisation's coordinators, in the
-/// caller's transaction.
-async fn notify_coordinators(
-    conn: &mut sqlx::AnyConnection,
-    kind: NoticeKind,
-    r: &Request,
-) -> Result<()> {
-    crate::push::enqueue_for_coordinators(conn, &r.organisation_id, &notice(kind, r))
-        .await
-        .map(|_| ())
+    let built: Vec<crate::push::Notice> = notices.iter().map(|(_, k)| notice(*k, r)).collect();
+    let each: Vec<(Recipients<'_>, &crate::push::Notice)> = notices
+        .iter()
+        .zip(&built)
+        .map(|((to, _), n)| (*to, n))
+        .collect();
+    crate::push::enqueue_each(conn, &each).await.map(|_| ())
 }
 
 impl Store {
@@ -403,7 +393,13 @@ impl Store {
         // A coordinator knows what they entered themselves; a request from outside (the
         // intake form) is news for the desk.
         if actor.kind != "coordinator" {
-            notify_coordinators(&mut tx, NoticeKind::NewRequest, &r).await?;
+            let org = r.organisation_id.clone();
+            notify(
+                &mut tx,
+                &r,
+                &[(Recipients::Coordinators(&org), NoticeKind::NewRequest)],
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(r)
@@ -557,7 +553,12 @@ impl Store {
                 .bind(&r.id)
                 .execute(&mut *tx)
                 .await?;
-            notify(&mut tx, &told, NoticeKind::Cancelled, &r).await?;
+            notify(
+                &mut tx,
+                &r,
+                &[(Recipients::Volunteers(&told), NoticeKind::Cancelled)],
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(Some(r))
@@ -616,7 +617,12 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        notify(&mut tx, &fresh, NoticeKind::Offer, &r).await?;
+        notify(
+            &mut tx,
+            &r,
+            &[(Recipients::Volunteers(&fresh), NoticeKind::Offer)],
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some((r, fresh)))
     }
@@ -733,8 +739,16 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             event(&mut tx, request_id, actor, "accepted", Some(volunteer_id)).await?;
-            notify(&mut tx, &losers, NoticeKind::Taken, &r).await?;
-            notify_coordinators(&mut tx, NoticeKind::Accepted, &r).await?;
+            let org = r.organisation_id.clone();
+            notify(
+                &mut tx,
+                &r,
+                &[
+                    (Recipients::Volunteers(&losers), NoticeKind::Taken),
+                    (Recipients::Coordinators(&org), NoticeKind::Accepted),
+                ],
+            )
+            .await?;
             tx.commit().await?;
             return Ok(AcceptOutcome::Won(Box::new(r)));
         }

@@ -409,11 +409,12 @@ impl Conn {
         data: &[u8],
         is_request: bool,
     ) -> Result<(), Violation> {
-        match self.access(id).await? {
+        let create_only = match self.access(id).await? {
             Access::Denied => return self.unavailable(socket, id).await,
             Access::Unknown if is_request => return self.unavailable(socket, id).await,
-            Access::Unknown | Access::Allowed(_) => {}
-        }
+            Access::Unknown => true,
+            Access::Allowed(_) => false,
+        };
         if !self.syncs.contains_key(&id) {
             let state = self.sync_state(id).await;
             self.syncs.insert(id, state);
@@ -421,10 +422,15 @@ impl Conn {
         let sync = self.syncs.get_mut(&id).expect("inserted above");
         let received = match self
             .hub
-            .receive(id, sync, data, self.id, &self.creator)
+            .receive(id, sync, data, self.id, &self.creator, create_only)
             .await
         {
             Ok(received) => received,
+            Err(HubError::NotYours(_)) => {
+                self.syncs.remove(&id);
+                self.denied.insert(id);
+                return self.unavailable(socket, id).await;
+            }
             Err(HubError::Session(e)) => {
                 return Err(Violation(format!("invalid sync data for {id}: {e}")));
             }
@@ -438,7 +444,7 @@ impl Conn {
         // A document the peer just created is theirs from now on. A message that created
         // nothing (no changes for an unknown id) grants nothing: the next one is checked
         // again.
-        if received.stored {
+        if !create_only || received.created {
             self.denied.remove(&id);
             self.allowed.insert(id);
         }
@@ -694,8 +700,9 @@ async fn until(at: Option<tokio::time::Instant>) {
 
 /// The connection's part of the audit trail (DSGVO): which documents its peer synced,
 /// changed and created, once per (connection, document, action). Entries are collected
-/// here and written in batches, so a sync step never waits for them; the in-sync
-/// reconnect syncs no document and so writes none.
+/// here and written in batches between messages (one short transaction at most about
+/// once a second, not one per sync step); the in-sync reconnect syncs no document and so
+/// writes none.
 struct AuditTrail {
     store: Store,
     organisation_id: String,

@@ -61,6 +61,9 @@ pub enum HubError {
     Session(#[from] SessionError),
     #[error("stored document {0} cannot be loaded")]
     Load(DocumentId),
+    /// The peer was only allowed to create the document, and it exists by now.
+    #[error("document {0} exists and is not the peer's")]
+    NotYours(DocumentId),
 }
 
 /// What one peer's sync message did to a document (`Hub::receive`).
@@ -244,10 +247,17 @@ impl Hub {
         data: &[u8],
         origin: u64,
         creator: &Creator,
+        create_only: bool,
     ) -> Result<Received, HubError> {
         let entry = self.entry(id);
         let mut slot = entry.state.lock().await;
         let loaded = self.ensure_loaded(&entry, &mut slot).await?;
+        // Checked under the document's lock: a peer that passed the access check only
+        // because the id was unknown must not write into (or read) a document someone
+        // else created meanwhile.
+        if create_only && loaded.persisted {
+            return Err(HubError::NotYours(id));
+        }
         let changed = match sync.receive(&mut loaded.doc, data) {
             Ok(changed) => changed,
             Err(e) => {
@@ -296,6 +306,7 @@ impl Hub {
                     heads: &heads,
                     shared_with: &[],
                     summary: summary.as_ref(),
+                    created_by: None,
                 })
                 .await
                 .map(|()| 1)
