@@ -211,13 +211,15 @@ pub fn static_js() -> Response {
 }
 
 fn static_asset(content_type: &'static str, body: &'static str) -> Response {
-    let mut res = body.into_response();
+    asset(content_type, body, "public, max-age=300")
+}
+
+/// A script or stylesheet of ours with its type and how long browsers may keep it.
+pub fn asset(content_type: &'static str, body: impl Into<String>, cache: &'static str) -> Response {
+    let mut res = body.into().into_response();
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
-    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     res
 }
 

@@ -8,12 +8,12 @@
 //! languages and a time, never a person or a place (see `crate::push::notice`).
 
 use axum::extract::Query;
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::i18n::{self, Lang};
+use super::layout;
 
 /// The card on the overview. Buttons and status are wired by `PAGE_JS`.
 pub fn card(l: Lang) -> Markup {
@@ -34,7 +34,7 @@ pub fn card(l: Lang) -> Markup {
 }
 
 pub fn page_js() -> Response {
-    script(PAGE_JS, "public, max-age=300")
+    layout::asset(JS_TYPE, PAGE_JS, "public, max-age=300")
 }
 
 #[derive(Deserialize)]
@@ -63,19 +63,10 @@ pub async fn service_worker(Query(q): Query<SwQuery>) -> Response {
         serde_json::Value::Object(topics),
     );
     // A new version must reach browsers soon; they re-check a worker at most daily anyway.
-    script(body, "no-cache")
+    layout::asset(JS_TYPE, body, "no-cache")
 }
 
-fn script(body: impl Into<String>, cache: &'static str) -> Response {
-    let mut res = body.into().into_response();
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/javascript; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    res
-}
+const JS_TYPE: &str = "text/javascript; charset=utf-8";
 
 const PAGE_JS: &str = r#"(function () {
   "use strict";

@@ -41,15 +41,7 @@ impl Caller {
             Caller::Coordinator(c) => (c.organisation_id(), "coordinator", c.id()),
             Caller::Device(d) => (d.organisation_id.as_str(), "device", d.device.id.as_str()),
         };
-        crate::store::AuditEntry {
-            organisation_id: organisation_id.to_owned(),
-            actor_kind,
-            actor_id: actor_id.to_owned(),
-            action,
-            subject_kind: "document",
-            subject_id: document.to_owned(),
-            at: crate::store::now_ms(),
-        }
+        crate::store::AuditEntry::document(organisation_id, actor_kind, actor_id, action, document)
     }
 }
 

@@ -45,6 +45,13 @@ pub struct CreatedCase {
     pub url: String,
 }
 
+/// A document id from the path: bs58check or an `automerge:` URL.
+fn document_id(raw: &str) -> Result<DocumentId> {
+    DocumentId::from_url(raw)
+        .or_else(|_| raw.parse())
+        .map_err(|_| Error::bad_request("invalid_id", format!("{raw:?} is not a document id")))
+}
+
 fn hub_error(e: HubError) -> Error {
     match e {
         HubError::Storage(e) => Error::Store(e),
@@ -164,9 +171,7 @@ async fn get_case(
     caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<axum::Json<serde_json::Value>> {
-    let id: DocumentId = DocumentId::from_url(&raw)
-        .or_else(|_| raw.parse())
-        .map_err(|_| Error::bad_request("invalid_id", format!("{raw:?} is not a document id")))?;
+    let id = document_id(&raw)?;
     let viewer = match &caller {
         Caller::Coordinator(c) => Viewer {
             organisation_id: c.coordinator.organisation_id.clone(),
@@ -209,9 +214,7 @@ async fn case_audit(
     caller: CoordinatorCaller,
     Path(raw): Path<String>,
 ) -> Result<axum::Json<Vec<SubjectAuditEvent>>> {
-    let id: DocumentId = DocumentId::from_url(&raw)
-        .or_else(|_| raw.parse())
-        .map_err(|_| Error::bad_request("invalid_id", format!("{raw:?} is not a document id")))?;
+    let id = document_id(&raw)?;
     let viewer = Viewer {
         organisation_id: caller.organisation_id().to_owned(),
         volunteer_id: None,

@@ -89,6 +89,27 @@ pub struct AuditEntry {
     pub at: i64,
 }
 
+impl AuditEntry {
+    /// A line about a document, now.
+    pub fn document(
+        organisation_id: &str,
+        actor_kind: &'static str,
+        actor_id: &str,
+        action: &'static str,
+        document: &str,
+    ) -> Self {
+        Self {
+            organisation_id: organisation_id.to_owned(),
+            actor_kind,
+            actor_id: actor_id.to_owned(),
+            action,
+            subject_kind: "document",
+            subject_id: document.to_owned(),
+            at: now_ms(),
+        }
+    }
+}
+
 /// An audit event of one record with the actor's name, for the record's page.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SubjectAuditEvent {

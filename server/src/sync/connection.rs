@@ -13,7 +13,7 @@ use tokio::sync::broadcast;
 
 use super::hub::{Creator, DocChanged, Hub, HubError, HubEvent, Received, Relay, Shared};
 use crate::http::Event;
-use crate::store::{Access, AuditEntry, Store, Viewer, now_ms};
+use crate::store::{Access, AuditEntry, Store, Viewer};
 
 /// Frames above this are refused with a protocol error (the socket layer allows a bit
 /// more, so that the peer gets our explanation rather than a bare close code).
@@ -756,15 +756,13 @@ impl AuditTrail {
         if !self.noted.insert((id, action)) {
             return;
         }
-        self.pending.push(AuditEntry {
-            organisation_id: self.organisation_id.clone(),
-            actor_kind: self.actor_kind,
-            actor_id: self.actor_id.clone(),
+        self.pending.push(AuditEntry::document(
+            &self.organisation_id,
+            self.actor_kind,
+            &self.actor_id,
             action,
-            subject_kind: "document",
-            subject_id: id.to_string(),
-            at: now_ms(),
-        });
+            &id.to_string(),
+        ));
         if self.pending.len() > AUDIT_KEEP {
             let excess = self.pending.len() - AUDIT_KEEP;
             self.pending.drain(..excess);
