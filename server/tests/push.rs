@@ -23,6 +23,7 @@ use common::{Backend, TestServer, eventually, now_ms};
 use lotse_server::push::{self, Notice, NoticeKind};
 use lotse_server::store::PushOwner;
 use p256::ecdsa::signature::Verifier;
+use reqwest::Method;
 use serde_json::{Value, json};
 
 const SUBJECT: &str = "mailto:admin@lotse.invalid";
@@ -958,6 +959,127 @@ async fn coordinators_hear_of_intake_requests_and_accepts(backend: Backend) {
     s.stop().await;
 }
 
+/// A coordinator's browser hears of requests only while the login that turned
+/// notifications on lasts: after logging out (a shared office computer) nothing more
+/// arrives and the subscription is gone; the next login in that browser registers it
+/// again and it is heard again; logging out everywhere ends it too.
+async fn a_coordinators_notices_end_with_the_login(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let svc = PushService::start().await;
+    let (org, _) = s
+        .coordinator(
+            "Integrationslotsen Grevenbroich",
+            "desk@grevenbroich.example",
+            "ein langes Passwort 42",
+        )
+        .await;
+    let slug = org.slug.clone();
+    let login = || s.login("desk@grevenbroich.example", "ein langes Passwort 42");
+    let browser = Subscriber::new();
+    let body = browser.subscription(&svc.endpoint("desk"));
+    let heard_at = |name: &str| {
+        let path = format!("/push/{name}");
+        svc.received().iter().filter(|r| r.path == path).count()
+    };
+    let heard = || heard_at("desk");
+    let (_, me) = s.get("/api/v1/me", Some(&login().await)).await;
+    let coordinator_id = me["coordinator_id"].as_str().unwrap().to_owned();
+    let subscriptions = || async {
+        s.store
+            .push_subscription_count(PushOwner::Coordinator {
+                id: &coordinator_id,
+                session: "",
+            })
+            .await
+            .unwrap()
+    };
+    let intake = || async {
+        let res = s.post_intake_form(&slug, &intake_fields(&["uk"])).await;
+        assert_eq!(res.status(), 200);
+    };
+
+    // On, and heard.
+    let first = login().await;
+    subscribe(&s, &first, body.clone()).await;
+    intake().await;
+    eventually("the first notice", Duration::from_secs(20), || async {
+        (pending(&s).await == 0 && heard() == 1).then_some(())
+    })
+    .await;
+
+    // Logged out: the subscription goes with the login, and a new request is queued for
+    // nobody.
+    let (status, _) = s
+        .request(Method::POST, "/api/v1/auth/logout", Some(&first), None)
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(subscriptions().await, 0);
+    intake().await;
+    assert_eq!(pending(&s).await, 0, "nothing queued after the logout");
+
+    // Another login in the same browser registers the same endpoint again: heard again.
+    // The outbox is drained in order, so once it is empty and this notice arrived,
+    // anything wrongly queued during the logout would have arrived too: the count is exact.
+    let second = login().await;
+    subscribe(&s, &second, body.clone()).await;
+    intake().await;
+    eventually(
+        "the notice after logging in again",
+        Duration::from_secs(20),
+        || async { (pending(&s).await == 0 && heard() >= 2).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        heard(),
+        2,
+        "one notice before the logout, one after the new login"
+    );
+
+    // A second browser of the same coordinator, then logout everywhere: both silent.
+    let elsewhere = login().await;
+    subscribe(
+        &s,
+        &elsewhere,
+        Subscriber::new().subscription(&svc.endpoint("desk-home")),
+    )
+    .await;
+    assert_eq!(subscriptions().await, 2);
+    let (status, _) = s
+        .request(Method::POST, "/api/v1/auth/logout-all", Some(&second), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(subscriptions().await, 0);
+    intake().await;
+    assert_eq!(
+        pending(&s).await,
+        0,
+        "nothing queued after logging out everywhere"
+    );
+
+    // The home browser logs in again; its notice comes, the office browser stays silent.
+    let home = login().await;
+    subscribe(
+        &s,
+        &home,
+        Subscriber::new().subscription(&svc.endpoint("desk-home")),
+    )
+    .await;
+    intake().await;
+    eventually(
+        "the home browser's notice",
+        Duration::from_secs(20),
+        || async { (pending(&s).await == 0 && heard_at("desk-home") >= 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(heard_at("desk-home"), 1);
+    assert_eq!(
+        heard(),
+        2,
+        "the office browser heard nothing after logout-all"
+    );
+    s.stop().await;
+}
+
 on_both_backends!(
     vapid_key_is_public_and_kept,
     subscriptions_are_checked_and_owned,
@@ -968,4 +1090,5 @@ on_both_backends!(
     a_row_whose_subscription_vanished_is_discarded_unsent,
     python_decrypts_and_verifies_what_was_sent,
     coordinators_hear_of_intake_requests_and_accepts,
+    a_coordinators_notices_end_with_the_login,
 );

@@ -192,7 +192,13 @@ async fn remove(
 
 fn owner(caller: &Caller) -> (&str, PushOwner<'_>) {
     match caller {
-        Caller::Coordinator(c) => (c.organisation_id(), PushOwner::Coordinator(c.id())),
+        Caller::Coordinator(c) => (
+            c.organisation_id(),
+            PushOwner::Coordinator {
+                id: c.id(),
+                session: &c.session_hash,
+            },
+        ),
         Caller::Device(d) => (&d.organisation_id, PushOwner::Device(&d.device.id)),
     }
 }

@@ -129,21 +129,34 @@ impl Store {
         row.as_ref().map(coordinator).transpose()
     }
 
+    /// Logout: ends the session (and sweeps expired ones), and with them the browser
+    /// notifications they turned on.
     pub async fn delete_session(&self, token_hash: &str) -> Result<()> {
         sqlx::query("DELETE FROM coordinator_sessions WHERE token_hash = $1 OR expires_at <= $2")
             .bind(token_hash)
             .bind(now_ms())
             .execute(&self.pool)
             .await?;
+        self.sweep_subscriptions().await;
         Ok(())
     }
 
-    /// Logout everywhere: ends every session of the coordinator.
+    /// Logout everywhere: ends every session of the coordinator, and every browser
+    /// notification they turned on.
     pub async fn delete_sessions_of(&self, coordinator_id: &str) -> Result<u64> {
         let done = sqlx::query("DELETE FROM coordinator_sessions WHERE coordinator_id = $1")
             .bind(coordinator_id)
             .execute(&self.pool)
             .await?;
+        self.sweep_subscriptions().await;
         Ok(done.rows_affected())
+    }
+
+    /// Nothing is sent to a subscription whose login ended, so a failed cleanup must
+    /// not fail the logout; the next logout sweeps again.
+    async fn sweep_subscriptions(&self) {
+        if let Err(e) = self.drop_sessionless_subscriptions().await {
+            tracing::warn!(error = %e, "could not remove push subscriptions of ended logins");
+        }
     }
 }

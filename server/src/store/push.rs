@@ -30,27 +30,39 @@ pub const MAX_SUBSCRIPTIONS_PER_OWNER: usize = 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushOwner<'a> {
     Device(&'a str),
-    Coordinator(&'a str),
+    /// A coordinator's browser, heard only while `session` (the hash of the login that
+    /// registered it) lasts; the login's end removes it.
+    Coordinator {
+        id: &'a str,
+        session: &'a str,
+    },
 }
 
-impl PushOwner<'_> {
+impl<'a> PushOwner<'a> {
     fn column(self) -> &'static str {
         match self {
             Self::Device(_) => "device_id",
-            Self::Coordinator(_) => "coordinator_id",
+            Self::Coordinator { .. } => "coordinator_id",
         }
     }
 
     fn owner_id(&self) -> &str {
         match self {
-            Self::Device(id) | Self::Coordinator(id) => id,
+            Self::Device(id) | Self::Coordinator { id, .. } => id,
+        }
+    }
+
+    fn session(self) -> Option<&'a str> {
+        match self {
+            Self::Device(_) => None,
+            Self::Coordinator { session, .. } => Some(session),
         }
     }
 
     fn actor_kind(self) -> &'static str {
         match self {
             Self::Device(_) => "device",
-            Self::Coordinator(_) => "coordinator",
+            Self::Coordinator { .. } => "coordinator",
         }
     }
 }
@@ -150,16 +162,20 @@ pub async fn volunteer_subscriptions(
     Ok(subscriptions)
 }
 
-/// The push subscriptions of the organisation's coordinators (their browsers).
+/// The push subscriptions of the organisation's coordinators (their browsers) whose
+/// login still lasts: one registered before a logout or an expired session stays silent.
 pub async fn coordinator_subscriptions(
     conn: &mut sqlx::AnyConnection,
     organisation_id: &str,
 ) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar(
         "SELECT s.id FROM push_subscriptions s JOIN coordinators c ON c.id = s.coordinator_id \
-         WHERE c.organisation_id = $1 AND s.organisation_id = $1",
+         JOIN coordinator_sessions l ON l.token_hash = s.session_hash \
+         AND l.coordinator_id = s.coordinator_id \
+         WHERE c.organisation_id = $1 AND s.organisation_id = $1 AND l.expires_at > $2",
     )
     .bind(organisation_id)
+    .bind(now_ms())
     .fetch_all(&mut *conn)
     .await?)
 }
@@ -248,13 +264,16 @@ impl Store {
             let org: String = row.try_get("organisation_id")?;
             let current: Option<String> = row.try_get(owner.column())?;
             if org == organisation_id && current.as_deref() == Some(owner.owner_id()) {
+                // A coordinator's browser registers again after each login: the
+                // subscription now lasts as long as that login.
                 sqlx::query(
-                    "UPDATE push_subscriptions SET p256dh = $1, auth = $2, updated_at = $3 \
-                     WHERE id = $4",
+                    "UPDATE push_subscriptions SET p256dh = $1, auth = $2, updated_at = $3, \
+                     session_hash = $4 WHERE id = $5",
                 )
                 .bind(sub.p256dh)
                 .bind(sub.auth)
                 .bind(now)
+                .bind(owner.session())
                 .bind(&id)
                 .execute(&mut *tx)
                 .await?;
@@ -267,17 +286,18 @@ impl Store {
         let id = new_id();
         let (device_id, coordinator_id) = match owner {
             PushOwner::Device(d) => (Some(d), None),
-            PushOwner::Coordinator(c) => (None, Some(c)),
+            PushOwner::Coordinator { id, .. } => (None, Some(id)),
         };
         sqlx::query(
             "INSERT INTO push_subscriptions (id, organisation_id, device_id, coordinator_id, \
-             endpoint, p256dh, auth, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+             session_hash, endpoint, p256dh, auth, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
         )
         .bind(&id)
         .bind(organisation_id)
         .bind(device_id)
         .bind(coordinator_id)
+        .bind(owner.session())
         .bind(sub.endpoint)
         .bind(sub.p256dh)
         .bind(sub.auth)
@@ -365,6 +385,25 @@ impl Store {
     pub async fn drop_push_subscription(&self, subscription_id: &str) -> Result<()> {
         delete_subscription(&mut *self.pool.acquire().await?, subscription_id).await?;
         self.forget_pending(subscription_id).await
+    }
+
+    /// Removes the coordinators' subscriptions whose login has ended (logged out, logged
+    /// out everywhere, expired and swept), with what was pending for them. Called after
+    /// sessions are deleted; the sending side skips them already (see
+    /// `coordinator_subscriptions`), this is the cleanup.
+    pub(super) async fn drop_sessionless_subscriptions(&self) -> Result<u64> {
+        let gone: Vec<String> = sqlx::query_scalar(
+            "SELECT s.id FROM push_subscriptions s WHERE s.coordinator_id IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM coordinator_sessions l \
+             WHERE l.token_hash = s.session_hash AND l.coordinator_id = s.coordinator_id)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for id in &gone {
+            delete_subscription(&mut *self.pool.acquire().await?, id).await?;
+            self.forget_pending(id).await?;
+        }
+        Ok(gone.len() as u64)
     }
 
     /// Deletes what is pending for a deleted subscription: one statement outside any
