@@ -2,6 +2,6 @@
 -- notifications on lasts: logging out (or the session expiring) ends them, so a shared
 -- office computer does not keep announcing requests to whoever sits at it next.
 -- Subscriptions from before this migration have no session and stay silent until the
--- dashboard, opened again in that browser, registers them anew.
+-- coordinator turns notifications on again in that browser.
 ALTER TABLE push_subscriptions ADD COLUMN session_hash TEXT;
 CREATE INDEX push_subscriptions_by_session ON push_subscriptions (session_hash);

@@ -137,15 +137,7 @@ const PAGE_JS: &str = r#"(function () {
   }
 
   card.hidden = false;
-  // Notifications last as long as the login that turned them on. A browser that still
-  // holds a subscription from an earlier login registers it again for this one, so the
-  // card shows what the server will actually do.
-  current().then(function (sub) {
-    if (!sub) { show(false); return; }
-    var json = sub.toJSON();
-    return call("POST", "/api/v1/push/subscriptions", { endpoint: json.endpoint, keys: json.keys })
-      .then(function () { show(true); });
-  }).catch(function () { show(false); });
+  current().then(function (sub) { show(!!sub); }, function () { show(false); });
 
   on.addEventListener("click", function () {
     on.disabled = true;
