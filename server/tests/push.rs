@@ -959,10 +959,24 @@ async fn coordinators_hear_of_intake_requests_and_accepts(backend: Backend) {
     s.stop().await;
 }
 
+/// Waits until the outbox is empty and `name` heard at least `count` notices, then
+/// asserts exactly `count`. The outbox is drained in order, so once it is empty and the
+/// newest notice arrived, anything wrongly queued before it would have arrived too.
+async fn heard_exactly(s: &TestServer, svc: &PushService, name: &str, count: usize, why: &str) {
+    let path = format!("/push/{name}");
+    let heard = || svc.received().iter().filter(|r| r.path == path).count();
+    eventually(why, Duration::from_secs(20), || async {
+        (pending(s).await == 0 && heard() >= count).then_some(())
+    })
+    .await;
+    assert_eq!(heard(), count, "{why}");
+}
+
 /// A coordinator's browser hears of requests only while the login that turned
 /// notifications on lasts: after logging out (a shared office computer) nothing more
 /// arrives and the subscription is gone; the next login in that browser registers it
-/// again and it is heard again; logging out everywhere ends it too.
+/// again and it is heard again; logging out everywhere ends it too, and so does a
+/// login that expires without a logout.
 async fn a_coordinators_notices_end_with_the_login(backend: Backend) {
     let s = TestServer::start(backend).await;
     let svc = PushService::start().await;
@@ -977,11 +991,6 @@ async fn a_coordinators_notices_end_with_the_login(backend: Backend) {
     let login = || s.login("desk@grevenbroich.example", "ein langes Passwort 42");
     let browser = Subscriber::new();
     let body = browser.subscription(&svc.endpoint("desk"));
-    let heard_at = |name: &str| {
-        let path = format!("/push/{name}");
-        svc.received().iter().filter(|r| r.path == path).count()
-    };
-    let heard = || heard_at("desk");
     let (_, me) = s.get("/api/v1/me", Some(&login().await)).await;
     let coordinator_id = me["coordinator_id"].as_str().unwrap().to_owned();
     let subscriptions = || async {
@@ -1002,10 +1011,7 @@ async fn a_coordinators_notices_end_with_the_login(backend: Backend) {
     let first = login().await;
     subscribe(&s, &first, body.clone()).await;
     intake().await;
-    eventually("the first notice", Duration::from_secs(20), || async {
-        (pending(&s).await == 0 && heard() == 1).then_some(())
-    })
-    .await;
+    heard_exactly(&s, &svc, "desk", 1, "the first notice").await;
 
     // Logged out: the subscription goes with the login, and a new request is queued for
     // nobody.
@@ -1018,22 +1024,17 @@ async fn a_coordinators_notices_end_with_the_login(backend: Backend) {
     assert_eq!(pending(&s).await, 0, "nothing queued after the logout");
 
     // Another login in the same browser registers the same endpoint again: heard again.
-    // The outbox is drained in order, so once it is empty and this notice arrived,
-    // anything wrongly queued during the logout would have arrived too: the count is exact.
     let second = login().await;
     subscribe(&s, &second, body.clone()).await;
     intake().await;
-    eventually(
-        "the notice after logging in again",
-        Duration::from_secs(20),
-        || async { (pending(&s).await == 0 && heard() >= 2).then_some(()) },
+    heard_exactly(
+        &s,
+        &svc,
+        "desk",
+        2,
+        "one notice before the logout, one after the new login",
     )
     .await;
-    assert_eq!(
-        heard(),
-        2,
-        "one notice before the logout, one after the new login"
-    );
 
     // A second browser of the same coordinator, then logout everywhere: both silent.
     let elsewhere = login().await;
@@ -1065,18 +1066,45 @@ async fn a_coordinators_notices_end_with_the_login(backend: Backend) {
     )
     .await;
     intake().await;
-    eventually(
-        "the home browser's notice",
-        Duration::from_secs(20),
-        || async { (pending(&s).await == 0 && heard_at("desk-home") >= 1).then_some(()) },
+    heard_exactly(&s, &svc, "desk-home", 1, "the home browser's notice").await;
+    heard_exactly(
+        &s,
+        &svc,
+        "desk",
+        2,
+        "the office browser heard nothing after logout-all",
     )
     .await;
-    assert_eq!(heard_at("desk-home"), 1);
-    assert_eq!(
-        heard(),
+
+    // The home login expires without a logout: its subscription row stays (nobody swept
+    // it), but nothing is queued for it any more.
+    sqlx::query("UPDATE coordinator_sessions SET expires_at = 0 WHERE coordinator_id = $1")
+        .bind(&coordinator_id)
+        .execute(s.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(subscriptions().await, 1);
+    intake().await;
+    assert_eq!(pending(&s).await, 0, "nothing queued for an expired login");
+    let fresh = login().await;
+    // The same browser's endpoint, known already: refreshed (200) and moved to this login.
+    let (status, res) = s
+        .post(
+            "/api/v1/push/subscriptions",
+            Some(&fresh),
+            Subscriber::new().subscription(&svc.endpoint("desk-home")),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    intake().await;
+    heard_exactly(
+        &s,
+        &svc,
+        "desk-home",
         2,
-        "the office browser heard nothing after logout-all"
-    );
+        "nothing while expired, then the fresh login's notice",
+    )
+    .await;
     s.stop().await;
 }
 

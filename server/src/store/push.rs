@@ -391,7 +391,7 @@ impl Store {
     /// out everywhere, expired and swept), with what was pending for them. Called after
     /// sessions are deleted; the sending side skips them already (see
     /// `coordinator_subscriptions`), this is the cleanup.
-    pub(super) async fn drop_sessionless_subscriptions(&self) -> Result<u64> {
+    pub(super) async fn drop_sessionless_subscriptions(&self) -> Result<()> {
         let gone: Vec<String> = sqlx::query_scalar(
             "SELECT s.id FROM push_subscriptions s WHERE s.coordinator_id IS NOT NULL \
              AND NOT EXISTS (SELECT 1 FROM coordinator_sessions l \
@@ -400,10 +400,9 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         for id in &gone {
-            delete_subscription(&mut *self.pool.acquire().await?, id).await?;
-            self.forget_pending(id).await?;
+            self.drop_push_subscription(id).await?;
         }
-        Ok(gone.len() as u64)
+        Ok(())
     }
 
     /// Deletes what is pending for a deleted subscription: one statement outside any
