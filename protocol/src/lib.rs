@@ -4,12 +4,14 @@
 
 pub mod catchup;
 pub mod docid;
+pub mod peer;
 pub mod schema;
 pub mod session;
 pub mod wire;
 
 pub use catchup::{CatchupPlan, digest, heads_digest, plan};
 pub use docid::{DocumentId, DocumentIdError};
+pub use peer::{ClientPeer, ServerPeer};
 pub use schema::{
     AppointmentId, AppointmentUpdate, AppointmentView, AvailabilitySlot, CaseDoc, CaseSummary,
     CaseView, DocKind, HoursId, HoursView, Millis, NewAppointment, NewCase, NewHours, NewNote,

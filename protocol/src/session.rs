@@ -85,6 +85,25 @@ impl DocSync {
             .map(sync::Message::encode)
     }
 
+    /// Seeds a sync state that knows nothing of the peer in this session with heads the
+    /// peer is known to hold (from an earlier exchange), so that the next message carries
+    /// every change since them instead of first asking what the peer has. Costs one round
+    /// trip less when we changed the document offline; if the peer lacks some of those
+    /// heads after all, automerge asks for them as usual. A state that already heard from
+    /// the peer is left alone.
+    pub fn assume_peer_has(&mut self, heads: &[ChangeHash]) {
+        if self.state.their_heads.is_some() || self.state.their_have.is_some() {
+            return;
+        }
+        let heads = heads.to_vec();
+        self.state.their_have = Some(vec![sync::Have {
+            last_sync: heads.clone(),
+            bloom: sync::BloomFilter::default(),
+        }]);
+        self.state.their_need = Some(Vec::new());
+        self.state.their_heads = Some(heads);
+    }
+
     /// Forgets everything about the peer, e.g. when it reconnects with a fresh socket
     /// (automerge-repo does the same on a second `join`).
     pub fn reset(&mut self) {

@@ -1,0 +1,163 @@
+//! A client's documents held in memory, carrying out what a [`ClientPeer`] asks: the store
+//! of the bench, of the test clients and of the property test. The phone has its own,
+//! encrypted and persisted; this one shows in a few lines what a driver owes the machine.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use automerge::{Automerge, ChangeHash};
+
+use super::client::{Applied, ClientEffect, ClientPeer, Holding, Holdings, Offered};
+use crate::docid::DocumentId;
+use crate::session::DocSync;
+
+/// One document and our sync state with the server.
+#[derive(Debug, Clone, Default)]
+pub struct MemDoc {
+    pub doc: Automerge,
+    pub sync: DocSync,
+    pub server_heads: Option<Vec<ChangeHash>>,
+}
+
+/// What carrying out an effect came to, for drivers that react to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing for the driver to do.
+    Done,
+    /// The machine is done with the connection: close it.
+    Close,
+    /// The device was revoked; every document is gone.
+    Wiped,
+}
+
+/// Documents in memory.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryDocs {
+    pub docs: BTreeMap<DocumentId, MemDoc>,
+    /// Documents asked for with `request` that have no content yet.
+    pending: BTreeMap<DocumentId, MemDoc>,
+    /// Documents the server refused (we created them; it never had them).
+    pub refused: BTreeSet<DocumentId>,
+}
+
+impl MemoryDocs {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn holdings(&self) -> Holdings {
+        self.docs
+            .iter()
+            .map(|(id, d)| {
+                let holding = Holding {
+                    heads: d.doc.get_heads(),
+                    server_heads: d.server_heads.clone(),
+                };
+                (*id, holding)
+            })
+            .collect()
+    }
+
+    /// A new connection: every sync state goes back to what would have been persisted
+    /// (in-flight flags and what the server said in the last session are stale).
+    pub fn reconnect(&mut self) {
+        for d in self.docs.values_mut() {
+            d.sync = DocSync::from_persisted(&d.sync.persist()).unwrap_or_default();
+        }
+        self.pending.clear();
+    }
+
+    /// Forgets every sync state, as a restart without persisted states would.
+    pub fn forget_sync_states(&mut self) {
+        for d in self.docs.values_mut() {
+            d.sync = DocSync::new();
+        }
+        self.pending.clear();
+    }
+
+    /// Carries out one effect, answering the machine where it waits for an answer.
+    pub fn carry_out(&mut self, peer: &mut ClientPeer, effect: ClientEffect) -> Outcome {
+        match effect {
+            ClientEffect::Holdings => peer.handle_holdings(self.holdings()),
+            ClientEffect::Offer(docs) => {
+                let offers = docs
+                    .into_iter()
+                    .map(|(id, hint)| (id, self.offer(id, hint.as_deref())))
+                    .collect();
+                peer.handle_offers(offers);
+            }
+            ClientEffect::Apply { id, data } => {
+                let applied = self.apply(id, &data);
+                peer.handle_applied(id, applied);
+            }
+            ClientEffect::ServerHas(docs) => {
+                for (id, heads) in docs {
+                    if let Some(d) = self.docs.get_mut(&id) {
+                        d.server_heads = Some(heads);
+                    }
+                }
+            }
+            ClientEffect::Forget(id) => {
+                self.docs.remove(&id);
+            }
+            ClientEffect::Refused(id) => {
+                self.refused.insert(id);
+            }
+            ClientEffect::Wipe => {
+                self.docs.clear();
+                self.pending.clear();
+                return Outcome::Wiped;
+            }
+            ClientEffect::Close => return Outcome::Close,
+        }
+        Outcome::Done
+    }
+
+    fn offer(&mut self, id: DocumentId, hint: Option<&[ChangeHash]>) -> Offered {
+        let d = match self.docs.get_mut(&id) {
+            Some(d) => d,
+            None => self.pending.entry(id).or_default(),
+        };
+        if let Some(heads) = hint {
+            d.sync.assume_peer_has(heads);
+        }
+        Offered {
+            data: d.sync.generate(&d.doc),
+            empty: d.doc.get_heads().is_empty(),
+        }
+    }
+
+    fn apply(&mut self, id: DocumentId, data: &[u8]) -> Result<Applied, String> {
+        let held = self.docs.contains_key(&id);
+        let d = match self.docs.get_mut(&id) {
+            Some(d) => d,
+            None => self.pending.entry(id).or_default(),
+        };
+        d.sync.receive(&mut d.doc, data).map_err(|e| e.to_string())?;
+        // What the server just told us it holds.
+        if let Some(theirs) = d.sync.peer_heads() {
+            d.server_heads = Some(theirs.to_vec());
+        }
+        let heads = d.doc.get_heads();
+        let reply = d.sync.generate(&d.doc);
+        if !held
+            && !heads.is_empty()
+            && let Some(d) = self.pending.remove(&id)
+        {
+            self.docs.insert(id, d);
+        }
+        Ok(Applied { reply, heads })
+    }
+}
+
+/// Carries out everything the machine wants done until it waits on nothing; returns the
+/// last outcome that was not [`Outcome::Done`], if any.
+pub fn settle(peer: &mut ClientPeer, docs: &mut MemoryDocs) -> Outcome {
+    let mut outcome = Outcome::Done;
+    while let Some(effect) = peer.poll_effect() {
+        match docs.carry_out(peer, effect) {
+            Outcome::Done => {}
+            other => outcome = other,
+        }
+    }
+    outcome
+}

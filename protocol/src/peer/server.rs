@@ -1,0 +1,979 @@
+//! The server's side of one connection: the automerge-repo handshake, per-document sync
+//! behind an access check, the catch-up extension, live fan-out of other peers' changes,
+//! relayed ephemeral messages, announcements of new shares, revocation, and remembering
+//! who asked for a document that did not exist yet.
+//!
+//! The machine owns the connection's automerge sync state per document and lends it to the
+//! driver in a [`DocTask`], because only the driver can hold the document's lock, apply,
+//! commit and generate in one go (DESIGN.md decision 3: persist, then advertise).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use automerge::{Automerge, ChangeHash};
+
+use crate::catchup::{digest, heads_digest};
+use crate::docid::DocumentId;
+use crate::session::{DocSync, SessionError};
+use crate::wire::{Message, PROTOCOL_VERSION, PeerMetadata};
+
+/// Frames above this are refused with a protocol error (the socket layer allows a bit
+/// more, so that the peer gets our explanation rather than a bare close code).
+pub const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
+/// The largest ephemeral payload relayed; presence and cursors are far smaller.
+pub const MAX_EPHEMERAL_BYTES: usize = 64 * 1024;
+/// Sender, storage and session ids longer than this are refused.
+const MAX_ID_CHARS: usize = 200;
+/// How many ids of documents a peer asked for before they existed are remembered.
+const MAX_WANTED: usize = 1024;
+const PING_EVERY: Duration = Duration::from_secs(15);
+const DEAD_AFTER: Duration = Duration::from_secs(45);
+
+/// Who is on the other end, as authenticated by the driver before the first frame.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Our `senderId` in every message.
+    pub server_id: String,
+    /// Our storage id, announced in `peer`.
+    pub storage_id: String,
+    /// Coordinator id or device id: scopes persisted sync states.
+    pub principal: String,
+    /// A device (one storage each; may hear `lotse-shared`), not a coordinator's session.
+    pub is_device: bool,
+}
+
+/// The access decision for one document and this peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The peer may sync it.
+    Allowed,
+    /// It does not exist: a `sync` with changes may create it, a `request` finds nothing.
+    Unknown,
+    /// It exists and is not the peer's. Answered exactly like [`Access::Unknown`].
+    Denied,
+}
+
+/// One sync step on one document, lent to the driver: apply the peer's message (if any)
+/// under the document's lock, commit what it changed, then generate our reply with
+/// [`DocTask::finish`], and hand the task back with [`ServerPeer::handle_exchange`].
+#[derive(Debug)]
+pub struct DocTask {
+    pub id: DocumentId,
+    /// The peer's sync message; `None` when we only announce our own changes.
+    pub data: Option<Vec<u8>>,
+    /// The peer may only create the document: refuse with [`ExchangeError::NotYours`] if it
+    /// exists by the time the lock is held.
+    pub create_only: bool,
+    sync: DocSync,
+    generation: u64,
+    is_request: bool,
+}
+
+impl DocTask {
+    /// The sync state to apply `data` with (`automerge` needs it mutably).
+    pub fn sync_mut(&mut self) -> &mut DocSync {
+        &mut self.sync
+    }
+
+    /// Applies `data` to `doc`: `Ok(true)` if the document changed and must be committed
+    /// before [`Self::finish`] is called.
+    pub fn apply(&mut self, doc: &mut Automerge) -> Result<bool, SessionError> {
+        match &self.data {
+            Some(data) => self.sync.receive(doc, data),
+            None => Ok(false),
+        }
+    }
+
+    /// Our next message for the peer from the committed document.
+    pub fn finish(&mut self, doc: &Automerge) -> Exchanged {
+        Exchanged {
+            reply: self.sync.generate(doc),
+            empty: doc.get_heads().is_empty(),
+            created: false,
+        }
+    }
+}
+
+/// What a [`DocTask`] came to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exchanged {
+    /// Our next sync message, if there is anything to say.
+    pub reply: Option<Vec<u8>>,
+    /// The server holds no content for the document (a `request` is then answered
+    /// `doc-unavailable` as well).
+    pub empty: bool,
+    /// The peer's changes created the document: it is theirs from now on.
+    pub created: bool,
+}
+
+/// Why a [`DocTask`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExchangeError {
+    /// The peer was only allowed to create the document, and it exists by now.
+    NotYours,
+    /// The sync message is not valid; the text is for the peer.
+    Invalid(String),
+    /// The changes could not be committed; nothing was acknowledged.
+    Storage,
+    /// The stored document could not be loaded.
+    Load,
+}
+
+/// What the driver must do for the machine. The ones marked "answer" stop the machine
+/// until the answer arrives through the named `handle_*` call.
+#[derive(Debug)]
+pub enum ServerEffect {
+    /// Answer: [`ServerPeer::handle_access`].
+    CheckAccess(DocumentId),
+    /// Answer: [`ServerPeer::handle_sync_state`] with what is persisted for
+    /// (`document`, `peer_key`).
+    LoadSyncState {
+        id: DocumentId,
+        peer_key: String,
+    },
+    /// Answer: [`ServerPeer::handle_exchange`].
+    Exchange(DocTask),
+    /// Answer: [`ServerPeer::handle_documents`] with every document the peer may hold and
+    /// the heads the server has stored for it.
+    ListDocuments,
+    /// Answer: [`ServerPeer::handle_device_active`].
+    CheckDeviceActive,
+    /// Relay an ephemeral message to the document's other connections.
+    Relay {
+        id: DocumentId,
+        sender_id: String,
+        session_id: String,
+        count: u64,
+        data: Vec<u8>,
+    },
+    /// Send a transport-level ping.
+    Ping,
+    /// Close the socket, after sending what [`ServerPeer::poll_transmit`] still holds;
+    /// `protocol_error` asks for close code 1008.
+    Close { protocol_error: bool },
+}
+
+/// What the machine tells the driver, for its own bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// The peer joined (again); its sync states persist under `peer_key` (none: ephemeral).
+    Joined { peer_key: Option<String> },
+    /// The peer synced with us (the device's "last sync" is worth recording).
+    Touched,
+    /// The connection ends because the peer broke the protocol; the reason went to it.
+    Violation(String),
+    /// The peer reported an error and left (first 200 characters).
+    PeerError(String),
+    /// The device was revoked; the connection closes.
+    Revoked,
+}
+
+/// Where the machine waits for an answer.
+#[derive(Debug)]
+enum Waiting {
+    Access { id: DocumentId, then: AfterAccess },
+    SyncState { id: DocumentId, then: AfterState },
+    Exchange { id: DocumentId },
+    Documents { digest: [u8; 32] },
+    DeviceActive,
+}
+
+#[derive(Debug)]
+enum AfterAccess {
+    Sync { data: Vec<u8>, is_request: bool },
+    Ephemeral(Box<EphemeralIn>),
+    /// A document the peer asked for before it existed has changed: send it if allowed.
+    Wanted,
+    /// A document the peer follows changed: send it if still allowed, else stop following.
+    Push,
+    /// Another peer's ephemeral message: relay it if still allowed.
+    Relay(Box<EphemeralIn>),
+}
+
+#[derive(Debug)]
+struct EphemeralIn {
+    sender_id: String,
+    session_id: String,
+    count: u64,
+    data: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum AfterState {
+    Exchange {
+        data: Option<Vec<u8>>,
+        create_only: bool,
+        is_request: bool,
+    },
+}
+
+#[derive(Debug)]
+enum Job {
+    Message(Message),
+    Changed(DocumentId),
+    Relay(Box<EphemeralIn>, DocumentId),
+    Shared,
+    Revoke,
+}
+
+/// The server's side of one connection.
+#[derive(Debug)]
+pub struct ServerPeer {
+    cfg: ServerConfig,
+    peer_id: Option<String>,
+    peer_key: Option<String>,
+    syncs: HashMap<DocumentId, DocSync>,
+    allowed: HashSet<DocumentId>,
+    denied: HashSet<DocumentId>,
+    /// Asked for (`request`) while the server had nothing; told when it arrives.
+    wanted: VecDeque<DocumentId>,
+    /// The peer spoke our extension first, so we may send ours.
+    extended: bool,
+    touched: bool,
+    closed: bool,
+    /// Bumped by every `join`: a task lent before it belongs to a sync that is over.
+    generation: u64,
+    jobs: VecDeque<Job>,
+    waiting: Option<Waiting>,
+    transmit: VecDeque<Message>,
+    effects: VecDeque<ServerEffect>,
+    events: VecDeque<ServerEvent>,
+    last_heard: Instant,
+    next_ping: Instant,
+}
+
+impl ServerPeer {
+    pub fn new(cfg: ServerConfig, now: Instant) -> Self {
+        Self {
+            cfg,
+            peer_id: None,
+            peer_key: None,
+            syncs: HashMap::new(),
+            allowed: HashSet::new(),
+            denied: HashSet::new(),
+            wanted: VecDeque::new(),
+            extended: false,
+            touched: false,
+            closed: false,
+            generation: 0,
+            jobs: VecDeque::new(),
+            waiting: None,
+            transmit: VecDeque::new(),
+            effects: VecDeque::new(),
+            events: VecDeque::new(),
+            last_heard: now,
+            next_ping: now + PING_EVERY,
+        }
+    }
+
+    // ---- input -------------------------------------------------------------------
+
+    /// A binary frame from the peer.
+    pub fn handle_binary(&mut self, frame: &[u8], now: Instant) {
+        self.last_heard = now;
+        if self.closed {
+            return;
+        }
+        if frame.len() > MAX_FRAME_BYTES {
+            return self.violate(format!(
+                "frame of {} bytes exceeds the limit of {MAX_FRAME_BYTES} bytes",
+                frame.len()
+            ));
+        }
+        match Message::decode(frame) {
+            Ok(message) => self.push(Job::Message(message)),
+            Err(e) => self.violate(format!("malformed message: {e}")),
+        }
+    }
+
+    /// A text frame: not part of the protocol.
+    pub fn handle_text(&mut self, now: Instant) {
+        self.last_heard = now;
+        self.violate(
+            "text frames are not part of the protocol; send CBOR in binary frames".into(),
+        );
+    }
+
+    /// Any other sign of life from the peer (a pong).
+    pub fn handle_heard(&mut self, now: Instant) {
+        self.last_heard = now;
+    }
+
+    /// A decoded message (for drivers and tests that decode themselves).
+    pub fn handle_message(&mut self, message: Message, now: Instant) {
+        self.last_heard = now;
+        self.push(Job::Message(message));
+    }
+
+    /// Another connection (or instance) changed the document.
+    pub fn handle_doc_changed(&mut self, id: DocumentId) {
+        self.push(Job::Changed(id));
+    }
+
+    /// An ephemeral message from another connection of the document.
+    pub fn handle_relay(
+        &mut self,
+        id: DocumentId,
+        sender_id: &str,
+        session_id: &str,
+        count: u64,
+        data: &[u8],
+    ) {
+        if !self.syncs.contains_key(&id) {
+            return;
+        }
+        let relay = EphemeralIn {
+            sender_id: sender_id.to_owned(),
+            session_id: session_id.to_owned(),
+            count,
+            data: data.to_vec(),
+        };
+        self.push(Job::Relay(Box::new(relay), id));
+    }
+
+    /// Who may see what changed (a share withdrawn, a volunteer taken off a case): forget
+    /// the cached decisions for `id` (or all, `None`), so that every later send asks
+    /// again. A document the peer may no longer see is then neither synced nor relayed.
+    pub fn handle_access_changed(&mut self, id: Option<DocumentId>) {
+        match id {
+            Some(id) => {
+                self.allowed.remove(&id);
+                self.denied.remove(&id);
+            }
+            None => {
+                self.allowed.clear();
+                self.denied.clear();
+            }
+        }
+    }
+
+    /// Documents were shared with this peer's volunteer.
+    pub fn handle_shared(&mut self) {
+        self.push(Job::Shared);
+    }
+
+    /// The driver missed announcements: offer everything this peer syncs, and since a
+    /// missed one may have been a share, tell the peer to catch up.
+    pub fn handle_lagged(&mut self) {
+        let mut ids: Vec<DocumentId> = self.syncs.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            self.push(Job::Changed(id));
+        }
+        self.push(Job::Shared);
+    }
+
+    /// The device was revoked: tell it (if it speaks our extension) and close.
+    pub fn handle_revoked(&mut self) {
+        // Ahead of anything queued: a revoked device learns nothing more.
+        self.jobs.clear();
+        self.jobs.push_back(Job::Revoke);
+        self.pump();
+    }
+
+    /// The time has come that [`Self::poll_timeout`] asked for.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.closed || now < self.next_ping {
+            return;
+        }
+        if now.duration_since(self.last_heard) > DEAD_AFTER {
+            self.closed = true;
+            self.effects.push_back(ServerEffect::Close {
+                protocol_error: false,
+            });
+            return;
+        }
+        self.effects.push_back(ServerEffect::Ping);
+        self.next_ping = now + PING_EVERY;
+    }
+
+    // ---- answers -----------------------------------------------------------------
+
+    pub fn handle_access(&mut self, id: DocumentId, access: Result<Access, ()>) {
+        let Some(Waiting::Access { id: asked, then }) = self.waiting.take() else {
+            return;
+        };
+        debug_assert_eq!(asked, id);
+        let access = match access {
+            Ok(access) => access,
+            Err(()) => {
+                return self.violate("the server could not check access; try again later".into());
+            }
+        };
+        match access {
+            Access::Allowed => {
+                self.allowed.insert(id);
+                self.denied.remove(&id);
+            }
+            Access::Denied => {
+                self.denied.insert(id);
+            }
+            Access::Unknown => {}
+        }
+        self.after_access(id, access, then);
+        self.pump();
+    }
+
+    pub fn handle_sync_state(&mut self, id: DocumentId, persisted: Option<Vec<u8>>) {
+        let Some(Waiting::SyncState { id: asked, then }) = self.waiting.take() else {
+            return;
+        };
+        debug_assert_eq!(asked, id);
+        // An unreadable state costs bytes, never data: start afresh.
+        let state = persisted
+            .and_then(|bytes| DocSync::from_persisted(&bytes).ok())
+            .unwrap_or_default();
+        self.syncs.insert(id, state);
+        let AfterState::Exchange {
+            data,
+            create_only,
+            is_request,
+        } = then;
+        self.exchange(id, data, create_only, is_request);
+        self.pump();
+    }
+
+    pub fn handle_exchange(&mut self, task: DocTask, result: Result<Exchanged, ExchangeError>) {
+        let DocTask {
+            id,
+            sync,
+            generation,
+            create_only,
+            is_request,
+            ..
+        } = task;
+        if !matches!(self.waiting, Some(Waiting::Exchange { id: asked }) if asked == id) {
+            return;
+        }
+        self.waiting = None;
+        if generation == self.generation {
+            self.syncs.insert(id, sync);
+        }
+        match result {
+            Err(ExchangeError::NotYours) => {
+                self.syncs.remove(&id);
+                self.denied.insert(id);
+                self.allowed.remove(&id);
+                self.unavailable(id, is_request);
+            }
+            Err(ExchangeError::Invalid(e)) => {
+                return self.violate(format!("invalid sync data for {id}: {e}"));
+            }
+            Err(ExchangeError::Storage) => {
+                return self.violate(
+                    "the server could not store your changes; nothing was acknowledged, retry later"
+                        .into(),
+                );
+            }
+            Err(ExchangeError::Load) => {
+                return self
+                    .violate("the server could not load a document; try again later".into());
+            }
+            Ok(done) => {
+                // A document the peer just created is theirs from now on. A message that
+                // created nothing (no changes for an unknown id) grants nothing: the next
+                // one is checked again.
+                if !create_only || done.created {
+                    self.denied.remove(&id);
+                    self.allowed.insert(id);
+                }
+                if let Some(data) = done.reply {
+                    let m = Message::Sync {
+                        sender_id: self.cfg.server_id.clone(),
+                        target_id: self.target(),
+                        document_id: id,
+                        data,
+                    };
+                    self.transmit.push_back(m);
+                }
+                if is_request && done.empty {
+                    self.unavailable(id, true);
+                } else if is_request || create_only {
+                    self.forget_wanted(id);
+                }
+            }
+        }
+        self.pump();
+    }
+
+    pub fn handle_documents(&mut self, docs: Result<Vec<(DocumentId, Vec<ChangeHash>)>, ()>) {
+        let Some(Waiting::Documents { digest: theirs }) = self.waiting.take() else {
+            return;
+        };
+        let Ok(docs) = docs else {
+            return self
+                .violate("the server could not list your documents; try again later".into());
+        };
+        for (id, _) in &docs {
+            self.allowed.insert(*id);
+            self.denied.remove(id);
+        }
+        let ours = digest(docs.iter().map(|(id, heads)| (id, heads.as_slice())));
+        self.touch();
+        let (sender_id, target_id) = (self.cfg.server_id.clone(), self.target());
+        let message = if ours == theirs {
+            Message::InSync {
+                sender_id,
+                target_id,
+            }
+        } else {
+            Message::Manifest {
+                sender_id,
+                target_id,
+                entries: docs
+                    .iter()
+                    .map(|(id, heads)| (*id, heads_digest(heads)))
+                    .collect(),
+            }
+        };
+        self.transmit.push_back(message);
+        self.pump();
+    }
+
+    /// `Err` (the check failed): only news is lost; the device catches up on its own.
+    pub fn handle_device_active(&mut self, active: Result<bool, ()>) {
+        let Some(Waiting::DeviceActive) = self.waiting.take() else {
+            return;
+        };
+        if active == Ok(true) {
+            let m = Message::Shared {
+                sender_id: self.cfg.server_id.clone(),
+                target_id: self.target(),
+            };
+            self.transmit.push_back(m);
+        }
+        self.pump();
+    }
+
+    // ---- output ------------------------------------------------------------------
+
+    pub fn poll_transmit(&mut self) -> Option<Message> {
+        self.transmit.pop_front()
+    }
+
+    pub fn poll_effect(&mut self) -> Option<ServerEffect> {
+        self.effects.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Self::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (!self.closed).then_some(self.next_ping)
+    }
+
+    // ---- state the driver reads --------------------------------------------------
+
+    /// Where the peer's sync states persist (`None`: ephemeral, not joined, or revoked).
+    pub fn peer_key(&self) -> Option<&str> {
+        self.peer_key.as_deref()
+    }
+
+    /// The sync states worth persisting when the connection ends, with their key.
+    pub fn sync_states(&self) -> Option<(&str, Vec<(DocumentId, Vec<u8>)>)> {
+        let key = self.peer_key.as_deref()?;
+        let mut states: Vec<(DocumentId, Vec<u8>)> = self
+            .syncs
+            .iter()
+            .map(|(id, s)| (*id, s.persist()))
+            .collect();
+        states.sort_unstable_by_key(|(id, _)| *id);
+        Some((key, states))
+    }
+
+    /// The peer synced anything in this connection.
+    pub fn touched(&self) -> bool {
+        self.touched
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The peer's `senderId`, once it joined.
+    pub fn peer_id(&self) -> Option<&str> {
+        self.peer_id.as_deref()
+    }
+
+    // ---- the work ----------------------------------------------------------------
+
+    fn push(&mut self, job: Job) {
+        if self.closed {
+            return;
+        }
+        self.jobs.push_back(job);
+        self.pump();
+    }
+
+    fn pump(&mut self) {
+        while self.waiting.is_none() && !self.closed {
+            let Some(job) = self.jobs.pop_front() else {
+                return;
+            };
+            match job {
+                Job::Message(m) => self.on_message(m),
+                Job::Changed(id) => self.on_changed(id),
+                Job::Relay(r, id) => self.on_relay(*r, id),
+                Job::Shared => self.on_shared(),
+                Job::Revoke => self.on_revoke(),
+            }
+        }
+    }
+
+    fn target(&self) -> String {
+        self.peer_id.clone().unwrap_or_default()
+    }
+
+    fn touch(&mut self) {
+        self.touched = true;
+        self.events.push_back(ServerEvent::Touched);
+    }
+
+    fn violate(&mut self, reason: String) {
+        if self.closed {
+            return;
+        }
+        self.events.push_back(ServerEvent::Violation(reason.clone()));
+        self.send_error(reason);
+    }
+
+    /// `error`, then close with 1008: the peer hears why before the socket goes.
+    fn send_error(&mut self, reason: String) {
+        self.transmit.push_back(Message::Error {
+            sender_id: self.cfg.server_id.clone(),
+            target_id: self.peer_id.clone(),
+            message: reason,
+        });
+        self.close(true);
+    }
+
+    fn close(&mut self, protocol_error: bool) {
+        self.closed = true;
+        self.jobs.clear();
+        self.waiting = None;
+        self.effects.push_back(ServerEffect::Close { protocol_error });
+    }
+
+    fn on_message(&mut self, message: Message) {
+        if let Message::Join {
+            sender_id,
+            peer_metadata,
+            supported_protocol_versions,
+        } = message
+        {
+            return self.on_join(sender_id, peer_metadata, &supported_protocol_versions);
+        }
+        let Some(peer_id) = &self.peer_id else {
+            return self.violate(format!(
+                "{} before join: the first message must be join",
+                message.type_name()
+            ));
+        };
+        if message.sender_id() != peer_id {
+            return self.violate("senderId does not match the one given in join".into());
+        }
+        match message {
+            Message::Request {
+                document_id, data, ..
+            } => self.on_sync(document_id, data, true),
+            Message::Sync {
+                document_id, data, ..
+            } => self.on_sync(document_id, data, false),
+            Message::Catchup { digest, .. } => {
+                self.extended = true;
+                self.waiting = Some(Waiting::Documents { digest });
+                self.effects.push_back(ServerEffect::ListDocuments);
+            }
+            Message::Leave { .. } => self.close(false),
+            Message::Error { message, .. } => {
+                self.events
+                    .push_back(ServerEvent::PeerError(message.chars().take(200).collect()));
+                self.close(false);
+            }
+            Message::Ephemeral {
+                sender_id,
+                document_id,
+                session_id,
+                count,
+                data,
+                ..
+            } => {
+                if session_id.len() > MAX_ID_CHARS || data.len() > MAX_EPHEMERAL_BYTES {
+                    return self.violate("ephemeral message too large".into());
+                }
+                let e = EphemeralIn {
+                    sender_id,
+                    session_id,
+                    count,
+                    data,
+                };
+                self.with_access(document_id, AfterAccess::Ephemeral(Box::new(e)));
+            }
+            Message::DocUnavailable { .. }
+            | Message::RemoteSubscriptionChange { .. }
+            | Message::RemoteHeadsChanged { .. } => {}
+            Message::Peer { .. }
+            | Message::InSync { .. }
+            | Message::Manifest { .. }
+            | Message::Revoked { .. }
+            | Message::Shared { .. }
+            | Message::Join { .. } => {
+                self.violate(format!("{} is a server message", message.type_name()));
+            }
+        }
+    }
+
+    fn on_join(&mut self, sender_id: String, metadata: PeerMetadata, versions: &[String]) {
+        if sender_id.is_empty() || sender_id.len() > MAX_ID_CHARS {
+            return self.violate("senderId must be 1 to 200 characters".into());
+        }
+        if let Some(bound) = &self.peer_id
+            && *bound != sender_id
+        {
+            return self.violate("a connection cannot change its senderId".into());
+        }
+        if !versions.iter().any(|v| v == PROTOCOL_VERSION) {
+            return self.violate(format!(
+                "unsupported protocol versions {versions:?}; this server speaks \"{PROTOCOL_VERSION}\""
+            ));
+        }
+        // A second join restarts the peer's sync, as automerge-repo does.
+        self.syncs.clear();
+        self.generation += 1;
+        self.peer_key = match (metadata.is_ephemeral, &metadata.storage_id) {
+            (Some(true), _) => None,
+            (_, Some(storage)) if storage.len() <= MAX_ID_CHARS => {
+                Some(format!("{}:{storage}", self.cfg.principal))
+            }
+            // Our devices have one storage each; their principal names it.
+            _ if self.cfg.is_device => Some(self.cfg.principal.clone()),
+            _ => None,
+        };
+        self.transmit.push_back(Message::Peer {
+            sender_id: self.cfg.server_id.clone(),
+            target_id: sender_id.clone(),
+            peer_metadata: PeerMetadata {
+                storage_id: Some(self.cfg.storage_id.clone()),
+                is_ephemeral: Some(false),
+            },
+            selected_protocol_version: PROTOCOL_VERSION.to_owned(),
+        });
+        self.peer_id = Some(sender_id);
+        self.events.push_back(ServerEvent::Joined {
+            peer_key: self.peer_key.clone(),
+        });
+    }
+
+    /// Decides from the cache, or asks.
+    fn with_access(&mut self, id: DocumentId, then: AfterAccess) {
+        if self.allowed.contains(&id) {
+            return self.after_access(id, Access::Allowed, then);
+        }
+        if self.denied.contains(&id) {
+            return self.after_access(id, Access::Denied, then);
+        }
+        self.waiting = Some(Waiting::Access { id, then });
+        self.effects.push_back(ServerEffect::CheckAccess(id));
+    }
+
+    fn after_access(&mut self, id: DocumentId, access: Access, then: AfterAccess) {
+        match then {
+            AfterAccess::Sync { data, is_request } => {
+                let create_only = match access {
+                    Access::Denied => {
+                        self.syncs.remove(&id);
+                        return self.unavailable(id, is_request);
+                    }
+                    Access::Unknown if is_request => return self.unavailable(id, true),
+                    Access::Unknown => true,
+                    Access::Allowed => false,
+                };
+                self.with_state(
+                    id,
+                    AfterState::Exchange {
+                        data: Some(data),
+                        create_only,
+                        is_request,
+                    },
+                );
+            }
+            AfterAccess::Ephemeral(e) => {
+                // Only to a document the peer may see; otherwise dropped silently, as a
+                // missing document would be.
+                if access == Access::Allowed {
+                    self.effects.push_back(ServerEffect::Relay {
+                        id,
+                        sender_id: e.sender_id,
+                        session_id: e.session_id,
+                        count: e.count,
+                        data: e.data,
+                    });
+                }
+            }
+            AfterAccess::Push => {
+                if access == Access::Allowed {
+                    self.with_state(
+                        id,
+                        AfterState::Exchange {
+                            data: None,
+                            create_only: false,
+                            is_request: false,
+                        },
+                    );
+                } else {
+                    self.syncs.remove(&id);
+                }
+            }
+            AfterAccess::Relay(e) => {
+                if access == Access::Allowed {
+                    self.transmit.push_back(Message::Ephemeral {
+                        sender_id: e.sender_id,
+                        target_id: self.target(),
+                        document_id: id,
+                        session_id: e.session_id,
+                        count: e.count,
+                        data: e.data,
+                    });
+                }
+            }
+            AfterAccess::Wanted => {
+                if access == Access::Allowed {
+                    self.forget_wanted(id);
+                    self.with_state(
+                        id,
+                        AfterState::Exchange {
+                            data: None,
+                            create_only: false,
+                            is_request: false,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn with_state(&mut self, id: DocumentId, then: AfterState) {
+        if self.syncs.contains_key(&id) {
+            let AfterState::Exchange {
+                data,
+                create_only,
+                is_request,
+            } = then;
+            return self.exchange(id, data, create_only, is_request);
+        }
+        match &self.peer_key {
+            Some(key) => {
+                let peer_key = key.clone();
+                self.waiting = Some(Waiting::SyncState { id, then });
+                self.effects
+                    .push_back(ServerEffect::LoadSyncState { id, peer_key });
+            }
+            None => {
+                self.syncs.insert(id, DocSync::new());
+                self.with_state(id, then);
+            }
+        }
+    }
+
+    fn exchange(
+        &mut self,
+        id: DocumentId,
+        data: Option<Vec<u8>>,
+        create_only: bool,
+        is_request: bool,
+    ) {
+        let sync = self.syncs.remove(&id).unwrap_or_default();
+        if data.is_some() {
+            self.touch();
+        }
+        self.waiting = Some(Waiting::Exchange { id });
+        self.effects.push_back(ServerEffect::Exchange(DocTask {
+            id,
+            data,
+            create_only,
+            sync,
+            generation: self.generation,
+            is_request,
+        }));
+    }
+
+    fn on_sync(&mut self, id: DocumentId, data: Vec<u8>, is_request: bool) {
+        self.with_access(id, AfterAccess::Sync { data, is_request });
+    }
+
+    fn unavailable(&mut self, id: DocumentId, asked: bool) {
+        self.transmit.push_back(Message::DocUnavailable {
+            sender_id: self.cfg.server_id.clone(),
+            target_id: self.target(),
+            document_id: id,
+        });
+        if asked && !self.wanted.contains(&id) {
+            if self.wanted.len() >= MAX_WANTED {
+                self.wanted.pop_front();
+            }
+            self.wanted.push_back(id);
+        }
+    }
+
+    fn forget_wanted(&mut self, id: DocumentId) {
+        self.wanted.retain(|w| *w != id);
+    }
+
+    fn on_changed(&mut self, id: DocumentId) {
+        if self.peer_id.is_none() {
+            return;
+        }
+        // Peers that synced the document in this connection, and our own clients for every
+        // document they may hold, hear about changes at once.
+        let follows =
+            self.syncs.contains_key(&id) || (self.extended && self.allowed.contains(&id));
+        if follows {
+            return self.with_access(id, AfterAccess::Push);
+        }
+        if self.wanted.contains(&id) {
+            // Asked for before it existed. Access is checked afresh (not from the cache):
+            // the document exists now, and only a peer allowed to see it hears of it, so a
+            // request for a denied id stays indistinguishable from one for a missing id.
+            self.denied.remove(&id);
+            self.waiting = Some(Waiting::Access {
+                id,
+                then: AfterAccess::Wanted,
+            });
+            self.effects.push_back(ServerEffect::CheckAccess(id));
+        }
+    }
+
+    fn on_relay(&mut self, relay: EphemeralIn, id: DocumentId) {
+        if self.syncs.contains_key(&id) {
+            self.with_access(id, AfterAccess::Relay(Box::new(relay)));
+        }
+    }
+
+    /// `lotse-shared` goes only to a device that spoke our extension first: a
+    /// coordinator's session may sync the whole organisation and has nothing to be granted.
+    /// The revocation that closes this socket may still be on its way, so the device is
+    /// checked first; a revoked device learns nothing more.
+    fn on_shared(&mut self) {
+        if !self.extended || !self.cfg.is_device {
+            return;
+        }
+        self.waiting = Some(Waiting::DeviceActive);
+        self.effects.push_back(ServerEffect::CheckDeviceActive);
+    }
+
+    fn on_revoke(&mut self) {
+        if self.extended {
+            self.transmit.push_back(Message::Revoked {
+                sender_id: self.cfg.server_id.clone(),
+                target_id: self.target(),
+            });
+        }
+        // Nothing of this device's sync state is worth keeping.
+        self.peer_key = None;
+        self.touched = false;
+        self.events.push_back(ServerEvent::Revoked);
+        self.send_error("this device was revoked".into());
+    }
+}
