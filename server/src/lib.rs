@@ -5,6 +5,7 @@ pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod http;
+pub mod hub;
 pub mod matching;
 pub mod push;
 pub mod ratelimit;

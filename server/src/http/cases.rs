@@ -14,8 +14,8 @@ use super::caller::{Caller, CoordinatorCaller};
 use super::error::{Error, ErrorBody, Result};
 use super::extract::Json;
 use super::volunteers::{validate_languages, validate_name};
+use crate::hub::HubError;
 use crate::store::{Access, CaseRow, NewDocument, SubjectAuditEvent, Viewer, now_ms};
-use crate::sync::hub::HubError;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -28,10 +28,10 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::{HttpConfig, PushConfig};
+use crate::hub::Hub;
 use crate::push::Push;
 use crate::ratelimit::{Limiter, Policy};
 use crate::store::Store;
-use crate::sync::hub::Hub;
 
 pub use volunteers::TOPICS;
 

@@ -2,7 +2,6 @@
 //! extension). The upgrade is authenticated before any frame is read.
 
 pub mod connection;
-pub mod hub;
 
 use axum::Router;
 use axum::extract::{Query, State, WebSocketUpgrade};
