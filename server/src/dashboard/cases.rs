@@ -21,7 +21,7 @@ use super::lookat::{self, Concern};
 use super::overview::concerns_text;
 use super::requests::Names;
 use super::session::Session;
-use crate::http::AppState;
+use crate::app::AppState;
 use crate::http::caller::Caller;
 use crate::store::{CaseRow, SubjectAuditEvent};
 

@@ -27,7 +27,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, Interval};
 
 use super::session::Session;
-use crate::http::AppState;
+use crate::app::AppState;
 use crate::hub::HubEvent;
 
 const POLL: Duration = Duration::from_secs(2);

@@ -26,8 +26,8 @@ use subtle::ConstantTimeEq;
 use super::Dash;
 use super::i18n::{LANG_COOKIE, Lang, cookie, query_param};
 use super::layout::{self, bare_page, html_response};
+use crate::app::AppState;
 use crate::auth::{self, SESSION_PREFIX};
-use crate::http::AppState;
 use crate::http::caller::{Caller, CoordinatorCaller, SESSION_COOKIE, authenticate};
 use crate::store::now_ms;
 

@@ -11,7 +11,7 @@ use axum::extract::ws::{CloseFrame, Message as Frame, WebSocket};
 use lotse_protocol::{DocSync, DocumentId, Message, PROTOCOL_VERSION, PeerMetadata};
 use tokio::sync::broadcast;
 
-use crate::http::Event;
+use crate::app::Event;
 use crate::hub::{Creator, DocChanged, Hub, HubError, HubEvent, Received, Relay, Shared};
 use crate::store::{Access, AuditEntry, Store, Viewer};
 

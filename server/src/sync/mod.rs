@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use crate::http::AppState;
+use crate::app::AppState;
 use crate::http::caller::{Caller, authenticate, request_token};
 use crate::http::error::Error;
 use crate::store::Viewer;
