@@ -1,10 +1,14 @@
 //! The application root: the state every part of the server shares (`AppState`), the
 //! events open connections react to, and the root router that merges the REST API
 //! (`http`), the sync endpoint (`sync`) and the dashboard (`dashboard`) under the layers
-//! they share; `serve` runs it together with the background tasks.
+//! they share; `serve` runs it together with the background tasks. `caller` (who is
+//! asking) and `error` (the one error type) are here because all three use them.
 //!
 //! Dependencies point one way: `http/`, `sync/` and `dashboard/` use this module (and
 //! `store/`, `hub`, `push/`, ...), never each other; only the router here names them all.
+
+pub mod caller;
+pub mod error;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -22,7 +22,7 @@ use super::overview::concerns_text;
 use super::requests::Names;
 use super::session::Session;
 use crate::app::AppState;
-use crate::http::caller::Caller;
+use crate::app::caller::Caller;
 use crate::store::{CaseRow, SubjectAuditEvent};
 
 const HISTORY_MAX: usize = 100;

@@ -3,10 +3,8 @@
 //! the root router are the application root's (`crate::app`).
 
 mod auth;
-pub mod caller;
 mod cases;
 mod devices;
-pub mod error;
 pub mod extract;
 mod health;
 mod intake;
@@ -27,6 +25,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
+use crate::app::error;
 
 pub use volunteers::TOPICS;
 

@@ -11,8 +11,8 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use crate::app::AppState;
-use crate::http::caller::{Caller, authenticate, request_token};
-use crate::http::error::Error;
+use crate::app::caller::{Caller, authenticate, request_token};
+use crate::app::error::Error;
 use crate::store::Viewer;
 use connection::PeerIdentity;
 

@@ -5,8 +5,8 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 
+use super::AppState;
 use super::error::Error;
-use crate::app::AppState;
 use crate::auth::{self, DEVICE_PREFIX, SESSION_PREFIX};
 use crate::store::{Coordinator, EnrolledDevice};
 
