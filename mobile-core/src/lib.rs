@@ -12,6 +12,7 @@ pub mod ffi;
 mod offers;
 mod push;
 mod repo;
+mod shared;
 mod sync;
 mod tls;
 

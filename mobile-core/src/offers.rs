@@ -12,10 +12,9 @@ use lotse_protocol::Millis;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::client::{Shared, now};
 use crate::crypto::aad;
 use crate::error::{Error, Result};
-use crate::sync::Command;
+use crate::shared::{Command, Shared, now};
 
 const META_OFFERS: &str = "offers";
 /// Settled answers kept for queries (pending ones are never dropped).
@@ -285,8 +284,8 @@ async fn fetch(shared: &Shared, token: &str) -> Result<Vec<OfferRecord>> {
         .bearer_auth(token)
         .send()
         .await
-        .map_err(crate::client::network)?;
-    let offers: Vec<ServerOffer> = crate::client::json_answer(response).await?;
+        .map_err(crate::shared::network)?;
+    let offers: Vec<ServerOffer> = crate::shared::json_answer(response).await?;
     offers
         .into_iter()
         .take(MAX_OFFERS)
@@ -307,8 +306,8 @@ async fn send(shared: &Shared, token: &str, answer: &OfferAnswer) -> Result<Offe
         .bearer_auth(token)
         .send()
         .await
-        .map_err(crate::client::network)?;
-    let result: Result<serde_json::Value> = crate::client::json_answer(response).await;
+        .map_err(crate::shared::network)?;
+    let result: Result<serde_json::Value> = crate::shared::json_answer(response).await;
     match (answer.action, result) {
         (OfferAction::Accept, Ok(offer)) => Ok(OfferOutcome::Won {
             case_id: offer["assignment"]["case_id"].as_str().map(str::to_owned),
