@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use lotse_protocol::DocumentId;
 
-use crate::offers::OfferAnswer;
+use crate::offer_types::OfferAnswer;
 
 /// The connection to the server as the app shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,9 +9,11 @@ mod db;
 mod error;
 mod events;
 pub mod ffi;
+mod offer_types;
 mod offers;
 mod push;
 mod repo;
+mod shared;
 mod sync;
 mod tls;
 
@@ -21,9 +23,8 @@ pub use client::{
 };
 pub use error::{Error, Result};
 pub use events::{Listener, Subscription, SyncState};
-pub use offers::{
-    Assignment, OfferAction, OfferAnswer, OfferList, OfferOutcome, OfferRecord, parse_rfc3339,
-};
+pub use offer_types::{Assignment, OfferAction, OfferAnswer, OfferList, OfferOutcome, OfferRecord};
+pub use offers::parse_rfc3339;
 pub use push::{PushError, PushEvent, PushKeys, PushKind, PushSubscriptionKeys};
 pub use repo::SyncStatus;
 

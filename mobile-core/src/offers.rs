@@ -12,95 +12,17 @@ use lotse_protocol::Millis;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::client::{Shared, now};
 use crate::crypto::aad;
 use crate::error::{Error, Result};
-use crate::sync::Command;
+use crate::offer_types::{
+    Assignment, OfferAction, OfferAnswer, OfferList, OfferOutcome, OfferRecord,
+};
+use crate::shared::{Command, Shared, now};
 
 const META_OFFERS: &str = "offers";
 /// Settled answers kept for queries (pending ones are never dropped).
 const KEEP_SETTLED: usize = 200;
 const MAX_OFFERS: usize = 500;
-
-/// An offer as the phone shows it. Times are ms since the epoch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OfferRecord {
-    /// The request id (UUID); pass it to `accept_offer` / `decline_offer`.
-    pub id: String,
-    pub topic: String,
-    pub languages: Vec<String>,
-    pub starts_at: Millis,
-    pub ends_at: Millis,
-    /// Coarse area (district); the exact address comes with the assignment.
-    pub place_area: String,
-    pub urgency: String,
-    pub institution_kind: String,
-    pub description: String,
-    /// As the server last said: offered, accepted, declined, taken, withdrawn.
-    pub status: String,
-    /// For the volunteer who got the request.
-    pub assignment: Option<Assignment>,
-    /// This phone's answer, if any (queued or settled).
-    #[serde(skip)]
-    pub answer: Option<OfferAnswer>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Assignment {
-    pub place_address: Option<String>,
-    pub institution_name: String,
-    pub contact: Option<String>,
-    pub case_id: Option<String>,
-}
-
-/// The offers with where they came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OfferList {
-    pub offers: Vec<OfferRecord>,
-    /// When the list was fetched from the server (ms); `None`: never.
-    pub fetched_at: Option<Millis>,
-    /// `false`: the server could not be asked (offline); this is the stored list.
-    pub fresh: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum OfferAction {
-    Accept,
-    Decline,
-}
-
-/// What the server decided about an answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum OfferOutcome {
-    /// This volunteer has the request; the case document is shared with them.
-    Won {
-        case_id: Option<String>,
-    },
-    /// Another volunteer accepted first.
-    AlreadyTaken,
-    /// The request was cancelled, expired or otherwise closed.
-    Closed,
-    Declined,
-    /// The server has no offer of this request to this volunteer.
-    NotOffered,
-    /// The server refused the answer for another reason (its error code).
-    Refused {
-        code: String,
-    },
-}
-
-/// An answer to an offer: queued until `outcome` is set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OfferAnswer {
-    pub request_id: String,
-    pub action: OfferAction,
-    /// When the volunteer answered on the phone (ms).
-    pub answered_at: Millis,
-    /// `None`: queued, not yet confirmed by the server.
-    pub outcome: Option<OfferOutcome>,
-    /// When the outcome arrived (ms).
-    pub decided_at: Option<Millis>,
-}
 
 #[derive(Default, Serialize, Deserialize)]
 struct Stored {
@@ -285,8 +207,8 @@ async fn fetch(shared: &Shared, token: &str) -> Result<Vec<OfferRecord>> {
         .bearer_auth(token)
         .send()
         .await
-        .map_err(crate::client::network)?;
-    let offers: Vec<ServerOffer> = crate::client::json_answer(response).await?;
+        .map_err(crate::shared::network)?;
+    let offers: Vec<ServerOffer> = crate::shared::json_answer(response).await?;
     offers
         .into_iter()
         .take(MAX_OFFERS)
@@ -307,8 +229,8 @@ async fn send(shared: &Shared, token: &str, answer: &OfferAnswer) -> Result<Offe
         .bearer_auth(token)
         .send()
         .await
-        .map_err(crate::client::network)?;
-    let result: Result<serde_json::Value> = crate::client::json_answer(response).await;
+        .map_err(crate::shared::network)?;
+    let result: Result<serde_json::Value> = crate::shared::json_answer(response).await;
     match (answer.action, result) {
         (OfferAction::Accept, Ok(offer)) => Ok(OfferOutcome::Won {
             case_id: offer["assignment"]["case_id"].as_str().map(str::to_owned),

@@ -30,10 +30,10 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::client::Shared;
 use crate::error::{Error, Result};
 use crate::events::SyncState;
 use crate::repo::{Repo, SyncStatus};
+use crate::shared::{Command, Shared, is_revoked_body};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -48,15 +48,6 @@ const MAX_ROUNDS: u32 = 50;
 const SILENCE_LIMIT: Duration = Duration::from_secs(60);
 /// Frames above this are refused, as the server refuses ours.
 const MAX_FRAME: usize = 16 * 1024 * 1024;
-
-pub enum Command {
-    LocalChange(Vec<DocumentId>),
-    SyncNow(oneshot::Sender<Result<()>>),
-    Cancel,
-    Network(bool),
-    Enrolled,
-    Shutdown,
-}
 
 /// How a session ended.
 enum Ended {
@@ -206,14 +197,6 @@ async fn wipe(shared: &Shared) {
     tracing::warn!("device revoked by the server; local data wiped");
     shared.events.set_state(SyncState::Revoked);
     shared.events.changed(ids);
-}
-
-/// Whether an HTTP error answer from the server says the device was revoked.
-pub fn is_revoked_body(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v["error"]["code"].as_str().map(|c| c == "device_revoked"))
-        .unwrap_or(false)
 }
 
 async fn connect(shared: &Shared, token: &str) -> Result<Socket, Ended> {
@@ -788,17 +771,6 @@ mod tests {
         assert!(backoff(30) <= BACKOFF_MAX);
         let samples: BTreeSet<Duration> = (0..20).map(|_| backoff(5)).collect();
         assert!(samples.len() > 1, "jitter");
-    }
-
-    #[test]
-    fn revoked_bodies_are_recognised() {
-        assert!(is_revoked_body(
-            br#"{"error":{"code":"device_revoked","message":"x"}}"#
-        ));
-        assert!(!is_revoked_body(
-            br#"{"error":{"code":"unauthorized","message":"x"}}"#
-        ));
-        assert!(!is_revoked_body(b"not json"));
     }
 
     /// A CBOR map of text keys to text values, as cbor-x writes one.

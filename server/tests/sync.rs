@@ -583,7 +583,7 @@ async fn postgres_instances_fan_out_to_each_other() {
 /// or merged.
 async fn a_peer_allowed_only_to_create_cannot_touch_an_existing_document(backend: Backend) {
     use lotse_protocol::DocSync;
-    use lotse_server::sync::hub::{Creator, HubError};
+    use lotse_server::hub::{Creator, HubError};
     let w = world(backend).await;
     let mine = mentoring_case("someone-else".into());
     let stranger = Creator {

@@ -22,7 +22,7 @@ use crate::client::{
 };
 use crate::error::Error;
 use crate::events::{Listener, Subscription, SyncState};
-use crate::offers::{OfferAction, OfferAnswer, OfferList, OfferOutcome, OfferRecord};
+use crate::offer_types::{OfferAction, OfferAnswer, OfferList, OfferOutcome, OfferRecord};
 use crate::push::{PushError, PushEvent, PushKind, PushSubscriptionKeys};
 use crate::repo::SyncStatus;
 

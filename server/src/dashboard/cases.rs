@@ -21,8 +21,8 @@ use super::lookat::{self, Concern};
 use super::overview::concerns_text;
 use super::requests::Names;
 use super::session::Session;
-use crate::http::AppState;
-use crate::http::caller::Caller;
+use crate::app::AppState;
+use crate::app::caller::Caller;
 use crate::store::{CaseRow, SubjectAuditEvent};
 
 const HISTORY_MAX: usize = 100;

@@ -27,8 +27,8 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, Interval};
 
 use super::session::Session;
-use crate::http::AppState;
-use crate::sync::hub::HubEvent;
+use crate::app::AppState;
+use crate::hub::HubEvent;
 
 const POLL: Duration = Duration::from_secs(2);
 const LIFETIME: Duration = Duration::from_secs(30);

@@ -17,7 +17,7 @@ use lotse_protocol::DocumentId;
 use lotse_protocol::automerge::{Automerge, ChangeHash, ObjId, ROOT, ReadDoc, Value};
 
 use super::Dash;
-use crate::http::AppState;
+use crate::app::AppState;
 use crate::store::now_ms;
 
 const WINDOW_MS: i64 = 90 * 24 * 3_600_000;

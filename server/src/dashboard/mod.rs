@@ -37,7 +37,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use rand::Rng;
 
-use crate::http::AppState;
+use crate::app::AppState;
 use crate::store::StoreError;
 
 pub use reports::Period;

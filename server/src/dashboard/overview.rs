@@ -20,7 +20,7 @@ use super::i18n::{self, Lang, query_param};
 use super::layout::{self, Nav, badge, html_response, table_wrap};
 use super::lookat::{self, Concern};
 use super::session::Session;
-use crate::http::AppState;
+use crate::app::AppState;
 use crate::store::{CaseRow, Request, now_ms};
 
 pub const OVERDUE_WITHIN_MS: i64 = 48 * 3_600_000;

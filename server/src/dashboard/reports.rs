@@ -39,7 +39,7 @@ use maud::html;
 use super::i18n::{self, Lang, query_param};
 use super::layout::{self, Nav, html_response, raw, table_wrap};
 use super::session::Session;
-use crate::http::AppState;
+use crate::app::AppState;
 use crate::store::now_ms;
 
 /// Cells below this are shown as "<5".

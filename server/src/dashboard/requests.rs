@@ -15,7 +15,7 @@ use super::layout::{
 };
 use super::overview::is_overdue;
 use super::session::{Fields, Posted, Session};
-use crate::http::AppState;
+use crate::app::AppState;
 use crate::matching;
 use crate::store::{Actor, NewRequest, Request, RequestError, RequestPatch, now_ms};
 

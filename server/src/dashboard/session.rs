@@ -26,9 +26,9 @@ use subtle::ConstantTimeEq;
 use super::Dash;
 use super::i18n::{LANG_COOKIE, Lang, cookie, query_param};
 use super::layout::{self, bare_page, html_response};
+use crate::app::AppState;
+use crate::app::caller::{Caller, CoordinatorCaller, SESSION_COOKIE, authenticate};
 use crate::auth::{self, SESSION_PREFIX};
-use crate::http::AppState;
-use crate::http::caller::{Caller, CoordinatorCaller, SESSION_COOKIE, authenticate};
 use crate::store::now_ms;
 
 const LOGIN_COOKIE: &str = "lotse_login";
@@ -133,7 +133,7 @@ impl FromRequestParts<AppState> for Session {
         }
         let caller = match authenticate(state, &token).await {
             Ok(Caller::Coordinator(c)) => c,
-            Ok(Caller::Device(_)) | Err(crate::http::error::Error::Unauthorized) => {
+            Ok(Caller::Device(_)) | Err(crate::app::error::Error::Unauthorized) => {
                 return Err(to_login(parts));
             }
             Err(e) => {

@@ -25,8 +25,8 @@ use super::layout::{
     uuid,
 };
 use super::session::{Fields, Posted, Session};
+use crate::app::AppState;
 use crate::auth;
-use crate::http::AppState;
 use crate::store::{
     Device, NewVolunteer, Slot, Training, Volunteer, VolunteerPatch, VolunteerSync, now_ms,
 };

@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
-use super::caller::{Caller, CoordinatorCaller, SESSION_COOKIE};
-use super::error::{Error, ErrorBody, Result};
 use super::extract::Json;
+use crate::app::AppState;
+use crate::app::caller::{Caller, CoordinatorCaller, SESSION_COOKIE};
+use crate::app::error::{Error, ErrorBody, Result};
 use crate::auth::{self, SESSION_PREFIX};
 use crate::store::now_ms;
 

@@ -9,13 +9,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
-use super::caller::{Caller, CoordinatorCaller};
-use super::error::{Error, ErrorBody, Result};
 use super::extract::Json;
 use super::volunteers::{validate_languages, validate_name};
+use crate::app::AppState;
+use crate::app::caller::{Caller, CoordinatorCaller};
+use crate::app::error::{Error, ErrorBody, Result};
+use crate::hub::HubError;
 use crate::store::{Access, CaseRow, NewDocument, SubjectAuditEvent, Viewer, now_ms};
-use crate::sync::hub::HubError;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
-use super::caller::CoordinatorCaller;
-use super::error::{Error, ErrorBody, Result};
 use super::extract::{Id, Json};
 use super::volunteers::validate_name;
+use crate::app::AppState;
+use crate::app::caller::CoordinatorCaller;
+use crate::app::error::{Error, ErrorBody, Result};
 use crate::auth::{self, DEVICE_PREFIX};
 use crate::store::Device;
 

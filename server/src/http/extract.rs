@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use super::error::Error;
+use crate::app::error::Error;
 
 /// `Json<T>` whose rejections are `Error`s.
 pub struct Json<T>(pub T);

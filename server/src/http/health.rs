@@ -6,7 +6,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::AppState;
+use crate::app::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -13,8 +13,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, html};
 
-use super::AppState;
 use super::requests::{CreateRequest, validate_new};
+use crate::app::AppState;
 use crate::store::{Actor, Organisation};
 
 pub fn router() -> Router<AppState> {

@@ -8,9 +8,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
-use super::caller::Caller;
-use super::error::{Error, ErrorBody, Result};
+use crate::app::AppState;
+use crate::app::caller::Caller;
+use crate::app::error::{Error, ErrorBody, Result};
 use crate::store::{AcceptOutcome, EnrolledDevice, NewDocument, Request, now_ms};
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
-use super::caller::Caller;
-use super::error::{Error, ErrorBody, Result};
 use super::extract::{Id, Json};
+use crate::app::AppState;
+use crate::app::caller::Caller;
+use crate::app::error::{Error, ErrorBody, Result};
 use crate::push::{check_endpoint, check_keys};
 use crate::store::{NewPushSubscription, PushOwner, PushSubscriptionRef, SavedPushSubscription};
 

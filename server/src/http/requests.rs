@@ -7,11 +7,11 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
-use super::caller::CoordinatorCaller;
-use super::error::{Error, ErrorBody, Result};
 use super::extract::{Id, Json, Query};
 use super::volunteers::{validate_languages, validate_topics};
+use crate::app::AppState;
+use crate::app::caller::CoordinatorCaller;
+use crate::app::error::{Error, ErrorBody, Result};
 use crate::matching::{self, Candidate};
 use crate::store::{
     Actor, INSTITUTION_KINDS, NewRequest, OfferStatus, Request, RequestError, RequestEvent,

@@ -6,10 +6,10 @@ use serde::{Deserialize, Deserializer};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
-use super::caller::CoordinatorCaller;
-use super::error::{Error, ErrorBody, Result};
 use super::extract::{Id, Json, Query};
+use crate::app::AppState;
+use crate::app::caller::CoordinatorCaller;
+use crate::app::error::{Error, ErrorBody, Result};
 use crate::auth;
 use crate::store::{
     EnrollmentCode, NewVolunteer, Slot, Training, Volunteer, VolunteerPatch, now_ms,

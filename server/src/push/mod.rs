@@ -1,15 +1,17 @@
 //! Web Push (RFC 8030, RFC 8291 aes128gcm, RFC 8292 VAPID): the VAPID key pair, the
-//! checks on subscriptions, the notices the requests code queues, and the worker that
-//! delivers the outbox.
+//! checks on subscriptions, and the worker that delivers the outbox.
 //!
 //! - `vapid`: the server's P-256 key pair (made at first start, kept in `settings`) and
 //!   the JWT that identifies us to push services.
 //! - `endpoint`: what a subscription may point at (https, public addresses) and its keys.
-//! - `notice`: the payload (no personal data), TTL, Urgency and `Topic` of each notice.
 //! - `worker`: claims due outbox rows, encrypts, sends with reqwest, retries or drops.
+//!
+//! The notices themselves (payload without personal data, TTL, Urgency, `Topic`) and
+//! their queueing belong to the store (`store/notice.rs`, `store/push.rs`): the requests
+//! code queues them inside its own transactions, and the store never calls back into this
+//! module. They are re-exported here under their old names.
 
 pub mod endpoint;
-pub mod notice;
 mod vapid;
 mod worker;
 
@@ -17,8 +19,10 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+pub use crate::store::{
+    MAX_PAYLOAD_BYTES, Notice, Payload, Recipients, enqueue, enqueue_each, push_topic,
+};
 pub use endpoint::{EndpointError, KeyError, check_endpoint, check_keys, is_public_address};
-pub use notice::{MAX_PAYLOAD_BYTES, Notice, Payload, push_topic};
 
 /// The kinds of notice: to phones an offer, "someone else took it", "the request was
 /// cancelled"; to coordinators a request from the intake form and an accepted request.
@@ -82,47 +86,4 @@ impl Push {
     pub fn spawn_worker(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(worker::run(self))
     }
-}
-
-/// Who a notice is for.
-#[derive(Debug, Clone, Copy)]
-pub enum Recipients<'a> {
-    /// The volunteers' devices that are not revoked.
-    Volunteers(&'a [String]),
-    /// The browsers of the organisation's coordinators.
-    Coordinators(&'a str),
-}
-
-/// Queues each notice for its recipients' push subscriptions inside the caller's
-/// transaction, so the pushes commit (or roll back) with the decision they announce.
-/// Give it everything one transaction queues, in one call: the rows are then locked in
-/// the one order the worker uses too (see `store::enqueue_rows`). Returns how many sends
-/// were queued. Call `Push::wake` after the commit.
-pub async fn enqueue_each(
-    conn: &mut sqlx::AnyConnection,
-    notices: &[(Recipients<'_>, &Notice)],
-) -> Result<u64, StoreError> {
-    let now = now_ms();
-    let prepared: Vec<_> = notices.iter().map(|(_, n)| n.prepare(now)).collect();
-    let mut rows = Vec::new();
-    for ((to, _), p) in notices.iter().zip(&prepared) {
-        let subscriptions = match to {
-            Recipients::Volunteers([]) => continue,
-            Recipients::Volunteers(ids) => crate::store::volunteer_subscriptions(conn, ids).await?,
-            Recipients::Coordinators(org) => {
-                crate::store::coordinator_subscriptions(conn, org).await?
-            }
-        };
-        rows.extend(subscriptions.into_iter().map(|s| (s, p.entry())));
-    }
-    crate::store::enqueue_rows(conn, rows).await
-}
-
-/// Queues `notice` for the volunteers' devices (see `enqueue_each`).
-pub async fn enqueue(
-    conn: &mut sqlx::AnyConnection,
-    volunteer_ids: &[String],
-    notice: &Notice,
-) -> Result<u64, StoreError> {
-    enqueue_each(conn, &[(Recipients::Volunteers(volunteer_ids), notice)]).await
 }

@@ -15,6 +15,7 @@ mod audit;
 mod coordinators;
 mod devices;
 mod documents;
+mod notice;
 mod organisations;
 mod push;
 mod reports;
@@ -35,11 +36,12 @@ pub use documents::{
     Access, COMPACT_AFTER_CHUNKS, CaseRow, DocumentRow, NewDocument, Viewer, heads_from_text,
     heads_to_text,
 };
+pub use notice::{MAX_PAYLOAD_BYTES, Notice, Payload, push_topic};
 pub use organisations::Organisation;
 pub use push::{
     ClaimedPush, MAX_SUBSCRIPTIONS_PER_OWNER, NewPushSubscription, OutboxEntry, PushOwner,
-    PushSubscriptionRef, SavedPushSubscription, coordinator_subscriptions, enqueue_rows,
-    volunteer_subscriptions,
+    PushSubscriptionRef, Recipients, SavedPushSubscription, coordinator_subscriptions, enqueue,
+    enqueue_each, enqueue_rows, volunteer_subscriptions,
 };
 pub use reports::{CaseDocument, ReportRequest, VolunteerSync};
 pub use requests::{

@@ -1,6 +1,6 @@
 //! Web Push storage: subscriptions (each owned by one device or one coordinator) and the
-//! outbox that the push worker drains. Only SQL lives here; payloads, headers and the
-//! sending itself are `crate::push`'s.
+//! outbox that the push worker drains, and queueing notices (`notice.rs`) into it. Only
+//! SQL lives here; encryption, headers and the sending itself are `crate::push`'s.
 //!
 //! The outbox is at-least-once: a row is written in the transaction of the decision it
 //! announces and deleted only after the push service accepted it. A worker claims a row
@@ -19,6 +19,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::audit::Audit;
+use super::notice::Notice;
 use super::{Backend, OnConflict, Result, Store, new_id, now_ms};
 
 /// At most this many subscriptions per device or coordinator: a new one beyond it
@@ -89,7 +90,7 @@ pub enum PushSubscriptionRef<'a> {
     Id(&'a str),
 }
 
-/// A pending send, as the outbox stores it (built by `crate::push`).
+/// A pending send, as the outbox stores it (built from a `Notice`, see `notice.rs`).
 #[derive(Debug, Clone)]
 pub struct OutboxEntry<'a> {
     pub kind: &'a str,
@@ -219,6 +220,47 @@ pub async fn enqueue_rows(
         queued += 1;
     }
     Ok(queued)
+}
+
+/// Who a notice is for.
+#[derive(Debug, Clone, Copy)]
+pub enum Recipients<'a> {
+    /// The volunteers' devices that are not revoked.
+    Volunteers(&'a [String]),
+    /// The browsers of the organisation's coordinators.
+    Coordinators(&'a str),
+}
+
+/// Queues each notice for its recipients' push subscriptions inside the caller's
+/// transaction, so the pushes commit (or roll back) with the decision they announce.
+/// Give it everything one transaction queues, in one call: the rows are then locked in
+/// the one order the worker uses too (see `enqueue_rows`). Returns how many sends
+/// were queued. Call `Push::wake` after the commit.
+pub async fn enqueue_each(
+    conn: &mut sqlx::AnyConnection,
+    notices: &[(Recipients<'_>, &Notice)],
+) -> Result<u64> {
+    let now = now_ms();
+    let prepared: Vec<_> = notices.iter().map(|(_, n)| n.prepare(now)).collect();
+    let mut rows = Vec::new();
+    for ((to, _), p) in notices.iter().zip(&prepared) {
+        let subscriptions = match to {
+            Recipients::Volunteers([]) => continue,
+            Recipients::Volunteers(ids) => volunteer_subscriptions(conn, ids).await?,
+            Recipients::Coordinators(org) => coordinator_subscriptions(conn, org).await?,
+        };
+        rows.extend(subscriptions.into_iter().map(|s| (s, p.entry())));
+    }
+    enqueue_rows(conn, rows).await
+}
+
+/// Queues `notice` for the volunteers' devices (see `enqueue_each`).
+pub async fn enqueue(
+    conn: &mut sqlx::AnyConnection,
+    volunteer_ids: &[String],
+    notice: &Notice,
+) -> Result<u64> {
+    enqueue_each(conn, &[(Recipients::Volunteers(volunteer_ids), notice)]).await
 }
 
 impl Store {

@@ -1,14 +1,16 @@
 //! Requests (Einsatzanfragen) and offers. Who gets a request is decided here, in SQL:
 //! the first valid accept wins, atomically on SQLite and PostgreSQL alike.
 
-use crate::push::Recipients;
 use std::collections::HashMap;
 
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Result, Store, StoreError, json_column, new_id, now_ms, to_json};
+use super::{
+    Notice, Recipients, Result, Store, StoreError, enqueue_each, json_column, new_id, now_ms,
+    to_json,
+};
 
 pub const STATUSES: [&str; 6] = [
     "open",
@@ -257,9 +259,9 @@ pub enum NoticeKind {
     Accepted,
 }
 
-/// What a push says about a request: no names, no places (see `crate::push::notice`).
-fn notice(kind: NoticeKind, r: &Request) -> crate::push::Notice {
-    crate::push::Notice {
+/// What a push says about a request: no names, no places (see `notice.rs`).
+fn notice(kind: NoticeKind, r: &Request) -> Notice {
+    Notice {
         kind,
         request_id: r.id.clone(),
         topic: r.topic.clone(),
@@ -270,19 +272,19 @@ fn notice(kind: NoticeKind, r: &Request) -> crate::push::Notice {
 }
 
 /// Queues pushes in the caller's transaction, so they commit with the decision. One call
-/// per transaction (see `crate::push::enqueue_each`).
+/// per transaction (see `enqueue_each` in `push.rs`).
 async fn notify(
     conn: &mut sqlx::AnyConnection,
     r: &Request,
     notices: &[(Recipients<'_>, NoticeKind)],
 ) -> Result<()> {
-    let built: Vec<crate::push::Notice> = notices.iter().map(|(_, k)| notice(*k, r)).collect();
-    let each: Vec<(Recipients<'_>, &crate::push::Notice)> = notices
+    let built: Vec<Notice> = notices.iter().map(|(_, k)| notice(*k, r)).collect();
+    let each: Vec<(Recipients<'_>, &Notice)> = notices
         .iter()
         .zip(&built)
         .map(|((to, _), n)| (*to, n))
         .collect();
-    crate::push::enqueue_each(conn, &each).await.map(|_| ())
+    enqueue_each(conn, &each).await.map(|_| ())
 }
 
 impl Store {

@@ -11,8 +11,8 @@ use axum::extract::ws::{CloseFrame, Message as Frame, WebSocket};
 use lotse_protocol::{DocSync, DocumentId, Message, PROTOCOL_VERSION, PeerMetadata};
 use tokio::sync::broadcast;
 
-use super::hub::{Creator, DocChanged, Hub, HubError, HubEvent, Received, Relay, Shared};
-use crate::http::Event;
+use crate::app::Event;
+use crate::hub::{Creator, DocChanged, Hub, HubError, HubEvent, Received, Relay, Shared};
 use crate::store::{Access, AuditEntry, Store, Viewer};
 
 /// Frames above this are refused with a protocol error (the socket layer allows a bit

@@ -2,7 +2,6 @@
 //! extension). The upgrade is authenticated before any frame is read.
 
 pub mod connection;
-pub mod hub;
 
 use axum::Router;
 use axum::extract::{Query, State, WebSocketUpgrade};
@@ -11,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use crate::http::AppState;
-use crate::http::caller::{Caller, authenticate, request_token};
-use crate::http::error::Error;
+use crate::app::AppState;
+use crate::app::caller::{Caller, authenticate, request_token};
+use crate::app::error::Error;
 use crate::store::Viewer;
 use connection::PeerIdentity;
 

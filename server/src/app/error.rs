@@ -1,5 +1,6 @@
-//! The one error type of the HTTP layer: each variant has one status and one stable
-//! `code`; our own faults are logged in full and answered with a generic message.
+//! The one error type of the HTTP layer (the REST API, the sync endpoint's upgrade, the
+//! dashboard's session check): each variant has one status and one stable `code`; our own
+//! faults are logged in full and answered with a generic message.
 
 use std::borrow::Cow;
 use std::time::Duration;

@@ -1,14 +1,15 @@
 //! What a push says, and for how long: the payload carries no personal data (a request
 //! id, a topic, language codes, a time window, the kind of notice), never names, places
-//! or notes, and stays far below the 4 KB a push service accepts.
+//! or notes, and stays far below the 4 KB a push service accepts. It is made here, in the
+//! store, because the requests code queues notices inside its own transactions
+//! (`enqueue_each` in `push.rs`); encrypting and sending them is `crate::push`'s.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::NoticeKind;
-use crate::store::OutboxEntry;
+use super::{NoticeKind, OutboxEntry};
 
 /// Upper bound of a serialised payload (plaintext). RFC 8291 leaves 3993 bytes of a
 /// 4096-byte record; web-push refuses more than 3052. Our fields are capped so that even

@@ -1,6 +1,7 @@
 //! The documents the server holds in memory, loaded on demand and evicted when idle, and
 //! the one place where a peer's changes are applied: persisted in a transaction first,
-//! announced to other connections after.
+//! announced to other connections after. The sync endpoint, the REST API and the
+//! dashboard all go through it, so it belongs to none of them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

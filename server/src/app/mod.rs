@@ -1,0 +1,175 @@
+//! The application root: the state every part of the server shares (`AppState`), the
+//! events open connections react to, and the root router that merges the REST API
+//! (`http`), the sync endpoint (`sync`) and the dashboard (`dashboard`) under the layers
+//! they share; `serve` runs it together with the background tasks. `caller` (who is
+//! asking) and `error` (the one error type) are here because all three use them.
+//!
+//! Dependencies point one way: `http/`, `sync/` and `dashboard/` use this module (and
+//! `store/`, `hub`, `push/`, ...), never each other; only the router here names them all.
+
+pub mod caller;
+pub mod error;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::Request;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tower_http::trace::TraceLayer;
+
+use crate::config::{HttpConfig, PushConfig};
+use crate::hub::Hub;
+use crate::push::Push;
+use crate::ratelimit::{Limiter, Policy};
+use crate::store::Store;
+
+/// What happens on the server that open connections (sync sockets, dashboard streams)
+/// must react to.
+#[derive(Debug, Clone)]
+pub enum Event {
+    DeviceRevoked { device_id: String },
+}
+
+pub struct Limits {
+    pub login_account: Limiter,
+    pub login_address: Limiter,
+    pub enroll_address: Limiter,
+    pub intake_address: Limiter,
+}
+
+impl Limits {
+    fn new() -> Self {
+        let secs = Duration::from_secs;
+        Self {
+            login_account: Limiter::new(Policy {
+                free_failures: 5,
+                first_wait: secs(30),
+                max_wait: secs(15 * 60),
+                window: secs(15 * 60),
+            }),
+            // An office behind one NAT address shares this budget, so it is wider.
+            login_address: Limiter::new(Policy {
+                free_failures: 20,
+                first_wait: secs(30),
+                max_wait: secs(15 * 60),
+                window: secs(15 * 60),
+            }),
+            enroll_address: Limiter::new(Policy {
+                free_failures: 10,
+                first_wait: secs(30),
+                max_wait: secs(60 * 60),
+                window: secs(60 * 60),
+            }),
+            // Every submission counts: an office may send a few, a bot many.
+            intake_address: Limiter::new(Policy {
+                free_failures: 20,
+                first_wait: secs(60),
+                max_wait: secs(60 * 60),
+                window: secs(60 * 60),
+            }),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<HttpConfig>,
+    pub limits: Arc<Limits>,
+    pub events: broadcast::Sender<Event>,
+    pub hub: Arc<Hub>,
+    pub push: Arc<Push>,
+    /// Serialises creating the case of an accepted request (a retried accept must not
+    /// create a second one).
+    pub case_creation: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl AppState {
+    pub async fn new(
+        store: Store,
+        config: HttpConfig,
+        push: PushConfig,
+    ) -> Result<Self, crate::store::StoreError> {
+        let (events, _) = broadcast::channel(1024);
+        Ok(Self {
+            push: Arc::new(Push::new(store.clone(), push).await?),
+            case_creation: Arc::new(tokio::sync::Mutex::new(())),
+            hub: Arc::new(Hub::new(store.clone()).await?),
+            store,
+            config: Arc::new(config),
+            limits: Arc::new(Limits::new()),
+            events,
+        })
+    }
+
+    pub fn on_device_revoked(&self, device_id: &str) {
+        // No receiver just means nobody is connected; nothing to close.
+        let _ = self.events.send(Event::DeviceRevoked {
+            device_id: device_id.to_owned(),
+        });
+    }
+}
+
+/// Every route of the server: the REST API (with its own layers), the dashboard and the
+/// sync endpoint, traced alike.
+pub fn router(state: AppState) -> Router {
+    crate::http::router()
+        .merge(crate::dashboard::router())
+        .merge(crate::sync::router())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                // Only the path: query strings may carry a token (browser WebSockets).
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .with_state(state)
+}
+
+/// Serves the app on `listener` until `shutdown` resolves, then drains open requests.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let pusher = state
+        .push
+        .config()
+        .push_worker
+        .then(|| state.push.clone().spawn_worker());
+    let follower = tokio::spawn(state.hub.clone().follow_other_instances());
+    let hub = state.hub.clone();
+    let evictor = tokio::spawn(async move {
+        let idle = hub.doc_idle();
+        // A few passes per idle period keep the overshoot small without busy ticking.
+        let every = (idle / 4).clamp(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(30),
+        );
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let evicted = hub.evict_idle(idle);
+            if evicted > 0 {
+                // Operators size memory by this; ids stay out of the log.
+                tracing::info!(target: "lotse_server::cache", evicted, resident = hub.resident(), "document cache trimmed");
+            }
+        }
+    });
+    let app = router(state);
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    evictor.abort();
+    follower.abort();
+    if let Some(pusher) = pusher {
+        pusher.abort();
+    }
+    served
+}
