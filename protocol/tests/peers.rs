@@ -38,20 +38,49 @@ enum Op {
     /// Deliver the next frame of one direction of one connection. Frames of different
     /// connections and directions overtake each other; within one they keep their order,
     /// as on a WebSocket.
-    Deliver { client: usize, up: bool },
+    Deliver {
+        client: usize,
+        up: bool,
+    },
     /// Deliver every queued frame of one connection in order.
-    Flush { client: usize },
+    Flush {
+        client: usize,
+    },
     /// The connection breaks with frames in flight: they are lost, both ends start over.
-    Drop { client: usize, up: bool },
+    Drop {
+        client: usize,
+        up: bool,
+    },
     /// A client edits a document it holds, or creates one.
-    Edit { client: usize, slot: u8, create: bool, value: u16 },
+    Edit {
+        client: usize,
+        slot: u8,
+        create: bool,
+        value: u16,
+    },
     /// A coordinator edits a document through the server.
-    ServerEdit { slot: u8, value: u16 },
-    Share { slot: u8, client: usize },
-    Unshare { slot: u8, client: usize },
-    Disconnect { client: usize, keep_state: bool },
-    Connect { client: usize },
-    CatchUp { client: usize },
+    ServerEdit {
+        slot: u8,
+        value: u16,
+    },
+    Share {
+        slot: u8,
+        client: usize,
+    },
+    Unshare {
+        slot: u8,
+        client: usize,
+    },
+    Disconnect {
+        client: usize,
+        keep_state: bool,
+    },
+    Connect {
+        client: usize,
+    },
+    CatchUp {
+        client: usize,
+    },
     /// Time passes: periodic catch-ups fall due.
     Tick,
 }
@@ -185,7 +214,9 @@ impl World {
         if !keep_state {
             self.clients[c].docs.forget_sync_states();
             let prefix = format!("device-{c}");
-            self.store.persisted.retain(|(key, _), _| !key.starts_with(&prefix));
+            self.store
+                .persisted
+                .retain(|(key, _), _| !key.starts_with(&prefix));
         }
     }
 
@@ -205,9 +236,10 @@ impl World {
         let mut relays: Vec<(usize, DocumentId, String, String, u64, Vec<u8>)> = Vec::new();
         for c in 0..CLIENTS {
             // The server's side.
-            loop {
-                let Some(conn) = self.clients[c].conn.as_mut() else { break };
-                let Some(effect) = conn.server.poll_effect() else { break };
+            while let Some(conn) = self.clients[c].conn.as_mut() {
+                let Some(effect) = conn.server.poll_effect() else {
+                    break;
+                };
                 moved = true;
                 match effect {
                     ServerEffect::CheckAccess(id) => {
@@ -222,20 +254,21 @@ impl World {
                         let id = task.id;
                         let existed = self.store.docs.contains_key(&id);
                         if task.create_only && existed {
-                            conn.server.handle_exchange(task, Err(ExchangeError::NotYours));
+                            conn.server
+                                .handle_exchange(task, Err(ExchangeError::NotYours));
                             continue;
                         }
                         let mut doc = self.store.docs.get(&id).cloned().unwrap_or_default();
                         match task.apply(&mut doc) {
-                            Err(e) => conn.server.handle_exchange(task, Err(ExchangeError::Invalid(e.to_string()))),
+                            Err(e) => conn
+                                .server
+                                .handle_exchange(task, Err(ExchangeError::Invalid(e.to_string()))),
                             Ok(did_change) => {
                                 let created = !existed && !doc.get_heads().is_empty();
                                 // Kept even when the heads did not move: a change whose
                                 // dependency is still on its way waits inside the document
                                 // (the hub keeps it in memory the same way).
-                                if existed || created {
-                                    self.store.docs.insert(id, doc.clone());
-                                } else if !doc.get_heads().is_empty() || did_change {
+                                if existed || !doc.get_heads().is_empty() {
                                     self.store.docs.insert(id, doc.clone());
                                 }
                                 if created {
@@ -261,7 +294,13 @@ impl World {
                         conn.server.handle_documents(Ok(docs));
                     }
                     ServerEffect::CheckDeviceActive => conn.server.handle_device_active(Ok(true)),
-                    ServerEffect::Relay { id, sender_id, session_id, count, data } => {
+                    ServerEffect::Relay {
+                        id,
+                        sender_id,
+                        session_id,
+                        count,
+                        data,
+                    } => {
                         relays.push((c, id, sender_id, session_id, count, data));
                     }
                     ServerEffect::Ping => {}
@@ -316,7 +355,8 @@ impl World {
                 if c != origin
                     && let Some(conn) = self.clients[c].conn.as_mut()
                 {
-                    conn.server.handle_relay(id, &sender, &session, count, &data);
+                    conn.server
+                        .handle_relay(id, &sender, &session, count, &data);
                     moved = true;
                 }
             }
@@ -326,9 +366,13 @@ impl World {
 
     fn deliver(&mut self, c: usize, up: bool) {
         let now = self.now;
-        let Some(conn) = self.clients[c].conn.as_mut() else { return };
+        let Some(conn) = self.clients[c].conn.as_mut() else {
+            return;
+        };
         let queue = if up { &mut conn.up } else { &mut conn.down };
-        let Some(frame) = queue.pop_front() else { return };
+        let Some(frame) = queue.pop_front() else {
+            return;
+        };
         if up {
             conn.server.handle_binary(&frame, now);
         } else {
@@ -339,7 +383,9 @@ impl World {
 
     fn flush(&mut self, c: usize) {
         for _ in 0..3_000 {
-            let Some(conn) = self.clients[c].conn.as_ref() else { return };
+            let Some(conn) = self.clients[c].conn.as_ref() else {
+                return;
+            };
             if conn.up.is_empty() && conn.down.is_empty() {
                 return;
             }
@@ -359,27 +405,42 @@ impl World {
             Op::Deliver { client, up } => self.deliver(client, up),
             Op::Flush { client } => self.flush(client),
             Op::Drop { client, up } => {
-                let Some(conn) = self.clients[client].conn.as_mut() else { return };
+                let Some(conn) = self.clients[client].conn.as_mut() else {
+                    return;
+                };
                 let queue = if up { &mut conn.up } else { &mut conn.down };
                 if queue.pop_front().is_some() {
                     self.disconnect(client, true);
                 }
             }
-            Op::Edit { client, slot, create, value } => {
-                let held: Vec<DocumentId> = self.clients[client].docs.docs.keys().copied().collect();
+            Op::Edit {
+                client,
+                slot,
+                create,
+                value,
+            } => {
+                let held: Vec<DocumentId> =
+                    self.clients[client].docs.docs.keys().copied().collect();
                 let id = if create || held.is_empty() {
                     let id = DocumentId::from_bytes([self.next_doc; 16]);
                     self.next_doc = self.next_doc.wrapping_add(1);
                     let mut doc = Automerge::new();
                     doc.set_actor(ActorId::from(vec![client as u8 + 1, self.next_doc]));
-                    self.clients[client].docs.docs.insert(id, lotse_protocol::peer::memory::MemDoc { doc, ..Default::default() });
+                    self.clients[client].docs.docs.insert(
+                        id,
+                        lotse_protocol::peer::memory::MemDoc {
+                            doc,
+                            ..Default::default()
+                        },
+                    );
                     id
                 } else {
                     held[slot as usize % held.len()]
                 };
                 let d = self.clients[client].docs.docs.get_mut(&id).unwrap();
                 let mut tx = d.doc.transaction();
-                tx.put(ROOT, format!("c{client}-{value}"), i64::from(value)).unwrap();
+                tx.put(ROOT, format!("c{client}-{value}"), i64::from(value))
+                    .unwrap();
                 tx.commit();
                 if let Some(conn) = self.clients[client].conn.as_mut() {
                     conn.client.local_change(vec![id]);
@@ -391,7 +452,8 @@ impl World {
                 let doc = self.store.docs.get_mut(&id).unwrap();
                 doc.set_actor(self.coordinator.clone());
                 let mut tx = doc.transaction();
-                tx.put(ROOT, format!("server-{value}"), i64::from(value)).unwrap();
+                tx.put(ROOT, format!("server-{value}"), i64::from(value))
+                    .unwrap();
                 tx.commit();
                 for c in 0..CLIENTS {
                     if let Some(conn) = self.clients[c].conn.as_mut() {
@@ -477,7 +539,10 @@ fn leak(store: &Store, client: usize, m: &Message) -> Option<String> {
         Message::Sync { document_id, .. } | Message::Ephemeral { document_id, .. }
             if denied(document_id) =>
         {
-            Some(format!("{} of {document_id} to client {client}", m.type_name()))
+            Some(format!(
+                "{} of {document_id} to client {client}",
+                m.type_name()
+            ))
         }
         Message::Manifest { entries, .. } => entries
             .iter()
@@ -494,7 +559,10 @@ fn check(world: &World) -> Result<(), String> {
             let allowed = world.store.access(c, id) == Access::Allowed;
             match client.docs.docs.get(id) {
                 Some(held) if !allowed => {
-                    return Err(format!("client {c} still holds {id}, which it may not see ({} heads)", held.doc.get_heads().len()));
+                    return Err(format!(
+                        "client {c} still holds {id}, which it may not see ({} heads)",
+                        held.doc.get_heads().len()
+                    ));
                 }
                 None if allowed => return Err(format!("client {c} lacks {id}")),
                 Some(held) => {
@@ -511,7 +579,9 @@ fn check(world: &World) -> Result<(), String> {
         }
         for id in client.docs.docs.keys() {
             if !world.store.docs.contains_key(id) {
-                return Err(format!("client {c} holds {id}, which never reached the server"));
+                return Err(format!(
+                    "client {c} holds {id}, which never reached the server"
+                ));
             }
         }
     }
@@ -555,7 +625,12 @@ proptest! {
 /// client 1, client 1 syncs it, it is unshared, and the coordinator edits it.
 fn share_then_unshare() -> Vec<Op> {
     vec![
-        Op::Edit { client: 0, slot: 0, create: true, value: 1 },
+        Op::Edit {
+            client: 0,
+            slot: 0,
+            create: true,
+            value: 1,
+        },
         Op::Flush { client: 0 },
         Op::Share { slot: 0, client: 1 },
         Op::Flush { client: 1 },
@@ -573,7 +648,10 @@ fn the_scenario_ends_converged_without_leaks() {
     check(&world).unwrap();
     let id = *world.store.docs.keys().next().unwrap();
     assert!(world.clients[0].docs.docs.contains_key(&id));
-    assert!(!world.clients[1].docs.docs.contains_key(&id), "the unshared document was deleted");
+    assert!(
+        !world.clients[1].docs.docs.contains_key(&id),
+        "the unshared document was deleted"
+    );
 }
 
 #[test]
@@ -603,4 +681,3 @@ fn a_planted_leak_is_caught() {
         world.leaks
     );
 }
-

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lotse_protocol::automerge::{Automerge, ChangeHash};
+use lotse_protocol::peer::{DocTask, Exchanged};
 use lotse_protocol::{CaseDoc, CaseSummary, DocKind, DocSync, DocumentId, SessionError};
 use tokio::sync::broadcast;
 
@@ -348,6 +349,15 @@ impl Hub {
         let mut slot = entry.state.lock().await;
         let loaded = self.ensure_loaded(&entry, &mut slot).await?;
         Ok(sync.generate(&loaded.doc))
+    }
+
+    /// Ends a peer's sync step under the document's lock: our next message from what is
+    /// durably stored, and whether there is anything stored at all.
+    pub async fn finish(&self, id: DocumentId, task: &mut DocTask) -> Result<Exchanged, HubError> {
+        let entry = self.entry(id);
+        let mut slot = entry.state.lock().await;
+        let loaded = self.ensure_loaded(&entry, &mut slot).await?;
+        Ok(task.finish(&loaded.doc))
     }
 
     /// Whether the server holds any content for the document (loaded or stored).

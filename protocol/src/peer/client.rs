@@ -602,14 +602,13 @@ impl ClientPeer {
 
     /// The server's recorded heads equal what we held when we asked.
     fn on_in_sync(&mut self) {
-        self.events.push_back(ClientEvent::Verdict { in_sync: true });
+        self.events
+            .push_back(ClientEvent::Verdict { in_sync: true });
         let Some(asked) = self.barriers.pop_front() else {
             return;
         };
-        let synced: Vec<(DocumentId, Vec<ChangeHash>)> = asked
-            .into_iter()
-            .map(|(id, h)| (id, h.heads))
-            .collect();
+        let synced: Vec<(DocumentId, Vec<ChangeHash>)> =
+            asked.into_iter().map(|(id, h)| (id, h.heads)).collect();
         for (id, heads) in &synced {
             if let Some(known) = self.known.get_mut(id) {
                 known.server_heads = Some(heads.clone());

@@ -132,7 +132,9 @@ impl MemoryDocs {
             Some(d) => d,
             None => self.pending.entry(id).or_default(),
         };
-        d.sync.receive(&mut d.doc, data).map_err(|e| e.to_string())?;
+        d.sync
+            .receive(&mut d.doc, data)
+            .map_err(|e| e.to_string())?;
         // What the server just told us it holds.
         if let Some(theirs) = d.sync.peer_heads() {
             d.server_heads = Some(theirs.to_vec());

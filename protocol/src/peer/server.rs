@@ -29,6 +29,9 @@ const MAX_WANTED: usize = 1024;
 const PING_EVERY: Duration = Duration::from_secs(15);
 const DEAD_AFTER: Duration = Duration::from_secs(45);
 
+/// Sync states to persist, by document.
+pub type PersistedStates = Vec<(DocumentId, Vec<u8>)>;
+
 /// Who is on the other end, as authenticated by the driver before the first frame.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -127,10 +130,7 @@ pub enum ServerEffect {
     CheckAccess(DocumentId),
     /// Answer: [`ServerPeer::handle_sync_state`] with what is persisted for
     /// (`document`, `peer_key`).
-    LoadSyncState {
-        id: DocumentId,
-        peer_key: String,
-    },
+    LoadSyncState { id: DocumentId, peer_key: String },
     /// Answer: [`ServerPeer::handle_exchange`].
     Exchange(DocTask),
     /// Answer: [`ServerPeer::handle_documents`] with every document the peer may hold and
@@ -158,7 +158,7 @@ pub enum ServerEffect {
 pub enum ServerEvent {
     /// The peer joined (again); its sync states persist under `peer_key` (none: ephemeral).
     Joined { peer_key: Option<String> },
-    /// The peer synced with us (the device's "last sync" is worth recording).
+    /// The peer sent a sync message (the device's "last sync" is worth recording).
     Touched,
     /// The connection ends because the peer broke the protocol; the reason went to it.
     Violation(String),
@@ -180,7 +180,10 @@ enum Waiting {
 
 #[derive(Debug)]
 enum AfterAccess {
-    Sync { data: Vec<u8>, is_request: bool },
+    Sync {
+        data: Vec<u8>,
+        is_request: bool,
+    },
     Ephemeral(Box<EphemeralIn>),
     /// A document the peer asked for before it existed has changed: send it if allowed.
     Wanted,
@@ -289,9 +292,7 @@ impl ServerPeer {
     /// A text frame: not part of the protocol.
     pub fn handle_text(&mut self, now: Instant) {
         self.last_heard = now;
-        self.violate(
-            "text frames are not part of the protocol; send CBOR in binary frames".into(),
-        );
+        self.violate("text frames are not part of the protocol; send CBOR in binary frames".into());
     }
 
     /// Any other sign of life from the peer (a pong).
@@ -509,7 +510,9 @@ impl ServerPeer {
             self.denied.remove(id);
         }
         let ours = digest(docs.iter().map(|(id, heads)| (id, heads.as_slice())));
-        self.touch();
+        // A catch-up counts as contact (the device's "last sync" at the end), though it
+        // read no document.
+        self.touched = true;
         let (sender_id, target_id) = (self.cfg.server_id.clone(), self.target());
         let message = if ours == theirs {
             Message::InSync {
@@ -572,7 +575,7 @@ impl ServerPeer {
     }
 
     /// The sync states worth persisting when the connection ends, with their key.
-    pub fn sync_states(&self) -> Option<(&str, Vec<(DocumentId, Vec<u8>)>)> {
+    pub fn sync_states(&self) -> Option<(&str, PersistedStates)> {
         let key = self.peer_key.as_deref()?;
         let mut states: Vec<(DocumentId, Vec<u8>)> = self
             .syncs
@@ -635,7 +638,8 @@ impl ServerPeer {
         if self.closed {
             return;
         }
-        self.events.push_back(ServerEvent::Violation(reason.clone()));
+        self.events
+            .push_back(ServerEvent::Violation(reason.clone()));
         self.send_error(reason);
     }
 
@@ -653,7 +657,8 @@ impl ServerPeer {
         self.closed = true;
         self.jobs.clear();
         self.waiting = None;
-        self.effects.push_back(ServerEffect::Close { protocol_error });
+        self.effects
+            .push_back(ServerEffect::Close { protocol_error });
     }
 
     fn on_message(&mut self, message: Message) {
@@ -927,8 +932,7 @@ impl ServerPeer {
         }
         // Peers that synced the document in this connection, and our own clients for every
         // document they may hold, hear about changes at once.
-        let follows =
-            self.syncs.contains_key(&id) || (self.extended && self.allowed.contains(&id));
+        let follows = self.syncs.contains_key(&id) || (self.extended && self.allowed.contains(&id));
         if follows {
             return self.with_access(id, AfterAccess::Push);
         }

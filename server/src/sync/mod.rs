@@ -1,6 +1,7 @@
 //! `GET /sync`: the WebSocket sync endpoint (automerge-repo protocol v1 plus our catch-up
 //! extension). The upgrade is authenticated before any frame is read.
 
+mod audit;
 pub mod connection;
 
 use axum::Router;
