@@ -81,6 +81,13 @@ enum Op {
     CatchUp {
         client: usize,
     },
+    /// A client asks for a document by id: one that exists (maybe not its own) or the one
+    /// that will be created next (not there yet).
+    Fetch {
+        client: usize,
+        slot: u8,
+        future: bool,
+    },
     /// Time passes: periodic catch-ups fall due.
     Tick,
 }
@@ -99,6 +106,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (client.clone(), any::<bool>()).prop_map(|(client, keep_state)| Op::Disconnect { client, keep_state }),
         1 => client.clone().prop_map(|client| Op::Connect { client }),
         1 => client.clone().prop_map(|client| Op::CatchUp { client }),
+        1 => (client.clone(), any::<u8>(), any::<bool>()).prop_map(|(client, slot, future)| Op::Fetch { client, slot, future }),
         1 => Just(Op::Tick),
     ]
 }
@@ -485,6 +493,27 @@ impl World {
             Op::CatchUp { client } => {
                 if let Some(conn) = self.clients[client].conn.as_mut() {
                     conn.client.catch_up();
+                }
+                self.settle();
+            }
+            Op::Fetch {
+                client,
+                slot,
+                future,
+            } => {
+                let id = if future {
+                    DocumentId::from_bytes([self.next_doc; 16])
+                } else {
+                    match self.doc_at(slot) {
+                        Some(id) => id,
+                        None => return,
+                    }
+                };
+                if self.clients[client].docs.docs.contains_key(&id) {
+                    return;
+                }
+                if let Some(conn) = self.clients[client].conn.as_mut() {
+                    conn.client.fetch(id);
                 }
                 self.settle();
             }

@@ -107,4 +107,32 @@ async fn js_client_syncs_through_our_server(backend: Backend) {
     s.stop().await;
 }
 
-on_both_backends!(js_client_syncs_through_our_server);
+/// Two phones of one volunteer, both the stock JS client: the first creates documents,
+/// the second asks for the last one at once, before the server can have it. The server
+/// answers `doc-unavailable`, remembers who asked, and syncs the document to them when it
+/// arrives, so the second phone's one `find` resolves (the reference server does the
+/// same). Without that it would wait for the client's own timeout.
+async fn a_js_client_that_asked_first_gets_the_document_when_it_arrives(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (_, coordinator) = s.new_org("Lotsen Interop").await;
+    let volunteer = s.volunteer(&coordinator, "Sami", &["ar"]).await;
+    let (_, first) = s.device(&coordinator, &volunteer, "Erstes Handy").await;
+    let (_, second) = s.device(&coordinator, &volunteer, "Zweites Handy").await;
+    let url_a = format!("ws://{}/sync?token={first}", s.addr);
+    let url_b = format!("ws://{}/sync?token={second}", s.addr);
+    let raced = tokio::task::spawn_blocking(move || js(&["race", &url_a, &url_b, "50"]))
+        .await
+        .unwrap();
+    assert_eq!(raced["status"], "ok", "{raced}");
+    assert_eq!(raced["doc"]["n"], 49, "{raced}");
+    eprintln!(
+        "the second phone waited {} ms (told unavailable first: {})",
+        raced["waitedMs"], raced["toldUnavailable"]
+    );
+    s.stop().await;
+}
+
+on_both_backends!(
+    js_client_syncs_through_our_server,
+    a_js_client_that_asked_first_gets_the_document_when_it_arrives,
+);

@@ -4,6 +4,10 @@
 //   node client.mjs create <ws-url> <json>              -> {"status":"ok","documentId":"…","heads":[…]}
 //   node client.mjs read   <ws-url> <documentId>        -> {"status":"ok","doc":{…}} | {"status":"unavailable"}
 //   node client.mjs change <ws-url> <documentId> <json> -> {"status":"ok","heads":[…]}
+//   node client.mjs race   <ws-url-a> <ws-url-b> <n>  -> {"status":"ok","waitedMs":…} | {"status":"unavailable"}
+//       Client A creates n documents; client B asks for the last one at once, before the
+//       server can have it, and waits (one find, no retry) until it arrives. toldUnavailable:
+//       the server first answered doc-unavailable.
 //
 // <ws-url> is e.g. ws://127.0.0.1:PORT/sync?token=XYZ; heads are hex change hashes.
 // Exactly one JSON line goes to stdout; failures print {"status":"error","reason":…}
@@ -170,6 +174,33 @@ async function main() {
     await waitUntilServerHas(url, documentId, heads)
     await close(session)
     return { status: "ok", heads }
+  }
+
+  if (command === "race") {
+    const [urlB, countText] = args
+    const count = Number(countText ?? "1")
+    if (!urlB || !Number.isInteger(count) || count < 1) throw new Error("usage: race <ws-url-a> <ws-url-b> <n>")
+    const a = await connect(url)
+    const b = await connect(urlB)
+    const handles = []
+    for (let i = 0; i < count; i++) handles.push(a.repo.create({ type: "note", n: i, text: `Notiz ${i}` }))
+    const last = handles[handles.length - 1]
+    const heads = A.getHeads(last.doc())
+    const asked = Date.now()
+    // An app that waits for a document it was told of: the handle may be unavailable at
+    // first (the server has nothing yet) and becomes ready when the document arrives.
+    const handle = await withDeadline(
+      b.repo.find(last.documentId, { allowableStates: ["ready", "unavailable"] }),
+      "find did not return a handle")
+    await withDeadline(handle.whenReady(), "the document never reached the second client")
+    while (!A.hasHeads(handle.doc(), heads)) {
+      if (Date.now() > deadline) throw new Error("B never got the whole document")
+      await sleep(20)
+    }
+    const result = { status: "ok", waitedMs: Date.now() - asked, toldUnavailable: b.unavailable.has(last.documentId), doc: handle.doc() }
+    await close(b)
+    await close(a)
+    return result
   }
 
   throw new Error(`unknown command ${command}`)

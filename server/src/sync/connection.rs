@@ -90,18 +90,18 @@ pub async fn run(
             break;
         }
         let wake = conn.peer.poll_timeout().map(tokio::time::Instant::from_std);
+        // Biased: a revocation first, then the hub's news, timers, and the peer last. So
+        // news that came before a frame is weighed before that frame is answered (a
+        // revoked device learns nothing more; a document that arrived is considered
+        // before the next question about it).
         tokio::select! {
-            frame = socket.recv() => {
-                let now = Instant::now();
-                match frame {
-                    Some(Ok(Frame::Binary(bytes))) => conn.peer.handle_binary(&bytes, now),
-                    Some(Ok(Frame::Text(_))) => conn.peer.handle_text(now),
-                    Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => conn.peer.handle_heard(now),
-                    Some(Ok(Frame::Close(_))) | None => break,
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %e, "socket error");
-                        break;
-                    }
+            biased;
+            event = events.recv() => {
+                if let Ok(Event::DeviceRevoked { device_id }) = event
+                    && conn.who.device_id.as_deref() == Some(device_id.as_str())
+                {
+                    tracing::info!("device revoked; closing its sync connection");
+                    conn.peer.handle_revoked();
                 }
             }
             changed = changes.recv() => match changed {
@@ -120,16 +120,21 @@ pub async fn run(
                 Err(broadcast::error::RecvError::Lagged(_)) => conn.peer.handle_lagged(),
                 Err(broadcast::error::RecvError::Closed) => break,
             },
-            event = events.recv() => {
-                if let Ok(Event::DeviceRevoked { device_id }) = event
-                    && conn.who.device_id.as_deref() == Some(device_id.as_str())
-                {
-                    tracing::info!("device revoked; closing its sync connection");
-                    conn.peer.handle_revoked();
-                }
-            }
             () = until(wake) => conn.peer.handle_timeout(Instant::now()),
             () = until(conn.audit.due), if conn.audit.due.is_some() => conn.audit.flush().await,
+            frame = socket.recv() => {
+                let now = Instant::now();
+                match frame {
+                    Some(Ok(Frame::Binary(bytes))) => conn.peer.handle_binary(&bytes, now),
+                    Some(Ok(Frame::Text(_))) => conn.peer.handle_text(now),
+                    Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => conn.peer.handle_heard(now),
+                    Some(Ok(Frame::Close(_))) | None => break,
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "socket error");
+                        break;
+                    }
+                }
+            }
         }
         if conn.audit.batch_full() {
             conn.audit.flush().await;
