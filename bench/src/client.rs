@@ -1,17 +1,19 @@
-//! Our phone's side of the sync protocol (join + `lotse-catchup`, then pipelined automerge
-//! sync for what differs), as in server/tests/catchup.rs, counting frames and payload
-//! bytes both ways and the round trips a reconnect needs.
+//! Our phone's side of the sync protocol, as `lotse_protocol::ClientPeer` drives it over
+//! documents in memory: this file only carries frames and counts them (frames and payload
+//! bytes both ways, and the round trips: one per catch-up flight that waits for a verdict).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use lotse_protocol::automerge::{Automerge, ChangeHash};
-use lotse_protocol::{DocSync, DocumentId, Message, PeerMetadata};
+use lotse_protocol::automerge::Automerge;
+use lotse_protocol::peer::memory::{MemoryDocs, Outcome, settle};
+use lotse_protocol::peer::{ClientConfig, ClientEvent};
+use lotse_protocol::{ClientPeer, DocumentId, Message};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -30,17 +32,7 @@ pub struct Traffic {
 /// A phone: its documents and persisted sync states survive reconnects.
 pub struct Phone {
     pub peer_id: String,
-    pub docs: BTreeMap<DocumentId, Automerge>,
-    pub syncs: HashMap<DocumentId, Vec<u8>>,
-    pub server_id: Option<String>,
-}
-
-pub struct Conn {
-    sink: SplitSink<Socket, Frame>,
-    stream: SplitStream<Socket>,
-    server_id: String,
-    pub t: Traffic,
-    syncs: HashMap<DocumentId, DocSync>,
+    pub store: MemoryDocs,
 }
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -52,216 +44,137 @@ pub async fn open_socket(addr: SocketAddr, token: &str) -> Result<Socket> {
     Ok(tokio_tungstenite::connect_async(req).await?.0)
 }
 
-impl Conn {
-    async fn send(&mut self, m: Message) -> Result<()> {
-        let f = frame(&mut self.t, &m);
-        self.sink.send(f).await?;
-        Ok(())
-    }
-
-    pub async fn recv(&mut self) -> Result<Message> {
-        recv(&mut self.stream, &mut self.t).await
-    }
-}
-
-fn frame(t: &mut Traffic, m: &Message) -> Frame {
-    let bytes = m.encode();
-    t.frames_sent += 1;
-    t.bytes_sent += bytes.len() as u64;
-    Frame::Binary(bytes.into())
-}
-
-async fn recv(stream: &mut SplitStream<Socket>, t: &mut Traffic) -> Result<Message> {
-    loop {
-        let f = tokio::time::timeout(WAIT, stream.next())
-            .await
-            .map_err(|_| anyhow!("server silent for {WAIT:?}"))?;
-        match f {
-            Some(Ok(Frame::Binary(b))) => {
-                t.frames_received += 1;
-                t.bytes_received += b.len() as u64;
-                return Message::decode(&b).map_err(|e| anyhow!("bad frame: {e:?}"));
-            }
-            Some(Ok(Frame::Close(_))) | None => bail!("server closed the socket"),
-            Some(Err(e)) => return Err(e.into()),
-            Some(Ok(_)) => {}
-        }
-    }
-}
-
-/// Reads until the verdict of a catch-up barrier, applying the server's sync messages.
-async fn until_verdict(
-    docs: &mut BTreeMap<DocumentId, Automerge>,
-    stream: &mut SplitStream<Socket>,
-    syncs: &mut HashMap<DocumentId, DocSync>,
-    t: &mut Traffic,
-) -> Result<Message> {
-    loop {
-        match recv(stream, t).await? {
-            Message::Sync {
-                document_id, data, ..
-            } => {
-                let doc = docs.entry(document_id).or_default();
-                syncs
-                    .entry(document_id)
-                    .or_default()
-                    .receive(doc, &data)
-                    .map_err(|e| anyhow!("sync: {e:?}"))?;
-            }
-            m @ (Message::InSync { .. } | Message::Manifest { .. }) => return Ok(m),
-            Message::DocUnavailable { document_id, .. } => {
-                docs.remove(&document_id);
-            }
-            Message::Error { message, .. } => bail!("server error: {message}"),
-            _ => {}
-        }
-    }
-}
-
-fn catchup(phone: &Phone, server_id: &str) -> Message {
-    let held: BTreeMap<DocumentId, Vec<ChangeHash>> = phone
-        .docs
-        .iter()
-        .map(|(id, d)| (*id, d.get_heads()))
-        .collect();
-    Message::Catchup {
-        sender_id: phone.peer_id.clone(),
-        target_id: server_id.to_owned(),
-        digest: lotse_protocol::digest(held.iter().map(|(id, h)| (id, h.as_slice()))),
-        count: held.len() as u64,
-    }
-}
-
 impl Phone {
-    pub fn new(peer_id: &str, ids: &[DocumentId]) -> Self {
+    pub fn new(peer_id: &str) -> Self {
         Self {
             peer_id: peer_id.to_owned(),
-            docs: ids.iter().map(|id| (*id, Automerge::new())).collect(),
-            syncs: HashMap::new(),
-            server_id: None,
+            store: MemoryDocs::new(),
         }
     }
 
-    /// Connects and reconnects the way the phone does: `join` and `lotse-catchup` in one
-    /// flight; on a manifest, sync what differs (pipelined, each flight closed by a
-    /// catch-up barrier) until the server says in sync. Returns the traffic; the socket
-    /// is closed afterwards.
+    pub fn docs(&self) -> impl Iterator<Item = (&DocumentId, &Automerge)> {
+        self.store.docs.iter().map(|(id, d)| (id, &d.doc))
+    }
+
+    pub fn doc_mut(&mut self, id: &DocumentId) -> Option<&mut Automerge> {
+        self.store.docs.get_mut(id).map(|d| &mut d.doc)
+    }
+
+    /// Connects and catches up the way the phone does, until the server says in sync.
+    /// Returns the traffic; the socket is closed afterwards.
     pub async fn sync(&mut self, addr: SocketAddr, token: &str) -> Result<Traffic> {
-        let (sink, stream) = open_socket(addr, token).await?.split();
-        let mut c = Conn {
-            sink,
-            stream,
-            server_id: String::new(),
-            t: Traffic::default(),
-            syncs: self
-                .syncs
-                .iter()
-                .map(|(id, s)| Ok((*id, DocSync::from_persisted(s)?)))
-                .collect::<Result<_, lotse_protocol::SessionError>>()
-                .map_err(|e| anyhow!("sync state: {e:?}"))?,
-        };
-        c.send(Message::Join {
-            sender_id: self.peer_id.clone(),
-            peer_metadata: PeerMetadata {
-                storage_id: Some(format!("{}-storage", self.peer_id)),
-                is_ephemeral: Some(false),
-            },
-            supported_protocol_versions: vec!["1".into()],
-        })
-        .await?;
-        // Known server (a reconnect): catch-up rides with join, one flight. First
-        // contact: wait for `peer` to learn the server's id.
-        let known = self.server_id.clone();
-        if let Some(server) = &known {
-            c.send(catchup(self, server)).await?;
-        }
-        c.t.round_trips = 1;
-        match c.recv().await? {
-            Message::Peer { sender_id, .. } => c.server_id = sender_id,
-            other => bail!("expected peer, got {other:?}"),
-        }
-        if known.is_none() {
-            c.send(catchup(self, &c.server_id)).await?;
-            c.t.round_trips += 1;
-            self.server_id = Some(c.server_id.clone());
-        }
-        let mut verdict =
-            until_verdict(&mut self.docs, &mut c.stream, &mut c.syncs, &mut c.t).await?;
+        let (mut sink, mut stream) = open_socket(addr, token).await?.split();
+        // A large flight must not wait for its own replies to be read (both TCP buffers
+        // would fill up), so a writer task sends while this one reads.
+        let (out, mut queue) = mpsc::unbounded_channel::<Frame>();
+        let writer = tokio::spawn(async move {
+            while let Some(frame) = queue.recv().await {
+                sink.feed(frame).await?;
+                if queue.is_empty() {
+                    sink.flush().await?;
+                }
+            }
+            sink.close().await?;
+            Ok::<_, anyhow::Error>(())
+        });
+        self.store.reconnect();
+        let mut cfg = ClientConfig::new(self.peer_id.clone());
+        cfg.storage_id = Some(format!("{}-storage", self.peer_id));
+        let mut peer = ClientPeer::new(cfg, Instant::now());
+        let mut t = Traffic::default();
         loop {
-            let entries = match verdict {
-                Message::InSync { .. } => break,
-                Message::Manifest { entries, .. } => entries,
-                other => bail!("unexpected verdict {other:?}"),
-            };
-            if c.t.round_trips > 20 {
-                bail!("catch-up does not converge");
+            match settle(&mut peer, &mut self.store) {
+                Outcome::Done => {}
+                Outcome::Close | Outcome::Wiped => bail!("the server ended the session"),
             }
-            let held: BTreeMap<DocumentId, Vec<ChangeHash>> = self
-                .docs
-                .iter()
-                .map(|(id, d)| (*id, d.get_heads()))
-                .collect();
-            let plan = lotse_protocol::plan(&held, &entries);
-            let mut ids: Vec<DocumentId> = plan.differ.clone();
-            ids.extend(plan.missing_locally.iter().copied());
-            ids.extend(plan.only_local.iter().copied());
-            let mut frames = Vec::new();
-            for id in ids {
-                let doc = self.docs.entry(id).or_default();
-                let s = c.syncs.entry(id).or_default();
-                if let Some(data) = s.generate(doc) {
-                    let (sender_id, target_id) = (self.peer_id.clone(), c.server_id.clone());
-                    let m = if doc.get_heads().is_empty() {
-                        Message::Request {
-                            sender_id,
-                            target_id,
-                            document_id: id,
-                            data,
-                        }
-                    } else {
-                        Message::Sync {
-                            sender_id,
-                            target_id,
-                            document_id: id,
-                            data,
-                        }
-                    };
-                    frames.push(frame(&mut c.t, &m));
+            while let Some(m) = peer.poll_transmit() {
+                if matches!(m, Message::Catchup { .. }) {
+                    t.round_trips += 1;
+                }
+                let bytes = m.encode();
+                t.frames_sent += 1;
+                t.bytes_sent += bytes.len() as u64;
+                out.send(Frame::Binary(bytes.into()))
+                    .map_err(|_| anyhow!("writer stopped"))?;
+            }
+            let mut caught_up = false;
+            while let Some(event) = peer.poll_event() {
+                match event {
+                    ClientEvent::CaughtUp => caught_up = true,
+                    ClientEvent::Failed(e) => bail!("sync failed: {e}"),
+                    _ => {}
                 }
             }
-            frames.push(frame(&mut c.t, &catchup(self, &c.server_id)));
-            c.t.round_trips += 1;
-            // Send the flight while reading the answers: a large flight must not wait for
-            // its own replies to be read (both TCP buffers would fill up).
-            let Conn {
-                sink,
-                stream,
-                syncs,
-                t,
-                ..
-            } = &mut c;
-            let send = async {
-                for f in frames {
-                    sink.feed(f).await?;
+            if caught_up && peer.is_caught_up() {
+                break;
+            }
+            let frame = tokio::time::timeout(WAIT, stream.next())
+                .await
+                .map_err(|_| anyhow!("server silent for {WAIT:?}"))?;
+            match frame {
+                Some(Ok(Frame::Binary(b))) => {
+                    t.frames_received += 1;
+                    t.bytes_received += b.len() as u64;
+                    peer.handle_binary(&b, Instant::now());
                 }
-                sink.flush().await?;
-                Ok::<_, anyhow::Error>(())
-            };
-            let (sent, read) = tokio::join!(send, until_verdict(&mut self.docs, stream, syncs, t));
-            sent?;
-            verdict = read?;
+                Some(Ok(Frame::Close(_))) | None => bail!("server closed the socket"),
+                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(_)) => {}
+            }
         }
-        for (id, s) in &c.syncs {
-            self.syncs.insert(*id, s.persist());
-        }
-        let _ = c.sink.close().await;
-        Ok(c.t)
+        drop(out);
+        writer.await??;
+        Ok(t)
     }
 
     pub fn non_empty(&self) -> usize {
-        self.docs
+        self.store
+            .docs
             .values()
-            .filter(|d| !d.get_heads().is_empty())
+            .filter(|d| !d.doc.get_heads().is_empty())
             .count()
     }
+}
+
+/// What a peer that already knew which documents changed would exchange for them: per
+/// document our message with the changes since the heads the server holds and the
+/// server's answer, as frames of the same shape. The yardstick of scenario 2.
+pub fn ideal_bytes(
+    peer_id: &str,
+    server_id: &str,
+    docs: &BTreeMap<DocumentId, (Automerge, Automerge)>,
+) -> u64 {
+    let mut bytes = 0;
+    for (id, (ours, servers)) in docs {
+        let mut ours_sync = lotse_protocol::DocSync::new();
+        ours_sync.assume_peer_has(&servers.get_heads());
+        let mut theirs = servers.clone();
+        let mut theirs_sync = lotse_protocol::DocSync::new();
+        theirs_sync.assume_peer_has(&servers.get_heads());
+        let mut ours = ours.clone();
+        for from_us in [true, false, true, false] {
+            let (gen_doc, gen_sync, recv_doc, recv_sync) = if from_us {
+                (&mut ours, &mut ours_sync, &mut theirs, &mut theirs_sync)
+            } else {
+                (&mut theirs, &mut theirs_sync, &mut ours, &mut ours_sync)
+            };
+            let Some(data) = gen_sync.generate(gen_doc) else {
+                continue;
+            };
+            let _ = recv_sync.receive(recv_doc, &data);
+            let (sender_id, target_id) = if from_us {
+                (peer_id, server_id)
+            } else {
+                (server_id, peer_id)
+            };
+            let m = Message::Sync {
+                sender_id: sender_id.to_owned(),
+                target_id: target_id.to_owned(),
+                document_id: *id,
+                data,
+            };
+            bytes += m.encode().len() as u64;
+        }
+    }
+    bytes
 }

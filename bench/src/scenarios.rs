@@ -267,7 +267,7 @@ pub async fn all(opts: Options) -> Result<()> {
         let n = fleet.n;
         eprintln!("[3b] documents resident after eviction, N={n}");
         let server = procs::start_server(&bin, &db, &["--doc-idle-secs", "2"])?;
-        let mut phone = Phone::new(&format!("bench-fresh-{n}"), &[]);
+        let mut phone = Phone::new(&format!("bench-fresh-{n}"));
         phone.sync(server.addr, &fleet.token).await?;
         drop(phone);
         let rss_fetched = server.status().rss_kib as f64 / 1024.0;
@@ -628,7 +628,7 @@ async fn setup(
     ids.sort();
     eprintln!("  created {n} cases in {:.1} s", t.elapsed().as_secs_f64());
     // Our phone's first contact: it learns and fetches everything.
-    let mut phone = Phone::new(&format!("bench-phone-{n}"), &[]);
+    let mut phone = Phone::new(&format!("bench-phone-{n}"));
     let t = Instant::now();
     phone.sync(server.addr, &token).await?;
     eprintln!(
@@ -641,7 +641,7 @@ async fn setup(
     // The same documents, byte for byte, seed the reference client's store.
     let docs = scratch.dir(&format!("docs-{n}"))?;
     let mut our_ids = BTreeMap::new();
-    for (id, doc) in &phone.docs {
+    for (id, doc) in phone.docs() {
         std::fs::write(docs.join(format!("{id}.am")), doc.save())?;
         our_ids.insert(id.to_string(), id.to_string());
     }
@@ -763,8 +763,11 @@ async fn catchup(
     let n = fleet.n;
     let edits = scratch.dir(&format!("edits-{n}"))?;
     let edited: Vec<DocumentId> = fleet.ids.iter().step_by(10).copied().collect();
+    // (after, before) of each edited document, for the yardstick.
+    let mut pairs = BTreeMap::new();
     for id in &edited {
-        let doc: &mut Automerge = fleet.phone.docs.get_mut(id).context("held document")?;
+        let doc: &mut Automerge = fleet.phone.doc_mut(id).context("held document")?;
+        let before_doc = doc.clone();
         let before = doc.get_heads();
         CaseDoc::add_note(
             doc,
@@ -780,7 +783,9 @@ async fn catchup(
             bail!("expected one change, got {}", changes.len())
         };
         std::fs::write(edits.join(format!("{id}.chg")), change.raw_bytes())?;
+        pairs.insert(*id, (doc.clone(), before_doc));
     }
+    let ideal = crate::client::ideal_bytes(&fleet.phone.peer_id, "lotse-server-00000000", &pairs);
     let t = Instant::now();
     let ours = fleet.phone.sync(server.addr, &fleet.token).await?;
     let took = t.elapsed();
@@ -810,5 +815,24 @@ async fn catchup(
         &ours,
         took,
         &theirs,
-    )
+    )?;
+    // The goal of issue 12: at most 1.2 times what a peer that knew which documents
+    // changed would exchange, plus 5 KB.
+    let total = (ours.bytes_sent + ours.bytes_received) as f64;
+    let bound = 1.2 * ideal as f64 + 5_000.0;
+    rows.push(Row::new(
+        "2 catch-up, 10% edited offline",
+        n,
+        "yardstick bytes (sync of the edited only)",
+        ideal as f64,
+        None,
+    ));
+    rows.push(Row::new(
+        "2 catch-up, 10% edited offline",
+        n,
+        "bytes / (1.2 x yardstick + 5 KB), goal <= 1",
+        total / bound,
+        None,
+    ));
+    Ok(())
 }

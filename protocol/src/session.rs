@@ -92,7 +92,9 @@ impl DocSync {
     /// heads after all, automerge asks for them as usual. A state that already heard from
     /// the peer is left alone.
     pub fn assume_peer_has(&mut self, heads: &[ChangeHash]) {
-        if self.state.their_heads.is_some() || self.state.their_have.is_some() {
+        // A restored state says `their_have: Some([])`; only `their_heads` tells whether
+        // the peer spoke in this session.
+        if self.state.their_heads.is_some() {
             return;
         }
         let heads = heads.to_vec();
@@ -291,6 +293,32 @@ mod tests {
         assert_eq!(sa.shared_heads(), a.get_heads());
         let frames = sync_pair(&mut a, &mut sa, &mut b, &mut sb);
         assert!(frames <= 2, "in-sync reconnect took {frames} frames");
+    }
+
+    #[test]
+    fn a_seeded_state_sends_the_changes_at_once() {
+        let mut a = doc_with("a", "1");
+        let mut b = Automerge::new();
+        let (mut sa, mut sb) = (DocSync::new(), DocSync::new());
+        sync_pair(&mut a, &mut sa, &mut b, &mut sb);
+        let server_heads = b.get_heads();
+        let mut tx = a.transaction();
+        tx.put(ROOT, "c", "offline").unwrap();
+        tx.commit();
+
+        let mut sa = DocSync::from_persisted(&sa.persist()).unwrap();
+        let mut sb = DocSync::from_persisted(&sb.persist()).unwrap();
+        sa.assume_peer_has(&server_heads);
+        let first = sa.generate(&a).unwrap();
+        assert!(
+            sb.receive(&mut b, &first).unwrap(),
+            "the first message carries the change"
+        );
+        let ack = sb.generate(&b).unwrap();
+        assert!(!sa.receive(&mut a, &ack).unwrap());
+        assert!(sa.in_sync(&a), "one round trip");
+        assert!(sa.generate(&a).is_none());
+        assert_eq!(a.get_heads(), b.get_heads());
     }
 
     #[test]
