@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use lotse_protocol::automerge::{Automerge, ChangeHash};
+use lotse_protocol::peer::{Holding, Holdings};
 use lotse_protocol::{DocKind, DocSync, DocumentId, SchemaError};
 
 use crate::crypto::{self, SecretKey, aad};
@@ -444,11 +445,18 @@ impl Repo {
         }
     }
 
-    /// Every held document with its heads: what the catch-up digest covers.
-    pub fn holdings(&self) -> BTreeMap<DocumentId, Vec<ChangeHash>> {
+    /// Every held document with its heads and what the server is known to hold: what the
+    /// catch-up covers.
+    pub fn holdings(&self) -> Holdings {
         self.docs
             .iter()
-            .map(|(id, d)| (*id, d.doc.get_heads()))
+            .map(|(id, d)| {
+                let holding = Holding {
+                    heads: d.doc.get_heads(),
+                    server_heads: d.server_heads.clone(),
+                };
+                (*id, holding)
+            })
             .collect()
     }
 

@@ -3,26 +3,22 @@
 //! reconnects with exponential backoff and jitter. Commands from the API (a local change,
 //! `sync_now`, `cancel_sync`, the network flag) reach it through a channel and act at once.
 //!
-//! The catch-up: `join` and `lotse-catchup` go out together; the server answers `peer` and
-//! either `lotse-in-sync` (done) or `lotse-manifest`. Then the documents that differ are
-//! synced, pipelined, with another `lotse-catchup` behind them as a barrier, until the
-//! server says in sync. Changes received are stored before anything acknowledging them is
-//! sent; a document counts as synced only once the server's heads include it.
-//!
-//! A message type this app does not know (an extension of a newer server) is skipped; any
-//! other frame that does not decode ends the connection. Announcements of new shares
-//! (`lotse-shared`) that arrive while a catch-up is under way are answered by one more
-//! catch-up once it is done, however many arrived.
+//! What to send and when is decided by `lotse_protocol::ClientPeer` (the catch-up, live
+//! sync, shares, withdrawn access, revocation; see `docs/sync.md`). This task owns the
+//! socket and the encrypted store: it feeds the machine frames, commands and the time, and
+//! carries out what it asks. Changes received are stored before anything acknowledging
+//! them is sent; a document counts as synced only once the server's heads include it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use lotse_protocol::automerge::Automerge;
-use lotse_protocol::{
-    DocKind, DocSync, DocumentId, Message, PROTOCOL_VERSION, PeerMetadata, WireError,
+use lotse_protocol::peer::{
+    Applied, ClientConfig, ClientEffect, ClientError, ClientEvent, Offered,
 };
+use lotse_protocol::{ClientPeer, DocKind, DocSync, DocumentId, Message};
 use rand::Rng;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -32,7 +28,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::error::{Error, Result};
 use crate::events::SyncState;
-use crate::repo::{Repo, SyncStatus};
+use crate::repo::Repo;
 use crate::shared::{Command, Shared, is_revoked_body};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -246,23 +242,13 @@ async fn connect(shared: &Shared, token: &str) -> Result<Socket, Ended> {
     }
 }
 
-/// One connection's state.
+/// One connection: the socket and the protocol machine that decides what goes over it.
 struct Session<'a> {
     shared: &'a Shared,
     socket: Socket,
-    peer_id: String,
-    server_id: String,
+    peer: ClientPeer,
     /// Documents we asked the server for and hold nothing of yet.
     requested: HashMap<DocumentId, (Automerge, DocSync)>,
-    /// Catch-up barriers sent whose verdict has not arrived.
-    barriers: u32,
-    /// `lotse-shared` arrived after the last catch-up was sent: one more is owed once the
-    /// ones in flight are answered.
-    catchup_owed: bool,
-    rounds: u32,
-    /// The documents the current catch-up found different, for progress counts.
-    differing: BTreeSet<DocumentId>,
-    in_sync: bool,
     waiters: Vec<oneshot::Sender<Result<()>>>,
 }
 
@@ -294,17 +280,27 @@ async fn session(
     };
     // Connected: queued offer answers go out now.
     shared.offers_wake.notify_one();
+    // Every in-flight flag of the last connection is stale.
+    let storage_id = {
+        let mut guard = shared.repo.lock().await;
+        let Some(repo) = guard.as_mut() else {
+            return Ended::Shutdown;
+        };
+        for doc in repo.docs.values_mut() {
+            doc.reset_sync();
+        }
+        repo.storage_id.clone()
+    };
+    let mut cfg = ClientConfig::new(format!("lotse-core-{}", uuid::Uuid::new_v4().simple()));
+    cfg.storage_id = Some(storage_id);
+    cfg.recheck_every = Some(RECHECK_EVERY);
+    cfg.silence_limit = Some(SILENCE_LIMIT);
+    cfg.max_rounds = MAX_ROUNDS;
     let mut s = Session {
         shared,
         socket,
-        peer_id: format!("lotse-core-{}", uuid::Uuid::new_v4().simple()),
-        server_id: String::new(),
+        peer: ClientPeer::new(cfg, std::time::Instant::now()),
         requested: HashMap::new(),
-        barriers: 0,
-        catchup_owed: false,
-        rounds: 0,
-        differing: BTreeSet::new(),
-        in_sync: false,
         waiters: std::mem::take(waiters),
     };
     let ended = s.drive(commands, attempt).await;
@@ -335,68 +331,49 @@ async fn interrupted(
 }
 
 impl Session<'_> {
+    /// Feeds the machine frames, commands and the time, and carries out what it asks.
     async fn drive(
         &mut self,
         commands: &mut mpsc::UnboundedReceiver<Command>,
         attempt: &mut u32,
     ) -> Ended {
-        // Every in-flight flag of the last connection is stale.
-        {
-            let mut guard = self.shared.repo.lock().await;
-            let Some(repo) = guard.as_mut() else {
-                return Ended::Shutdown;
-            };
-            for doc in repo.docs.values_mut() {
-                doc.reset_sync();
-            }
-        }
-        let join = Message::Join {
-            sender_id: self.peer_id.clone(),
-            peer_metadata: PeerMetadata {
-                storage_id: Some(self.storage_id().await),
-                is_ephemeral: Some(false),
-            },
-            supported_protocol_versions: vec![PROTOCOL_VERSION.to_owned()],
-        };
-        if let Err(e) = self.send(join).await {
-            return Ended::Failed(e);
-        }
-        if let Err(e) = self.send_catchup().await {
-            return Ended::Failed(e);
-        }
-        let mut recheck = tokio::time::interval(RECHECK_EVERY);
-        recheck.tick().await;
         loop {
+            if let Err(ended) = self.work(attempt).await {
+                return ended;
+            }
+            let wake = self.peer.poll_timeout().map(tokio::time::Instant::from_std);
             let step = tokio::select! {
-                frame = tokio::time::timeout(SILENCE_LIMIT, self.socket.next()) => match frame {
-                    Err(_) => Err(Ended::Failed(Error::Network("the server went silent".into()))),
-                    Ok(None) => Err(Ended::Failed(Error::Network("the server closed the connection".into()))),
-                    Ok(Some(Err(e))) => Err(Ended::Failed(Error::Network(e.to_string()))),
-                    Ok(Some(Ok(Frame::Binary(bytes)))) => match read_frame(&bytes) {
-                        Ok(Some(m)) => self.on_message(m, attempt).await,
-                        Ok(None) => Ok(()),
-                        Err(e) => Err(Ended::Failed(Error::Network(format!("malformed message from the server: {e}")))),
-                    },
-                    Ok(Some(Ok(Frame::Close(_)))) => Err(Ended::Failed(Error::Network("the server closed the connection".into()))),
-                    Ok(Some(Ok(_))) => Ok(()),
+                frame = self.socket.next() => match frame {
+                    None => Err(Ended::Failed(Error::Network("the server closed the connection".into()))),
+                    Some(Err(e)) => Err(Ended::Failed(Error::Network(e.to_string()))),
+                    Some(Ok(Frame::Binary(bytes))) => {
+                        self.peer.handle_binary(&bytes, std::time::Instant::now());
+                        Ok(())
+                    }
+                    Some(Ok(Frame::Close(_))) => Err(Ended::Failed(Error::Network("the server closed the connection".into()))),
+                    Some(Ok(_)) => {
+                        self.peer.handle_heard(std::time::Instant::now());
+                        Ok(())
+                    }
                 },
                 command = commands.recv() => match command {
                     None | Some(Command::Shutdown) => Err(Ended::Shutdown),
                     Some(Command::Cancel) => Err(Ended::Cancelled),
                     Some(Command::Network(false)) => Err(Ended::NetworkOff),
                     Some(Command::Network(true)) | Some(Command::Enrolled) => Ok(()),
-                    Some(Command::LocalChange(ids)) => self.offer_all(&ids).await.map_err(Ended::Failed),
-                    Some(Command::SyncNow(tx)) => {
-                        self.waiters.push(tx);
-                        self.send_catchup().await.map_err(Ended::Failed)
-                    }
-                },
-                _ = recheck.tick() => {
-                    if self.barriers == 0 {
-                        self.send_catchup().await.map_err(Ended::Failed)
-                    } else {
+                    Some(Command::LocalChange(ids)) => {
+                        self.peer.local_change(ids);
                         Ok(())
                     }
+                    Some(Command::SyncNow(tx)) => {
+                        self.waiters.push(tx);
+                        self.peer.catch_up();
+                        Ok(())
+                    }
+                },
+                () = until(wake) => {
+                    self.peer.handle_timeout(std::time::Instant::now());
+                    Ok(())
                 }
             };
             if let Err(ended) = step {
@@ -405,21 +382,31 @@ impl Session<'_> {
         }
     }
 
-    async fn storage_id(&self) -> String {
-        self.shared
-            .repo
-            .lock()
-            .await
-            .as_ref()
-            .map(|r| r.storage_id.clone())
-            .unwrap_or_default()
-    }
-
-    async fn send(&mut self, message: Message) -> Result<()> {
-        self.socket
-            .send(Frame::Binary(message.encode().into()))
-            .await
-            .map_err(|e| Error::Network(e.to_string()))
+    /// Carries out effects, sends what the machine wants sent and reacts to its events,
+    /// until it waits for the server or the app.
+    async fn work(&mut self, attempt: &mut u32) -> Result<(), Ended> {
+        loop {
+            let mut idle = true;
+            while let Some(effect) = self.peer.poll_effect() {
+                idle = false;
+                self.carry_out(effect).await?;
+            }
+            let mut out = Vec::new();
+            while let Some(m) = self.peer.poll_transmit() {
+                out.push(m);
+            }
+            if !out.is_empty() {
+                idle = false;
+                self.send_all(out).await.map_err(Ended::Failed)?;
+            }
+            while let Some(event) = self.peer.poll_event() {
+                idle = false;
+                self.on_event(event, attempt).await?;
+            }
+            if idle {
+                return Ok(());
+            }
+        }
     }
 
     async fn send_all(&mut self, messages: Vec<Message>) -> Result<()> {
@@ -435,224 +422,108 @@ impl Session<'_> {
             .map_err(|e| Error::Network(e.to_string()))
     }
 
-    async fn send_catchup(&mut self) -> Result<()> {
-        let message = {
-            let guard = self.shared.repo.lock().await;
-            let repo = guard.as_ref().ok_or(Error::Closed)?;
-            let held = repo.holdings();
-            Message::Catchup {
-                sender_id: self.peer_id.clone(),
-                target_id: self.server_id.clone(),
-                digest: lotse_protocol::digest(held.iter().map(|(id, h)| (id, h.as_slice()))),
-                count: held.len() as u64,
+    async fn carry_out(&mut self, effect: ClientEffect) -> Result<(), Ended> {
+        match effect {
+            ClientEffect::Holdings => {
+                let holdings = {
+                    let guard = self.shared.repo.lock().await;
+                    guard.as_ref().ok_or(Ended::Shutdown)?.holdings()
+                };
+                self.peer.handle_holdings(holdings);
             }
-        };
-        self.barriers += 1;
-        // The server answers this one after everything it announced before reading it.
-        self.catchup_owed = false;
-        self.send(message).await
-    }
-
-    fn sync_message(&self, id: DocumentId, data: Vec<u8>, request: bool) -> Message {
-        let (sender_id, target_id) = (self.peer_id.clone(), self.server_id.clone());
-        if request {
-            Message::Request {
-                sender_id,
-                target_id,
-                document_id: id,
-                data,
-            }
-        } else {
-            Message::Sync {
-                sender_id,
-                target_id,
-                document_id: id,
-                data,
-            }
-        }
-    }
-
-    /// Our next sync message for each document, if we have something to say.
-    async fn offer_all(&mut self, ids: &[DocumentId]) -> Result<()> {
-        if self.server_id.is_empty() {
-            // Not joined yet; the catch-up will cover these.
-            return Ok(());
-        }
-        let mut out = Vec::new();
-        {
-            let mut guard = self.shared.repo.lock().await;
-            let repo = guard.as_mut().ok_or(Error::Closed)?;
-            for id in ids {
-                if let Some(doc) = repo.docs.get_mut(id) {
-                    if let Some(data) = doc.sync.generate(&doc.doc) {
-                        out.push(self.sync_message(*id, data, false));
-                    }
-                } else {
-                    let (doc, sync) = self.requested.entry(*id).or_default();
-                    if let Some(data) = sync.generate(doc) {
-                        out.push(self.sync_message(*id, data, true));
+            ClientEffect::Offer(docs) => {
+                let mut offers = Vec::with_capacity(docs.len());
+                {
+                    let mut guard = self.shared.repo.lock().await;
+                    let repo = guard.as_mut().ok_or(Ended::Shutdown)?;
+                    for (id, hint) in docs {
+                        let offered = match repo.docs.get_mut(&id) {
+                            Some(doc) => {
+                                if let Some(heads) = &hint {
+                                    doc.sync.assume_peer_has(heads);
+                                }
+                                Offered {
+                                    data: doc.sync.generate(&doc.doc),
+                                    empty: doc.doc.get_heads().is_empty(),
+                                }
+                            }
+                            None => {
+                                let (doc, sync) = self.requested.entry(id).or_default();
+                                Offered {
+                                    data: sync.generate(doc),
+                                    empty: doc.get_heads().is_empty(),
+                                }
+                            }
+                        };
+                        offers.push((id, offered));
                     }
                 }
+                self.peer.handle_offers(offers);
             }
-        }
-        self.send_all(out).await
-    }
-
-    async fn on_message(&mut self, message: Message, attempt: &mut u32) -> Result<(), Ended> {
-        match message {
-            Message::Peer { sender_id, .. } => {
-                self.server_id = sender_id;
-                Ok(())
+            ClientEffect::Apply { id, data } => {
+                let applied = self.apply(id, &data).await;
+                self.peer
+                    .handle_applied(id, applied.map_err(|e| e.to_string()));
             }
-            Message::InSync { .. } => {
-                self.barriers = self.barriers.saturating_sub(1);
-                self.on_in_sync(attempt).await.map_err(Ended::Failed)
+            ClientEffect::ServerHas(docs) => {
+                let changed = {
+                    let mut guard = self.shared.repo.lock().await;
+                    let repo = guard.as_mut().ok_or(Ended::Shutdown)?;
+                    let mut changed = Vec::new();
+                    for (id, heads) in docs {
+                        if let Some(doc) = repo.docs.get_mut(&id) {
+                            let before = doc.status();
+                            doc.set_server_heads(heads);
+                            if doc.status() != before {
+                                changed.push(id);
+                            }
+                        }
+                    }
+                    repo.flush_sync().await.map_err(Ended::Failed)?;
+                    changed
+                };
+                self.shared.events.changed(changed);
             }
-            Message::Manifest { entries, .. } => {
-                self.barriers = self.barriers.saturating_sub(1);
-                self.on_manifest(&entries).await.map_err(Ended::Failed)
-            }
-            Message::Sync {
-                document_id, data, ..
-            } => self
-                .on_sync(document_id, &data)
-                .await
-                .map_err(Ended::Failed),
-            Message::DocUnavailable { document_id, .. } => self
-                .on_unavailable(document_id)
-                .await
-                .map_err(Ended::Failed),
-            Message::Revoked { .. } => Err(Ended::Revoked),
-            // Something was shared with this volunteer while connected: catch up now rather
-            // than at the next periodic check. While a catch-up is under way (it may have
-            // left before the share), one more follows when it is answered: a burst of
-            // announcements costs one catch-up, not one each.
-            Message::Shared { .. } => {
-                if self.barriers > 0 {
-                    self.catchup_owed = true;
-                    Ok(())
-                } else {
-                    self.send_catchup().await.map_err(Ended::Failed)
+            ClientEffect::Forget(id) => {
+                {
+                    let mut guard = self.shared.repo.lock().await;
+                    let repo = guard.as_mut().ok_or(Ended::Shutdown)?;
+                    // The server had it and no longer lets us sync it: access was withdrawn.
+                    tracing::info!(document_id = %id, "access withdrawn; removing the local copy");
+                    repo.remove(&id).await.map_err(Ended::Failed)?;
                 }
+                self.shared.events.changed(vec![id]);
             }
-            Message::Error { message, .. } => {
-                if message.contains("revoked") {
-                    Err(Ended::Revoked)
-                } else {
-                    Err(Ended::Failed(Error::Server {
-                        status: 0,
-                        code: "sync_error".into(),
-                        reason: message.chars().take(300).collect(),
-                    }))
+            ClientEffect::Refused(id) => {
+                {
+                    let mut guard = self.shared.repo.lock().await;
+                    let repo = guard.as_mut().ok_or(Ended::Shutdown)?;
+                    repo.set_error(&id, Some("the server refused this document".into()));
+                    repo.flush_sync().await.map_err(Ended::Failed)?;
                 }
+                self.shared.events.changed(vec![id]);
             }
-            _ => Ok(()),
-        }
-    }
-
-    /// The server's recorded heads equal ours for every document: all synced.
-    async fn on_in_sync(&mut self, attempt: &mut u32) -> Result<()> {
-        let (changed, needs_schedule) = {
-            let mut guard = self.shared.repo.lock().await;
-            let repo = guard.as_mut().ok_or(Error::Closed)?;
-            let mut changed = Vec::new();
-            for (id, doc) in repo.docs.iter_mut() {
-                let before = doc.status();
-                let heads = doc.heads();
-                doc.set_server_heads(heads);
-                if doc.status() != before {
-                    changed.push(*id);
+            ClientEffect::Wipe => return Err(Ended::Revoked),
+            // The reason arrives as an event; a close without one is the server's doing.
+            ClientEffect::Close => {
+                while let Some(event) = self.peer.poll_event() {
+                    if let ClientEvent::Failed(e) = event {
+                        return Err(Ended::Failed(sync_error(e)));
+                    }
                 }
+                return Err(Ended::Failed(Error::Network(
+                    "the server closed the connection".into(),
+                )));
             }
-            repo.flush_sync().await?;
-            (changed, !has_schedule(repo))
-        };
-        self.shared.events.changed(changed);
-        if self.barriers > 0 {
-            // A later barrier is on its way (sync_now during a catch-up).
-            return Ok(());
-        }
-        if self.catchup_owed {
-            // Shares were announced while the catch-up just answered was under way.
-            return self.send_catchup().await;
-        }
-        if needs_schedule {
-            // First full sync and the server holds no schedule of ours: start one, so that
-            // availability has a home. Created only after a full catch-up, so a second
-            // device of the same volunteer receives the first one's instead.
-            if let Some(id) = self.shared.ensure_schedule().await? {
-                self.offer_all(&[id]).await?;
-                return self.send_catchup().await;
-            }
-        }
-        self.in_sync = true;
-        self.rounds = 0;
-        self.differing.clear();
-        *attempt = 0;
-        self.shared.events.set_state(SyncState::Idle);
-        for tx in self.waiters.drain(..) {
-            let _ = tx.send(Ok(()));
         }
         Ok(())
     }
 
-    async fn on_manifest(&mut self, entries: &[(DocumentId, [u8; 8])]) -> Result<()> {
-        self.rounds += 1;
-        if self.rounds > MAX_ROUNDS {
-            return Err(Error::Network(
-                "catch-up does not converge; retrying later".into(),
-            ));
-        }
-        let (plan, changed) = {
-            let mut guard = self.shared.repo.lock().await;
-            let repo = guard.as_mut().ok_or(Error::Closed)?;
-            let held = repo.holdings();
-            let plan = lotse_protocol::plan(&held, entries);
-            // Documents whose heads match the manifest are on the server as they are here.
-            let mut changed = Vec::new();
-            for (id, digest) in entries {
-                if let (Some(doc), Some(heads)) = (repo.docs.get_mut(id), held.get(id))
-                    && lotse_protocol::heads_digest(heads) == *digest
-                {
-                    let before = doc.status();
-                    doc.set_server_heads(heads.clone());
-                    if doc.status() != before {
-                        changed.push(*id);
-                    }
-                }
-            }
-            (plan, changed)
-        };
-        self.shared.events.changed(changed);
-        let mut work: Vec<DocumentId> = plan.differ.clone();
-        work.extend(&plan.only_local);
-        work.extend(&plan.missing_locally);
-        if self.in_sync || self.differing.is_empty() {
-            self.in_sync = false;
-            self.differing = work.iter().copied().collect();
-        } else {
-            self.differing.extend(work.iter().copied());
-        }
-        self.report_progress(&work);
-        self.offer_all(&work).await?;
-        self.send_catchup().await
-    }
-
-    fn report_progress(&self, remaining: &[DocumentId]) {
-        let total = self.differing.len() as u32;
-        let left = remaining
-            .iter()
-            .filter(|id| self.differing.contains(id))
-            .count() as u32;
-        self.shared.events.set_state(SyncState::Syncing {
-            done: total.saturating_sub(left),
-            total,
-        });
-    }
-
-    async fn on_sync(&mut self, id: DocumentId, data: &[u8]) -> Result<()> {
+    /// Applies a sync message of the server and stores what changed before anything
+    /// acknowledging it can go out.
+    async fn apply(&mut self, id: DocumentId, data: &[u8]) -> Result<Applied> {
         let mut changed = false;
-        let reply = {
+        let applied = {
             let mut guard = self.shared.repo.lock().await;
             let repo = guard.as_mut().ok_or(Error::Closed)?;
             if repo.docs.contains_key(&id) {
@@ -660,7 +531,10 @@ impl Session<'_> {
                 changed |= repo.receive(&id, data).await?;
                 let doc = repo.docs.get_mut(&id).ok_or(Error::Closed)?;
                 changed |= before.as_ref() != Some(&doc.status());
-                doc.sync.generate(&doc.doc)
+                Applied {
+                    reply: doc.sync.generate(&doc.doc),
+                    heads: doc.heads(),
+                }
             } else {
                 let (mut doc, mut sync) = self.requested.remove(&id).unwrap_or_default();
                 sync.receive(&mut doc, data)
@@ -668,84 +542,97 @@ impl Session<'_> {
                 if doc.get_heads().is_empty() {
                     let reply = sync.generate(&doc);
                     self.requested.insert(id, (doc, sync));
-                    reply
+                    Applied {
+                        reply,
+                        heads: Vec::new(),
+                    }
                 } else {
                     // First content of a document new to us: store it (with a key of its
                     // own) before acknowledging.
                     repo.insert(id, doc, sync).await?;
                     changed = true;
                     let held = repo.docs.get_mut(&id).ok_or(Error::Closed)?;
-                    held.sync.generate(&held.doc)
+                    Applied {
+                        reply: held.sync.generate(&held.doc),
+                        heads: held.heads(),
+                    }
                 }
             }
         };
         if changed {
             self.shared.events.changed(vec![id]);
         }
-        if !self.in_sync && self.differing.contains(&id) {
-            self.progress_from_docs().await;
-        }
-        if let Some(data) = reply {
-            let m = self.sync_message(id, data, false);
-            self.send(m).await?;
+        Ok(applied)
+    }
+
+    async fn on_event(&mut self, event: ClientEvent, attempt: &mut u32) -> Result<(), Ended> {
+        match event {
+            ClientEvent::Progress { done, total } => {
+                self.shared
+                    .events
+                    .set_state(SyncState::Syncing { done, total });
+            }
+            ClientEvent::CaughtUp => self.caught_up(attempt).await.map_err(Ended::Failed)?,
+            ClientEvent::Failed(e) => return Err(Ended::Failed(sync_error(e))),
+            ClientEvent::Joined { .. }
+            | ClientEvent::Verdict { .. }
+            | ClientEvent::Unavailable(_)
+            | ClientEvent::Ephemeral { .. } => {}
         }
         Ok(())
     }
 
-    async fn progress_from_docs(&self) {
-        let guard = self.shared.repo.lock().await;
-        let Some(repo) = guard.as_ref() else { return };
-        let done = self
-            .differing
-            .iter()
-            .filter(|id| {
-                repo.docs
-                    .get(id)
-                    .is_some_and(|d| d.sync.in_sync(&d.doc) || d.status() == SyncStatus::Synced)
-            })
-            .count() as u32;
-        self.shared.events.set_state(SyncState::Syncing {
-            done,
-            total: self.differing.len() as u32,
-        });
-    }
-
-    async fn on_unavailable(&mut self, id: DocumentId) -> Result<()> {
-        if self.requested.remove(&id).is_some() {
-            return Ok(());
-        }
-        {
-            let mut guard = self.shared.repo.lock().await;
-            let repo = guard.as_mut().ok_or(Error::Closed)?;
-            let Some(doc) = repo.docs.get(&id) else {
+    /// Every catch-up is answered in sync: all synced.
+    async fn caught_up(&mut self, attempt: &mut u32) -> Result<()> {
+        let needs_schedule = {
+            let guard = self.shared.repo.lock().await;
+            let repo = guard.as_ref().ok_or(Error::Closed)?;
+            !has_schedule(repo)
+        };
+        if needs_schedule {
+            // First full sync and the server holds no schedule of ours: start one, so that
+            // availability has a home. Created only after a full catch-up, so a second
+            // device of the same volunteer receives the first one's instead.
+            if let Some(id) = self.shared.ensure_schedule().await? {
+                self.peer.local_change(vec![id]);
+                self.peer.catch_up();
                 return Ok(());
-            };
-            if doc.server_heads.as_ref().is_some_and(|h| !h.is_empty()) {
-                // The server had it and no longer lets us sync it: access was withdrawn.
-                tracing::info!(document_id = %id, "access withdrawn; removing the local copy");
-                repo.remove(&id).await?;
-            } else {
-                repo.set_error(&id, Some("the server refused this document".into()));
-                repo.flush_sync().await?;
             }
         }
-        self.shared.events.changed(vec![id]);
+        *attempt = 0;
+        self.shared.events.set_state(SyncState::Idle);
+        for tx in self.waiters.drain(..) {
+            let _ = tx.send(Ok(()));
+        }
         Ok(())
     }
 }
 
-/// Decodes a binary frame from the server. A message type this app does not know (an
-/// extension of a newer server) is skipped: `Ok(None)`. Anything else that does not
-/// decode is `Err`, and ends the connection.
-fn read_frame(bytes: &[u8]) -> Result<Option<Message>, WireError> {
-    match Message::decode(bytes) {
-        Ok(message) => Ok(Some(message)),
-        Err(WireError::UnknownType(ty)) => {
-            let ty: String = ty.chars().take(64).collect();
-            tracing::debug!(message_type = %ty, "skipping a message type this app does not know");
-            Ok(None)
+fn sync_error(e: ClientError) -> Error {
+    match e {
+        ClientError::Server(reason) => Error::Server {
+            status: 0,
+            code: "sync_error".into(),
+            reason,
+        },
+        ClientError::Malformed(reason) => {
+            Error::Network(format!("malformed message from the server: {reason}"))
         }
-        Err(e) => Err(e),
+        ClientError::Silent => Error::Network("the server went silent".into()),
+        ClientError::NoConvergence => {
+            Error::Network("catch-up does not converge; retrying later".into())
+        }
+        ClientError::Document(id, reason) => {
+            Error::Network(format!("sync message for {id}: {reason}"))
+        }
+    }
+}
+
+/// Resolves at `at`, or never.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -758,6 +645,8 @@ fn has_schedule(repo: &Repo) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lotse_protocol::{PROTOCOL_VERSION, PeerMetadata};
+    use std::collections::BTreeSet;
 
     #[test]
     fn backoff_grows_caps_and_jitters() {
@@ -799,52 +688,6 @@ mod tests {
             ("targetId", "phone"),
             ("flavour", "from a newer server"),
         ])
-    }
-
-    #[test]
-    fn unknown_message_types_are_skipped_and_malformed_frames_are_not() {
-        let shared = Message::Shared {
-            sender_id: "server".into(),
-            target_id: "phone".into(),
-        };
-        assert_eq!(
-            read_frame(&shared.encode()).expect("a known message"),
-            Some(shared)
-        );
-        // The hand-made frames decode as the protocol crate reads frames.
-        let in_sync = cbor_map(&[
-            ("type", "lotse-in-sync"),
-            ("senderId", "server"),
-            ("targetId", "phone"),
-        ]);
-        assert!(matches!(
-            read_frame(&in_sync),
-            Ok(Some(Message::InSync { .. }))
-        ));
-        for unknown in [
-            unknown_extension(),
-            cbor_map(&[("type", "some-future-automerge-type")]),
-        ] {
-            assert!(matches!(
-                Message::decode(&unknown),
-                Err(WireError::UnknownType(_))
-            ));
-            assert_eq!(read_frame(&unknown).expect("skipped"), None);
-        }
-        let mut trailing = unknown_extension();
-        trailing.push(0x00);
-        for malformed in [
-            vec![0xff],
-            vec![0x82, 0x01, 0x02],
-            trailing,
-            // Known type, required field missing.
-            cbor_map(&[("type", "sync"), ("senderId", "server")]),
-            // Unknown type, but not a well-formed frame.
-            cbor_map(&[("type", "lotse-something"), ("type", "lotse-other")]),
-            cbor_map(&[("senderId", "server")]),
-        ] {
-            assert!(read_frame(&malformed).is_err(), "{malformed:02x?}");
-        }
     }
 
     type ServerSide = WebSocketStream<TcpStream>;
@@ -939,9 +782,15 @@ mod tests {
         else {
             panic!("expected join first");
         };
-        let Some(Message::Catchup { .. }) = next_message(&mut ws, wait).await else {
-            panic!("expected a catch-up with the join");
-        };
+        // The schedule the phone holds and the server has never confirmed goes out first,
+        // then the catch-up, all before the phone heard `peer`.
+        loop {
+            match next_message(&mut ws, wait).await {
+                Some(Message::Sync { .. }) => continue,
+                Some(Message::Catchup { .. }) => break,
+                other => panic!("expected a catch-up with the join, got {other:?}"),
+            }
+        }
         let mut catchups = 1;
         let server = "lotse-server".to_owned();
         let peer = Message::Peer {

@@ -705,3 +705,108 @@ fn same_heads(a: &[ChangeHash], b: &[ChangeHash]) -> bool {
     b.dedup();
     a == b
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(pairs: &[(&str, &str)]) -> Vec<u8> {
+        let map = pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    ciborium::value::Value::Text((*k).to_owned()),
+                    ciborium::value::Value::Text((*v).to_owned()),
+                )
+            })
+            .collect();
+        let mut out = Vec::new();
+        ciborium::ser::into_writer(&ciborium::value::Value::Map(map), &mut out)
+            .expect("a CBOR map");
+        out
+    }
+
+    fn failed(peer: &mut ClientPeer) -> Option<ClientError> {
+        let mut failure = None;
+        while let Some(event) = peer.poll_event() {
+            if let ClientEvent::Failed(e) = event {
+                failure = Some(e);
+            }
+        }
+        failure
+    }
+
+    /// A message type of a newer server is skipped; a frame that does not decode ends the
+    /// connection.
+    #[test]
+    fn unknown_types_are_skipped_and_malformed_frames_end_the_connection() {
+        let now = Instant::now();
+        let mut peer = ClientPeer::new(ClientConfig::new("phone"), now);
+        let from_the_future = frame(&[
+            ("type", "lotse-something"),
+            ("senderId", "server"),
+            ("targetId", "phone"),
+        ]);
+        peer.handle_binary(&from_the_future, now);
+        assert_eq!(failed(&mut peer), None);
+        assert!(!peer.is_closed());
+        for malformed in [
+            vec![0xff],
+            frame(&[("type", "sync"), ("senderId", "server")]),
+            frame(&[("senderId", "server")]),
+        ] {
+            let mut peer = ClientPeer::new(ClientConfig::new("phone"), now);
+            peer.handle_binary(&malformed, now);
+            assert!(
+                matches!(failed(&mut peer), Some(ClientError::Malformed(_))),
+                "{malformed:02x?}"
+            );
+            assert!(peer.is_closed());
+        }
+    }
+
+    /// Shares announced while a catch-up is under way cost one more catch-up, not one each.
+    #[test]
+    fn a_burst_of_shares_costs_one_catch_up() {
+        let now = Instant::now();
+        let mut peer = ClientPeer::new(ClientConfig::new("phone"), now);
+        assert_eq!(peer.poll_effect(), Some(ClientEffect::Holdings));
+        peer.handle_holdings(Holdings::new());
+        let sent: Vec<Message> = std::iter::from_fn(|| peer.poll_transmit()).collect();
+        assert!(matches!(
+            sent.as_slice(),
+            [Message::Join { .. }, Message::Catchup { .. }]
+        ));
+        let shared = Message::Shared {
+            sender_id: "server".into(),
+            target_id: "phone".into(),
+        };
+        for _ in 0..5 {
+            peer.handle_message(shared.clone(), now);
+        }
+        let in_sync = Message::InSync {
+            sender_id: "server".into(),
+            target_id: "phone".into(),
+        };
+        peer.handle_message(in_sync.clone(), now);
+        assert_eq!(peer.poll_effect(), Some(ClientEffect::Holdings));
+        peer.handle_holdings(Holdings::new());
+        let sent: Vec<Message> = std::iter::from_fn(|| peer.poll_transmit()).collect();
+        assert!(
+            matches!(sent.as_slice(), [Message::Catchup { .. }]),
+            "{sent:?}"
+        );
+        peer.handle_message(in_sync, now);
+        assert_eq!(peer.poll_effect(), None);
+        assert!(peer.is_caught_up());
+        let events: Vec<ClientEvent> = std::iter::from_fn(|| peer.poll_event()).collect();
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| **e == ClientEvent::CaughtUp)
+                .count(),
+            1,
+            "caught up once, after the second verdict: {events:?}"
+        );
+    }
+}
