@@ -450,13 +450,7 @@ impl Repo {
     pub fn holdings(&self) -> Holdings {
         self.docs
             .iter()
-            .map(|(id, d)| {
-                let holding = Holding {
-                    heads: d.doc.get_heads(),
-                    server_heads: d.server_heads.clone(),
-                };
-                (*id, holding)
-            })
+            .map(|(id, d)| (*id, Holding::new(d.heads(), d.server_heads.as_ref())))
             .collect()
     }
 

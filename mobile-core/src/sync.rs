@@ -577,7 +577,7 @@ impl Session<'_> {
             ClientEvent::Joined { .. }
             | ClientEvent::Verdict { .. }
             | ClientEvent::Unavailable(_)
-            | ClientEvent::Ephemeral { .. } => {}
+            | ClientEvent::Ephemeral(_) => {}
         }
         Ok(())
     }

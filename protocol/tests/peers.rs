@@ -26,7 +26,8 @@ use lotse_protocol::automerge::transaction::Transactable;
 use lotse_protocol::automerge::{ActorId, Automerge, ROOT};
 use lotse_protocol::peer::memory::{MemoryDocs, Outcome};
 use lotse_protocol::peer::{
-    Access, ClientConfig, ClientPeer, ExchangeError, ServerConfig, ServerEffect, ServerPeer,
+    Access, ClientConfig, ClientPeer, Ephemeral, ExchangeError, ServerConfig, ServerEffect,
+    ServerPeer,
 };
 use lotse_protocol::{DocumentId, Message};
 use proptest::prelude::*;
@@ -241,7 +242,7 @@ impl World {
     fn settle_once(&mut self) -> bool {
         let mut moved = false;
         let mut changed: Vec<(usize, DocumentId)> = Vec::new();
-        let mut relays: Vec<(usize, DocumentId, String, String, u64, Vec<u8>)> = Vec::new();
+        let mut relays: Vec<(usize, Ephemeral)> = Vec::new();
         for c in 0..CLIENTS {
             // The server's side.
             while let Some(conn) = self.clients[c].conn.as_mut() {
@@ -302,15 +303,7 @@ impl World {
                         conn.server.handle_documents(Ok(docs));
                     }
                     ServerEffect::CheckDeviceActive => conn.server.handle_device_active(Ok(true)),
-                    ServerEffect::Relay {
-                        id,
-                        sender_id,
-                        session_id,
-                        count,
-                        data,
-                    } => {
-                        relays.push((c, id, sender_id, session_id, count, data));
-                    }
+                    ServerEffect::Relay(message) => relays.push((c, message)),
                     ServerEffect::Ping => {}
                     ServerEffect::Close { .. } => {
                         self.disconnect(c, true);
@@ -358,13 +351,12 @@ impl World {
                 }
             }
         }
-        for (origin, id, sender, session, count, data) in relays {
+        for (origin, message) in relays {
             for c in 0..CLIENTS {
                 if c != origin
                     && let Some(conn) = self.clients[c].conn.as_mut()
                 {
-                    conn.server
-                        .handle_relay(id, &sender, &session, count, &data);
+                    conn.server.handle_relay(&message);
                     moved = true;
                 }
             }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lotse_protocol::automerge::{Automerge, ChangeHash};
-use lotse_protocol::peer::{DocTask, Exchanged};
+use lotse_protocol::peer::{DocTask, Ephemeral, Exchanged};
 use lotse_protocol::{CaseDoc, CaseSummary, DocKind, DocSync, DocumentId, SessionError};
 use tokio::sync::broadcast;
 
@@ -27,12 +27,8 @@ pub struct DocChanged {
 /// An `ephemeral` message (presence, cursors) to relay to the document's other peers.
 #[derive(Debug, Clone)]
 pub struct Relay {
-    pub id: DocumentId,
     pub origin: u64,
-    pub sender_id: String,
-    pub session_id: String,
-    pub count: u64,
-    pub data: Vec<u8>,
+    pub message: Ephemeral,
 }
 
 /// Documents were shared with these volunteers (a case created for them, or a document
@@ -154,19 +150,20 @@ impl Hub {
     /// Relays an ephemeral message once per (sender, session, count); repeats and older
     /// counts are dropped, as automerge-repo peers do.
     pub fn relay(&self, relay: Relay) {
-        let key = (relay.id, relay.sender_id.clone(), relay.session_id.clone());
+        let m = &relay.message;
+        let key = (m.id, m.sender_id.clone(), m.session_id.clone());
         {
             let mut seen = self
                 .seen_ephemeral
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            if seen.get(&key).is_some_and(|last| *last >= relay.count) {
+            if seen.get(&key).is_some_and(|last| *last >= m.count) {
                 return;
             }
             if seen.len() > 10_000 {
                 seen.clear();
             }
-            seen.insert(key, relay.count);
+            seen.insert(key, m.count);
         }
         let _ = self.changes.send(HubEvent::Ephemeral(Arc::new(relay)));
     }

@@ -16,6 +16,19 @@ pub struct Policy {
     pub window: Duration,
 }
 
+impl Policy {
+    /// `free_failures`, then waits from `first_wait` doubling up to `max_wait`; failures
+    /// are forgotten after `max_wait`.
+    pub fn escalating(free_failures: u32, first_wait: Duration, max_wait: Duration) -> Self {
+        Self {
+            free_failures,
+            first_wait,
+            max_wait,
+            window: max_wait,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     failures: u32,

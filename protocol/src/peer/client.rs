@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use automerge::ChangeHash;
 
+use super::{Ephemeral, Queues};
 use crate::catchup::{digest, heads_digest, plan};
 use crate::docid::DocumentId;
 use crate::wire::{Message, PROTOCOL_VERSION, PeerMetadata, WireError};
@@ -63,6 +64,13 @@ pub struct Holding {
 }
 
 impl Holding {
+    pub fn new(heads: Vec<ChangeHash>, server_heads: Option<&Vec<ChangeHash>>) -> Self {
+        Self {
+            heads,
+            server_heads: server_heads.cloned(),
+        }
+    }
+
     /// The server is not known to hold everything we have.
     pub fn unconfirmed(&self) -> bool {
         match &self.server_heads {
@@ -151,13 +159,8 @@ pub enum ClientEvent {
     CaughtUp,
     /// A document we asked for does not exist for us (or is not ours).
     Unavailable(DocumentId),
-    Ephemeral {
-        id: DocumentId,
-        sender_id: String,
-        session_id: String,
-        count: u64,
-        data: Vec<u8>,
-    },
+    /// Another peer's ephemeral message (presence, cursors) for a document.
+    Ephemeral(Ephemeral),
     /// The connection ends; the driver closes it and reconnects later.
     Failed(ClientError),
 }
@@ -206,11 +209,7 @@ pub struct ClientPeer {
     rounds: u32,
     differing: BTreeSet<DocumentId>,
     closed: bool,
-    jobs: VecDeque<Job>,
-    waiting: Option<Waiting>,
-    transmit: VecDeque<Message>,
-    effects: VecDeque<ClientEffect>,
-    events: VecDeque<ClientEvent>,
+    q: Queues<Job, Waiting, ClientEffect, ClientEvent>,
     last_heard: Instant,
     next_recheck: Option<Instant>,
 }
@@ -229,15 +228,11 @@ impl ClientPeer {
             rounds: 0,
             differing: BTreeSet::new(),
             closed: false,
-            jobs: VecDeque::new(),
-            waiting: None,
-            transmit: VecDeque::new(),
-            effects: VecDeque::new(),
-            events: VecDeque::new(),
+            q: Queues::default(),
             last_heard: now,
             next_recheck,
         };
-        peer.transmit.push_back(Message::Join {
+        peer.q.transmit.push_back(Message::Join {
             sender_id: peer.cfg.peer_id.clone(),
             peer_metadata: PeerMetadata {
                 storage_id: peer.cfg.storage_id.clone(),
@@ -323,7 +318,7 @@ impl ClientPeer {
     // ---- answers -----------------------------------------------------------------
 
     pub fn handle_holdings(&mut self, holdings: Holdings) {
-        let Some(Waiting::Holdings(purpose)) = self.waiting.take() else {
+        let Some(Waiting::Holdings(purpose)) = self.q.waiting.take() else {
             return;
         };
         self.known = holdings;
@@ -335,7 +330,7 @@ impl ClientPeer {
     }
 
     pub fn handle_offers(&mut self, offers: Vec<(DocumentId, Offered)>) {
-        let Some(Waiting::Offers(then)) = self.waiting.take() else {
+        let Some(Waiting::Offers(then)) = self.q.waiting.take() else {
             return;
         };
         for (id, offered) in offers {
@@ -351,7 +346,7 @@ impl ClientPeer {
             } else {
                 self.sync_message(id, data)
             };
-            self.transmit.push_back(message);
+            self.q.transmit.push_back(message);
         }
         if let AfterOffers::Barrier(holdings) = then {
             self.send_barrier(holdings);
@@ -360,7 +355,7 @@ impl ClientPeer {
     }
 
     pub fn handle_applied(&mut self, id: DocumentId, result: Result<Applied, String>) {
-        let Some(Waiting::Apply(asked)) = self.waiting.take() else {
+        let Some(Waiting::Apply(asked)) = self.q.waiting.take() else {
             return;
         };
         debug_assert_eq!(asked, id);
@@ -374,7 +369,7 @@ impl ClientPeer {
         }
         if let Some(data) = applied.reply {
             let m = self.sync_message(id, data);
-            self.transmit.push_back(m);
+            self.q.transmit.push_back(m);
         }
         if self.differing.contains(&id) {
             self.report_progress();
@@ -384,17 +379,7 @@ impl ClientPeer {
 
     // ---- output ------------------------------------------------------------------
 
-    pub fn poll_transmit(&mut self) -> Option<Message> {
-        self.transmit.pop_front()
-    }
-
-    pub fn poll_effect(&mut self) -> Option<ClientEffect> {
-        self.effects.pop_front()
-    }
-
-    pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.events.pop_front()
-    }
+    drained_by_the_driver!(ClientEffect, ClientEvent);
 
     /// When to call [`Self::handle_timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -418,7 +403,10 @@ impl ClientPeer {
 
     /// No catch-up is outstanding or queued and the last one ended in sync.
     pub fn is_caught_up(&self) -> bool {
-        self.barriers.is_empty() && !self.owed && !self.pending_catch_up() && self.waiting.is_none()
+        self.barriers.is_empty()
+            && !self.owed
+            && !self.pending_catch_up()
+            && self.q.waiting.is_none()
     }
 
     // ---- the work ----------------------------------------------------------------
@@ -431,14 +419,14 @@ impl ClientPeer {
     /// Queues without working: for use while the machine is already working.
     fn enqueue(&mut self, job: Job) {
         if !self.closed {
-            self.jobs.push_back(job);
+            self.q.jobs.push_back(job);
         }
     }
 
     fn pump(&mut self) {
-        while self.waiting.is_none() && !self.closed {
-            let Some(job) = self.jobs.pop_front() else {
-                return;
+        while !self.closed && self.q.waiting.is_none() {
+            let Some(job) = self.q.jobs.pop_front() else {
+                break;
             };
             match job {
                 Job::Message(m) => self.on_message(m),
@@ -456,8 +444,11 @@ impl ClientPeer {
     }
 
     fn pending_catch_up(&self) -> bool {
-        self.jobs.iter().any(|j| matches!(j, Job::CatchUp))
-            || matches!(self.waiting, Some(Waiting::Holdings(ForHoldings::CatchUp)))
+        self.q.jobs.iter().any(|j| matches!(j, Job::CatchUp))
+            || matches!(
+                self.q.waiting,
+                Some(Waiting::Holdings(ForHoldings::CatchUp))
+            )
     }
 
     fn target(&self) -> String {
@@ -481,20 +472,20 @@ impl ClientPeer {
         if self.closed {
             return;
         }
-        self.events.push_back(ClientEvent::Failed(error));
+        self.q.events.push_back(ClientEvent::Failed(error));
         self.close();
     }
 
     fn close(&mut self) {
         self.closed = true;
-        self.jobs.clear();
-        self.waiting = None;
-        self.effects.push_back(ClientEffect::Close);
+        self.q.jobs.clear();
+        self.q.waiting = None;
+        self.q.effects.push_back(ClientEffect::Close);
     }
 
     fn ask_holdings(&mut self, purpose: ForHoldings) {
-        self.waiting = Some(Waiting::Holdings(purpose));
-        self.effects.push_back(ClientEffect::Holdings);
+        self.q.waiting = Some(Waiting::Holdings(purpose));
+        self.q.effects.push_back(ClientEffect::Holdings);
     }
 
     fn offer(&mut self, docs: Vec<(DocumentId, Option<Vec<ChangeHash>>)>, then: AfterOffers) {
@@ -504,8 +495,8 @@ impl ClientPeer {
             }
             return;
         }
-        self.waiting = Some(Waiting::Offers(then));
-        self.effects.push_back(ClientEffect::Offer(docs));
+        self.q.waiting = Some(Waiting::Offers(then));
+        self.q.effects.push_back(ClientEffect::Offer(docs));
     }
 
     /// What we changed since the server last confirmed it goes out first, then the digest.
@@ -527,7 +518,7 @@ impl ClientPeer {
             digest: digest(holdings.iter().map(|(id, h)| (id, h.heads.as_slice()))),
             count: holdings.len() as u64,
         };
-        self.transmit.push_back(message);
+        self.q.transmit.push_back(message);
         self.barriers.push_back(holdings);
     }
 
@@ -535,14 +526,15 @@ impl ClientPeer {
         match message {
             Message::Peer { sender_id, .. } => {
                 self.server_id = Some(sender_id.clone());
-                self.events.push_back(ClientEvent::Joined {
+                self.q.events.push_back(ClientEvent::Joined {
                     server_id: sender_id,
                 });
             }
             Message::InSync { .. } => self.on_in_sync(),
             Message::Manifest { entries, .. } => {
                 self.barriers.pop_front();
-                self.events
+                self.q
+                    .events
                     .push_back(ClientEvent::Verdict { in_sync: false });
                 self.rounds += 1;
                 if self.rounds > self.cfg.max_rounds {
@@ -553,15 +545,15 @@ impl ClientPeer {
             Message::Sync {
                 document_id, data, ..
             } => {
-                self.waiting = Some(Waiting::Apply(document_id));
-                self.effects.push_back(ClientEffect::Apply {
+                self.q.waiting = Some(Waiting::Apply(document_id));
+                self.q.effects.push_back(ClientEffect::Apply {
                     id: document_id,
                     data,
                 });
             }
             Message::DocUnavailable { document_id, .. } => self.on_unavailable(document_id),
             Message::Revoked { .. } => {
-                self.effects.push_back(ClientEffect::Wipe);
+                self.q.effects.push_back(ClientEffect::Wipe);
                 self.close();
             }
             // Something was shared with this volunteer while connected: catch up now rather
@@ -571,26 +563,17 @@ impl ClientPeer {
             Message::Shared { .. } => self.queue_catch_up(),
             Message::Error { message, .. } => {
                 if message.contains("revoked") {
-                    self.effects.push_back(ClientEffect::Wipe);
+                    self.q.effects.push_back(ClientEffect::Wipe);
                     self.close();
                 } else {
                     self.fail(ClientError::Server(message.chars().take(300).collect()));
                 }
             }
-            Message::Ephemeral {
-                sender_id,
-                document_id,
-                session_id,
-                count,
-                data,
-                ..
-            } => self.events.push_back(ClientEvent::Ephemeral {
-                id: document_id,
-                sender_id,
-                session_id,
-                count,
-                data,
-            }),
+            m @ Message::Ephemeral { .. } => {
+                if let Some(e) = Ephemeral::from_message(m) {
+                    self.q.events.push_back(ClientEvent::Ephemeral(e));
+                }
+            }
             Message::Join { .. }
             | Message::Request { .. }
             | Message::Leave { .. }
@@ -602,7 +585,8 @@ impl ClientPeer {
 
     /// The server's recorded heads equal what we held when we asked.
     fn on_in_sync(&mut self) {
-        self.events
+        self.q
+            .events
             .push_back(ClientEvent::Verdict { in_sync: true });
         let Some(asked) = self.barriers.pop_front() else {
             return;
@@ -615,7 +599,7 @@ impl ClientPeer {
             }
         }
         if !synced.is_empty() {
-            self.effects.push_back(ClientEffect::ServerHas(synced));
+            self.q.effects.push_back(ClientEffect::ServerHas(synced));
         }
         if !self.barriers.is_empty() {
             // A later barrier is on its way (sync_now during a catch-up).
@@ -627,7 +611,7 @@ impl ClientPeer {
         }
         self.rounds = 0;
         self.differing.clear();
-        self.events.push_back(ClientEvent::CaughtUp);
+        self.q.events.push_back(ClientEvent::CaughtUp);
     }
 
     fn after_manifest(&mut self, entries: &[(DocumentId, [u8; 8])]) {
@@ -648,7 +632,7 @@ impl ClientPeer {
             }
         }
         if !same.is_empty() {
-            self.effects.push_back(ClientEffect::ServerHas(same));
+            self.q.effects.push_back(ClientEffect::ServerHas(same));
         }
         let mut work: Vec<(DocumentId, Option<Vec<ChangeHash>>)> = Vec::new();
         for id in plan.differ.iter().chain(&plan.only_local) {
@@ -675,12 +659,14 @@ impl ClientPeer {
             .iter()
             .filter(|id| self.known.get(id).is_some_and(|h| !h.unconfirmed()))
             .count() as u32;
-        self.events.push_back(ClientEvent::Progress { done, total });
+        self.q
+            .events
+            .push_back(ClientEvent::Progress { done, total });
     }
 
     fn on_unavailable(&mut self, id: DocumentId) {
         if self.requested.remove(&id) && self.known.get(&id).is_none_or(|h| h.heads.is_empty()) {
-            self.events.push_back(ClientEvent::Unavailable(id));
+            self.q.events.push_back(ClientEvent::Unavailable(id));
             return;
         }
         let Some(held) = self.known.get(&id) else {
@@ -689,9 +675,9 @@ impl ClientPeer {
         if held.server_heads.as_ref().is_some_and(|h| !h.is_empty()) {
             // The server had it and no longer lets us sync it: access was withdrawn.
             self.known.remove(&id);
-            self.effects.push_back(ClientEffect::Forget(id));
+            self.q.effects.push_back(ClientEffect::Forget(id));
         } else {
-            self.effects.push_back(ClientEffect::Refused(id));
+            self.q.effects.push_back(ClientEffect::Refused(id));
         }
     }
 }

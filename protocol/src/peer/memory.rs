@@ -45,16 +45,8 @@ impl MemoryDocs {
     }
 
     pub fn holdings(&self) -> Holdings {
-        self.docs
-            .iter()
-            .map(|(id, d)| {
-                let holding = Holding {
-                    heads: d.doc.get_heads(),
-                    server_heads: d.server_heads.clone(),
-                };
-                (*id, holding)
-            })
-            .collect()
+        let holding = |d: &MemDoc| Holding::new(d.doc.get_heads(), d.server_heads.as_ref());
+        self.docs.iter().map(|(id, d)| (*id, holding(d))).collect()
     }
 
     /// A new connection: every sync state goes back to what would have been persisted

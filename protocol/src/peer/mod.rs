@@ -11,6 +11,26 @@
 //! queues further input and works through it once the answer is in. So a driver may feed
 //! input whenever it arrives, and every document sees its messages in order.
 
+/// The three queues a driver drains after every input, the same for both machines.
+macro_rules! drained_by_the_driver {
+    ($effect:ty, $event:ty) => {
+        /// The next message to send, in order.
+        pub fn poll_transmit(&mut self) -> Option<crate::wire::Message> {
+            self.q.transmit.pop_front()
+        }
+
+        /// The next thing to do; see the effect's doc for whether it wants an answer.
+        pub fn poll_effect(&mut self) -> Option<$effect> {
+            self.q.effects.pop_front()
+        }
+
+        /// The next piece of news for the application.
+        pub fn poll_event(&mut self) -> Option<$event> {
+            self.q.events.pop_front()
+        }
+    };
+}
+
 pub mod client;
 pub mod memory;
 pub mod server;
@@ -22,3 +42,64 @@ pub use client::{
 pub use server::{
     Access, DocTask, ExchangeError, Exchanged, ServerConfig, ServerEffect, ServerEvent, ServerPeer,
 };
+
+use std::collections::VecDeque;
+
+use crate::docid::DocumentId;
+use crate::wire::Message;
+
+/// An ephemeral message (presence, cursors) of one document: relayed, never stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ephemeral {
+    pub id: DocumentId,
+    pub sender_id: String,
+    pub session_id: String,
+    pub count: u64,
+    pub data: Vec<u8>,
+}
+
+impl Ephemeral {
+    /// The payload of an `ephemeral` message; `None` for any other message.
+    pub fn from_message(message: Message) -> Option<Self> {
+        match message {
+            Message::Ephemeral {
+                sender_id,
+                document_id,
+                session_id,
+                count,
+                data,
+                ..
+            } => Some(Self {
+                id: document_id,
+                sender_id,
+                session_id,
+                count,
+                data,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// What both machines keep between calls: input waiting its turn, the answer waited for,
+/// and what is ready for the driver.
+#[derive(Debug)]
+struct Queues<J, W, E, V> {
+    jobs: VecDeque<J>,
+    waiting: Option<W>,
+    transmit: VecDeque<Message>,
+    effects: VecDeque<E>,
+    events: VecDeque<V>,
+}
+
+impl<J, W, E, V> Default for Queues<J, W, E, V> {
+    fn default() -> Self {
+        Self {
+            jobs: VecDeque::new(),
+            waiting: None,
+            transmit: VecDeque::new(),
+            effects: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+}

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use automerge::{Automerge, ChangeHash};
 
+use super::{Ephemeral, Queues};
 use crate::catchup::{digest, heads_digest};
 use crate::docid::DocumentId;
 use crate::session::{DocSync, SessionError};
@@ -139,13 +140,7 @@ pub enum ServerEffect {
     /// Answer: [`ServerPeer::handle_device_active`].
     CheckDeviceActive,
     /// Relay an ephemeral message to the document's other connections.
-    Relay {
-        id: DocumentId,
-        sender_id: String,
-        session_id: String,
-        count: u64,
-        data: Vec<u8>,
-    },
+    Relay(Ephemeral),
     /// Send a transport-level ping.
     Ping,
     /// Close the socket, after sending what [`ServerPeer::poll_transmit`] still holds;
@@ -184,21 +179,13 @@ enum AfterAccess {
         data: Vec<u8>,
         is_request: bool,
     },
-    Ephemeral(Box<EphemeralIn>),
+    Ephemeral(Box<Ephemeral>),
     /// A document the peer asked for before it existed has changed: send it if allowed.
     Wanted,
     /// A document the peer follows changed: send it if still allowed, else stop following.
     Push,
     /// Another peer's ephemeral message: relay it if still allowed.
-    Relay(Box<EphemeralIn>),
-}
-
-#[derive(Debug)]
-struct EphemeralIn {
-    sender_id: String,
-    session_id: String,
-    count: u64,
-    data: Vec<u8>,
+    Relay(Box<Ephemeral>),
 }
 
 #[derive(Debug)]
@@ -210,11 +197,18 @@ enum AfterState {
     },
 }
 
+/// An exchange that only tells the peer what we have.
+const ANNOUNCE: AfterState = AfterState::Exchange {
+    data: None,
+    create_only: false,
+    is_request: false,
+};
+
 #[derive(Debug)]
 enum Job {
     Message(Message),
     Changed(DocumentId),
-    Relay(Box<EphemeralIn>, DocumentId),
+    Relay(Box<Ephemeral>),
     Shared,
     Revoke,
 }
@@ -236,11 +230,7 @@ pub struct ServerPeer {
     closed: bool,
     /// Bumped by every `join`: a task lent before it belongs to a sync that is over.
     generation: u64,
-    jobs: VecDeque<Job>,
-    waiting: Option<Waiting>,
-    transmit: VecDeque<Message>,
-    effects: VecDeque<ServerEffect>,
-    events: VecDeque<ServerEvent>,
+    q: Queues<Job, Waiting, ServerEffect, ServerEvent>,
     last_heard: Instant,
     next_ping: Instant,
 }
@@ -259,11 +249,7 @@ impl ServerPeer {
             touched: false,
             closed: false,
             generation: 0,
-            jobs: VecDeque::new(),
-            waiting: None,
-            transmit: VecDeque::new(),
-            effects: VecDeque::new(),
-            events: VecDeque::new(),
+            q: Queues::default(),
             last_heard: now,
             next_ping: now + PING_EVERY,
         }
@@ -312,24 +298,10 @@ impl ServerPeer {
     }
 
     /// An ephemeral message from another connection of the document.
-    pub fn handle_relay(
-        &mut self,
-        id: DocumentId,
-        sender_id: &str,
-        session_id: &str,
-        count: u64,
-        data: &[u8],
-    ) {
-        if !self.syncs.contains_key(&id) {
-            return;
+    pub fn handle_relay(&mut self, relay: &Ephemeral) {
+        if self.syncs.contains_key(&relay.id) {
+            self.push(Job::Relay(Box::new(relay.clone())));
         }
-        let relay = EphemeralIn {
-            sender_id: sender_id.to_owned(),
-            session_id: session_id.to_owned(),
-            count,
-            data: data.to_vec(),
-        };
-        self.push(Job::Relay(Box::new(relay), id));
     }
 
     /// Who may see what changed (a share withdrawn, a volunteer taken off a case): forget
@@ -367,8 +339,8 @@ impl ServerPeer {
     /// The device was revoked: tell it (if it speaks our extension) and close.
     pub fn handle_revoked(&mut self) {
         // Ahead of anything queued: a revoked device learns nothing more.
-        self.jobs.clear();
-        self.jobs.push_back(Job::Revoke);
+        self.q.jobs.clear();
+        self.q.jobs.push_back(Job::Revoke);
         self.pump();
     }
 
@@ -379,19 +351,19 @@ impl ServerPeer {
         }
         if now.duration_since(self.last_heard) > DEAD_AFTER {
             self.closed = true;
-            self.effects.push_back(ServerEffect::Close {
+            self.q.effects.push_back(ServerEffect::Close {
                 protocol_error: false,
             });
             return;
         }
-        self.effects.push_back(ServerEffect::Ping);
+        self.q.effects.push_back(ServerEffect::Ping);
         self.next_ping = now + PING_EVERY;
     }
 
     // ---- answers -----------------------------------------------------------------
 
     pub fn handle_access(&mut self, id: DocumentId, access: Result<Access, ()>) {
-        let Some(Waiting::Access { id: asked, then }) = self.waiting.take() else {
+        let Some(Waiting::Access { id: asked, then }) = self.q.waiting.take() else {
             return;
         };
         debug_assert_eq!(asked, id);
@@ -416,7 +388,7 @@ impl ServerPeer {
     }
 
     pub fn handle_sync_state(&mut self, id: DocumentId, persisted: Option<Vec<u8>>) {
-        let Some(Waiting::SyncState { id: asked, then }) = self.waiting.take() else {
+        let Some(Waiting::SyncState { id: asked, then }) = self.q.waiting.take() else {
             return;
         };
         debug_assert_eq!(asked, id);
@@ -443,10 +415,10 @@ impl ServerPeer {
             is_request,
             ..
         } = task;
-        if !matches!(self.waiting, Some(Waiting::Exchange { id: asked }) if asked == id) {
+        if !matches!(self.q.waiting, Some(Waiting::Exchange { id: asked }) if asked == id) {
             return;
         }
-        self.waiting = None;
+        self.q.waiting = None;
         if generation == self.generation {
             self.syncs.insert(id, sync);
         }
@@ -485,7 +457,7 @@ impl ServerPeer {
                         document_id: id,
                         data,
                     };
-                    self.transmit.push_back(m);
+                    self.q.transmit.push_back(m);
                 }
                 if is_request && done.empty {
                     self.unavailable(id, true);
@@ -498,7 +470,7 @@ impl ServerPeer {
     }
 
     pub fn handle_documents(&mut self, docs: Result<Vec<(DocumentId, Vec<ChangeHash>)>, ()>) {
-        let Some(Waiting::Documents { digest: theirs }) = self.waiting.take() else {
+        let Some(Waiting::Documents { digest: theirs }) = self.q.waiting.take() else {
             return;
         };
         let Ok(docs) = docs else {
@@ -529,13 +501,13 @@ impl ServerPeer {
                     .collect(),
             }
         };
-        self.transmit.push_back(message);
+        self.q.transmit.push_back(message);
         self.pump();
     }
 
     /// `Err` (the check failed): only news is lost; the device catches up on its own.
     pub fn handle_device_active(&mut self, active: Result<bool, ()>) {
-        let Some(Waiting::DeviceActive) = self.waiting.take() else {
+        let Some(Waiting::DeviceActive) = self.q.waiting.take() else {
             return;
         };
         if active == Ok(true) {
@@ -543,24 +515,14 @@ impl ServerPeer {
                 sender_id: self.cfg.server_id.clone(),
                 target_id: self.target(),
             };
-            self.transmit.push_back(m);
+            self.q.transmit.push_back(m);
         }
         self.pump();
     }
 
     // ---- output ------------------------------------------------------------------
 
-    pub fn poll_transmit(&mut self) -> Option<Message> {
-        self.transmit.pop_front()
-    }
-
-    pub fn poll_effect(&mut self) -> Option<ServerEffect> {
-        self.effects.pop_front()
-    }
-
-    pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.events.pop_front()
-    }
+    drained_by_the_driver!(ServerEffect, ServerEvent);
 
     /// When to call [`Self::handle_timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -606,19 +568,24 @@ impl ServerPeer {
         if self.closed {
             return;
         }
-        self.jobs.push_back(job);
+        self.q.jobs.push_back(job);
         self.pump();
     }
 
+    /// The next job, unless the machine waits for an answer or is closed.
+    fn next_job(&mut self) -> Option<Job> {
+        if self.q.waiting.is_some() || self.closed {
+            return None;
+        }
+        self.q.jobs.pop_front()
+    }
+
     fn pump(&mut self) {
-        while self.waiting.is_none() && !self.closed {
-            let Some(job) = self.jobs.pop_front() else {
-                return;
-            };
+        while let Some(job) = self.next_job() {
             match job {
                 Job::Message(m) => self.on_message(m),
                 Job::Changed(id) => self.on_changed(id),
-                Job::Relay(r, id) => self.on_relay(*r, id),
+                Job::Relay(r) => self.on_relay(*r),
                 Job::Shared => self.on_shared(),
                 Job::Revoke => self.on_revoke(),
             }
@@ -631,21 +598,22 @@ impl ServerPeer {
 
     fn touch(&mut self) {
         self.touched = true;
-        self.events.push_back(ServerEvent::Touched);
+        self.q.events.push_back(ServerEvent::Touched);
     }
 
     fn violate(&mut self, reason: String) {
         if self.closed {
             return;
         }
-        self.events
+        self.q
+            .events
             .push_back(ServerEvent::Violation(reason.clone()));
         self.send_error(reason);
     }
 
     /// `error`, then close with 1008: the peer hears why before the socket goes.
     fn send_error(&mut self, reason: String) {
-        self.transmit.push_back(Message::Error {
+        self.q.transmit.push_back(Message::Error {
             sender_id: self.cfg.server_id.clone(),
             target_id: self.peer_id.clone(),
             message: reason,
@@ -655,9 +623,10 @@ impl ServerPeer {
 
     fn close(&mut self, protocol_error: bool) {
         self.closed = true;
-        self.jobs.clear();
-        self.waiting = None;
-        self.effects
+        self.q.jobs.clear();
+        self.q.waiting = None;
+        self.q
+            .effects
             .push_back(ServerEffect::Close { protocol_error });
     }
 
@@ -688,33 +657,24 @@ impl ServerPeer {
             } => self.on_sync(document_id, data, false),
             Message::Catchup { digest, .. } => {
                 self.extended = true;
-                self.waiting = Some(Waiting::Documents { digest });
-                self.effects.push_back(ServerEffect::ListDocuments);
+                self.q.waiting = Some(Waiting::Documents { digest });
+                self.q.effects.push_back(ServerEffect::ListDocuments);
             }
             Message::Leave { .. } => self.close(false),
             Message::Error { message, .. } => {
-                self.events
+                self.q
+                    .events
                     .push_back(ServerEvent::PeerError(message.chars().take(200).collect()));
                 self.close(false);
             }
-            Message::Ephemeral {
-                sender_id,
-                document_id,
-                session_id,
-                count,
-                data,
-                ..
-            } => {
-                if session_id.len() > MAX_ID_CHARS || data.len() > MAX_EPHEMERAL_BYTES {
+            m @ Message::Ephemeral { .. } => {
+                let Some(e) = Ephemeral::from_message(m) else {
+                    return;
+                };
+                if e.session_id.len() > MAX_ID_CHARS || e.data.len() > MAX_EPHEMERAL_BYTES {
                     return self.violate("ephemeral message too large".into());
                 }
-                let e = EphemeralIn {
-                    sender_id,
-                    session_id,
-                    count,
-                    data,
-                };
-                self.with_access(document_id, AfterAccess::Ephemeral(Box::new(e)));
+                self.with_access(e.id, AfterAccess::Ephemeral(Box::new(e)));
             }
             Message::DocUnavailable { .. }
             | Message::RemoteSubscriptionChange { .. }
@@ -756,7 +716,7 @@ impl ServerPeer {
             _ if self.cfg.is_device => Some(self.cfg.principal.clone()),
             _ => None,
         };
-        self.transmit.push_back(Message::Peer {
+        self.q.transmit.push_back(Message::Peer {
             sender_id: self.cfg.server_id.clone(),
             target_id: sender_id.clone(),
             peer_metadata: PeerMetadata {
@@ -766,7 +726,7 @@ impl ServerPeer {
             selected_protocol_version: PROTOCOL_VERSION.to_owned(),
         });
         self.peer_id = Some(sender_id);
-        self.events.push_back(ServerEvent::Joined {
+        self.q.events.push_back(ServerEvent::Joined {
             peer_key: self.peer_key.clone(),
         });
     }
@@ -779,8 +739,8 @@ impl ServerPeer {
         if self.denied.contains(&id) {
             return self.after_access(id, Access::Denied, then);
         }
-        self.waiting = Some(Waiting::Access { id, then });
-        self.effects.push_back(ServerEffect::CheckAccess(id));
+        self.q.waiting = Some(Waiting::Access { id, then });
+        self.q.effects.push_back(ServerEffect::CheckAccess(id));
     }
 
     fn after_access(&mut self, id: DocumentId, access: Access, then: AfterAccess) {
@@ -808,32 +768,19 @@ impl ServerPeer {
                 // Only to a document the peer may see; otherwise dropped silently, as a
                 // missing document would be.
                 if access == Access::Allowed {
-                    self.effects.push_back(ServerEffect::Relay {
-                        id,
-                        sender_id: e.sender_id,
-                        session_id: e.session_id,
-                        count: e.count,
-                        data: e.data,
-                    });
+                    self.q.effects.push_back(ServerEffect::Relay(*e));
                 }
             }
             AfterAccess::Push => {
                 if access == Access::Allowed {
-                    self.with_state(
-                        id,
-                        AfterState::Exchange {
-                            data: None,
-                            create_only: false,
-                            is_request: false,
-                        },
-                    );
+                    self.with_state(id, ANNOUNCE);
                 } else {
                     self.syncs.remove(&id);
                 }
             }
             AfterAccess::Relay(e) => {
                 if access == Access::Allowed {
-                    self.transmit.push_back(Message::Ephemeral {
+                    self.q.transmit.push_back(Message::Ephemeral {
                         sender_id: e.sender_id,
                         target_id: self.target(),
                         document_id: id,
@@ -846,14 +793,7 @@ impl ServerPeer {
             AfterAccess::Wanted => {
                 if access == Access::Allowed {
                     self.forget_wanted(id);
-                    self.with_state(
-                        id,
-                        AfterState::Exchange {
-                            data: None,
-                            create_only: false,
-                            is_request: false,
-                        },
-                    );
+                    self.with_state(id, ANNOUNCE);
                 }
             }
         }
@@ -871,8 +811,9 @@ impl ServerPeer {
         match &self.peer_key {
             Some(key) => {
                 let peer_key = key.clone();
-                self.waiting = Some(Waiting::SyncState { id, then });
-                self.effects
+                self.q.waiting = Some(Waiting::SyncState { id, then });
+                self.q
+                    .effects
                     .push_back(ServerEffect::LoadSyncState { id, peer_key });
             }
             None => {
@@ -893,8 +834,8 @@ impl ServerPeer {
         if data.is_some() {
             self.touch();
         }
-        self.waiting = Some(Waiting::Exchange { id });
-        self.effects.push_back(ServerEffect::Exchange(DocTask {
+        self.q.waiting = Some(Waiting::Exchange { id });
+        self.q.effects.push_back(ServerEffect::Exchange(DocTask {
             id,
             data,
             create_only,
@@ -909,7 +850,7 @@ impl ServerPeer {
     }
 
     fn unavailable(&mut self, id: DocumentId, asked: bool) {
-        self.transmit.push_back(Message::DocUnavailable {
+        self.q.transmit.push_back(Message::DocUnavailable {
             sender_id: self.cfg.server_id.clone(),
             target_id: self.target(),
             document_id: id,
@@ -941,17 +882,17 @@ impl ServerPeer {
             // the document exists now, and only a peer allowed to see it hears of it, so a
             // request for a denied id stays indistinguishable from one for a missing id.
             self.denied.remove(&id);
-            self.waiting = Some(Waiting::Access {
+            self.q.waiting = Some(Waiting::Access {
                 id,
                 then: AfterAccess::Wanted,
             });
-            self.effects.push_back(ServerEffect::CheckAccess(id));
+            self.q.effects.push_back(ServerEffect::CheckAccess(id));
         }
     }
 
-    fn on_relay(&mut self, relay: EphemeralIn, id: DocumentId) {
-        if self.syncs.contains_key(&id) {
-            self.with_access(id, AfterAccess::Relay(Box::new(relay)));
+    fn on_relay(&mut self, relay: Ephemeral) {
+        if self.syncs.contains_key(&relay.id) {
+            self.with_access(relay.id, AfterAccess::Relay(Box::new(relay)));
         }
     }
 
@@ -963,13 +904,13 @@ impl ServerPeer {
         if !self.extended || !self.cfg.is_device {
             return;
         }
-        self.waiting = Some(Waiting::DeviceActive);
-        self.effects.push_back(ServerEffect::CheckDeviceActive);
+        self.q.waiting = Some(Waiting::DeviceActive);
+        self.q.effects.push_back(ServerEffect::CheckDeviceActive);
     }
 
     fn on_revoke(&mut self) {
         if self.extended {
-            self.transmit.push_back(Message::Revoked {
+            self.q.transmit.push_back(Message::Revoked {
                 sender_id: self.cfg.server_id.clone(),
                 target_id: self.target(),
             });
@@ -977,7 +918,7 @@ impl ServerPeer {
         // Nothing of this device's sync state is worth keeping.
         self.peer_key = None;
         self.touched = false;
-        self.events.push_back(ServerEvent::Revoked);
+        self.q.events.push_back(ServerEvent::Revoked);
         self.send_error("this device was revoked".into());
     }
 }

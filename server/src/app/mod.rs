@@ -45,32 +45,12 @@ impl Limits {
     fn new() -> Self {
         let secs = Duration::from_secs;
         Self {
-            login_account: Limiter::new(Policy {
-                free_failures: 5,
-                first_wait: secs(30),
-                max_wait: secs(15 * 60),
-                window: secs(15 * 60),
-            }),
+            login_account: Limiter::new(Policy::escalating(5, secs(30), secs(15 * 60))),
             // An office behind one NAT address shares this budget, so it is wider.
-            login_address: Limiter::new(Policy {
-                free_failures: 20,
-                first_wait: secs(30),
-                max_wait: secs(15 * 60),
-                window: secs(15 * 60),
-            }),
-            enroll_address: Limiter::new(Policy {
-                free_failures: 10,
-                first_wait: secs(30),
-                max_wait: secs(60 * 60),
-                window: secs(60 * 60),
-            }),
+            login_address: Limiter::new(Policy::escalating(20, secs(30), secs(15 * 60))),
+            enroll_address: Limiter::new(Policy::escalating(10, secs(30), secs(60 * 60))),
             // Every submission counts: an office may send a few, a bot many.
-            intake_address: Limiter::new(Policy {
-                free_failures: 20,
-                first_wait: secs(60),
-                max_wait: secs(60 * 60),
-                window: secs(60 * 60),
-            }),
+            intake_address: Limiter::new(Policy::escalating(20, secs(60), secs(60 * 60))),
         }
     }
 }

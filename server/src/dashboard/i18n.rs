@@ -4,6 +4,8 @@
 //! shown in the network's local time (Europe/Berlin).
 
 use axum::http::HeaderMap;
+
+pub use crate::app::caller::cookie;
 use axum::http::header;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -103,17 +105,6 @@ pub fn query_param(query: &str, key: &str) -> Option<String> {
     form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.into_owned())
-}
-
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
 }
 
 /// The topics, as the store knows them, in display order.

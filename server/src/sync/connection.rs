@@ -86,7 +86,9 @@ pub async fn run(
     let _enter = span.enter();
     tracing::debug!("sync connection opened");
     loop {
-        if conn.drive(&mut socket).await.is_err() {
+        // The work between two waits is boxed: its futures (database queries, the hub's
+        // exchange) are large, and an idle connection should not carry their space.
+        if Box::pin(conn.drive(&mut socket)).await.is_err() {
             break;
         }
         let wake = conn.peer.poll_timeout().map(tokio::time::Instant::from_std);
@@ -106,9 +108,7 @@ pub async fn run(
             }
             changed = changes.recv() => match changed {
                 Ok(HubEvent::Changed(c)) if c.origin != conn.id => conn.peer.handle_doc_changed(c.id),
-                Ok(HubEvent::Ephemeral(r)) if r.origin != conn.id => {
-                    conn.peer.handle_relay(r.id, &r.sender_id, &r.session_id, r.count, &r.data);
-                }
+                Ok(HubEvent::Ephemeral(r)) if r.origin != conn.id => conn.peer.handle_relay(&r.message),
                 Ok(HubEvent::Shared(s)) if s.origin != conn.id => {
                     let ours = conn.who.viewer.volunteer_id.as_ref()
                         .is_some_and(|v| s.volunteer_ids.contains(v));
@@ -121,7 +121,7 @@ pub async fn run(
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             () = until(wake) => conn.peer.handle_timeout(Instant::now()),
-            () = until(conn.audit.due), if conn.audit.due.is_some() => conn.audit.flush().await,
+            () = until(conn.audit.due), if conn.audit.due.is_some() => Box::pin(conn.audit.flush()).await,
             frame = socket.recv() => {
                 let now = Instant::now();
                 match frame {
@@ -137,10 +137,10 @@ pub async fn run(
             }
         }
         if conn.audit.batch_full() {
-            conn.audit.flush().await;
+            Box::pin(conn.audit.flush()).await;
         }
     }
-    conn.finish().await;
+    Box::pin(conn.finish()).await;
     tracing::debug!("sync connection closed");
 }
 
@@ -206,19 +206,9 @@ impl Conn {
                 };
                 self.peer.handle_device_active(active);
             }
-            ServerEffect::Relay {
-                id,
-                sender_id,
-                session_id,
-                count,
-                data,
-            } => self.hub.relay(Relay {
-                id,
+            ServerEffect::Relay(message) => self.hub.relay(Relay {
                 origin: self.id,
-                sender_id,
-                session_id,
-                count,
-                data,
+                message,
             }),
             ServerEffect::Ping => {
                 socket

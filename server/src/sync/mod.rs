@@ -86,7 +86,7 @@ async fn upgrade(
     let store = state.store.clone();
     // tungstenite preallocates its read buffer per socket (128 KiB by default); thousands
     // of idle phones make that the server's largest cost, so start small and let it grow.
-    ws.read_buffer_size(8 * 1024)
+    ws.read_buffer_size(4 * 1024)
         .max_message_size(connection::MAX_FRAME_BYTES * 2)
         .max_frame_size(connection::MAX_FRAME_BYTES * 2)
         .on_upgrade(move |socket| connection::run(socket, hub, store, who, events))
