@@ -140,7 +140,7 @@ async fn offline_work_reaches_the_coordinator_and_merges_with_theirs() {
     // Meanwhile the coordinator edits the same note at its start, through /sync.
     let mut desk = CoordinatorPeer::connect(&server, &coordinator).await;
     desk.sync(shared).await;
-    let doc = desk.docs.get_mut(&shared).unwrap();
+    let doc = desk.doc_mut(&shared).unwrap();
     let note_id = NoteId::new(first.as_str());
     CaseDoc::edit_note(doc, &note_id, 0, 0, "[geprüft] ", MORNING).unwrap();
     desk.sync(shared).await;
@@ -286,7 +286,7 @@ async fn live_changes_flow_both_ways_and_listeners_hear_them() {
     // A coordinator's edit comes in without sync_now.
     let mut desk = CoordinatorPeer::connect(&server, &coordinator).await;
     desk.sync(case).await;
-    CaseDoc::set_status(desk.docs.get_mut(&case).unwrap(), Status::Paused, MORNING).unwrap();
+    CaseDoc::set_status(desk.doc_mut(&case).unwrap(), Status::Paused, MORNING).unwrap();
     desk.sync(case).await;
     eventually(T, "live download", || async {
         client.get_case(&case).await.unwrap().case.status == Status::Paused

@@ -3,14 +3,15 @@
 //! (the coordinator editing a case through `/sync`, as the dashboard's editor would).
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use lotse_core::lotse_protocol::automerge::Automerge;
-use lotse_core::lotse_protocol::{DocSync, DocumentId, Message, PeerMetadata};
+use lotse_core::lotse_protocol::peer::memory::{MemoryDocs, Outcome, settle};
+use lotse_core::lotse_protocol::peer::{ClientConfig, ClientEvent};
+use lotse_core::lotse_protocol::{ClientPeer, DocumentId};
 use lotse_core::{Client, Config};
 use lotse_server::config::{HttpConfig, PushConfig};
 use lotse_server::store::{NewCoordinator, Store};
@@ -272,15 +273,14 @@ where
     }
 }
 
-/// The coordinator's side of `/sync`: fetches, edits and pushes documents.
+/// The coordinator's side of `/sync`: fetches, edits and pushes documents. A plain
+/// automerge-repo peer (no catch-up), driven by `ClientPeer` over documents in memory.
 pub struct CoordinatorPeer {
     ws: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
-    peer_id: String,
-    server_id: String,
-    pub docs: HashMap<DocumentId, Automerge>,
-    syncs: HashMap<DocumentId, DocSync>,
+    peer: ClientPeer,
+    store: MemoryDocs,
 }
 
 impl CoordinatorPeer {
@@ -291,99 +291,66 @@ impl CoordinatorPeer {
         req.headers_mut()
             .insert("authorization", format!("Bearer {token}").parse().unwrap());
         let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-        let mut peer = Self {
+        let mut cfg = ClientConfig::new(format!("coordinator-{}", uuid::Uuid::new_v4().simple()));
+        cfg.ephemeral = true;
+        cfg.catch_up = false;
+        Self {
             ws,
-            peer_id: format!("coordinator-{}", uuid::Uuid::new_v4().simple()),
-            server_id: String::new(),
-            docs: HashMap::new(),
-            syncs: HashMap::new(),
-        };
-        peer.send(Message::Join {
-            sender_id: peer.peer_id.clone(),
-            peer_metadata: PeerMetadata {
-                storage_id: None,
-                is_ephemeral: Some(true),
-            },
-            supported_protocol_versions: vec!["1".into()],
-        })
-        .await;
-        match peer.recv().await {
-            Message::Peer { sender_id, .. } => peer.server_id = sender_id,
-            other => panic!("expected peer, got {other:?}"),
+            peer: ClientPeer::new(cfg, Instant::now()),
+            store: MemoryDocs::new(),
         }
-        peer
     }
 
-    async fn send(&mut self, m: Message) {
-        self.ws
-            .send(Frame::Binary(m.encode().into()))
-            .await
-            .unwrap();
+    /// The coordinator's copy of `id`, to edit before the next `sync`.
+    pub fn doc_mut(&mut self, id: &DocumentId) -> Option<&mut Automerge> {
+        self.store.docs.get_mut(id).map(|d| &mut d.doc)
     }
 
-    async fn recv(&mut self) -> Message {
+    /// Exchanges sync messages for `id` until the server's heads equal ours.
+    pub async fn sync(&mut self, id: DocumentId) {
+        if self.store.docs.contains_key(&id) {
+            self.peer.local_change(vec![id]);
+        } else {
+            self.peer.fetch(id);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let frame = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+            assert_eq!(settle(&mut self.peer, &mut self.store), Outcome::Done);
+            while let Some(m) = self.peer.poll_transmit() {
+                self.ws
+                    .send(Frame::Binary(m.encode().into()))
+                    .await
+                    .unwrap();
+            }
+            while let Some(event) = self.peer.poll_event() {
+                match event {
+                    ClientEvent::Unavailable(gone) if gone == id => {
+                        panic!("server does not have {id}")
+                    }
+                    ClientEvent::Failed(e) => panic!("coordinator sync failed: {e}"),
+                    _ => {}
+                }
+            }
+            if let Some(d) = self.store.docs.get(&id)
+                && !d.doc.get_heads().is_empty()
+                && d.sync.in_sync(&d.doc)
+            {
+                return;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            assert!(
+                !left.is_zero(),
+                "coordinator sync of {id} does not converge"
+            );
+            let frame = tokio::time::timeout(left, self.ws.next())
                 .await
                 .expect("server answers")
                 .expect("socket open")
                 .unwrap();
             if let Frame::Binary(b) = frame {
-                return Message::decode(&b).unwrap();
+                self.peer.handle_binary(&b, Instant::now());
             }
         }
-    }
-
-    async fn offer(&mut self, id: DocumentId) -> bool {
-        let doc = self.docs.entry(id).or_default();
-        let empty = doc.get_heads().is_empty();
-        let data = self.syncs.entry(id).or_default().generate(doc);
-        let Some(data) = data else { return false };
-        let (sender_id, target_id) = (self.peer_id.clone(), self.server_id.clone());
-        let m = if empty {
-            Message::Request {
-                sender_id,
-                target_id,
-                document_id: id,
-                data,
-            }
-        } else {
-            Message::Sync {
-                sender_id,
-                target_id,
-                document_id: id,
-                data,
-            }
-        };
-        self.send(m).await;
-        true
-    }
-
-    /// Exchanges sync messages for `id` until the server's heads equal ours.
-    pub async fn sync(&mut self, id: DocumentId) {
-        self.offer(id).await;
-        for _ in 0..50 {
-            let doc = &self.docs[&id];
-            if !doc.get_heads().is_empty() && self.syncs[&id].in_sync(doc) {
-                return;
-            }
-            match self.recv().await {
-                Message::Sync {
-                    document_id, data, ..
-                } if document_id == id => {
-                    let doc = self.docs.get_mut(&id).unwrap();
-                    self.syncs
-                        .get_mut(&id)
-                        .unwrap()
-                        .receive(doc, &data)
-                        .unwrap();
-                    self.offer(id).await;
-                }
-                Message::DocUnavailable { .. } => panic!("server does not have {id}"),
-                _ => {}
-            }
-        }
-        panic!("coordinator sync of {id} does not converge");
     }
 }
 
