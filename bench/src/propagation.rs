@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
-use lotse_protocol::automerge::{Automerge, ChangeHash};
-use lotse_protocol::{CaseDoc, DocSync, DocumentId, Message, NewNote, PeerMetadata};
+use lotse_protocol::automerge::ChangeHash;
+use lotse_protocol::peer::memory::{MemoryDocs, Outcome, settle};
+use lotse_protocol::peer::{ClientConfig, ClientEvent};
+use lotse_protocol::{CaseDoc, ClientPeer, DocumentId, NewNote};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
@@ -35,65 +37,49 @@ async fn device(
     mut cmds: mpsc::Receiver<Cmd>,
     reports: mpsc::UnboundedSender<Report>,
 ) -> Result<()> {
-    let mut ws = open_socket(addr, &token).await?;
-    let peer = format!("prop-device-{i}");
-    let send = |m: Message| Frame::Binary(m.encode().into());
-    ws.send(send(Message::Join {
-        sender_id: peer.clone(),
-        peer_metadata: PeerMetadata {
-            storage_id: None,
-            is_ephemeral: Some(true),
-        },
-        supported_protocol_versions: vec!["1".into()],
-    }))
-    .await?;
-    let server = loop {
-        match ws.next().await {
-            Some(Ok(Frame::Binary(b))) => {
-                if let Ok(Message::Peer { sender_id, .. }) = Message::decode(&b) {
-                    break sender_id;
-                }
-            }
-            Some(Ok(_)) => {}
-            _ => bail!("device {i}: socket closed before peer"),
-        }
-    };
-    let mut doc = Automerge::new();
-    let mut sync = DocSync::default();
-    if let Some(data) = sync.generate(&doc) {
-        ws.send(send(Message::Request {
-            sender_id: peer.clone(),
-            target_id: server.clone(),
-            document_id: id,
-            data,
-        }))
-        .await?;
-    }
+    let (mut sink, mut stream) = open_socket(addr, &token).await?.split();
+    // A plain, ephemeral automerge-repo peer: it asks for the case and follows it.
+    let mut cfg = ClientConfig::new(format!("prop-device-{i}"));
+    cfg.ephemeral = true;
+    cfg.catch_up = false;
+    let mut peer = ClientPeer::new(cfg, Instant::now());
+    let mut store = MemoryDocs::new();
+    peer.fetch(id);
     loop {
+        if settle(&mut peer, &mut store) != Outcome::Done {
+            bail!("device {i}: the server ended the session");
+        }
+        while let Some(m) = peer.poll_transmit() {
+            sink.send(Frame::Binary(m.encode().into())).await?;
+        }
+        while let Some(event) = peer.poll_event() {
+            if let ClientEvent::Failed(e) = event {
+                bail!("device {i}: {e}");
+            }
+        }
         tokio::select! {
-            frame = ws.next() => {
-                let b = match frame {
-                    Some(Ok(Frame::Binary(b))) => b,
-                    Some(Ok(_)) => continue,
-                    _ => return Ok(()),
-                };
-                if let Ok(Message::Sync { data, .. }) = Message::decode(&b) {
-                    sync.receive(&mut doc, &data).map_err(|e| anyhow!("{e:?}"))?;
-                    let _ = reports.send((i, doc.get_heads(), Instant::now()));
-                    if let Some(data) = sync.generate(&doc) {
-                        ws.send(send(Message::Sync { sender_id: peer.clone(), target_id: server.clone(), document_id: id, data })).await?;
+            frame = stream.next() => match frame {
+                Some(Ok(Frame::Binary(b))) => {
+                    peer.handle_binary(&b, Instant::now());
+                    if settle(&mut peer, &mut store) != Outcome::Done {
+                        bail!("device {i}: the server ended the session");
+                    }
+                    if let Some(d) = store.docs.get(&id) {
+                        let _ = reports.send((i, d.doc.get_heads(), Instant::now()));
                     }
                 }
-            }
+                Some(Ok(_)) => {}
+                _ => return Ok(()),
+            },
             cmd = cmds.recv() => {
                 let Some(Cmd::Edit(done)) = cmd else { return Ok(()) };
-                CaseDoc::add_note(&mut doc, &NewNote { author: "bench".into(), text: "live notiert".into() }, 1_772_633_400_000)
+                let doc = &mut store.docs.get_mut(&id).context("the case arrived")?.doc;
+                CaseDoc::add_note(doc, &NewNote { author: "bench".into(), text: "live notiert".into() }, 1_772_633_400_000)
                     .map_err(|e| anyhow!("{e:?}"))?;
+                let heads = doc.get_heads();
                 let t0 = Instant::now();
-                if let Some(data) = sync.generate(&doc) {
-                    ws.send(send(Message::Sync { sender_id: peer.clone(), target_id: server.clone(), document_id: id, data })).await?;
-                }
-                let _ = done.send((doc.get_heads(), t0));
+                peer.local_change(vec![id]);
+                let _ = done.send((heads, t0));
             }
         }
     }

@@ -85,8 +85,10 @@ async fn upgrade(
     let hub = state.hub.clone();
     let store = state.store.clone();
     // tungstenite preallocates its read buffer per socket (128 KiB by default); thousands
-    // of idle phones make that the server's largest cost, so start small and let it grow.
-    ws.read_buffer_size(4 * 1024)
+    // of idle phones make that the server's largest cost, so start small (a frame larger
+    // than this only takes more reads). 2 KiB: 7.9 KiB per idle connection at 10,000
+    // (BENCHMARKS.md scenario 4).
+    ws.read_buffer_size(2 * 1024)
         .max_message_size(connection::MAX_FRAME_BYTES * 2)
         .max_frame_size(connection::MAX_FRAME_BYTES * 2)
         .on_upgrade(move |socket| connection::run(socket, hub, store, who, events))
