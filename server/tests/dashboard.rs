@@ -665,6 +665,33 @@ async fn the_request_flow_through_the_forms(backend: Backend) {
     assert!(page.body.contains(r#"aria-invalid="true""#));
     assert!(s.store.requests(&org, None).await.unwrap().is_empty());
 
+    // Values the API refuses are refused here too, not replaced (issue 12: one set of rules).
+    let page = b
+        .post(
+            "/dashboard/requests",
+            &[
+                ("csrf", &csrf),
+                ("institution_kind", "unbekannt"),
+                ("institution_name", "Praxis Dr. Özdemir"),
+                ("topic", "gesundheit"),
+                ("language", "ar"),
+                ("date", &date),
+                ("from", "14:00"),
+                ("to", "15:30"),
+                ("place_area", "Nordstadt"),
+                ("urgency", "sofort"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 422);
+    assert!(
+        page.body.contains("Bitte eine Art der Einrichtung wählen")
+            && page.body.contains("Bitte die Dringlichkeit wählen"),
+        "{}",
+        page.body
+    );
+    assert!(s.store.requests(&org, None).await.unwrap().is_empty());
+
     let page = b
         .post(
             "/dashboard/requests",

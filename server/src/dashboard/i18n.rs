@@ -285,17 +285,8 @@ pub fn hours_kind(l: Lang, code: &str) -> String {
     l.t(de, en).to_owned()
 }
 
-pub const INSTITUTION_KINDS: [&str; 9] = [
-    "behoerde",
-    "jobcenter",
-    "auslaenderbehoerde",
-    "beratungsstelle",
-    "schule",
-    "kita",
-    "arztpraxis",
-    "migrantin",
-    "sonstige",
-];
+/// The kinds of institution a request may come from: the store's one list.
+pub use crate::store::INSTITUTION_KINDS;
 
 pub fn institution_kind(l: Lang, code: &str) -> String {
     let (de, en) = match code {

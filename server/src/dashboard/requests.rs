@@ -225,11 +225,14 @@ fn request_form(s: &Session, action: &str, f: &Fields, errors: &Errors, submit: 
                 div {
                     div.field {
                         label for="institution_kind" { (l.t("Art der Einrichtung", "Kind of institution")) }
-                        select #institution_kind name="institution_kind" {
+                        select #institution_kind name="institution_kind"
+                            aria-invalid=[aria_invalid(errors, "institution_kind")]
+                            aria-describedby=[described(errors, "institution_kind")] {
                             @for k in i18n::INSTITUTION_KINDS {
                                 option value=(k) selected[f.get("institution_kind") == k] { (i18n::institution_kind(l, k)) }
                             }
                         }
+                        (field_error(errors, "institution_kind"))
                     }
                     (form.input("institution_name", l.t("Name der Einrichtung", "Name of the institution"), None, 120, true, "text"))
                     (form.input("contact", l.t("Kontakt für Rückfragen", "Contact for questions"), None, 200, false, "text"))
@@ -237,11 +240,14 @@ fn request_form(s: &Session, action: &str, f: &Fields, errors: &Errors, submit: 
                         Some(l.t("Initialen oder ein Code, nie ein Name.", "Initials or a code, never a name.")), 40, false, "text"))
                     div.field {
                         label for="topic" { (l.t("Thema", "Topic")) }
-                        select #topic name="topic" {
+                        select #topic name="topic"
+                            aria-invalid=[aria_invalid(errors, "topic")]
+                            aria-describedby=[described(errors, "topic")] {
                             @for t in i18n::TOPICS {
                                 option value=(t) selected[f.get("topic") == t] { (i18n::topic(l, t)) }
                             }
                         }
+                        (field_error(errors, "topic"))
                     }
                     fieldset aria-describedby=[described(errors, "languages")] {
                         legend { (l.t("Sprachen", "Languages")) }
@@ -259,10 +265,11 @@ fn request_form(s: &Session, action: &str, f: &Fields, errors: &Errors, submit: 
                     (form.input("place_area", l.t("Stadtteil oder Ort (grob)", "District (coarse)"), None, 80, true, "text"))
                     (form.input("place_address", l.t("Genaue Adresse", "Exact address"),
                         Some(l.t("Nur die Person sieht sie, die die Anfrage bekommt.", "Only the volunteer who gets the request sees it.")), 200, false, "text"))
-                    fieldset {
+                    fieldset aria-describedby=[described(errors, "urgency")] {
                         legend { (l.t("Dringlichkeit", "Urgency")) }
                         label { input type="radio" name="urgency" value="normal" checked[f.get("urgency") != "dringend"]; (i18n::urgency(l, "normal")) }
                         label { input type="radio" name="urgency" value="dringend" checked[f.get("urgency") == "dringend"]; (i18n::urgency(l, "dringend")) }
+                        (field_error(errors, "urgency"))
                     }
                     div.field {
                         label for="description" { (l.t("Worum geht es? (kurz, ohne Namen)", "What is it about? (short, no names)")) }
@@ -325,11 +332,33 @@ fn validate(l: Lang, f: &Fields) -> Result<NewRequest, Errors> {
     let place_area = clean(l, &mut errors, f, "place_area", 80, true);
     let place_address = clean(l, &mut errors, f, "place_address", 200, false);
     let description = clean(l, &mut errors, f, "description", 1000, false);
+    // The same lists as the API (the store's), and an unknown value is refused as there,
+    // not quietly replaced.
     let kind = f.get("institution_kind");
-    let kind = if i18n::INSTITUTION_KINDS.contains(&kind.as_str()) {
-        kind
-    } else {
-        "sonstige".into()
+    if !i18n::INSTITUTION_KINDS.contains(&kind.as_str()) {
+        errors.insert(
+            "institution_kind",
+            l.t(
+                "Bitte eine Art der Einrichtung wählen.",
+                "Please choose a kind of institution.",
+            )
+            .into(),
+        );
+    }
+    let urgency = match f.get("urgency").as_str() {
+        "" => "normal".to_owned(),
+        u if crate::store::URGENCIES.contains(&u) => u.to_owned(),
+        _ => {
+            errors.insert(
+                "urgency",
+                l.t(
+                    "Bitte die Dringlichkeit wählen.",
+                    "Please choose the urgency.",
+                )
+                .into(),
+            );
+            String::new()
+        }
     };
     let topic = f.get("topic");
     if !i18n::TOPICS.contains(&topic.as_str()) {
@@ -430,11 +459,7 @@ fn validate(l: Lang, f: &Fields) -> Result<NewRequest, Errors> {
         ends_at: end.unwrap_or_default(),
         place_area,
         place_address: some(place_address),
-        urgency: if f.get("urgency") == "dringend" {
-            "dringend".into()
-        } else {
-            "normal".into()
-        },
+        urgency,
         description,
     })
 }
