@@ -534,6 +534,7 @@ impl Session<'_> {
                 Applied {
                     reply: doc.sync.generate(&doc.doc),
                     heads: doc.heads(),
+                    server_heads: doc.server_heads.clone(),
                 }
             } else {
                 let (mut doc, mut sync) = self.requested.remove(&id).unwrap_or_default();
@@ -545,6 +546,7 @@ impl Session<'_> {
                     Applied {
                         reply,
                         heads: Vec::new(),
+                        server_heads: None,
                     }
                 } else {
                     // First content of a document new to us: store it (with a key of its
@@ -555,6 +557,7 @@ impl Session<'_> {
                     Applied {
                         reply: held.sync.generate(&held.doc),
                         heads: held.heads(),
+                        server_heads: held.server_heads.clone(),
                     }
                 }
             }

@@ -336,18 +336,6 @@ impl Hub {
         }
     }
 
-    /// The next sync message for a peer, from what is durably stored. `None`: nothing to say.
-    pub async fn generate(
-        &self,
-        id: DocumentId,
-        sync: &mut DocSync,
-    ) -> Result<Option<Vec<u8>>, HubError> {
-        let entry = self.entry(id);
-        let mut slot = entry.state.lock().await;
-        let loaded = self.ensure_loaded(&entry, &mut slot).await?;
-        Ok(sync.generate(&loaded.doc))
-    }
-
     /// Ends a peer's sync step under the document's lock: our next message from what is
     /// durably stored, and whether there is anything stored at all.
     pub async fn finish(&self, id: DocumentId, task: &mut DocTask) -> Result<Exchanged, HubError> {
@@ -355,14 +343,6 @@ impl Hub {
         let mut slot = entry.state.lock().await;
         let loaded = self.ensure_loaded(&entry, &mut slot).await?;
         Ok(task.finish(&loaded.doc))
-    }
-
-    /// Whether the server holds any content for the document (loaded or stored).
-    pub async fn is_empty(&self, id: DocumentId) -> Result<bool, HubError> {
-        let entry = self.entry(id);
-        let mut slot = entry.state.lock().await;
-        let loaded = self.ensure_loaded(&entry, &mut slot).await?;
-        Ok(loaded.doc.get_heads().is_empty())
     }
 
     /// Reads a document under its lock.

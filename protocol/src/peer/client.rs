@@ -98,6 +98,8 @@ pub struct Applied {
     pub reply: Option<Vec<u8>>,
     /// The document's heads now.
     pub heads: Vec<ChangeHash>,
+    /// The heads the server announced in the message (the sync state's peer heads).
+    pub server_heads: Option<Vec<ChangeHash>>,
 }
 
 /// What the driver must do for the machine.
@@ -289,11 +291,16 @@ impl ClientPeer {
         if !self.cfg.catch_up {
             return;
         }
-        if self.barriers.is_empty() && !self.pending_catch_up() {
+        if self.idle_for_catch_up() {
             self.enqueue(Job::CatchUp);
         } else {
             self.owed = true;
         }
+    }
+
+    /// No catch-up is outstanding or queued.
+    fn idle_for_catch_up(&self) -> bool {
+        self.barriers.is_empty() && !self.pending_catch_up()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -309,7 +316,7 @@ impl ClientPeer {
             && now >= at
         {
             self.next_recheck = Some(now + every);
-            if self.barriers.is_empty() && !self.pending_catch_up() {
+            if self.cfg.catch_up && self.idle_for_catch_up() {
                 self.push(Job::CatchUp);
             }
         }
@@ -365,7 +372,12 @@ impl ClientPeer {
         };
         if !applied.heads.is_empty() {
             self.requested.remove(&id);
-            self.known.entry(id).or_default().heads = applied.heads;
+            let known = self.known.entry(id).or_default();
+            known.heads = applied.heads;
+            // So that progress counts the document as done once the server holds it all.
+            if applied.server_heads.is_some() {
+                known.server_heads = applied.server_heads;
+            }
         }
         if let Some(data) = applied.reply {
             let m = self.sync_message(id, data);
@@ -403,10 +415,7 @@ impl ClientPeer {
 
     /// No catch-up is outstanding or queued and the last one ended in sync.
     pub fn is_caught_up(&self) -> bool {
-        self.barriers.is_empty()
-            && !self.owed
-            && !self.pending_catch_up()
-            && self.q.waiting.is_none()
+        self.idle_for_catch_up() && !self.owed && self.q.waiting.is_none()
     }
 
     // ---- the work ----------------------------------------------------------------
@@ -794,5 +803,65 @@ mod tests {
             1,
             "caught up once, after the second verdict: {events:?}"
         );
+    }
+
+    /// A document fetched during a catch-up counts as done once the server's heads in its
+    /// sync message equal ours, not only at the next verdict.
+    #[test]
+    fn progress_counts_a_document_once_the_server_holds_it_all() {
+        let now = Instant::now();
+        let mut peer = ClientPeer::new(ClientConfig::new("phone"), now);
+        assert_eq!(peer.poll_effect(), Some(ClientEffect::Holdings));
+        peer.handle_holdings(Holdings::new());
+        let id = DocumentId::from_bytes([7; 16]);
+        let heads = vec![ChangeHash([1; 32])];
+        peer.handle_message(
+            Message::Manifest {
+                sender_id: "server".into(),
+                target_id: "phone".into(),
+                entries: vec![(id, heads_digest(&heads))],
+            },
+            now,
+        );
+        assert_eq!(peer.poll_effect(), Some(ClientEffect::Holdings));
+        peer.handle_holdings(Holdings::new());
+        assert_eq!(
+            peer.poll_effect(),
+            Some(ClientEffect::Offer(vec![(id, None)]))
+        );
+        let offered = Offered {
+            data: Some(vec![0x42]),
+            empty: true,
+        };
+        peer.handle_offers(vec![(id, offered)]);
+        let progress = |peer: &mut ClientPeer| {
+            std::iter::from_fn(|| peer.poll_event())
+                .filter_map(|e| match e {
+                    ClientEvent::Progress { done, total } => Some((done, total)),
+                    _ => None,
+                })
+                .last()
+        };
+        assert_eq!(progress(&mut peer), Some((0, 1)));
+        peer.handle_message(
+            Message::Sync {
+                sender_id: "server".into(),
+                target_id: "phone".into(),
+                document_id: id,
+                data: vec![0x42],
+            },
+            now,
+        );
+        assert!(matches!(
+            peer.poll_effect(),
+            Some(ClientEffect::Apply { .. })
+        ));
+        let applied = Applied {
+            reply: None,
+            heads: heads.clone(),
+            server_heads: Some(heads),
+        };
+        peer.handle_applied(id, Ok(applied));
+        assert_eq!(progress(&mut peer), Some((1, 1)));
     }
 }

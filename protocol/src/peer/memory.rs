@@ -133,13 +133,18 @@ impl MemoryDocs {
         }
         let heads = d.doc.get_heads();
         let reply = d.sync.generate(&d.doc);
+        let server_heads = d.server_heads.clone();
         if !held
             && !heads.is_empty()
             && let Some(d) = self.pending.remove(&id)
         {
             self.docs.insert(id, d);
         }
-        Ok(Applied { reply, heads })
+        Ok(Applied {
+            reply,
+            heads,
+            server_heads,
+        })
     }
 }
 

@@ -69,7 +69,6 @@ pub struct DocTask {
     /// exists by the time the lock is held.
     pub create_only: bool,
     sync: DocSync,
-    generation: u64,
     is_request: bool,
 }
 
@@ -167,7 +166,7 @@ pub enum ServerEvent {
 #[derive(Debug)]
 enum Waiting {
     Access { id: DocumentId, then: AfterAccess },
-    SyncState { id: DocumentId, then: AfterState },
+    SyncState { id: DocumentId, then: Step },
     Exchange { id: DocumentId },
     Documents { digest: [u8; 32] },
     DeviceActive,
@@ -188,17 +187,16 @@ enum AfterAccess {
     Relay(Box<Ephemeral>),
 }
 
+/// One exchange to run once the document's sync state is at hand.
 #[derive(Debug)]
-enum AfterState {
-    Exchange {
-        data: Option<Vec<u8>>,
-        create_only: bool,
-        is_request: bool,
-    },
+struct Step {
+    data: Option<Vec<u8>>,
+    create_only: bool,
+    is_request: bool,
 }
 
 /// An exchange that only tells the peer what we have.
-const ANNOUNCE: AfterState = AfterState::Exchange {
+const ANNOUNCE: Step = Step {
     data: None,
     create_only: false,
     is_request: false,
@@ -228,8 +226,6 @@ pub struct ServerPeer {
     extended: bool,
     touched: bool,
     closed: bool,
-    /// Bumped by every `join`: a task lent before it belongs to a sync that is over.
-    generation: u64,
     q: Queues<Job, Waiting, ServerEffect, ServerEvent>,
     last_heard: Instant,
     next_ping: Instant,
@@ -248,7 +244,6 @@ impl ServerPeer {
             extended: false,
             touched: false,
             closed: false,
-            generation: 0,
             q: Queues::default(),
             last_heard: now,
             next_ping: now + PING_EVERY,
@@ -397,12 +392,7 @@ impl ServerPeer {
             .and_then(|bytes| DocSync::from_persisted(&bytes).ok())
             .unwrap_or_default();
         self.syncs.insert(id, state);
-        let AfterState::Exchange {
-            data,
-            create_only,
-            is_request,
-        } = then;
-        self.exchange(id, data, create_only, is_request);
+        self.exchange(id, then);
         self.pump();
     }
 
@@ -410,7 +400,6 @@ impl ServerPeer {
         let DocTask {
             id,
             sync,
-            generation,
             create_only,
             is_request,
             ..
@@ -419,9 +408,8 @@ impl ServerPeer {
             return;
         }
         self.q.waiting = None;
-        if generation == self.generation {
-            self.syncs.insert(id, sync);
-        }
+        // No `join` can come between lending and return: jobs wait while an answer is out.
+        self.syncs.insert(id, sync);
         match result {
             Err(ExchangeError::NotYours) => {
                 self.syncs.remove(&id);
@@ -706,7 +694,6 @@ impl ServerPeer {
         }
         // A second join restarts the peer's sync, as automerge-repo does.
         self.syncs.clear();
-        self.generation += 1;
         self.peer_key = match (metadata.is_ephemeral, &metadata.storage_id) {
             (Some(true), _) => None,
             (_, Some(storage)) if storage.len() <= MAX_ID_CHARS => {
@@ -755,14 +742,12 @@ impl ServerPeer {
                     Access::Unknown => true,
                     Access::Allowed => false,
                 };
-                self.with_state(
-                    id,
-                    AfterState::Exchange {
-                        data: Some(data),
-                        create_only,
-                        is_request,
-                    },
-                );
+                let step = Step {
+                    data: Some(data),
+                    create_only,
+                    is_request,
+                };
+                self.with_state(id, step);
             }
             AfterAccess::Ephemeral(e) => {
                 // Only to a document the peer may see; otherwise dropped silently, as a
@@ -799,14 +784,9 @@ impl ServerPeer {
         }
     }
 
-    fn with_state(&mut self, id: DocumentId, then: AfterState) {
+    fn with_state(&mut self, id: DocumentId, then: Step) {
         if self.syncs.contains_key(&id) {
-            let AfterState::Exchange {
-                data,
-                create_only,
-                is_request,
-            } = then;
-            return self.exchange(id, data, create_only, is_request);
+            return self.exchange(id, then);
         }
         match &self.peer_key {
             Some(key) => {
@@ -823,25 +803,18 @@ impl ServerPeer {
         }
     }
 
-    fn exchange(
-        &mut self,
-        id: DocumentId,
-        data: Option<Vec<u8>>,
-        create_only: bool,
-        is_request: bool,
-    ) {
+    fn exchange(&mut self, id: DocumentId, step: Step) {
         let sync = self.syncs.remove(&id).unwrap_or_default();
-        if data.is_some() {
+        if step.data.is_some() {
             self.touch();
         }
         self.q.waiting = Some(Waiting::Exchange { id });
         self.q.effects.push_back(ServerEffect::Exchange(DocTask {
             id,
-            data,
-            create_only,
+            data: step.data,
+            create_only: step.create_only,
             sync,
-            generation: self.generation,
-            is_request,
+            is_request: step.is_request,
         }));
     }
 
@@ -881,12 +854,8 @@ impl ServerPeer {
             // Asked for before it existed. Access is checked afresh (not from the cache):
             // the document exists now, and only a peer allowed to see it hears of it, so a
             // request for a denied id stays indistinguishable from one for a missing id.
-            self.denied.remove(&id);
-            self.q.waiting = Some(Waiting::Access {
-                id,
-                then: AfterAccess::Wanted,
-            });
-            self.q.effects.push_back(ServerEffect::CheckAccess(id));
+            self.handle_access_changed(Some(id));
+            self.with_access(id, AfterAccess::Wanted);
         }
     }
 
