@@ -1,16 +1,23 @@
 //! Lotse protocol: everything the server and the phone must agree on, without I/O and
 //! without a clock. Document ids, the automerge-repo wire messages and our catch-up
-//! extension, the per-(peer, document) sync session, and the typed document schemas.
+//! extension, the per-(peer, document) sync session, the typed document schemas, and the
+//! JSON the server's push notices and offers API carry.
 
 pub mod catchup;
+pub mod code;
 pub mod docid;
+pub mod notice;
+pub mod offer;
 pub mod peer;
+pub mod rfc3339;
 pub mod schema;
 pub mod session;
 pub mod wire;
 
 pub use catchup::{CatchupPlan, digest, heads_digest, plan};
 pub use docid::{DocumentId, DocumentIdError};
+pub use notice::{PayloadError, PushKind, PushPayload};
+pub use offer::OfferStatus;
 pub use peer::{ClientPeer, ServerPeer};
 pub use schema::{
     AppointmentId, AppointmentUpdate, AppointmentView, AvailabilitySlot, CaseDoc, CaseSummary,
