@@ -14,9 +14,6 @@ use crate::crypto::{self, SecretKey, aad};
 use crate::db::Db;
 use crate::error::{Error, Result};
 
-/// Write a fresh snapshot once a document has this many chunks.
-const COMPACT_AFTER_CHUNKS: usize = 64;
-
 const META_KEY_CHECK: &str = "key_check";
 const META_STORAGE_ID: &str = "storage_id";
 const META_DEVICE_ID: &str = "device_id";
@@ -391,7 +388,7 @@ impl Repo {
         let Some(incremental) = lotse_protocol::save_incremental(&doc.doc, &doc.saved_heads) else {
             return Ok(());
         };
-        let compact = doc.chunk_count + 1 >= COMPACT_AFTER_CHUNKS;
+        let compact = lotse_protocol::session::compact_now(doc.chunk_count);
         let plain = if compact {
             lotse_protocol::save_snapshot(&doc.doc)
         } else {

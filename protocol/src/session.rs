@@ -173,6 +173,18 @@ fn read_leb128_u32(input: &mut &[u8]) -> Option<u32> {
     None
 }
 
+/// A store of chunks (the server's database, the phone's) writes a fresh snapshot in
+/// place of its chunks once a document would have this many. Loading replays every chunk
+/// and each repeats its header and dependency hashes, so a long tail of small chunks
+/// costs load time and space, while a snapshot costs one full write. One figure for both
+/// sides, so that what the benchmark measures on one holds for the other.
+pub const COMPACT_AFTER_CHUNKS: usize = 32;
+
+/// Whether the write that follows `stored` chunks should be a snapshot.
+pub fn compact_now(stored: usize) -> bool {
+    stored + 1 >= COMPACT_AFTER_CHUNKS
+}
+
 /// Loads a document from its stored chunks: snapshots first, then incrementals, in any
 /// mix, as the JS and samod stores keep them. Changes whose dependencies are missing wait
 /// inside the document and do not show in its heads.

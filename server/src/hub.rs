@@ -12,9 +12,7 @@ use lotse_protocol::peer::{DocTask, Ephemeral, Exchanged};
 use lotse_protocol::{CaseDoc, CaseSummary, DocKind, DocSync, DocumentId, SessionError};
 use tokio::sync::broadcast;
 
-use crate::store::{
-    CHANGES_CHANNEL, COMPACT_AFTER_CHUNKS, NewDocument, SHARES_CHANNEL, Store, StoreError, now_ms,
-};
+use crate::store::{CHANGES_CHANNEL, NewDocument, SHARES_CHANNEL, Store, StoreError, now_ms};
 
 /// A document changed; connections that share it send their peers a sync message.
 #[derive(Debug, Clone)]
@@ -87,7 +85,7 @@ struct Loaded {
     doc: Automerge,
     /// Heads up to which the document is in the database.
     saved_heads: Vec<ChangeHash>,
-    chunks: i64,
+    chunks: usize,
     /// `false` for a document a peer is creating: no row yet.
     persisted: bool,
 }
@@ -229,7 +227,7 @@ impl Hub {
             *slot = Some(Loaded {
                 saved_heads: doc.get_heads(),
                 doc,
-                chunks: chunks.len() as i64,
+                chunks: chunks.len(),
                 persisted,
             });
         }
@@ -278,7 +276,7 @@ impl Hub {
         let kind = kind_of(&loaded.doc);
         let summary = (kind == "case").then(|| summary_of(&loaded.doc)).flatten();
         let result = if loaded.persisted {
-            let compact = loaded.chunks + 1 >= COMPACT_AFTER_CHUNKS;
+            let compact = lotse_protocol::session::compact_now(loaded.chunks);
             let chunk = lotse_protocol::save_incremental(&loaded.doc, &loaded.saved_heads)
                 .unwrap_or_default();
             let snapshot = compact.then(|| lotse_protocol::save_snapshot(&loaded.doc));

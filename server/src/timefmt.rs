@@ -16,6 +16,14 @@ pub fn parse_ms(s: &str) -> Option<i64> {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// A date ("2026-03-04") and a time ("14:00") as typed into a form, in the network's
+/// time zone (`matching::LOCAL_TZ`), to milliseconds; `None` when either is unreadable.
+pub fn local_ms(date: &str, time: &str) -> Option<i64> {
+    let dt: jiff::civil::DateTime = format!("{date}T{time}").parse().ok()?;
+    let tz = jiff::tz::TimeZone::get(crate::matching::LOCAL_TZ).ok()?;
+    Some(dt.to_zoned(tz).ok()?.timestamp().as_millisecond())
+}
+
 pub fn serialize<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_ms(*ms))
 }
@@ -58,5 +66,20 @@ mod tests {
         assert_eq!(super::parse_ms(&s), Some(ms));
         assert_eq!(super::parse_ms("2026-03-04T15:10:00.123+01:00"), Some(ms));
         assert_eq!(super::parse_ms("yesterday"), None);
+    }
+
+    #[test]
+    fn local_times_are_berlin() {
+        // Winter (CET, +01:00) and summer (CEST, +02:00).
+        assert_eq!(
+            super::local_ms("2026-03-04", "14:00"),
+            super::parse_ms("2026-03-04T13:00:00Z")
+        );
+        assert_eq!(
+            super::local_ms("2026-07-01", "09:30"),
+            super::parse_ms("2026-07-01T07:30:00Z")
+        );
+        assert_eq!(super::local_ms("2026-02-30", "09:30"), None);
+        assert_eq!(super::local_ms("", "09:30"), None);
     }
 }

@@ -5,7 +5,7 @@
 use automerge::transaction::{CommitOptions, Transaction};
 use automerge::{Automerge, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 
-use super::{Millis, SCHEMA_VERSION, SchemaError};
+use super::{ChangeKind, Millis, SCHEMA_VERSION, SchemaError};
 
 fn malformed(prefix: &str, key: &str, expected: &'static str) -> SchemaError {
     SchemaError::Malformed {
@@ -197,7 +197,7 @@ pub(crate) fn check_schema<R: ReadDoc>(doc: &R) -> Result<u64, SchemaError> {
 pub(crate) fn change<T>(
     doc: &mut Automerge,
     now: Millis,
-    message: &str,
+    kind: ChangeKind,
     edit: impl FnOnce(&mut Transaction<'_>) -> Result<T, SchemaError>,
 ) -> Result<T, SchemaError> {
     let mut tx = doc.transaction();
@@ -205,7 +205,7 @@ pub(crate) fn change<T>(
     // automerge stores change times in whole seconds.
     tx.commit_with(
         CommitOptions::default()
-            .with_message(message)
+            .with_message(kind.message())
             .with_time(now.div_euclid(1000)),
     );
     Ok(out)

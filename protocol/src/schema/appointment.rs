@@ -6,6 +6,7 @@ use automerge::transaction::{Transactable, Transaction};
 use automerge::{ObjId, ObjType, ReadDoc};
 use serde::{Deserialize, Serialize};
 
+use super::ChangeKind;
 use super::access;
 use super::{Millis, SchemaError, entry_id, new_entry_key, validate_len};
 use crate::docid::DocumentId;
@@ -208,7 +209,7 @@ pub(super) fn add_in(
 ) -> Result<AppointmentId, SchemaError> {
     validate_new(new)?;
     access::check_doc(doc, doc_type)?;
-    access::change(doc, now, "add appointment", |tx| {
+    access::change(doc, now, ChangeKind::AddAppointment, |tx| {
         let map = access::obj(tx, &automerge::ROOT, "appointments", "", ObjType::Map)?;
         add(tx, &map, new)
     })
@@ -222,7 +223,7 @@ pub(super) fn update_in(
     now: Millis,
 ) -> Result<(), SchemaError> {
     access::check_doc(doc, doc_type)?;
-    access::change(doc, now, "update appointment", |tx| {
+    access::change(doc, now, ChangeKind::UpdateAppointment, |tx| {
         let map = access::obj(tx, &automerge::ROOT, "appointments", "", ObjType::Map)?;
         update(tx, &map, id, update_fields)
     })

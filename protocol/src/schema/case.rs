@@ -7,6 +7,7 @@ use automerge::transaction::Transactable;
 use automerge::{Automerge, ObjId, ObjType, ROOT, ReadDoc};
 use serde::{Deserialize, Serialize};
 
+use super::ChangeKind;
 use super::appointment::{self, AppointmentId, AppointmentUpdate, AppointmentView, NewAppointment};
 use super::{
     Millis, SCHEMA_VERSION, SchemaError, Status, Topic, access, entry_id, new_entry_key,
@@ -154,7 +155,7 @@ impl CaseDoc {
         if let Some(ty) = access::opt_string(doc, &ROOT, "type", "")? {
             return Err(SchemaError::AlreadyCreated(ty));
         }
-        access::change(doc, now, "create case", |tx| {
+        access::change(doc, now, ChangeKind::CreateCase, |tx| {
             tx.put(ROOT, "schema", SCHEMA_VERSION as i64)?;
             tx.put(ROOT, "type", TYPE)?;
             tx.put(ROOT, "organisationId", new.organisation_id.as_str())?;
@@ -201,7 +202,7 @@ impl CaseDoc {
 
     pub fn set_status(doc: &mut Automerge, status: Status, now: Millis) -> Result<(), SchemaError> {
         access::check_doc(doc, TYPE)?;
-        access::change(doc, now, "set status", |tx| {
+        access::change(doc, now, ChangeKind::SetStatus, |tx| {
             tx.put(ROOT, "status", status.as_str())?;
             Ok(())
         })
@@ -209,7 +210,7 @@ impl CaseDoc {
 
     pub fn set_topic(doc: &mut Automerge, topic: Topic, now: Millis) -> Result<(), SchemaError> {
         access::check_doc(doc, TYPE)?;
-        access::change(doc, now, "set topic", |tx| {
+        access::change(doc, now, ChangeKind::SetTopic, |tx| {
             tx.put(ROOT, "topic", topic.as_str())?;
             Ok(())
         })
@@ -218,7 +219,7 @@ impl CaseDoc {
     pub fn set_label(doc: &mut Automerge, label: &str, now: Millis) -> Result<(), SchemaError> {
         validate_non_empty("label", label, MAX_LABEL)?;
         access::check_doc(doc, TYPE)?;
-        access::change(doc, now, "set label", |tx| {
+        access::change(doc, now, ChangeKind::SetLabel, |tx| {
             tx.put(ROOT, "label", label.trim())?;
             Ok(())
         })
@@ -233,7 +234,7 @@ impl CaseDoc {
     ) -> Result<(), SchemaError> {
         let wanted = normalise_languages(languages)?;
         access::check_doc(doc, TYPE)?;
-        access::change(doc, now, "set languages", |tx| {
+        access::change(doc, now, ChangeKind::SetLanguages, |tx| {
             let list = access::obj(tx, &ROOT, "languages", "", ObjType::List)?;
             let current = access::string_list(tx, &list, "languages")?;
             let mut kept: Vec<String> = Vec::new();
@@ -260,7 +261,7 @@ impl CaseDoc {
         validate_non_empty("author", &note.author, MAX_ID)?;
         validate_len("text", &note.text, MAX_NOTE)?;
         access::check_doc(doc, TYPE)?;
-        access::change(doc, now, "add note", |tx| {
+        access::change(doc, now, ChangeKind::AddNote, |tx| {
             let notes = access::obj(tx, &ROOT, "notes", "", ObjType::Map)?;
             let key = new_entry_key();
             let n = tx.put_object(&notes, key.as_str(), ObjType::Map)?;
@@ -285,7 +286,7 @@ impl CaseDoc {
         now: Millis,
     ) -> Result<(), SchemaError> {
         access::check_doc(doc, TYPE)?;
-        access::change(doc, now, "edit note", |tx| {
+        access::change(doc, now, ChangeKind::EditNote, |tx| {
             let (note, text) = note_text(tx, id)?;
             let len = tx.length(&text);
             let end = pos.checked_add(del).filter(|end| *end <= len);
@@ -317,7 +318,7 @@ impl CaseDoc {
     ) -> Result<(), SchemaError> {
         validate_len("text", text, MAX_NOTE)?;
         access::check_doc(doc, TYPE)?;
-        access::change(doc, now, "edit note", |tx| {
+        access::change(doc, now, ChangeKind::EditNote, |tx| {
             let (note, obj) = note_text(tx, id)?;
             if tx.text(&obj)? != text {
                 tx.update_text(&obj, text)?;
@@ -329,7 +330,7 @@ impl CaseDoc {
 
     pub fn delete_note(doc: &mut Automerge, id: &NoteId, now: Millis) -> Result<(), SchemaError> {
         access::check_doc(doc, TYPE)?;
-        access::change(doc, now, "delete note", |tx| {
+        access::change(doc, now, ChangeKind::DeleteNote, |tx| {
             let notes = access::obj(tx, &ROOT, "notes", "", ObjType::Map)?;
             access::entry(tx, &notes, id.as_str(), "note", "notes.")?;
             tx.delete(&notes, id.as_str())?;
@@ -373,7 +374,7 @@ impl CaseDoc {
         validate_minutes("travelMinutes", hours.travel_minutes, 0, MINUTES_PER_DAY)?;
         validate_token("kind", &hours.kind)?;
         access::check_doc(doc, TYPE)?;
-        access::change(doc, now, "log hours", |tx| {
+        access::change(doc, now, ChangeKind::LogHours, |tx| {
             let map = access::obj(tx, &ROOT, "hours", "", ObjType::Map)?;
             let key = new_entry_key();
             let h = tx.put_object(&map, key.as_str(), ObjType::Map)?;
@@ -388,7 +389,7 @@ impl CaseDoc {
 
     pub fn delete_hours(doc: &mut Automerge, id: &HoursId, now: Millis) -> Result<(), SchemaError> {
         access::check_doc(doc, TYPE)?;
-        access::change(doc, now, "delete hours", |tx| {
+        access::change(doc, now, ChangeKind::DeleteHours, |tx| {
             let map = access::obj(tx, &ROOT, "hours", "", ObjType::Map)?;
             access::entry(tx, &map, id.as_str(), "hours entry", "hours.")?;
             tx.delete(&map, id.as_str())?;

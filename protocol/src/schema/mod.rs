@@ -7,6 +7,7 @@
 mod access;
 pub mod appointment;
 pub mod case;
+pub mod history;
 pub mod schedule;
 
 use std::fmt;
@@ -20,6 +21,7 @@ pub use case::{
     CaseDoc, CaseSummary, CaseView, HoursId, HoursView, NewCase, NewHours, NewNote, NoteId,
     NoteView,
 };
+pub use history::{ChangeKind, HistoryEntry, authors_by_actor, history};
 pub use schedule::{AvailabilitySlot, NewSchedule, ScheduleDoc, ScheduleView};
 
 /// The schema version this code writes and the highest it reads.

@@ -5,6 +5,7 @@ use automerge::transaction::Transactable;
 use automerge::{Automerge, ObjType, ROOT, ReadDoc, Value};
 use serde::{Deserialize, Serialize};
 
+use super::ChangeKind;
 use super::appointment::{self, AppointmentId, AppointmentUpdate, AppointmentView, NewAppointment};
 use super::{Millis, SCHEMA_VERSION, SchemaError, access, validate_non_empty, validate_time};
 
@@ -70,7 +71,7 @@ impl ScheduleDoc {
         if let Some(ty) = access::opt_string(doc, &ROOT, "type", "")? {
             return Err(SchemaError::AlreadyCreated(ty));
         }
-        access::change(doc, now, "create schedule", |tx| {
+        access::change(doc, now, ChangeKind::CreateSchedule, |tx| {
             tx.put(ROOT, "schema", SCHEMA_VERSION as i64)?;
             tx.put(ROOT, "type", TYPE)?;
             tx.put(ROOT, "volunteerId", new.volunteer_id.as_str())?;
@@ -106,7 +107,7 @@ impl ScheduleDoc {
             slot.validate()?;
         }
         access::check_doc(doc, TYPE)?;
-        access::change(doc, now, "set availability", |tx| {
+        access::change(doc, now, ChangeKind::SetAvailability, |tx| {
             let list = access::obj(tx, &ROOT, "availability", "", ObjType::List)?;
             let current = read_slots(tx)?;
             let mut kept: Vec<AvailabilitySlot> = Vec::new();

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use lotse_protocol::automerge::{ActorId, Automerge, ObjId, ROOT, ReadDoc};
+use lotse_protocol::automerge::{ActorId, Automerge};
+use lotse_protocol::schema::{HistoryEntry, history};
 use lotse_protocol::{CaseDoc, CaseView, DocumentId};
 use maud::{Markup, html};
 
@@ -105,59 +106,21 @@ pub async fn list(State(state): State<AppState>, s: Session) -> Response {
     )
 }
 
-/// One change of the document's history.
-struct Change {
-    at: i64,
-    message: String,
-    actor: ActorId,
-}
-
 struct Loaded {
     view: CaseView,
-    history: Vec<Change>,
+    history: Vec<HistoryEntry>,
     /// Actor -> the author id it wrote into notes and hours.
     authors: HashMap<ActorId, String>,
     concerns: Vec<Concern>,
 }
 
-fn creator_actor(doc: &Automerge, map: &str, key: &str) -> Option<ActorId> {
-    let (_, obj) = doc.get(ROOT, map).ok()??;
-    let (_, entry) = doc.get(&obj, key).ok()??;
-    match entry {
-        ObjId::Id(_, actor, _) => Some(actor),
-        ObjId::Root => None,
-    }
-}
-
 fn read(doc: &Automerge) -> Option<Loaded> {
     let view = CaseDoc::read(doc).ok()?;
-    let mut authors = HashMap::new();
-    for n in &view.notes {
-        if let Some(a) = creator_actor(doc, "notes", n.id.as_str()) {
-            authors.entry(a).or_insert_with(|| n.author.clone());
-        }
-    }
-    for h in &view.hours {
-        if let Some(a) = creator_actor(doc, "hours", h.id.as_str()) {
-            authors.entry(a).or_insert_with(|| h.author.clone());
-        }
-    }
-    let mut history: Vec<Change> = doc
-        .get_changes(&[])
-        .iter()
-        .map(|c| Change {
-            at: c.timestamp().saturating_mul(1000),
-            message: c.message().unwrap_or_default().to_owned(),
-            actor: c.actor_id().clone(),
-        })
-        .collect();
-    // Causal order, then by time (stable: causal order breaks ties); shown newest first.
-    history.sort_by_key(|c| c.at);
     Some(Loaded {
+        authors: history::authors_by_actor(doc, &view),
+        history: history::history(doc),
         concerns: lookat::inspect(doc),
         view,
-        history,
-        authors,
     })
 }
 
@@ -470,7 +433,7 @@ async fn body(
                         @for ch in c.history.iter().rev().take(HISTORY_MAX) {
                             tr {
                                 td { (if ch.at > 0 { i18n::datetime(l, ch.at) } else { "–".into() }) }
-                                td { (i18n::change_message(l, &ch.message)) }
+                                td { (i18n::change_kind(l, ch.kind)) }
                                 td { (who(&ch.actor)) }
                             }
                         }

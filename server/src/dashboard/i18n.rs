@@ -9,6 +9,7 @@ pub use crate::app::caller::cookie;
 use axum::http::header;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use lotse_protocol::schema::ChangeKind;
 
 pub const LANG_COOKIE: &str = "lotse_lang";
 
@@ -125,8 +126,9 @@ pub fn topic(l: Lang, code: &str) -> String {
     l.t(de, en).to_owned()
 }
 
-/// Why a volunteer's field was refused, by the rules the API uses too
-/// (`Volunteer::check_*`): their stable code and its one detail (a limit or the value).
+/// Why a field was refused, by the store's rules that the API uses too
+/// (`Volunteer::check_*`, `Request::check_*`): their stable code and its one detail (a
+/// limit or the value).
 pub fn invalid(l: Lang, code: &str, detail: &str) -> String {
     match (l, code) {
         (_, "empty") => l.t("Bitte ausfüllen.", "Please fill in.").into(),
@@ -154,6 +156,8 @@ pub fn invalid(l: Lang, code: &str, detail: &str) -> String {
         }
         (Lang::De, "not_a_topic") => format!("„{detail}“ ist kein Thema."),
         (Lang::En, "not_a_topic") => format!("“{detail}” is not a topic."),
+        (Lang::De, "not_one_of") => format!("„{detail}“ ist keine der möglichen Angaben."),
+        (Lang::En, "not_one_of") => format!("“{detail}” is not one of the choices."),
         (Lang::De, "too_many_slots") => format!("Höchstens {detail} Zeiten."),
         (Lang::En, "too_many_slots") => format!("At most {detail} times."),
         (Lang::De, "too_many_trainings") => format!("Höchstens {detail} Schulungen."),
@@ -177,6 +181,26 @@ pub fn invalid(l: Lang, code: &str, detail: &str) -> String {
             .t(
                 "Bitte ein Datum wie 04.03.2026 angeben.",
                 "Please give a date such as 2026-03-04.",
+            )
+            .into(),
+        (_, "no_time") => l
+            .t(
+                "Bitte Datum und Uhrzeiten angeben.",
+                "Please give the date and times.",
+            )
+            .into(),
+        (_, "end_before_start") => l
+            .t(
+                "Das Ende muss nach dem Beginn liegen.",
+                "The end must be after the start.",
+            )
+            .into(),
+        (Lang::De, "window_too_long") => format!("Höchstens {detail} Stunden."),
+        (Lang::En, "window_too_long") => format!("At most {detail} hours."),
+        (_, "in_the_past") => l
+            .t(
+                "Der Termin liegt in der Vergangenheit.",
+                "The appointment is in the past.",
             )
             .into(),
         _ => l
@@ -250,25 +274,30 @@ pub fn audit_action(l: Lang, code: &str) -> String {
     l.t(de, en).to_owned()
 }
 
-/// An automerge change message of the case schema, in words.
-pub fn change_message(l: Lang, message: &str) -> String {
-    let (de, en) = match message {
-        "create case" => ("Fall angelegt", "case created"),
-        "set status" => ("Status geändert", "status changed"),
-        "set topic" => ("Thema geändert", "topic changed"),
-        "set label" => ("Kürzel geändert", "label changed"),
-        "set languages" => ("Sprachen geändert", "languages changed"),
-        "add note" => ("Notiz hinzugefügt", "note added"),
-        "edit note" => ("Notiz bearbeitet", "note edited"),
-        "delete note" => ("Notiz gelöscht", "note deleted"),
-        "add appointment" => ("Termin hinzugefügt", "appointment added"),
-        "update appointment" => ("Termin geändert", "appointment changed"),
-        "log hours" => ("Stunden eingetragen", "hours logged"),
-        "delete hours" => ("Stunden gelöscht", "hours deleted"),
-        "" => ("Änderung", "change"),
-        other => return other.to_owned(),
+/// The kind of a change in a case's history, in words; `None`: a change our edits do not
+/// make (another client's), whose own message is not shown as it could say anything.
+pub fn change_kind(l: Lang, kind: Option<ChangeKind>) -> &'static str {
+    use ChangeKind::*;
+    let Some(kind) = kind else {
+        return l.t("sonstige Änderung", "other change");
     };
-    l.t(de, en).to_owned()
+    let (de, en) = match kind {
+        CreateCase => ("Fall angelegt", "case created"),
+        SetStatus => ("Status geändert", "status changed"),
+        SetTopic => ("Thema geändert", "topic changed"),
+        SetLabel => ("Kürzel geändert", "label changed"),
+        SetLanguages => ("Sprachen geändert", "languages changed"),
+        AddNote => ("Notiz hinzugefügt", "note added"),
+        EditNote => ("Notiz bearbeitet", "note edited"),
+        DeleteNote => ("Notiz gelöscht", "note deleted"),
+        AddAppointment => ("Termin hinzugefügt", "appointment added"),
+        UpdateAppointment => ("Termin geändert", "appointment changed"),
+        LogHours => ("Stunden eingetragen", "hours logged"),
+        DeleteHours => ("Stunden gelöscht", "hours deleted"),
+        CreateSchedule => ("Kalender angelegt", "schedule created"),
+        SetAvailability => ("Verfügbarkeit geändert", "availability changed"),
+    };
+    l.t(de, en)
 }
 
 /// The kinds of hours the apps write (a short word), in words.
@@ -522,8 +551,35 @@ mod tests {
     #[test]
     #[allow(clippy::unwrap_used)]
     fn every_refusal_of_the_shared_rules_has_words() {
-        use crate::store::{Slot, Volunteer};
+        use crate::store::{NewRequest, Request, RequestDraft, Slot, Volunteer};
+        let draft = RequestDraft {
+            starts_at: Some(3_600_000),
+            ends_at: Some(7_200_000),
+            ..RequestDraft::default()
+        };
+        let refused_request = NewRequest::check(draft.clone(), "coordinator", Some(i64::MAX))
+            .unwrap_err()
+            .0
+            .into_iter()
+            .chain(
+                NewRequest::check(
+                    RequestDraft {
+                        starts_at: None,
+                        ..draft
+                    },
+                    "coordinator",
+                    None,
+                )
+                .unwrap_err()
+                .0,
+            )
+            .map(|(_, why)| why.reason());
         let refused = [
+            Request::check_window(0, 25 * 3_600_000)
+                .unwrap_err()
+                .reason(),
+            Request::check_window(1, 0).unwrap_err().reason(),
+            Request::check_urgency("sofort").unwrap_err().reason(),
             Volunteer::check_name(" ").unwrap_err().reason(),
             Volunteer::check_name(&"x".repeat(101))
                 .unwrap_err()
@@ -565,16 +621,20 @@ mod tests {
             (1, "1000", "11:00"),
             (1, "11:00", "10:00"),
         ];
-        let refused = refused.into_iter().chain(slots.map(|(weekday, from, to)| {
-            Slot {
-                weekday,
-                from: from.into(),
-                to: to.into(),
-            }
-            .check()
-            .unwrap_err()
-            .reason()
-        }));
+        let refused =
+            refused
+                .into_iter()
+                .chain(refused_request)
+                .chain(slots.map(|(weekday, from, to)| {
+                    Slot {
+                        weekday,
+                        from: from.into(),
+                        to: to.into(),
+                    }
+                    .check()
+                    .unwrap_err()
+                    .reason()
+                }));
         let fallback = invalid(Lang::De, "?", "");
         for (code, detail) in refused {
             for l in [Lang::De, Lang::En] {

@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 
 use lotse_protocol::DocumentId;
 use lotse_protocol::automerge::{Automerge, ChangeHash, ObjId, ROOT, ReadDoc, Value};
+use lotse_protocol::schema::ChangeKind;
 
 use super::Dash;
 use crate::app::AppState;
@@ -36,8 +37,6 @@ pub struct LookAt {
     pub id: String,
     pub concerns: Vec<Concern>,
 }
-
-const CONTENT: [&str; 3] = ["add note", "edit note", "log hours"];
 
 /// Inspects one case document (see the module's rules).
 pub fn inspect(doc: &Automerge) -> Vec<Concern> {
@@ -87,7 +86,11 @@ pub fn inspect(doc: &Automerge) -> Vec<Concern> {
     }
     let unseen: Vec<i64> = changes
         .iter()
-        .filter(|c| c.message().is_some_and(|m| CONTENT.contains(&m)))
+        .filter(|c| {
+            c.message()
+                .and_then(ChangeKind::of_message)
+                .is_some_and(ChangeKind::writes_work)
+        })
         .filter(|c| !seen.contains(&c.hash()))
         .map(|c| c.timestamp().saturating_mul(1000))
         .collect();

@@ -17,7 +17,10 @@ use super::overview::is_overdue;
 use super::session::{Fields, Posted, Session};
 use crate::app::AppState;
 use crate::matching;
-use crate::store::{Actor, NewRequest, Request, RequestError, RequestPatch, now_ms};
+use crate::store::{
+    Actor, Invalid, NewRequest, Request, RequestDraft, RequestError, RequestPatch, now_ms,
+};
+use crate::timefmt;
 
 type Errors = HashMap<&'static str, String>;
 
@@ -285,183 +288,91 @@ fn request_form(s: &Session, action: &str, f: &Fields, errors: &Errors, submit: 
     }
 }
 
-fn local_ms(date: &str, time: &str) -> Option<i64> {
-    let dt: jiff::civil::DateTime = format!("{date}T{time}").parse().ok()?;
-    let zoned = dt.to_zoned(i18n::tz()).ok()?;
-    Some(zoned.timestamp().as_millisecond())
+/// Checks the form by the store's rules (the API's and the intake form's too); each
+/// refusal is worded at its field, in the coordinator's language. `now`: see
+/// `NewRequest::check` (`None` when editing).
+fn validate(l: Lang, f: &Fields, now: Option<i64>) -> Result<NewRequest, Errors> {
+    let languages = f
+        .all("language")
+        .into_iter()
+        .chain(
+            f.get("other_languages")
+                .split([',', ' ', ';'])
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+        )
+        .collect();
+    let draft = RequestDraft {
+        institution_kind: f.get("institution_kind"),
+        institution_name: f.get("institution_name"),
+        contact: f.get("contact"),
+        person_label: f.get("person_label"),
+        topic: f.get("topic"),
+        languages,
+        starts_at: timefmt::local_ms(&f.get("date"), &f.get("from")),
+        ends_at: timefmt::local_ms(&f.get("date"), &f.get("to")),
+        place_area: f.get("place_area"),
+        place_address: f.get("place_address"),
+        urgency: f.get("urgency"),
+        description: f.get("description"),
+    };
+    NewRequest::check(draft, "coordinator", now).map_err(|refused| {
+        let no_date = f.get("date").is_empty();
+        let mut errors = Errors::new();
+        for (field, why) in &refused.0 {
+            let (at, message) = refusal(l, field, why, no_date);
+            errors.entry(at).or_insert(message);
+        }
+        errors
+    })
 }
 
-fn clean(
-    l: Lang,
-    errors: &mut Errors,
-    f: &Fields,
-    name: &'static str,
-    max: usize,
-    required: bool,
-) -> String {
-    let v = f.get(name);
-    if required && v.is_empty() {
-        errors.insert(name, l.t("Bitte ausfüllen.", "Please fill in.").into());
-    } else if v.chars().count() > max {
-        errors.insert(
-            name,
-            match l {
-                Lang::De => format!("Höchstens {max} Zeichen."),
-                Lang::En => format!("At most {max} characters."),
-            },
-        );
-    } else if v.chars().any(|c| c.is_control() && c != '\n' && c != '\r') {
-        errors.insert(
-            name,
-            l.t(
-                "Bitte keine Steuerzeichen.",
-                "No control characters, please.",
-            )
-            .into(),
-        );
-    }
-    v.replace('\r', "")
-}
-
-/// Checks the form; German or English messages per field.
-fn validate(l: Lang, f: &Fields) -> Result<NewRequest, Errors> {
-    let mut errors = Errors::new();
-    let institution_name = clean(l, &mut errors, f, "institution_name", 120, true);
-    let contact = clean(l, &mut errors, f, "contact", 200, false);
-    let person_label = clean(l, &mut errors, f, "person_label", 40, false);
-    let place_area = clean(l, &mut errors, f, "place_area", 80, true);
-    let place_address = clean(l, &mut errors, f, "place_address", 200, false);
-    let description = clean(l, &mut errors, f, "description", 1000, false);
-    // The same lists as the API (the store's), and an unknown value is refused as there,
-    // not quietly replaced.
-    let kind = f.get("institution_kind");
-    if !i18n::INSTITUTION_KINDS.contains(&kind.as_str()) {
-        errors.insert(
-            "institution_kind",
-            l.t(
+/// Where on the form a refusal of the API's `field` shows, and what it says.
+fn refusal(l: Lang, field: &'static str, why: &Invalid, no_date: bool) -> (&'static str, String) {
+    let at = match (field, why) {
+        ("languages", Invalid::NotALanguage(_)) => "other_languages",
+        ("starts_at" | "ends_at", _) if no_date || *why == Invalid::InThePast => "date",
+        ("starts_at", _) => "from",
+        ("ends_at", _) => "to",
+        (field, _) => field,
+    };
+    let text = match (at, why) {
+        ("institution_kind", _) => l
+            .t(
                 "Bitte eine Art der Einrichtung wählen.",
                 "Please choose a kind of institution.",
             )
             .into(),
-        );
-    }
-    let urgency = match f.get("urgency").as_str() {
-        "" => "normal".to_owned(),
-        u if crate::store::URGENCIES.contains(&u) => u.to_owned(),
-        _ => {
-            errors.insert(
-                "urgency",
-                l.t(
-                    "Bitte die Dringlichkeit wählen.",
-                    "Please choose the urgency.",
-                )
-                .into(),
-            );
-            String::new()
-        }
-    };
-    let topic = f.get("topic");
-    if !i18n::TOPICS.contains(&topic.as_str()) {
-        errors.insert(
-            "topic",
-            l.t("Bitte ein Thema wählen.", "Please choose a topic.")
-                .into(),
-        );
-    }
-    let mut languages: Vec<String> = Vec::new();
-    for code in f.all("language").into_iter().chain(
-        f.get("other_languages")
-            .split([',', ' ', ';'])
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned),
-    ) {
-        let code = code.to_ascii_lowercase();
-        if isolang::Language::from_639_1(&code).is_none() {
-            errors.insert(
-                "other_languages",
-                match l {
-                    Lang::De => {
-                        format!("„{code}“ ist kein Sprachkürzel (zwei Buchstaben wie „hy“).")
-                    }
-                    Lang::En => {
-                        format!("“{code}” is not a language code (two letters such as “hy”).")
-                    }
-                },
-            );
-        } else if !languages.contains(&code) {
-            languages.push(code);
-        }
-    }
-    if languages.is_empty() && !errors.contains_key("other_languages") {
-        errors.insert(
-            "languages",
-            l.t(
-                "Bitte mindestens eine Sprache wählen.",
-                "Please choose at least one language.",
+        ("urgency", _) => l
+            .t(
+                "Bitte die Dringlichkeit wählen.",
+                "Please choose the urgency.",
             )
             .into(),
-        );
-    }
-    let start = local_ms(&f.get("date"), &f.get("from"));
-    let end = local_ms(&f.get("date"), &f.get("to"));
-    if f.get("date").is_empty() {
-        errors.insert(
-            "date",
-            l.t("Bitte ein Datum angeben.", "Please give a date.")
-                .into(),
-        );
-    }
-    match (start, end) {
-        (Some(s), Some(e)) if e <= s => {
-            errors.insert(
-                "to",
-                l.t(
-                    "Das Ende muss nach dem Beginn liegen.",
-                    "The end must be after the start.",
-                )
-                .into(),
-            );
+        ("topic", _) => l
+            .t("Bitte ein Thema wählen.", "Please choose a topic.")
+            .into(),
+        ("date", Invalid::NoTime) => l
+            .t("Bitte ein Datum angeben.", "Please give a date.")
+            .into(),
+        ("from", Invalid::NoTime) => l
+            .t(
+                "Bitte eine Uhrzeit wie 14:00 angeben.",
+                "Please give a time such as 14:00.",
+            )
+            .into(),
+        ("to", Invalid::NoTime) => l
+            .t(
+                "Bitte eine Uhrzeit wie 15:30 angeben.",
+                "Please give a time such as 15:30.",
+            )
+            .into(),
+        _ => {
+            let (code, detail) = why.reason();
+            i18n::invalid(l, code, &detail)
         }
-        (Some(_), Some(_)) => {}
-        (None, _) => {
-            errors.entry("from").or_insert_with(|| {
-                l.t(
-                    "Bitte eine Uhrzeit wie 14:00 angeben.",
-                    "Please give a time such as 14:00.",
-                )
-                .into()
-            });
-        }
-        (_, None) => {
-            errors.insert(
-                "to",
-                l.t(
-                    "Bitte eine Uhrzeit wie 15:30 angeben.",
-                    "Please give a time such as 15:30.",
-                )
-                .into(),
-            );
-        }
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let some = |v: String| Some(v).filter(|v| !v.is_empty());
-    Ok(NewRequest {
-        source: "coordinator",
-        institution_kind: kind,
-        institution_name,
-        contact: some(contact),
-        person_label: some(person_label).unwrap_or_else(|| "—".into()),
-        topic,
-        languages,
-        starts_at: start.unwrap_or_default(),
-        ends_at: end.unwrap_or_default(),
-        place_area,
-        place_address: some(place_address),
-        urgency,
-        description,
-    })
+    };
+    (at, text)
 }
 
 fn form_page(
@@ -506,7 +417,7 @@ pub async fn new_form(s: Session) -> Response {
 
 pub async fn create(State(state): State<AppState>, Posted { s, f }: Posted) -> Response {
     let l = s.lang;
-    let new = match validate(l, &f) {
+    let new = match validate(l, &f, Some(now_ms())) {
         Ok(n) => n,
         Err(errors) => {
             return form_page(
@@ -583,7 +494,7 @@ pub async fn update(
     };
     let l = s.lang;
     let action = format!("/dashboard/requests/{}", r.id);
-    let new = match validate(l, &f) {
+    let new = match validate(l, &f, None) {
         Ok(n) => n,
         Err(errors) => {
             return form_page(
@@ -666,12 +577,10 @@ fn request_error(l: Lang, e: RequestError) -> String {
                 "This person is not an active volunteer.",
             )
             .into(),
-        RequestError::Window => l
-            .t(
-                "Das Ende muss nach dem Beginn liegen.",
-                "The end must be after the start.",
-            )
-            .into(),
+        RequestError::Window(why) => {
+            let (code, detail) = why.reason();
+            i18n::invalid(l, code, &detail)
+        }
         RequestError::Store(e) => {
             tracing::error!(error = %e, "dashboard: request change failed");
             l.t(

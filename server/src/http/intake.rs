@@ -13,9 +13,9 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, html};
 
-use super::requests::{CreateRequest, validate_new};
 use crate::app::AppState;
-use crate::store::{Actor, Organisation};
+use crate::store::{Actor, Invalid, NewRequest, Organisation, RequestDraft, now_ms};
+use crate::timefmt;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/anfrage/{slug}", get(show).post(submit))
@@ -67,7 +67,7 @@ const LANGUAGES: [(&str, &str); 16] = [
 ];
 
 type Fields = HashMap<String, String>;
-type Errors = HashMap<&'static str, &'static str>;
+type Errors = HashMap<&'static str, String>;
 
 fn page(title: &str, body: Markup) -> Markup {
     html! {
@@ -121,6 +121,7 @@ fn form(org: &Organisation, f: &Fields, errors: &Errors) -> Markup {
                 select id="einrichtung_art" name="einrichtung_art" {
                     @for (k, label) in KINDS { option value=(k) selected[v("einrichtung_art") == k] { (label) } }
                 }
+                (error_of(errors, "einrichtung_art"))
                 label for="einrichtung_name" { "Name der Einrichtung " span.en { "Name of the institution" } }
                 input id="einrichtung_name" name="einrichtung_name" value=(v("einrichtung_name")) required maxlength="120";
                 (error_of(errors, "einrichtung_name"))
@@ -131,6 +132,7 @@ fn form(org: &Organisation, f: &Fields, errors: &Errors) -> Markup {
                 select id="thema" name="thema" {
                     @for (k, label) in TOPICS { option value=(k) selected[v("thema") == k] { (label) } }
                 }
+                (error_of(errors, "thema"))
                 fieldset.langs {
                     legend { "Sprachen " span.en { "Languages" } }
                     @for (code, name) in LANGUAGES {
@@ -158,6 +160,7 @@ fn form(org: &Organisation, f: &Fields, errors: &Errors) -> Markup {
                     legend { "Dringlichkeit " span.en { "Urgency" } }
                     label { input type="radio" name="dringlichkeit" value="normal" checked[v("dringlichkeit") != "dringend"]; " normal" }
                     label { input type="radio" name="dringlichkeit" value="dringend" checked[v("dringlichkeit") == "dringend"]; " dringend / urgent" }
+                    (error_of(errors, "dringlichkeit"))
                 }
                 label for="person" { "Kürzel der Person (z. B. Initialen, freiwillig) " span.en { "Initials of the person (optional)" } }
                 input id="person" name="person" value=(v("person")) maxlength="40";
@@ -228,107 +231,83 @@ fn parse(body: &[u8]) -> Fields {
     fields
 }
 
-/// Local date and time (Europe/Berlin) to milliseconds.
-fn local_ms(date: &str, time: &str) -> Option<i64> {
-    let dt: jiff::civil::DateTime = format!("{date}T{time}").parse().ok()?;
-    let zoned = dt
-        .to_zoned(jiff::tz::TimeZone::get(crate::matching::LOCAL_TZ).ok()?)
-        .ok()?;
-    Some(zoned.timestamp().as_millisecond())
-}
-
-fn validate(f: &Fields) -> Result<CreateRequest, Errors> {
-    let mut errors = Errors::new();
+/// Checks the form by the store's rules (the API's and the dashboard's too), worded here
+/// for the public: German, plain, "Sie".
+fn validate(f: &Fields, now: i64) -> Result<NewRequest, Errors> {
     let get = |k: &str| f.get(k).map(|s| s.trim().to_owned()).unwrap_or_default();
-    if get("einrichtung_name").is_empty() {
-        errors.insert(
-            "einrichtung_name",
-            "Bitte geben Sie den Namen der Einrichtung an.",
-        );
-    }
-    if get("stadtteil").is_empty() {
-        errors.insert("stadtteil", "Bitte geben Sie den Stadtteil oder Ort an.");
-    }
-    let mut languages: Vec<String> = get("sprachen")
+    let languages: Vec<String> = get("sprachen")
         .split(',')
+        .chain(get("weitere_sprachen").split([',', ' ', ';']))
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect();
-    for code in get("weitere_sprachen")
-        .split([',', ' '])
-        .filter(|s| !s.is_empty())
-    {
-        let code = code.to_lowercase();
-        if isolang::Language::from_639_1(&code).is_none() {
-            errors.insert(
-                "sprachen",
-                "Unbekanntes Sprachkürzel. Bitte zweistellige Kürzel wie „hy“ verwenden.",
-            );
-        }
-        languages.push(code);
-    }
-    if languages.is_empty() && !errors.contains_key("sprachen") {
-        errors.insert("sprachen", "Bitte wählen Sie mindestens eine Sprache.");
-    }
-    let start = local_ms(&get("datum"), &get("von"));
-    let end = local_ms(&get("datum"), &get("bis"));
-    match (start, end) {
-        (None, _) if get("datum").is_empty() => {
-            errors.insert("datum", "Bitte geben Sie ein Datum an.");
-        }
-        (None, _) | (_, None) => {
-            errors.insert(
-                "zeit",
-                "Bitte geben Sie Datum und Uhrzeit vollständig an (z. B. 14:00 bis 15:30).",
-            );
-        }
-        (Some(s), Some(e)) if e <= s => {
-            errors.insert("zeit", "Das Ende muss nach dem Beginn liegen.");
-        }
-        (Some(_), Some(e)) if e < crate::store::now_ms() => {
-            errors.insert("datum", "Der Termin liegt in der Vergangenheit.");
-        }
-        _ => {}
-    }
-    for (field, max, message) in [
-        ("einrichtung_name", 120, "Höchstens 120 Zeichen."),
-        ("kontakt", 200, "Höchstens 200 Zeichen."),
-        ("stadtteil", 80, "Höchstens 80 Zeichen."),
-        ("adresse", 200, "Höchstens 200 Zeichen."),
-        (
-            "person",
-            40,
-            "Bitte nur ein kurzes Kürzel (höchstens 40 Zeichen).",
-        ),
-        ("beschreibung", 1000, "Höchstens 1000 Zeichen."),
-    ] {
-        if get(field).chars().count() > max {
-            errors.insert(field, message);
-        }
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let iso = |ms: i64| crate::timefmt::format_ms(ms);
-    let optional = |k: &str| Some(get(k)).filter(|s| !s.is_empty());
-    Ok(CreateRequest {
+    let draft = RequestDraft {
         institution_kind: get("einrichtung_art"),
         institution_name: get("einrichtung_name"),
-        contact: optional("kontakt"),
-        person_label: optional("person"),
+        contact: get("kontakt"),
+        person_label: get("person"),
         topic: get("thema"),
         languages,
-        starts_at: iso(start.unwrap_or_default()),
-        ends_at: iso(end.unwrap_or_default()),
+        starts_at: timefmt::local_ms(&get("datum"), &get("von")),
+        ends_at: timefmt::local_ms(&get("datum"), &get("bis")),
         place_area: get("stadtteil"),
-        place_address: optional("adresse"),
-        urgency: if get("dringlichkeit") == "dringend" {
-            "dringend".into()
-        } else {
-            "normal".into()
-        },
+        place_address: get("adresse"),
+        urgency: get("dringlichkeit"),
         description: get("beschreibung"),
+    };
+    NewRequest::check(draft, "intake", Some(now)).map_err(|refused| {
+        let mut errors = Errors::new();
+        for (field, why) in &refused.0 {
+            let (at, message) = message(field, why, get("datum").is_empty());
+            errors.entry(at).or_insert(message);
+        }
+        errors
     })
+}
+
+/// Where on the form a refusal of the API's `field` shows, and what it says.
+fn message(field: &str, why: &Invalid, no_date: bool) -> (&'static str, String) {
+    let at = match field {
+        "institution_kind" => "einrichtung_art",
+        "institution_name" => "einrichtung_name",
+        "contact" => "kontakt",
+        "person_label" => "person",
+        "topic" => "thema",
+        "languages" => "sprachen",
+        "place_area" => "stadtteil",
+        "place_address" => "adresse",
+        "urgency" => "dringlichkeit",
+        "starts_at" | "ends_at" if no_date || *why == Invalid::InThePast => "datum",
+        "starts_at" | "ends_at" => "zeit",
+        _ => "beschreibung",
+    };
+    let (code, detail) = why.reason();
+    let text = match (at, code) {
+        ("einrichtung_name", "empty") => "Bitte geben Sie den Namen der Einrichtung an.".into(),
+        ("stadtteil", "empty") => "Bitte geben Sie den Stadtteil oder Ort an.".into(),
+        ("einrichtung_art", _) => "Bitte wählen Sie die Art der Einrichtung.".into(),
+        ("thema", _) => "Bitte wählen Sie ein Thema.".into(),
+        ("dringlichkeit", _) => "Bitte wählen Sie die Dringlichkeit.".into(),
+        ("datum", "no_time") => "Bitte geben Sie ein Datum an.".into(),
+        ("person", "too_long") => {
+            format!("Bitte nur ein kurzes Kürzel (höchstens {detail} Zeichen).")
+        }
+        (_, "too_long") => format!("Höchstens {detail} Zeichen."),
+        (_, "control_characters") => "Bitte nur Text eingeben, ohne Steuerzeichen.".into(),
+        (_, "no_language") => "Bitte wählen Sie mindestens eine Sprache.".into(),
+        (_, "too_many_languages") => format!("Bitte höchstens {detail} Sprachen."),
+        (_, "not_a_language") => format!(
+            "„{detail}“ ist kein bekanntes Sprachkürzel. Bitte zweistellige Kürzel wie „hy“ verwenden."
+        ),
+        (_, "no_time") => {
+            "Bitte geben Sie Datum und Uhrzeit vollständig an (z. B. 14:00 bis 15:30).".into()
+        }
+        (_, "end_before_start") => "Das Ende muss nach dem Beginn liegen.".into(),
+        (_, "window_too_long") => format!("Ein Termin dauert höchstens {detail} Stunden."),
+        (_, "in_the_past") => "Der Termin liegt in der Vergangenheit.".into(),
+        _ => "Bitte prüfen Sie diese Angabe.".into(),
+    };
+    (at, text)
 }
 
 fn thanks(org: &Organisation) -> Markup {
@@ -370,15 +349,7 @@ async fn submit(
         tracing::info!("intake: honeypot filled, nothing created");
         return Html(thanks(&org).into_string()).into_response();
     }
-    let checked = validate(&fields).and_then(|body| {
-        validate_new(body, "intake").map_err(|e| {
-            let mut errors = Errors::new();
-            tracing::info!(error = %e, "intake: rejected after form checks");
-            errors.insert("beschreibung", "Bitte prüfen Sie Ihre Angaben.");
-            errors
-        })
-    });
-    match checked {
+    match validate(&fields, now_ms()) {
         Err(errors) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Html(form(&org, &fields, &errors).into_string()),
@@ -420,17 +391,64 @@ mod tests {
     use super::*;
 
     #[test]
-    fn local_times_are_berlin() {
-        // Winter (CET, +01:00) and summer (CEST, +02:00).
+    fn the_form_offers_what_the_rules_accept() {
+        let kinds: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
+        assert_eq!(kinds, crate::store::INSTITUTION_KINDS);
+        let topics: Vec<&str> = TOPICS.iter().map(|(k, _)| *k).collect();
+        assert_eq!(topics, crate::store::Volunteer::TOPICS);
+    }
+
+    fn form(pairs: &[(&str, &str)]) -> Fields {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn refusals_are_worded_at_their_fields() {
+        let now = crate::timefmt::parse_ms("2026-03-01T12:00:00Z").unwrap();
+        let good = [
+            ("einrichtung_art", "schule"),
+            ("einrichtung_name", "Grundschule Nord"),
+            ("thema", "bildung"),
+            ("sprachen", "uk"),
+            ("datum", "2026-03-04"),
+            ("von", "08:00"),
+            ("bis", "09:00"),
+            ("stadtteil", "Nordstadt"),
+        ];
+        let ok = validate(&form(&good), now).unwrap();
+        assert_eq!((ok.urgency.as_str(), ok.source), ("normal", "intake"));
+        assert_eq!(ok.person_label, "—");
+
+        let mut bad = good.to_vec();
+        bad.retain(|(k, _)| !["einrichtung_art", "sprachen", "bis"].contains(k));
+        bad.extend([
+            ("einrichtung_art", "verein"),
+            ("weitere_sprachen", "xx"),
+            ("bis", "09:00"),
+            ("datum", "2026-02-27"),
+            ("dringlichkeit", "sofort"),
+        ]);
+        let errors = validate(&form(&bad), now).unwrap_err();
         assert_eq!(
-            local_ms("2026-03-04", "14:00"),
-            crate::timefmt::parse_ms("2026-03-04T13:00:00Z")
+            errors["einrichtung_art"],
+            "Bitte wählen Sie die Art der Einrichtung."
         );
+        assert!(errors["sprachen"].contains("„xx“"), "{errors:?}");
+        assert_eq!(errors["datum"], "Der Termin liegt in der Vergangenheit.");
         assert_eq!(
-            local_ms("2026-07-01", "09:30"),
-            crate::timefmt::parse_ms("2026-07-01T07:30:00Z")
+            errors["dringlichkeit"],
+            "Bitte wählen Sie die Dringlichkeit."
         );
-        assert_eq!(local_ms("2026-02-30", "09:30"), None);
+        assert_eq!(errors.len(), 4, "{errors:?}");
+
+        let mut long = good.to_vec();
+        long.retain(|(k, _)| *k != "bis");
+        long.push(("bis", "kurz nach neun"));
+        let errors = validate(&form(&long), now).unwrap_err();
+        assert!(errors["zeit"].starts_with("Bitte geben Sie Datum und Uhrzeit"));
     }
 
     #[test]

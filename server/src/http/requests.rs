@@ -8,14 +8,13 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{Id, Json, Query};
-use super::volunteers::{validate_languages, validate_topics};
 use crate::app::AppState;
 use crate::app::caller::CoordinatorCaller;
 use crate::app::error::{Error, ErrorBody, Result};
 use crate::matching::{self, Candidate};
 use crate::store::{
-    Actor, INSTITUTION_KINDS, NewRequest, OfferStatus, Request, RequestError, RequestEvent,
-    RequestPatch, STATUSES, URGENCIES,
+    Actor, Invalid, NewRequest, OfferStatus, Request, RequestDraft, RequestError, RequestEvent,
+    RequestPatch, Volunteer, now_ms,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -34,7 +33,7 @@ impl From<RequestError> for Error {
             }
             RequestError::Closed(_) => Error::bad_request("request_closed", e.to_string()),
             RequestError::NotAVolunteer(_) => Error::invalid("volunteer_ids", e.to_string()),
-            RequestError::Window => Error::invalid("ends_at", e.to_string()),
+            RequestError::Window(_) => Error::invalid("ends_at", e.to_string()),
             RequestError::Store(e) => Error::Store(e),
         }
     }
@@ -45,41 +44,9 @@ fn time(field: &'static str, s: &str) -> Result<i64> {
         .ok_or_else(|| Error::invalid(field, "an RFC 3339 time such as 2026-03-04T14:00:00+01:00"))
 }
 
-fn one_of(field: &'static str, value: &str, allowed: &[&str]) -> Result<String> {
-    let v = value.trim().to_lowercase();
-    if allowed.contains(&v.as_str()) {
-        Ok(v)
-    } else {
-        Err(Error::invalid(
-            field,
-            format!("{value:?} is not one of {}", allowed.join(", ")),
-        ))
-    }
-}
-
-pub fn text(field: &'static str, value: &str, max: usize, required: bool) -> Result<String> {
-    let v = value.trim();
-    if required && v.is_empty() {
-        return Err(Error::invalid(field, "must not be empty"));
-    }
-    if v.chars().count() > max {
-        return Err(Error::invalid(field, format!("at most {max} characters")));
-    }
-    if v.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(Error::invalid(field, "must not contain control characters"));
-    }
-    Ok(v.to_owned())
-}
-
-fn optional(field: &'static str, value: Option<&str>, max: usize) -> Result<Option<String>> {
-    value
-        .map(|v| text(field, v, max, false))
-        .transpose()
-        .map(|v| v.filter(|s| !s.is_empty()))
-}
-
-fn topic(value: &str) -> Result<String> {
-    validate_topics("topic", &[value.to_owned()]).map(|mut t| t.remove(0))
+/// The store's rules (`Request::check_*`) as the API's `invalid_field` answer.
+fn checked<T>(field: &'static str, r: std::result::Result<T, Invalid>) -> Result<T> {
+    r.map_err(|e| Error::invalid(field, e.to_string()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -111,43 +78,27 @@ fn normal() -> String {
     "normal".into()
 }
 
-/// Validates a new request from any source (API or intake form).
-pub fn validate_new(body: CreateRequest, source: &'static str) -> Result<NewRequest> {
-    let starts_at = time("starts_at", &body.starts_at)?;
-    let ends_at = time("ends_at", &body.ends_at)?;
-    if ends_at <= starts_at {
-        return Err(Error::invalid(
-            "ends_at",
-            "the time window must end after it starts",
-        ));
-    }
-    if ends_at - starts_at > 24 * 3_600_000 {
-        return Err(Error::invalid(
-            "ends_at",
-            "a time window of at most 24 hours",
-        ));
-    }
-    Ok(NewRequest {
-        source,
-        institution_kind: one_of(
-            "institution_kind",
-            &body.institution_kind,
-            &INSTITUTION_KINDS,
-        )?,
-        institution_name: text("institution_name", &body.institution_name, 120, true)?,
-        contact: optional("contact", body.contact.as_deref(), 200)?,
-        person_label: match optional("person_label", body.person_label.as_deref(), 40)? {
-            Some(l) => l,
-            None => "—".into(),
-        },
-        topic: topic(&body.topic)?,
-        languages: validate_languages("languages", &body.languages)?,
-        starts_at,
-        ends_at,
-        place_area: text("place_area", &body.place_area, 80, true)?,
-        place_address: optional("place_address", body.place_address.as_deref(), 200)?,
-        urgency: one_of("urgency", &body.urgency, &URGENCIES)?,
-        description: text("description", &body.description, 1000, false)?,
+/// A new request from the API, by the store's rules; the first refusal is the answer.
+pub fn validate_new(body: CreateRequest) -> Result<NewRequest> {
+    let draft = RequestDraft {
+        starts_at: Some(time("starts_at", &body.starts_at)?),
+        ends_at: Some(time("ends_at", &body.ends_at)?),
+        institution_kind: body.institution_kind,
+        institution_name: body.institution_name,
+        contact: body.contact.unwrap_or_default(),
+        person_label: body.person_label.unwrap_or_default(),
+        topic: body.topic,
+        languages: body.languages,
+        place_area: body.place_area,
+        place_address: body.place_address.unwrap_or_default(),
+        urgency: body.urgency,
+        description: body.description,
+    };
+    NewRequest::check(draft, "coordinator", Some(now_ms())).map_err(|refused| {
+        match refused.first() {
+            Some((field, e)) => Error::invalid(field, e.to_string()),
+            None => Error::invalid("body", "refused"),
+        }
     })
 }
 
@@ -159,7 +110,7 @@ async fn create_request(
     caller: CoordinatorCaller,
     Json(body): Json<CreateRequest>,
 ) -> Result<(StatusCode, axum::Json<Request>)> {
-    let new = validate_new(body, "coordinator")?;
+    let new = validate_new(body)?;
     let r = state
         .store
         .create_request(
@@ -192,7 +143,7 @@ async fn list_requests(
 ) -> Result<axum::Json<Vec<Request>>> {
     let status = params
         .status
-        .map(|s| one_of("status", &s, &STATUSES))
+        .map(|s| checked("status", Request::check_status(&s)))
         .transpose()?;
     Ok(axum::Json(
         state
@@ -275,46 +226,59 @@ async fn update_request(
     let patch = RequestPatch {
         institution_kind: b
             .institution_kind
-            .map(|v| one_of("institution_kind", &v, &INSTITUTION_KINDS))
+            .map(|v| checked("institution_kind", Request::check_institution_kind(&v)))
             .transpose()?,
         institution_name: b
             .institution_name
-            .map(|v| text("institution_name", &v, 120, true))
+            .map(|v| checked("institution_name", Request::check_institution_name(&v)))
             .transpose()?,
         contact: b
             .contact
-            .map(|v| optional("contact", v.as_deref(), 200))
+            .map(|v| {
+                checked(
+                    "contact",
+                    Request::check_contact(v.as_deref().unwrap_or("")),
+                )
+            })
             .transpose()?,
         person_label: b
             .person_label
-            .map(|v| text("person_label", &v, 40, true))
+            .map(|v| checked("person_label", Request::check_person_label(&v)))
             .transpose()?,
-        topic: b.topic.map(|v| topic(&v)).transpose()?,
+        topic: b
+            .topic
+            .map(|v| checked("topic", Request::check_topic(&v)))
+            .transpose()?,
         languages: b
             .languages
-            .map(|v| validate_languages("languages", &v))
+            .map(|v| checked("languages", Volunteer::check_languages(&v)))
             .transpose()?,
         starts_at: b.starts_at.map(|v| time("starts_at", &v)).transpose()?,
         ends_at: b.ends_at.map(|v| time("ends_at", &v)).transpose()?,
         place_area: b
             .place_area
-            .map(|v| text("place_area", &v, 80, true))
+            .map(|v| checked("place_area", Request::check_place_area(&v)))
             .transpose()?,
         place_address: b
             .place_address
-            .map(|v| optional("place_address", v.as_deref(), 200))
+            .map(|v| {
+                checked(
+                    "place_address",
+                    Request::check_place_address(v.as_deref().unwrap_or("")),
+                )
+            })
             .transpose()?,
         urgency: b
             .urgency
-            .map(|v| one_of("urgency", &v, &URGENCIES))
+            .map(|v| checked("urgency", Request::check_urgency(&v)))
             .transpose()?,
         description: b
             .description
-            .map(|v| text("description", &v, 1000, false))
+            .map(|v| checked("description", Request::check_description(&v)))
             .transpose()?,
         status: b
             .status
-            .map(|v| one_of("status", &v, &STATUSES))
+            .map(|v| checked("status", Request::check_status(&v)))
             .transpose()?,
     };
     let r = state

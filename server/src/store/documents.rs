@@ -10,9 +10,6 @@ use sqlx::any::AnyRow;
 
 use super::{Result, Store, StoreError, json_column, now_ms, to_json};
 
-/// Compact a document into one snapshot once it has this many chunks.
-pub const COMPACT_AFTER_CHUNKS: i64 = 32;
-
 #[derive(Debug, Clone)]
 pub struct DocumentRow {
     pub id: DocumentId,

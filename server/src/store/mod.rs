@@ -15,6 +15,7 @@ mod audit;
 mod coordinators;
 mod devices;
 mod documents;
+mod invalid;
 mod notice;
 mod organisations;
 mod push;
@@ -33,9 +34,9 @@ pub use audit::{AuditEntry, AuditEvent, SUBJECT_AUDIT_LIMIT, SubjectAuditEvent};
 pub use coordinators::{Coordinator, NewCoordinator};
 pub use devices::{Device, EnrolledDevice, EnrollmentCode, EnrollmentError};
 pub use documents::{
-    Access, COMPACT_AFTER_CHUNKS, CaseRow, DocumentRow, NewDocument, Viewer, heads_from_text,
-    heads_to_text,
+    Access, CaseRow, DocumentRow, NewDocument, Viewer, heads_from_text, heads_to_text,
 };
+pub use invalid::Invalid;
 pub use notice::{MAX_PAYLOAD_BYTES, Notice, Payload, push_topic};
 pub use organisations::Organisation;
 pub use push::{
@@ -45,8 +46,8 @@ pub use push::{
 };
 pub use reports::{CaseDocument, ReportRequest, VolunteerSync};
 pub use requests::{
-    AcceptOutcome, Actor, INSTITUTION_KINDS, NewRequest, NoticeKind, OfferStatus, Request,
-    RequestError, RequestEvent, RequestPatch, STATUSES, URGENCIES,
+    AcceptOutcome, Actor, INSTITUTION_KINDS, NewRequest, NoticeKind, OfferStatus, Refusals,
+    Request, RequestDraft, RequestError, RequestEvent, RequestPatch, STATUSES, URGENCIES,
 };
 pub use volunteers::{NewVolunteer, Slot, Training, Volunteer, VolunteerPatch};
 

@@ -7,9 +7,10 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::invalid::{Invalid, check_one_of, check_optional, check_text};
 use super::{
-    Notice, Recipients, Result, Store, StoreError, enqueue_each, json_column, new_id, now_ms,
-    to_json,
+    Notice, Recipients, Result, Store, StoreError, Volunteer, enqueue_each, json_column, new_id,
+    now_ms, to_json,
 };
 
 pub const STATUSES: [&str; 6] = [
@@ -127,6 +128,233 @@ pub struct RequestPatch {
     pub status: Option<String>,
 }
 
+/// A new request as a person typed it into a form or a program sent it, before the rules:
+/// empty text is "not given", a time the caller could not read is `None` (the caller
+/// words its own format; the rules only say that a time is missing).
+#[derive(Debug, Clone, Default)]
+pub struct RequestDraft {
+    pub institution_kind: String,
+    pub institution_name: String,
+    pub contact: String,
+    pub person_label: String,
+    pub topic: String,
+    pub languages: Vec<String>,
+    pub starts_at: Option<i64>,
+    pub ends_at: Option<i64>,
+    pub place_area: String,
+    pub place_address: String,
+    /// Empty: `normal`.
+    pub urgency: String,
+    pub description: String,
+}
+
+/// Every refusal of a draft, by the API's field name, in the order of the form; a page
+/// shows each at its field, the API answers with the first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusals(pub Vec<(&'static str, Invalid)>);
+
+impl Refusals {
+    pub fn first(&self) -> Option<&(&'static str, Invalid)> {
+        self.0.first()
+    }
+}
+
+/// The rules for a request's fields, one set for the API, the intake form and the
+/// dashboard (each words the refusals itself). Each returns the value as it is stored.
+impl Request {
+    pub const MAX_INSTITUTION_NAME_CHARS: usize = 120;
+    pub const MAX_CONTACT_CHARS: usize = 200;
+    /// A pseudonym (initials or a code), never a full name: kept short on purpose.
+    pub const MAX_PERSON_LABEL_CHARS: usize = 40;
+    pub const MAX_PLACE_AREA_CHARS: usize = 80;
+    pub const MAX_PLACE_ADDRESS_CHARS: usize = 200;
+    pub const MAX_DESCRIPTION_CHARS: usize = 1000;
+    /// One appointment, not a standing arrangement: longer help is a case.
+    pub const MAX_WINDOW_HOURS: i64 = 24;
+    /// Shown where a request has no person label.
+    pub const NO_PERSON_LABEL: &'static str = "—";
+
+    pub fn check_institution_kind(kind: &str) -> Result<String, Invalid> {
+        check_one_of(kind, &INSTITUTION_KINDS)
+    }
+
+    pub fn check_institution_name(name: &str) -> Result<String, Invalid> {
+        check_text(name, Self::MAX_INSTITUTION_NAME_CHARS, true)
+    }
+
+    pub fn check_contact(contact: &str) -> Result<Option<String>, Invalid> {
+        check_optional(contact, Self::MAX_CONTACT_CHARS)
+    }
+
+    pub fn check_person_label(label: &str) -> Result<String, Invalid> {
+        check_text(label, Self::MAX_PERSON_LABEL_CHARS, true)
+    }
+
+    pub fn check_topic(topic: &str) -> Result<String, Invalid> {
+        Volunteer::check_topics(&[topic.to_owned()]).map(|mut t| t.remove(0))
+    }
+
+    pub fn check_place_area(area: &str) -> Result<String, Invalid> {
+        check_text(area, Self::MAX_PLACE_AREA_CHARS, true)
+    }
+
+    pub fn check_place_address(address: &str) -> Result<Option<String>, Invalid> {
+        check_optional(address, Self::MAX_PLACE_ADDRESS_CHARS)
+    }
+
+    pub fn check_urgency(urgency: &str) -> Result<String, Invalid> {
+        check_one_of(urgency, &URGENCIES)
+    }
+
+    pub fn check_description(description: &str) -> Result<String, Invalid> {
+        check_text(description, Self::MAX_DESCRIPTION_CHARS, false)
+    }
+
+    pub fn check_status(status: &str) -> Result<String, Invalid> {
+        check_one_of(status, &STATUSES)
+    }
+
+    /// Ends after it starts, at most [`Request::MAX_WINDOW_HOURS`] later.
+    pub fn check_window(starts_at: i64, ends_at: i64) -> Result<(), Invalid> {
+        if ends_at <= starts_at {
+            return Err(Invalid::EndBeforeStart);
+        }
+        if ends_at - starts_at > Self::MAX_WINDOW_HOURS * 3_600_000 {
+            return Err(Invalid::WindowTooLong {
+                hours: Self::MAX_WINDOW_HOURS,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl NewRequest {
+    /// Checks every field of `draft`. A request created at `now` (ms) must not be over
+    /// already, since nobody could serve it and it would only expire; a form that edits
+    /// an existing request passes `None`, so a past request can still be corrected.
+    pub fn check(
+        draft: RequestDraft,
+        source: &'static str,
+        now: Option<i64>,
+    ) -> Result<Self, Refusals> {
+        let mut refused = Vec::new();
+        fn keep<T>(
+            refused: &mut Vec<(&'static str, Invalid)>,
+            field: &'static str,
+            r: Result<T, Invalid>,
+        ) -> Option<T> {
+            r.map_err(|e| refused.push((field, e))).ok()
+        }
+        let institution_kind = keep(
+            &mut refused,
+            "institution_kind",
+            Request::check_institution_kind(&draft.institution_kind),
+        );
+        let institution_name = keep(
+            &mut refused,
+            "institution_name",
+            Request::check_institution_name(&draft.institution_name),
+        );
+        let contact = keep(
+            &mut refused,
+            "contact",
+            Request::check_contact(&draft.contact),
+        );
+        let person_label = keep(
+            &mut refused,
+            "person_label",
+            check_optional(&draft.person_label, Request::MAX_PERSON_LABEL_CHARS),
+        );
+        let topic = keep(&mut refused, "topic", Request::check_topic(&draft.topic));
+        let languages = keep(
+            &mut refused,
+            "languages",
+            Volunteer::check_languages(&draft.languages),
+        );
+        let window = match (draft.starts_at, draft.ends_at) {
+            (Some(start), Some(end)) => keep(
+                &mut refused,
+                "ends_at",
+                Request::check_window(start, end).and_then(|()| {
+                    if now.is_some_and(|now| end <= now) {
+                        Err(Invalid::InThePast)
+                    } else {
+                        Ok((start, end))
+                    }
+                }),
+            ),
+            (None, _) => keep(&mut refused, "starts_at", Err(Invalid::NoTime)),
+            (Some(_), None) => keep(&mut refused, "ends_at", Err(Invalid::NoTime)),
+        };
+        let place_area = keep(
+            &mut refused,
+            "place_area",
+            Request::check_place_area(&draft.place_area),
+        );
+        let place_address = keep(
+            &mut refused,
+            "place_address",
+            Request::check_place_address(&draft.place_address),
+        );
+        let urgency = keep(
+            &mut refused,
+            "urgency",
+            if draft.urgency.trim().is_empty() {
+                Ok("normal".to_owned())
+            } else {
+                Request::check_urgency(&draft.urgency)
+            },
+        );
+        let description = keep(
+            &mut refused,
+            "description",
+            Request::check_description(&draft.description),
+        );
+        match (
+            institution_kind,
+            institution_name,
+            contact,
+            person_label,
+            topic,
+            languages,
+            window,
+            place_area,
+            place_address,
+            urgency,
+            description,
+        ) {
+            (
+                Some(institution_kind),
+                Some(institution_name),
+                Some(contact),
+                Some(person_label),
+                Some(topic),
+                Some(languages),
+                Some((starts_at, ends_at)),
+                Some(place_area),
+                Some(place_address),
+                Some(urgency),
+                Some(description),
+            ) => Ok(NewRequest {
+                source,
+                institution_kind,
+                institution_name,
+                contact,
+                person_label: person_label.unwrap_or_else(|| Request::NO_PERSON_LABEL.into()),
+                topic,
+                languages,
+                starts_at,
+                ends_at,
+                place_area,
+                place_address,
+                urgency,
+                description,
+            }),
+            _ => Err(Refusals(refused)),
+        }
+    }
+}
+
 /// Who acted, for the history.
 #[derive(Debug, Clone, Copy)]
 pub struct Actor<'a> {
@@ -142,8 +370,8 @@ pub enum RequestError {
     Closed(String),
     #[error("volunteer {0} is not an active volunteer of this organisation")]
     NotAVolunteer(String),
-    #[error("the time window must end after it starts")]
-    Window,
+    #[error("{0}")]
+    Window(Invalid),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -508,9 +736,7 @@ impl Store {
             urgency,
             description
         );
-        if r.ends_at <= r.starts_at {
-            return Err(RequestError::Window);
-        }
+        Request::check_window(r.starts_at, r.ends_at).map_err(RequestError::Window)?;
         if let Some(to) = patch.status {
             r.status = to;
         }
@@ -901,7 +1127,65 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::transition_allowed;
+    use super::{Invalid, NewRequest, RequestDraft, transition_allowed};
+
+    fn draft() -> RequestDraft {
+        RequestDraft {
+            institution_kind: " Jobcenter ".into(),
+            institution_name: " Jobcenter Mitte ".into(),
+            topic: "arbeit".into(),
+            languages: vec!["AR".into(), "ar".into()],
+            starts_at: Some(10 * 3_600_000),
+            ends_at: Some(11 * 3_600_000),
+            place_area: "Innenstadt".into(),
+            description: "Termin\r\nzur Beratung".into(),
+            ..RequestDraft::default()
+        }
+    }
+
+    #[test]
+    fn a_draft_becomes_a_request_as_stored() {
+        let r = NewRequest::check(draft(), "coordinator", Some(0)).unwrap();
+        assert_eq!(r.institution_kind, "jobcenter");
+        assert_eq!(r.institution_name, "Jobcenter Mitte");
+        assert_eq!(r.languages, ["ar"]);
+        assert_eq!((r.contact, r.place_address), (None, None));
+        assert_eq!(r.person_label, "—");
+        assert_eq!(r.urgency, "normal");
+        assert_eq!(r.description, "Termin\nzur Beratung");
+    }
+
+    #[test]
+    fn every_refusal_is_named_in_the_order_of_the_form() {
+        let d = RequestDraft {
+            institution_kind: "verein".into(),
+            institution_name: String::new(),
+            languages: vec![],
+            ends_at: Some(35 * 3_600_000),
+            urgency: "sofort".into(),
+            ..draft()
+        };
+        let refused = NewRequest::check(d, "coordinator", None).unwrap_err();
+        let fields: Vec<&str> = refused.0.iter().map(|(f, _)| *f).collect();
+        assert_eq!(
+            fields,
+            [
+                "institution_kind",
+                "institution_name",
+                "languages",
+                "ends_at",
+                "urgency"
+            ]
+        );
+        assert_eq!(refused.0[3].1, Invalid::WindowTooLong { hours: 24 });
+        // Over already: refused for a new request, fine for an edit (`None`).
+        let over = |now| NewRequest::check(draft(), "intake", now);
+        assert_eq!(
+            over(Some(12 * 3_600_000)).unwrap_err().0,
+            [("ends_at", Invalid::InThePast)]
+        );
+        assert!(over(None).is_ok());
+    }
 
     #[test]
     fn transitions() {

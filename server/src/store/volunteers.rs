@@ -5,6 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::audit::Audit;
+use super::invalid::Invalid;
 use super::{Result, Store, json_column, new_id, now_ms, to_json};
 
 /// A weekly availability window, e.g. Tuesdays 14:00-18:00.
@@ -71,60 +72,6 @@ pub struct VolunteerPatch {
     pub active: Option<bool>,
     pub pledge_signed_on: Option<Option<String>>,
     pub trainings: Option<Vec<Training>>,
-}
-
-/// Why a value was refused by the rules below. The API answers `invalid_field` with the
-/// English text (`Display`); the dashboard words [`Invalid::reason`] for people.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Invalid {
-    #[error("must not be empty")]
-    Empty,
-    #[error("at most {max} characters")]
-    TooLong { max: usize },
-    #[error("must not contain control characters")]
-    ControlCharacters,
-    #[error("at least one language (ISO 639-1 code such as \"de\")")]
-    NoLanguage,
-    #[error("at most {max} languages")]
-    TooManyLanguages { max: usize },
-    #[error("{0:?} is not an ISO 639-1 language code (e.g. \"ar\", \"uk\", \"tr\")")]
-    NotALanguage(String),
-    #[error("{0:?} is not a topic; use one of {topics}", topics = Volunteer::TOPICS.join(", "))]
-    NotATopic(String),
-    #[error("at most {max} slots")]
-    TooManySlots { max: usize },
-    #[error("at most {max} trainings")]
-    TooManyTrainings { max: usize },
-    #[error("weekday is 1 (Monday) to 7 (Sunday)")]
-    Weekday,
-    #[error("times are \"HH:MM\", e.g. \"14:30\"")]
-    Time,
-    #[error("a slot must end after it starts")]
-    SlotOrder,
-    #[error("a date as YYYY-MM-DD, e.g. \"2026-03-04\"")]
-    Date,
-}
-
-impl Invalid {
-    /// A stable code and its one detail (a limit or the value refused, else empty), for
-    /// callers outside `store` that cannot name this type to match on it.
-    pub fn reason(&self) -> (&'static str, String) {
-        match self {
-            Self::Empty => ("empty", String::new()),
-            Self::TooLong { max } => ("too_long", max.to_string()),
-            Self::ControlCharacters => ("control_characters", String::new()),
-            Self::NoLanguage => ("no_language", String::new()),
-            Self::TooManyLanguages { max } => ("too_many_languages", max.to_string()),
-            Self::NotALanguage(code) => ("not_a_language", code.clone()),
-            Self::NotATopic(topic) => ("not_a_topic", topic.clone()),
-            Self::TooManySlots { max } => ("too_many_slots", max.to_string()),
-            Self::TooManyTrainings { max } => ("too_many_trainings", max.to_string()),
-            Self::Weekday => ("weekday", String::new()),
-            Self::Time => ("time", String::new()),
-            Self::SlotOrder => ("slot_order", String::new()),
-            Self::Date => ("date", String::new()),
-        }
-    }
 }
 
 /// The rules for a volunteer's fields, one set for the API and the dashboard, so both
