@@ -12,7 +12,10 @@ use lotse_protocol::peer::{DocTask, Ephemeral, Exchanged};
 use lotse_protocol::{CaseDoc, CaseSummary, DocKind, DocSync, DocumentId, SessionError};
 use tokio::sync::broadcast;
 
-use crate::store::{CHANGES_CHANNEL, NewDocument, SHARES_CHANNEL, Store, StoreError, now_ms};
+use crate::store::{
+    ACCESS_CHANNEL, AccessChange, CHANGES_CHANNEL, NewDocument, SHARES_CHANNEL, Store, StoreError,
+    now_ms,
+};
 
 /// A document changed; connections that share it send their peers a sync message.
 #[derive(Debug, Clone)]
@@ -47,6 +50,9 @@ pub enum HubEvent {
     Changed(DocChanged),
     Ephemeral(Arc<Relay>),
     Shared(Arc<Shared>),
+    /// A right was taken away (here or on another instance): connections it concerns
+    /// close or check again.
+    Access(Arc<AccessChange>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +183,21 @@ impl Hub {
             volunteer_ids,
             origin,
         })));
+    }
+
+    /// Tells this instance's connections of rights taken away; the store told the other
+    /// instances when it committed them.
+    pub fn access_shrank(&self, changes: impl IntoIterator<Item = AccessChange>) {
+        for change in changes {
+            // No receiver just means nobody is connected.
+            let _ = self.changes.send(HubEvent::Access(Arc::new(change)));
+        }
+    }
+
+    /// Tells this instance's connections that documents were shared with these
+    /// volunteers (the API's shares; the store told the other instances).
+    pub fn shared_with(&self, volunteer_ids: Vec<String>) {
+        self.shared(volunteer_ids, 0);
     }
 
     pub fn doc_idle(&self) -> Duration {
@@ -382,8 +403,8 @@ impl Hub {
             .send(HubEvent::Changed(DocChanged { id, origin: 0 }));
     }
 
-    /// Follows other instances' changes and shares on PostgreSQL (LISTEN lotse_docs and
-    /// lotse_shared) until the process ends. On SQLite there is only one instance, and
+    /// Follows other instances' changes, shares and rights taken away on PostgreSQL
+    /// (LISTEN lotse_docs, lotse_shared and lotse_access) until the process ends. On SQLite there is only one instance, and
     /// nothing to do.
     pub async fn follow_other_instances(self: Arc<Self>) {
         if self.store.backend() != crate::store::Backend::Postgres {
@@ -392,7 +413,10 @@ impl Hub {
         loop {
             match sqlx::postgres::PgListener::connect(self.store.url()).await {
                 Ok(mut listener) => {
-                    if let Err(e) = listener.listen_all([CHANGES_CHANNEL, SHARES_CHANNEL]).await {
+                    if let Err(e) = listener
+                        .listen_all([CHANGES_CHANNEL, SHARES_CHANNEL, ACCESS_CHANNEL])
+                        .await
+                    {
                         tracing::warn!(error = %e, "cannot LISTEN for other instances");
                     } else {
                         loop {
@@ -405,7 +429,14 @@ impl Hub {
                                     if instance == self.store.instance() {
                                         continue;
                                     }
-                                    if n.channel() == SHARES_CHANNEL {
+                                    if n.channel() == ACCESS_CHANNEL {
+                                        match AccessChange::parse(subject) {
+                                            Some(change) => self.access_shrank([change]),
+                                            None => {
+                                                tracing::warn!("unreadable access notification")
+                                            }
+                                        }
+                                    } else if n.channel() == SHARES_CHANNEL {
                                         self.shared(vec![subject.to_owned()], 0);
                                     } else if let Ok(id) = subject.parse::<DocumentId>() {
                                         self.changed_elsewhere(id).await;

@@ -160,6 +160,8 @@ pub enum ServerEvent {
     PeerError(String),
     /// The device was revoked; the connection closes.
     Revoked,
+    /// The session ended ([`ServerPeer::handle_ended`]); the connection closes.
+    Ended,
 }
 
 /// Where the machine waits for an answer.
@@ -209,6 +211,7 @@ enum Job {
     Relay(Box<Ephemeral>),
     Shared,
     Revoke,
+    End(String),
 }
 
 /// The server's side of one connection.
@@ -336,6 +339,15 @@ impl ServerPeer {
         // Ahead of anything queued: a revoked device learns nothing more.
         self.q.jobs.clear();
         self.q.jobs.push_back(Job::Revoke);
+        self.pump();
+    }
+
+    /// The peer's right to this connection ended otherwise than by revocation (a
+    /// coordinator logged out, or the session expired): tell it why and close, with
+    /// nothing queued sent first. Its sync states stay: the same person may come back.
+    pub fn handle_ended(&mut self, reason: &str) {
+        self.q.jobs.clear();
+        self.q.jobs.push_back(Job::End(reason.to_owned()));
         self.pump();
     }
 
@@ -576,6 +588,10 @@ impl ServerPeer {
                 Job::Relay(r) => self.on_relay(*r),
                 Job::Shared => self.on_shared(),
                 Job::Revoke => self.on_revoke(),
+                Job::End(reason) => {
+                    self.q.events.push_back(ServerEvent::Ended);
+                    self.send_error(reason);
+                }
             }
         }
     }

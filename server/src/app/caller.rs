@@ -16,6 +16,8 @@ pub const SESSION_COOKIE: &str = "lotse_session";
 pub struct CoordinatorCaller {
     pub coordinator: Coordinator,
     pub session_hash: String,
+    /// ms since the epoch.
+    pub session_expires_at: i64,
 }
 
 impl CoordinatorCaller {
@@ -47,14 +49,19 @@ impl Caller {
 
 /// The token of a request: `Authorization: Bearer`, else the session cookie.
 pub fn request_token(parts: &Parts) -> Option<String> {
-    if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-        let value = value.to_str().ok()?;
-        let (scheme, token) = value.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_owned());
+    if parts.headers.contains_key(header::AUTHORIZATION) {
+        return bearer_token(parts);
     }
     cookie(&parts.headers, SESSION_COOKIE)
+}
+
+/// The token of `Authorization: Bearer` only.
+pub fn bearer_token(parts: &Parts) -> Option<String> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }
 
 /// The value of cookie `name`, from any of the request's `Cookie` headers.
@@ -73,14 +80,15 @@ pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, Error> {
     let hash = auth::token_hash(token);
     if token.starts_with(SESSION_PREFIX) {
-        let coordinator = state
+        let (coordinator, session_expires_at) = state
             .store
-            .coordinator_by_session(&hash)
+            .session(&hash)
             .await?
             .ok_or(Error::Unauthorized)?;
         Ok(Caller::Coordinator(CoordinatorCaller {
             coordinator,
             session_hash: hash,
+            session_expires_at,
         }))
     } else if token.starts_with(DEVICE_PREFIX) {
         let device = state
@@ -88,7 +96,9 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, Error
             .device_by_token(&hash)
             .await?
             .ok_or(Error::Unauthorized)?;
-        if device.device.revoked_at.is_some() {
+        // A volunteer who left counts as revoked even if a revocation was missed, so
+        // the phone hears `device_revoked` and wipes itself.
+        if !device.may_connect() {
             return Err(Error::DeviceRevoked);
         }
         if let Err(e) = state.store.touch_device(&device.device).await {

@@ -1,5 +1,5 @@
-//! The application root: the state every part of the server shares (`AppState`), the
-//! events open connections react to, and the root router that merges the REST API
+//! The application root: the state every part of the server shares (`AppState`) and the
+//! root router that merges the REST API
 //! (`http`), the sync endpoint (`sync`) and the dashboard (`dashboard`) under the layers
 //! they share; `serve` runs it together with the background tasks. `caller` (who is
 //! asking) and `error` (the one error type) are here because all three use them.
@@ -18,21 +18,13 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::Request;
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
 use tower_http::trace::TraceLayer;
 
 use crate::config::{HttpConfig, PushConfig};
 use crate::hub::Hub;
 use crate::push::Push;
 use crate::ratelimit::{Limiter, Policy};
-use crate::store::Store;
-
-/// What happens on the server that open connections (sync sockets, dashboard streams)
-/// must react to.
-#[derive(Debug, Clone)]
-pub enum Event {
-    DeviceRevoked { device_id: String },
-}
+use crate::store::{AccessChange, Store};
 
 pub struct Limits {
     pub login_account: Limiter,
@@ -60,7 +52,6 @@ pub struct AppState {
     pub store: Store,
     pub config: Arc<HttpConfig>,
     pub limits: Arc<Limits>,
-    pub events: broadcast::Sender<Event>,
     pub hub: Arc<Hub>,
     pub push: Arc<Push>,
     /// Serialises creating the case of an accepted request (a retried accept must not
@@ -74,7 +65,6 @@ impl AppState {
         config: HttpConfig,
         push: PushConfig,
     ) -> Result<Self, crate::store::StoreError> {
-        let (events, _) = broadcast::channel(1024);
         Ok(Self {
             push: Arc::new(Push::new(store.clone(), push).await?),
             case_creation: Arc::new(tokio::sync::Mutex::new(())),
@@ -82,15 +72,13 @@ impl AppState {
             store,
             config: Arc::new(config),
             limits: Arc::new(Limits::new()),
-            events,
         })
     }
 
-    pub fn on_device_revoked(&self, device_id: &str) {
-        // No receiver just means nobody is connected; nothing to close.
-        let _ = self.events.send(Event::DeviceRevoked {
-            device_id: device_id.to_owned(),
-        });
+    /// Rights the store has taken away (and told other instances of): this instance's
+    /// open connections close or check again.
+    pub fn access_shrank(&self, changes: impl IntoIterator<Item = AccessChange>) {
+        self.hub.access_shrank(changes);
     }
 }
 

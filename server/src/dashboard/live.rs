@@ -29,6 +29,7 @@ use tokio::time::{Instant, Interval};
 use super::session::Session;
 use crate::app::AppState;
 use crate::hub::HubEvent;
+use crate::store::AccessChange;
 
 const POLL: Duration = Duration::from_secs(2);
 const LIFETIME: Duration = Duration::from_secs(30);
@@ -120,6 +121,17 @@ async fn next(mut live: Live) -> Option<(Result<Event, Infallible>, Live)> {
                     if live.is_ours(c.id).await {
                         live.refresh_fingerprint().await;
                         return Some((Ok(change("case", &live.fingerprint)), live));
+                    }
+                }
+                Ok(HubEvent::Access(a)) => {
+                    // A logout ends the stream at once, not at the next poll.
+                    let session = matches!(
+                        *a,
+                        AccessChange::SessionEnded { .. } | AccessChange::SessionsEnded { .. }
+                    );
+                    if session && !live.session_alive().await {
+                        live.done = true;
+                        return Some((Ok(Event::default().event("bye").data("session ended")), live));
                     }
                 }
                 Ok(HubEvent::Ephemeral(_) | HubEvent::Shared(_)) => {}

@@ -464,9 +464,12 @@ fn logged_out(state: &AppState) -> Response {
 }
 
 pub async fn logout(State(state): State<AppState>, Posted { s, .. }: Posted) -> Response {
-    if let Err(e) = state.store.delete_session(&s.caller.session_hash).await {
-        tracing::error!(error = %e, "dashboard: logout failed");
-        return layout::server_error(s.lang);
+    match state.store.delete_session(&s.caller.session_hash).await {
+        Ok(ended) => state.access_shrank(ended),
+        Err(e) => {
+            tracing::error!(error = %e, "dashboard: logout failed");
+            return layout::server_error(s.lang);
+        }
     }
     logged_out(&state)
 }
@@ -474,7 +477,8 @@ pub async fn logout(State(state): State<AppState>, Posted { s, .. }: Posted) -> 
 /// Ends every session of the coordinator: other browsers, the API, open live streams.
 pub async fn logout_all(State(state): State<AppState>, Posted { s, .. }: Posted) -> Response {
     match state.store.delete_sessions_of(s.caller.id()).await {
-        Ok(n) => {
+        Ok((n, ended)) => {
+            state.access_shrank(ended);
             tracing::info!(sessions = n, "coordinator logged out everywhere");
             logged_out(&state)
         }

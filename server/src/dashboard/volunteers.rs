@@ -223,8 +223,8 @@ pub async fn revoke(
         return layout::not_found(l);
     };
     match state.store.revoke_device(s.org(), s.caller.id(), &id).await {
-        Ok(Some(device)) => {
-            state.on_device_revoked(&device.id);
+        Ok(Some((device, shrunk))) => {
+            state.access_shrank(shrunk);
             tracing::info!(device_id = %device.id, "device revoked (dashboard)");
             Redirect::to(&format!(
                 "/dashboard/volunteers/{}?revoked={}",
@@ -972,8 +972,9 @@ pub async fn update(
         .update_volunteer(s.org(), s.caller.id(), &v.id, patch)
         .await
     {
-        Ok(Some(v)) => {
-            tracing::info!(volunteer_id = %v.id, "volunteer updated (dashboard)");
+        Ok(Some((v, shrunk))) => {
+            tracing::info!(volunteer_id = %v.id, devices_revoked = shrunk.len(), "volunteer updated (dashboard)");
+            state.access_shrank(shrunk);
             Redirect::to(&format!("{here}?saved=1")).into_response()
         }
         Ok(None) => layout::not_found(l),

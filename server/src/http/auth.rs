@@ -136,7 +136,8 @@ async fn logout(
     State(state): State<AppState>,
     caller: CoordinatorCaller,
 ) -> Result<impl IntoResponse> {
-    state.store.delete_session(&caller.session_hash).await?;
+    let ended = state.store.delete_session(&caller.session_hash).await?;
+    state.access_shrank(ended);
     Ok((
         axum::http::StatusCode::NO_CONTENT,
         [(header::SET_COOKIE, clear_cookie())],
@@ -155,7 +156,8 @@ async fn logout_all(
     State(state): State<AppState>,
     caller: CoordinatorCaller,
 ) -> Result<impl IntoResponse> {
-    let sessions_ended = state.store.delete_sessions_of(caller.id()).await?;
+    let (sessions_ended, ended) = state.store.delete_sessions_of(caller.id()).await?;
+    state.access_shrank(ended);
     Ok((
         [(header::SET_COOKIE, clear_cookie())],
         axum::Json(LogoutAllResponse { sessions_ended }),

@@ -15,12 +15,15 @@ use crate::app::AppState;
 use crate::app::caller::{Caller, CoordinatorCaller};
 use crate::app::error::{Error, ErrorBody, Result};
 use crate::hub::HubError;
-use crate::store::{Access, CaseRow, NewDocument, SubjectAuditEvent, Viewer, now_ms};
+use crate::store::{
+    Access, CaseRow, NewDocument, ReassignError, SubjectAuditEvent, Viewer, now_ms,
+};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_case, list_cases))
         .routes(routes!(get_case))
+        .routes(routes!(set_volunteers))
         .routes(routes!(case_audit))
 }
 
@@ -147,6 +150,63 @@ async fn create_case(
             url: id.to_url(),
         }),
     ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaseVolunteers {
+    /// Every volunteer who works on the case from now on (the full list; `[]` takes
+    /// everybody off).
+    pub volunteer_ids: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CaseVolunteersChanged {
+    /// Now on the case, sorted.
+    pub volunteer_ids: Vec<String>,
+    /// Their phones receive the case as with a new share.
+    pub added: Vec<String>,
+    /// Their connected devices stop receiving the case at once; their phones delete it
+    /// and its key at their next contact.
+    pub removed: Vec<String>,
+}
+
+/// Take volunteers off a case and add others: replaces the case's volunteers.
+#[utoipa::path(put, path = "/api/v1/cases/{id}/volunteers", tag = "cases", request_body = CaseVolunteers,
+    params(("id" = String, Path, description = "Document id (bs58check) or automerge: URL")),
+    responses((status = 200, body = CaseVolunteersChanged), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn set_volunteers(
+    State(state): State<AppState>,
+    caller: CoordinatorCaller,
+    Path(raw): Path<String>,
+    Json(body): Json<CaseVolunteers>,
+) -> Result<axum::Json<CaseVolunteersChanged>> {
+    let id = document_id(&raw)?;
+    let mut volunteers = Vec::with_capacity(body.volunteer_ids.len());
+    for raw in &body.volunteer_ids {
+        let v = uuid::Uuid::parse_str(raw).map_err(|_| {
+            Error::invalid("volunteer_ids", format!("{raw:?} is not a volunteer id"))
+        })?;
+        volunteers.push(v.hyphenated().to_string());
+    }
+    let done = state
+        .store
+        .set_case_volunteers(caller.organisation_id(), caller.id(), &id, &volunteers)
+        .await
+        .map_err(|e| match e {
+            ReassignError::NotFound => Error::NotFound("case"),
+            ReassignError::NotAVolunteer(_) => Error::invalid("volunteer_ids", e.to_string()),
+            ReassignError::Store(e) => Error::Store(e),
+        })?;
+    state.access_shrank(done.shrunk);
+    state.hub.shared_with(done.added.clone());
+    tracing::info!(document_id = %id, added = done.added.len(), removed = done.removed.len(), "case volunteers replaced");
+    Ok(axum::Json(CaseVolunteersChanged {
+        volunteer_ids: done.volunteer_ids,
+        added: done.added,
+        removed: done.removed,
+    }))
 }
 
 /// The cases of the caller's organisation, as the dashboard index holds them.

@@ -118,12 +118,12 @@ async fn revoke(
     caller: CoordinatorCaller,
     Id(id): Id,
 ) -> Result<axum::Json<Device>> {
-    let device = state
+    let (device, shrunk) = state
         .store
         .revoke_device(caller.organisation_id(), caller.id(), &id)
         .await?
         .ok_or(Error::NotFound("device"))?;
-    state.on_device_revoked(&device.id);
+    state.access_shrank(shrunk);
     tracing::info!(device_id = %device.id, "device revoked");
     Ok(axum::Json(device))
 }

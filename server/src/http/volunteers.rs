@@ -196,12 +196,16 @@ async fn update_volunteer(
             .transpose()?,
         trainings: body.trainings.map(|t| validate_trainings(&t)).transpose()?,
     };
-    state
+    let (volunteer, shrunk) = state
         .store
         .update_volunteer(caller.organisation_id(), caller.id(), &id, patch)
         .await?
-        .map(axum::Json)
-        .ok_or(Error::NotFound("volunteer"))
+        .ok_or(Error::NotFound("volunteer"))?;
+    if !shrunk.is_empty() {
+        tracing::info!(volunteer_id = %volunteer.id, devices = shrunk.len(), "volunteer left; devices revoked");
+    }
+    state.access_shrank(shrunk);
+    Ok(axum::Json(volunteer))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -4,6 +4,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::access::AccessChange;
 use super::audit::Audit;
 use super::{OnConflict, Result, Store, new_id, now_ms};
 
@@ -117,39 +118,63 @@ impl Store {
 
     /// The coordinator owning an unexpired session.
     pub async fn coordinator_by_session(&self, token_hash: &str) -> Result<Option<Coordinator>> {
+        Ok(self.session(token_hash).await?.map(|(c, _)| c))
+    }
+
+    /// The coordinator of an unexpired session, and when the session expires (ms).
+    pub async fn session(&self, token_hash: &str) -> Result<Option<(Coordinator, i64)>> {
         let row = sqlx::query(
-            "SELECT c.id, c.organisation_id, c.email, c.display_name, c.password_hash \
-             FROM coordinator_sessions s JOIN coordinators c ON c.id = s.coordinator_id \
+            "SELECT c.id, c.organisation_id, c.email, c.display_name, c.password_hash, \
+             s.expires_at FROM coordinator_sessions s JOIN coordinators c ON c.id = s.coordinator_id \
              WHERE s.token_hash = $1 AND s.expires_at > $2",
         )
         .bind(token_hash)
         .bind(now_ms())
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(coordinator).transpose()
+        row.as_ref()
+            .map(|r| Ok((coordinator(r)?, r.try_get("expires_at")?)))
+            .transpose()
     }
 
     /// Logout: ends the session (and sweeps expired ones), and with them the browser
     /// notifications they turned on.
-    pub async fn delete_session(&self, token_hash: &str) -> Result<()> {
+    /// The change is for the hub: the session's open sockets close.
+    pub async fn delete_session(&self, token_hash: &str) -> Result<Vec<AccessChange>> {
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM coordinator_sessions WHERE token_hash = $1 OR expires_at <= $2")
             .bind(token_hash)
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        let ended = vec![AccessChange::SessionEnded {
+            session_hash: token_hash.to_owned(),
+        }];
+        self.notify_access(&mut tx, &ended).await?;
+        tx.commit().await?;
         self.sweep_subscriptions().await;
-        Ok(())
+        Ok(ended)
     }
 
     /// Logout everywhere: ends every session of the coordinator, and every browser
     /// notification they turned on.
-    pub async fn delete_sessions_of(&self, coordinator_id: &str) -> Result<u64> {
+    /// The change is for the hub: every socket of the coordinator closes.
+    pub async fn delete_sessions_of(
+        &self,
+        coordinator_id: &str,
+    ) -> Result<(u64, Vec<AccessChange>)> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM coordinator_sessions WHERE coordinator_id = $1")
             .bind(coordinator_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        let ended = vec![AccessChange::SessionsEnded {
+            coordinator_id: coordinator_id.to_owned(),
+        }];
+        self.notify_access(&mut tx, &ended).await?;
+        tx.commit().await?;
         self.sweep_subscriptions().await;
-        Ok(done.rows_affected())
+        Ok((done.rows_affected(), ended))
     }
 
     /// Nothing is sent to a subscription whose login ended, so a failed cleanup must

@@ -4,6 +4,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::access::AccessChange;
 use super::audit::Audit;
 use super::{Result, Store, StoreError, new_id, now_ms};
 
@@ -32,6 +33,16 @@ pub struct Device {
 pub struct EnrolledDevice {
     pub device: Device,
     pub organisation_id: String,
+    /// `false` once the volunteer left: the device is then refused like a revoked one,
+    /// even if its own revocation was missed.
+    pub volunteer_active: bool,
+}
+
+impl EnrolledDevice {
+    /// Whether the device may still sync and call the API.
+    pub fn may_connect(&self) -> bool {
+        self.device.revoked_at.is_none() && self.volunteer_active
+    }
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -206,6 +217,8 @@ impl Store {
                 revoked_at: None,
             },
             organisation_id,
+            // Enrollment refuses a volunteer who left (above).
+            volunteer_active: true,
         })
     }
 
@@ -213,7 +226,7 @@ impl Store {
     /// device may still learn (that it was revoked, so it can wipe itself).
     pub async fn device_by_token(&self, token_hash: &str) -> Result<Option<EnrolledDevice>> {
         let row = sqlx::query(safe_sql!(
-            "SELECT {COLUMNS}, v.organisation_id FROM devices d \
+            "SELECT {COLUMNS}, v.organisation_id, v.active FROM devices d \
              JOIN volunteers v ON v.id = d.volunteer_id WHERE d.token_hash = $1"
         ))
         .bind(token_hash)
@@ -223,6 +236,7 @@ impl Store {
             Ok(EnrolledDevice {
                 device: device(&row)?,
                 organisation_id: row.try_get("organisation_id")?,
+                volunteer_active: row.try_get::<i64, _>("active")? != 0,
             })
         })
         .transpose()
@@ -244,15 +258,17 @@ impl Store {
         Ok(())
     }
 
-    /// Whether the device exists and is not revoked. A sync connection asks before it
-    /// tells its device anything new: the event that closes a revoked device's
-    /// connection travels separately and may arrive after other news.
+    /// Whether the device exists, is not revoked and its volunteer has not left. A sync
+    /// connection asks before it tells its device anything new: the event that closes a
+    /// revoked device's connection travels separately and may arrive after other news.
     pub async fn device_is_active(&self, device_id: &str) -> Result<bool> {
-        let found: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM devices WHERE id = $1 AND revoked_at IS NULL")
-                .bind(device_id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let found: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM devices d JOIN volunteers v ON v.id = d.volunteer_id \
+             WHERE d.id = $1 AND d.revoked_at IS NULL AND v.active <> 0",
+        )
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(found.is_some())
     }
 
@@ -278,13 +294,14 @@ impl Store {
         rows.iter().map(device).collect::<Result<_>>().map(Some)
     }
 
-    /// Revokes a device of the organisation; revoking twice keeps the first time.
+    /// Revokes a device of the organisation; revoking twice keeps the first time. The
+    /// change is for the hub: the device's open connections close.
     pub async fn revoke_device(
         &self,
         organisation_id: &str,
         actor_id: &str,
         device_id: &str,
-    ) -> Result<Option<Device>> {
+    ) -> Result<Option<(Device, Vec<AccessChange>)>> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE devices SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
@@ -316,7 +333,11 @@ impl Store {
         }
         .write(&mut tx)
         .await?;
+        let revoked = [AccessChange::DeviceRevoked {
+            device_id: found.id.clone(),
+        }];
+        self.notify_access(&mut tx, &revoked).await?;
         tx.commit().await?;
-        Ok(Some(found))
+        Ok(Some((found, revoked.into())))
     }
 }

@@ -11,6 +11,7 @@ macro_rules! safe_sql {
     };
 }
 
+mod access;
 mod audit;
 mod coordinators;
 mod devices;
@@ -21,6 +22,7 @@ mod organisations;
 mod push;
 mod reports;
 mod requests;
+mod sharing;
 mod volunteers;
 
 use std::str::FromStr;
@@ -30,6 +32,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions};
 
+pub use access::{ACCESS_CHANNEL, AccessChange};
 pub use audit::{AuditEntry, AuditEvent, SUBJECT_AUDIT_LIMIT, SubjectAuditEvent};
 pub use coordinators::{Coordinator, NewCoordinator};
 pub use devices::{Device, EnrolledDevice, EnrollmentCode, EnrollmentError};
@@ -49,6 +52,7 @@ pub use requests::{
     AcceptOutcome, Actor, INSTITUTION_KINDS, NewRequest, NoticeKind, OfferStatus, Refusals,
     Request, RequestDraft, RequestError, RequestEvent, RequestPatch, STATUSES, URGENCIES,
 };
+pub use sharing::{ReassignError, Reassigned};
 pub use volunteers::{NewVolunteer, Slot, Training, Volunteer, VolunteerPatch};
 
 /// PostgreSQL channel of `'<instance>:<document id>'`: a document changed.

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::access::AccessChange;
 use super::audit::Audit;
 use super::invalid::Invalid;
 use super::{Result, Store, json_column, new_id, now_ms, to_json};
@@ -316,7 +317,7 @@ impl Store {
         actor_id: &str,
         id: &str,
         patch: VolunteerPatch,
-    ) -> Result<Option<Volunteer>> {
+    ) -> Result<Option<(Volunteer, Vec<AccessChange>)>> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(safe_sql!(
             "SELECT {COLUMNS} FROM volunteers WHERE organisation_id = $1 AND id = $2"
@@ -328,6 +329,7 @@ impl Store {
         let Some(mut v) = row.as_ref().map(volunteer).transpose()? else {
             return Ok(None);
         };
+        let was_active = v.active;
         if let Some(x) = patch.display_name {
             v.display_name = x;
         }
@@ -377,7 +379,80 @@ impl Store {
         }
         .write(&mut tx)
         .await?;
+        let shrunk = if was_active && !v.active {
+            offboard(&mut tx, organisation_id, actor_id, id, v.updated_at).await?
+        } else {
+            Vec::new()
+        };
+        self.notify_access(&mut tx, &shrunk).await?;
         tx.commit().await?;
-        Ok(Some(v))
+        Ok(Some((v, shrunk)))
     }
+}
+
+/// A volunteer who leaves is gone at once (issue "access that shrinks"): every device is
+/// revoked, so its sockets close and its phone wipes at the next contact, and open offers
+/// to them are withdrawn (a request left with no open offer is open again). Their cases
+/// stay shared, so that reactivating them restores their work on a new device.
+async fn offboard(
+    tx: &mut sqlx::AnyConnection,
+    organisation_id: &str,
+    actor_id: &str,
+    volunteer_id: &str,
+    now: i64,
+) -> Result<Vec<AccessChange>> {
+    let devices: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM devices WHERE volunteer_id = $1 AND revoked_at IS NULL ORDER BY id",
+    )
+    .bind(volunteer_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE devices SET revoked_at = $1 WHERE volunteer_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(volunteer_id)
+    .execute(&mut *tx)
+    .await?;
+    for device in &devices {
+        Audit {
+            organisation_id,
+            actor_kind: "coordinator",
+            actor_id,
+            action: "device.revoke",
+            subject_kind: "device",
+            subject_id: device,
+        }
+        .write(&mut *tx)
+        .await?;
+    }
+    let requests: Vec<String> = sqlx::query_scalar(
+        "SELECT request_id FROM offers WHERE volunteer_id = $1 AND status = 'offered'",
+    )
+    .bind(volunteer_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE offers SET status = 'withdrawn', answered_at = $1 \
+         WHERE volunteer_id = $2 AND status = 'offered'",
+    )
+    .bind(now)
+    .bind(volunteer_id)
+    .execute(&mut *tx)
+    .await?;
+    for request in &requests {
+        sqlx::query(
+            "UPDATE requests SET status = 'open', updated_at = $1 WHERE id = $2 \
+             AND status = 'offered' AND NOT EXISTS \
+             (SELECT 1 FROM offers o WHERE o.request_id = $2 AND o.status = 'offered')",
+        )
+        .bind(now)
+        .bind(request)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(devices
+        .into_iter()
+        .map(|device_id| AccessChange::DeviceRevoked { device_id })
+        .collect())
 }

@@ -210,6 +210,7 @@ mod tests {
                 principal: "device:d".into(),
                 actor_kind: "device",
                 actor_id: "d".into(),
+                session: None,
             },
         )
     }

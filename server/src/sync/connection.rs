@@ -9,16 +9,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as Frame, WebSocket};
-use lotse_protocol::ServerPeer;
 use lotse_protocol::peer::{
     Access, DocTask, ExchangeError, ServerConfig, ServerEffect, ServerEvent,
 };
+use lotse_protocol::{DocumentId, ServerPeer};
 use tokio::sync::broadcast;
 
 use super::audit::AuditTrail;
-use crate::app::Event;
 use crate::hub::{Creator, Hub, HubError, HubEvent, Relay};
-use crate::store::{self, Store, Viewer};
+use crate::store::{self, AccessChange, Store, Viewer};
 
 pub use lotse_protocol::peer::server::MAX_FRAME_BYTES;
 
@@ -34,6 +33,54 @@ pub struct PeerIdentity {
     /// Who the audit trail names: `coordinator` or `device`, and that id.
     pub actor_kind: &'static str,
     pub actor_id: String,
+    /// A coordinator's session: its token hash and when it expires (ms); the socket
+    /// closes with the session.
+    pub session: Option<(String, i64)>,
+}
+
+impl PeerIdentity {
+    /// Whether a right taken away concerns this connection, and how.
+    fn affected_by(&self, change: &AccessChange) -> Affected {
+        match change {
+            AccessChange::DeviceRevoked { device_id } => {
+                if self.device_id.as_ref() == Some(device_id) {
+                    return Affected::Revoked;
+                }
+            }
+            AccessChange::Unshared {
+                volunteer_id,
+                document_id,
+            } => {
+                if self.viewer.volunteer_id.as_ref() == Some(volunteer_id)
+                    && let Ok(id) = document_id.parse()
+                {
+                    return Affected::Document(id);
+                }
+            }
+            AccessChange::SessionEnded { session_hash } => {
+                if self
+                    .session
+                    .as_ref()
+                    .is_some_and(|(h, _)| h == session_hash)
+                {
+                    return Affected::SessionEnded;
+                }
+            }
+            AccessChange::SessionsEnded { coordinator_id } => {
+                if self.session.is_some() && self.actor_id == *coordinator_id {
+                    return Affected::SessionEnded;
+                }
+            }
+        }
+        Affected::No
+    }
+}
+
+enum Affected {
+    No,
+    Revoked,
+    Document(DocumentId),
+    SessionEnded,
 }
 
 struct Conn {
@@ -51,13 +98,7 @@ struct Conn {
 /// The socket is gone or the machine closed the connection.
 struct Closed;
 
-pub async fn run(
-    mut socket: WebSocket,
-    hub: Arc<Hub>,
-    store: Store,
-    who: PeerIdentity,
-    mut events: broadcast::Receiver<Event>,
-) {
+pub async fn run(mut socket: WebSocket, hub: Arc<Hub>, store: Store, who: PeerIdentity) {
     let mut changes = hub.subscribe();
     let audit = AuditTrail::new(store.clone(), &who);
     let peer = ServerPeer::new(
@@ -82,6 +123,10 @@ pub async fn run(
         recorded: None,
         audit,
     };
+    let session_end = conn.who.session.as_ref().map(|(_, expires_at)| {
+        let left = u64::try_from(expires_at - store::now_ms()).unwrap_or(0);
+        tokio::time::Instant::now() + Duration::from_millis(left)
+    });
     let span = tracing::info_span!("sync", conn = conn.id, principal = %conn.who.principal);
     let _enter = span.enter();
     tracing::debug!("sync connection opened");
@@ -92,22 +137,36 @@ pub async fn run(
             break;
         }
         let wake = conn.peer.poll_timeout().map(tokio::time::Instant::from_std);
-        // Biased: a revocation first, then the hub's news, timers, and the peer last. So
-        // news that came before a frame is weighed before that frame is answered (a
-        // revoked device learns nothing more; a document that arrived is considered
-        // before the next question about it).
+        // Biased: the hub's news (rights taken away among them) first, then timers, and
+        // the peer last. So news that came before a frame is weighed before that frame is
+        // answered (a revoked device learns nothing more; a document that arrived is
+        // considered before the next question about it).
         tokio::select! {
             biased;
-            event = events.recv() => {
-                if let Ok(Event::DeviceRevoked { device_id }) = event
-                    && conn.who.device_id.as_deref() == Some(device_id.as_str())
-                {
-                    tracing::info!("device revoked; closing its sync connection");
-                    conn.peer.handle_revoked();
-                }
-            }
             changed = changes.recv() => match changed {
-                Ok(HubEvent::Changed(c)) if c.origin != conn.id => conn.peer.handle_doc_changed(c.id),
+                Ok(HubEvent::Access(change)) => match conn.who.affected_by(&change) {
+                    Affected::Revoked => {
+                        tracing::info!("device revoked; closing its sync connection");
+                        conn.peer.handle_revoked();
+                    }
+                    Affected::Document(id) => {
+                        // Asked again before anything more of it is sent; the phone's
+                        // catch-up then finds it withdrawn and deletes it.
+                        conn.peer.handle_access_changed(Some(id));
+                        conn.peer.handle_shared();
+                    }
+                    Affected::SessionEnded => {
+                        tracing::info!("session ended; closing its sync connection");
+                        conn.peer.handle_ended("the session ended");
+                    }
+                    Affected::No => {}
+                },
+                Ok(HubEvent::Changed(c)) if c.origin != conn.id => {
+                    // Who may see it is decided again for every live change, not only
+                    // when the document was first loaded.
+                    conn.peer.handle_access_changed(Some(c.id));
+                    conn.peer.handle_doc_changed(c.id);
+                }
                 Ok(HubEvent::Ephemeral(r)) if r.origin != conn.id => conn.peer.handle_relay(&r.message),
                 Ok(HubEvent::Shared(s)) if s.origin != conn.id => {
                     let ours = conn.who.viewer.volunteer_id.as_ref()
@@ -117,9 +176,20 @@ pub async fn run(
                     }
                 }
                 Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => conn.peer.handle_lagged(),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // A missed message may have taken a right away: check everything again.
+                    conn.peer.handle_access_changed(None);
+                    conn.peer.handle_lagged();
+                    if !Box::pin(conn.still_allowed()).await {
+                        conn.peer.handle_ended("access ended");
+                    }
+                }
                 Err(broadcast::error::RecvError::Closed) => break,
             },
+            () = until(session_end), if session_end.is_some() => {
+                tracing::info!("session expired; closing its sync connection");
+                conn.peer.handle_ended("the session expired");
+            }
             () = until(wake) => conn.peer.handle_timeout(Instant::now()),
             () = until(conn.audit.due), if conn.audit.due.is_some() => Box::pin(conn.audit.flush()).await,
             frame = socket.recv() => {
@@ -294,8 +364,26 @@ impl Conn {
                 tracing::info!(%reason, "protocol violation; closing");
             }
             ServerEvent::PeerError(reason) => tracing::info!(%reason, "peer reported an error"),
-            ServerEvent::Revoked => {}
+            ServerEvent::Revoked | ServerEvent::Ended => {}
         }
+    }
+
+    /// Whether the device, or the coordinator's session, may still be here (after missed
+    /// news); a failed check keeps the connection, as the next news will tell.
+    async fn still_allowed(&mut self) -> bool {
+        let allowed = match (&self.who.device_id, &self.who.session) {
+            (Some(device), _) => self.store.device_is_active(device).await,
+            (None, Some((hash, _))) => self
+                .store
+                .coordinator_by_session(hash)
+                .await
+                .map(|c| c.is_some()),
+            (None, None) => Ok(true),
+        };
+        allowed.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not check the connection's rights again");
+            true
+        })
     }
 
     /// Keeps the dashboard's "last sync" of the device current while it syncs.

@@ -6,13 +6,14 @@ pub mod connection;
 
 use axum::Router;
 use axum::extract::{Query, State, WebSocketUpgrade};
+use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
 use crate::app::AppState;
-use crate::app::caller::{Caller, authenticate, request_token};
+use crate::app::caller::{Caller, authenticate, bearer_token};
 use crate::app::error::Error;
 use crate::store::Viewer;
 use connection::PeerIdentity;
@@ -31,11 +32,14 @@ struct Token(String);
 impl axum::extract::FromRequestParts<AppState> for Token {
     type Rejection = Error;
 
+    /// A bearer token only, never the session cookie: a page on a sibling subdomain
+    /// could otherwise open a coordinator's socket with the cookie the browser adds.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        if let Some(t) = request_token(parts) {
+        if let Some(t) = bearer_token(parts) {
             return Ok(Self(t));
         }
-        // Browsers cannot set headers on a WebSocket, so they send the token in the query.
+        // Browsers cannot set headers on a WebSocket, so they send the token in the
+        // query (which the trace layer never logs).
         let Query(param) = Query::<TokenParam>::from_request_parts(parts, state)
             .await
             .map_err(|_| Error::Unauthorized)?;
@@ -43,8 +47,41 @@ impl axum::extract::FromRequestParts<AppState> for Token {
     }
 }
 
+/// A browser's socket must come from a page of this server: an `Origin` whose host is
+/// not the `Host` asked for is refused. Native clients send none.
+fn same_origin(parts: &Parts) -> bool {
+    let Some(origin) = parts.headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.parse::<axum::http::Uri>().ok())
+        .and_then(|u| u.authority().map(|a| a.as_str().to_ascii_lowercase()));
+    matches!((origin_host, host), (Some(o), Some(h)) if o == h.to_ascii_lowercase())
+}
+
+struct SameOrigin;
+
+impl axum::extract::FromRequestParts<AppState> for SameOrigin {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Error> {
+        if same_origin(parts) {
+            Ok(Self)
+        } else {
+            Err(Error::Forbidden("pages of this server"))
+        }
+    }
+}
+
 async fn upgrade(
     State(state): State<AppState>,
+    _: SameOrigin,
     Token(token): Token,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
@@ -69,6 +106,7 @@ async fn upgrade(
             principal: format!("coordinator:{}", c.coordinator.id),
             actor_kind: "coordinator",
             actor_id: c.coordinator.id.clone(),
+            session: Some((c.session_hash.clone(), c.session_expires_at)),
         },
         Caller::Device(d) => PeerIdentity {
             viewer: Viewer {
@@ -79,9 +117,9 @@ async fn upgrade(
             principal: format!("device:{}", d.device.id),
             actor_kind: "device",
             actor_id: d.device.id.clone(),
+            session: None,
         },
     };
-    let events = state.events.subscribe();
     let hub = state.hub.clone();
     let store = state.store.clone();
     // tungstenite preallocates its read buffer per socket (128 KiB by default); thousands
@@ -91,5 +129,5 @@ async fn upgrade(
     ws.read_buffer_size(2 * 1024)
         .max_message_size(connection::MAX_FRAME_BYTES * 2)
         .max_frame_size(connection::MAX_FRAME_BYTES * 2)
-        .on_upgrade(move |socket| connection::run(socket, hub, store, who, events))
+        .on_upgrade(move |socket| connection::run(socket, hub, store, who))
 }
