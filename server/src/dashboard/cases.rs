@@ -10,21 +10,21 @@ use std::collections::HashMap;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use lotse_protocol::automerge::{ActorId, Automerge};
 use lotse_protocol::schema::{HistoryEntry, history};
 use lotse_protocol::{CaseDoc, CaseView, DocumentId};
 use maud::{Markup, html};
 
 use super::i18n::{self, Lang, query_param};
-use super::layout::{self, Nav, badge, html_response, table_wrap};
+use super::layout::{self, Nav, badge, csrf, html_response, table_wrap};
 use super::lookat::{self, Concern};
 use super::overview::concerns_text;
 use super::requests::Names;
-use super::session::Session;
+use super::session::{Posted, Session};
 use crate::app::AppState;
 use crate::app::caller::Caller;
-use crate::store::{CaseRow, SubjectAuditEvent};
+use crate::store::{CaseRow, ReassignError, SubjectAuditEvent};
 
 const HISTORY_MAX: usize = 100;
 
@@ -175,6 +175,10 @@ pub async fn detail(
         Ok(t) => t,
         Err(e) => return layout::failed(l, "case audit trail", e),
     };
+    let team = match team_form(&state, &s, &id).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
     let title = format!("{}: {}", l.t("Fall", "Case"), loaded.view.label);
     html_response(
         StatusCode::OK,
@@ -187,10 +191,88 @@ pub async fn detail(
                 h1 { (title) }
                 p #live-status.live-status role="status" aria-live="polite" {}
                 div #case data-live=(format!("/dashboard/fragments/cases/{id}")) { (body) }
+                (team)
                 (audit_trail(l, &trail))
             },
         ),
     )
+}
+
+/// Who works on the case: a coordinator takes volunteers off and adds others. Outside
+/// the live part of the page, so a refresh never undoes a choice being made.
+async fn team_form(state: &AppState, s: &Session, id: &DocumentId) -> Result<Markup, Response> {
+    let l = s.lang;
+    let failed = |e| layout::failed(l, "case volunteers", e);
+    let current = state
+        .store
+        .case_volunteers(s.org(), id)
+        .await
+        .map_err(failed)?
+        .unwrap_or_default();
+    let everyone = state.store.volunteers(s.org()).await.map_err(failed)?;
+    let changed = s.here.contains("team=1");
+    Ok(html! {
+        section.card aria-labelledby="team" {
+            h2 #team { (l.t("Wer begleitet", "Who works on the case")) }
+            @if changed {
+                p role="status" { (l.t("Gespeichert. Wer nicht mehr dabei ist, bekommt den Fall nicht mehr; sein Telefon löscht ihn bei der nächsten Verbindung.",
+                    "Saved. Whoever was taken off no longer receives the case; their phone deletes it at its next connection.")) }
+            }
+            form method="post" action=(format!("/dashboard/cases/{id}/volunteers")) {
+                (csrf(s))
+                fieldset {
+                    legend { (l.t("Lotsinnen und Lotsen dieses Falls", "Volunteers of this case")) }
+                    @for v in everyone.iter().filter(|v| v.active || current.contains(&v.id)) {
+                        div.check {
+                            input type="checkbox" name="volunteer" value=(v.id) id=(format!("team-{}", v.id))
+                                checked[current.contains(&v.id)];
+                            label for=(format!("team-{}", v.id)) {
+                                (v.display_name)
+                                @if !v.active { " (" (l.t("ausgeschieden", "left")) ")" }
+                            }
+                        }
+                    }
+                }
+                button type="submit" { (l.t("Speichern", "Save")) }
+            }
+        }
+    })
+}
+
+/// `POST /dashboard/cases/{id}/volunteers`: the checked volunteers become the case's.
+pub async fn set_volunteers(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Posted { s, f }: Posted,
+) -> Response {
+    let l = s.lang;
+    let Ok(id) = raw.parse::<DocumentId>() else {
+        return layout::not_found(l);
+    };
+    let chosen = f.all("volunteer");
+    match state
+        .store
+        .set_case_volunteers(s.org(), s.caller.id(), &id, &chosen)
+        .await
+    {
+        Ok(done) => {
+            state.access_shrank(done.shrunk);
+            state.hub.shared_with(done.added.clone());
+            tracing::info!(document_id = %id, added = done.added.len(), removed = done.removed.len(), "case volunteers replaced (dashboard)");
+            Redirect::to(&format!("/dashboard/cases/{id}?team=1#team")).into_response()
+        }
+        Err(ReassignError::NotFound) => layout::not_found(l),
+        Err(ReassignError::NotAVolunteer(_)) => layout::error_page(
+            l,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            l.t("Nicht möglich", "Not possible"),
+            l.t(
+                "Nur aktive Lotsinnen und Lotsen können einem Fall zugeordnet werden.",
+                "Only active volunteers can be added to a case.",
+            ),
+        ),
+        Err(ReassignError::Store(e)) => layout::failed(l, "case volunteers", e),
+    }
 }
 
 /// Who created, viewed, synced and changed the case (DSGVO), as of loading the page.

@@ -154,6 +154,10 @@ pub fn router() -> Router<AppState> {
         .route("/dashboard/cases", get(cases::list))
         .route("/dashboard/cases/{id}", get(cases::detail))
         .route(
+            "/dashboard/cases/{id}/volunteers",
+            post(cases::set_volunteers),
+        )
+        .route(
             "/dashboard/volunteers",
             get(volunteers::list).post(volunteers::create),
         )
