@@ -21,6 +21,39 @@ const MAX_ID: usize = 128;
 const MAX_NOTE: usize = 100_000;
 const MINUTES_PER_DAY: u32 = 1440;
 
+/// `add_appointment`, `update_appointment` and `cancel_appointment` for the `impl` of a
+/// document that keeps an `appointments` map as a case does (the schedule too), each
+/// checking that the document is of type `$type`. The names are the caller's imports.
+macro_rules! appointment_edits {
+    ($type:expr) => {
+        pub fn add_appointment(
+            doc: &mut Automerge,
+            new: &NewAppointment,
+            now: Millis,
+        ) -> Result<AppointmentId, SchemaError> {
+            appointment::add_in(doc, $type, new, now)
+        }
+
+        pub fn update_appointment(
+            doc: &mut Automerge,
+            id: &AppointmentId,
+            update: &AppointmentUpdate,
+            now: Millis,
+        ) -> Result<(), SchemaError> {
+            appointment::update_in(doc, $type, id, update, now)
+        }
+
+        pub fn cancel_appointment(
+            doc: &mut Automerge,
+            id: &AppointmentId,
+            now: Millis,
+        ) -> Result<(), SchemaError> {
+            appointment::cancel_in(doc, $type, id, now)
+        }
+    };
+}
+pub(super) use appointment_edits;
+
 entry_id!(
     /// The key of a note in the case's `notes` map.
     NoteId
@@ -338,30 +371,7 @@ impl CaseDoc {
         })
     }
 
-    pub fn add_appointment(
-        doc: &mut Automerge,
-        new: &NewAppointment,
-        now: Millis,
-    ) -> Result<AppointmentId, SchemaError> {
-        appointment::add_in(doc, TYPE, new, now)
-    }
-
-    pub fn update_appointment(
-        doc: &mut Automerge,
-        id: &AppointmentId,
-        update: &AppointmentUpdate,
-        now: Millis,
-    ) -> Result<(), SchemaError> {
-        appointment::update_in(doc, TYPE, id, update, now)
-    }
-
-    pub fn cancel_appointment(
-        doc: &mut Automerge,
-        id: &AppointmentId,
-        now: Millis,
-    ) -> Result<(), SchemaError> {
-        appointment::cancel_in(doc, TYPE, id, now)
-    }
+    appointment_edits!(TYPE);
 
     pub fn log_hours(
         doc: &mut Automerge,

@@ -137,30 +137,7 @@ impl ScheduleDoc {
         })
     }
 
-    pub fn add_appointment(
-        doc: &mut Automerge,
-        new: &NewAppointment,
-        now: Millis,
-    ) -> Result<AppointmentId, SchemaError> {
-        appointment::add_in(doc, TYPE, new, now)
-    }
-
-    pub fn update_appointment(
-        doc: &mut Automerge,
-        id: &AppointmentId,
-        update: &AppointmentUpdate,
-        now: Millis,
-    ) -> Result<(), SchemaError> {
-        appointment::update_in(doc, TYPE, id, update, now)
-    }
-
-    pub fn cancel_appointment(
-        doc: &mut Automerge,
-        id: &AppointmentId,
-        now: Millis,
-    ) -> Result<(), SchemaError> {
-        appointment::cancel_in(doc, TYPE, id, now)
-    }
+    super::case::appointment_edits!(TYPE);
 
     /// The volunteer's next appointment that is not cancelled and starts at or after `now`.
     pub fn next_appointment(
