@@ -260,51 +260,47 @@ fn shared_round_trips_and_names_no_document() {
 mod from_javascript {
     use super::*;
 
-    #[test]
-    fn join_with_storage() {
-        let frame = unhex(
-            "b900046474797065646a6f696e6873656e64657249646770686f6e652d316c706565724d6574616461\
-             7461b900026973746f726167654964782461363561653134322d313532622d346537382d393163382d\
-             3234663138393430636562666b6973457068656d6572616cf47819737570706f7274656450726f746f\
-             636f6c56657273696f6e73816131",
-        );
-        assert_eq!(
-            Message::decode(&frame).unwrap(),
-            Message::Join {
-                sender_id: "phone-1".into(),
-                peer_metadata: PeerMetadata {
-                    storage_id: Some("a65ae142-152b-4e78-91c8-24f18940cebf".into()),
-                    is_ephemeral: Some(false),
-                },
-                supported_protocol_versions: vec!["1".into()],
-            }
-        );
+    fn js(hex: &str) -> Message {
+        Message::decode(&unhex(hex)).unwrap()
     }
 
     #[test]
-    fn join_without_storage_sends_undefined() {
-        // peerMetadata: {storageId: undefined, isEphemeral: true}
-        let frame = unhex(
-            "b900046474797065646a6f696e6873656e64657249646962726f777365722d376c706565724d657461\
-             64617461b900026973746f726167654964f76b6973457068656d6572616cf5781973757070\
-             6f7274656450726f746f636f6c56657273696f6e73816131",
-        );
+    fn join_with_and_without_storage() {
+        let join = |sender: &str, storage_id: Option<&str>, is_ephemeral| Message::Join {
+            sender_id: sender.into(),
+            peer_metadata: PeerMetadata {
+                storage_id: storage_id.map(Into::into),
+                is_ephemeral: Some(is_ephemeral),
+            },
+            supported_protocol_versions: vec!["1".into()],
+        };
         assert_eq!(
-            Message::decode(&frame).unwrap(),
-            Message::Join {
-                sender_id: "browser-7".into(),
-                peer_metadata: PeerMetadata {
-                    storage_id: None,
-                    is_ephemeral: Some(true),
-                },
-                supported_protocol_versions: vec!["1".into()],
-            }
+            js(
+                "b900046474797065646a6f696e6873656e64657249646770686f6e652d316c706565724d6574616461\
+                 7461b900026973746f726167654964782461363561653134322d313532622d346537382d393163382d\
+                 3234663138393430636562666b6973457068656d6572616cf47819737570706f7274656450726f746f\
+                 636f6c56657273696f6e73816131"
+            ),
+            join(
+                "phone-1",
+                Some("a65ae142-152b-4e78-91c8-24f18940cebf"),
+                false
+            )
+        );
+        // peerMetadata: {storageId: undefined, isEphemeral: true}
+        assert_eq!(
+            js(
+                "b900046474797065646a6f696e6873656e64657249646962726f777365722d376c706565724d657461\
+                 64617461b900026973746f726167654964f76b6973457068656d6572616cf5781973757070\
+                 6f7274656450726f746f636f6c56657273696f6e73816131"
+            ),
+            join("browser-7", None, true)
         );
     }
 
     #[test]
     fn sync() {
-        let frame = unhex(
+        let message = js(
             "b9000564747970656473796e636874617267657449646673657276657264646174615830420104c6e4\
              da566a8b186cf40376c960eacde268ff4f1eb9c430c447925e00568c1400010006020a071a54a40002\
              02846a646f63756d656e744964781c32644b6850326255474b46613837553552717541584874796656\
@@ -315,7 +311,7 @@ mod from_javascript {
             target_id,
             document_id,
             data,
-        } = Message::decode(&frame).unwrap()
+        } = message
         else {
             panic!("not a sync message")
         };
@@ -329,13 +325,13 @@ mod from_javascript {
 
     #[test]
     fn request() {
-        let frame = unhex(
+        let message = js(
             "b9000564747970656772657175657374687461726765744964667365727665726a646f63756d656e74\
              4964781c344e4d4e6e6b4d684c386a5872644a396a616d53353850415664587564646174614a420000\
              010000000202846873656e64657249646770686f6e652d31",
         );
         assert_eq!(
-            Message::decode(&frame).unwrap(),
+            message,
             Message::Request {
                 sender_id: "phone-1".into(),
                 target_id: "server".into(),
@@ -347,7 +343,7 @@ mod from_javascript {
 
     #[test]
     fn ephemeral() {
-        let frame = unhex(
+        let message = js(
             "b90007647479706569657068656d6572616c687461726765744964667365727665726a646f63756d65\
              6e744964781c32644b6850326255474b46613837553552717541584874796656664d64646174614bb9\
              000166637572736f720365636f756e74016973657373696f6e49646b6e647770377470693139636873\
@@ -358,7 +354,7 @@ mod from_javascript {
             session_id,
             data,
             ..
-        } = Message::decode(&frame).unwrap()
+        } = message
         else {
             panic!("not ephemeral")
         };
@@ -370,12 +366,12 @@ mod from_javascript {
     #[test]
     fn ephemeral_with_float_count() {
         // count: 2**53, which cbor-x writes as a float64.
-        let frame = unhex(
+        let message = js(
             "b90007647479706569657068656d6572616c6873656e6465724964616168746172676574496461626a\
              646f63756d656e744964781c344e4d4e6e6b4d684c386a5872644a396a616d53353850415664587569\
              73657373696f6e4964617365636f756e74fb434000000000000064646174614101",
         );
-        let Message::Ephemeral { count, .. } = Message::decode(&frame).unwrap() else {
+        let Message::Ephemeral { count, .. } = message else {
             panic!("not ephemeral")
         };
         assert_eq!(count, 1 << 53);
@@ -383,14 +379,14 @@ mod from_javascript {
 
     #[test]
     fn remote_heads_changed_with_fractional_timestamp() {
-        let frame = unhex(
+        let message = js(
             "b9000564747970657472656d6f74652d68656164732d6368616e6765646873656e6465724964616168\
              746172676574496461626a646f63756d656e744964781c344e4d4e6e6b4d684c386a5872644a396a61\
              6d533538504156645875686e65774865616473b900016473742d31b900026568656164738178\
              1c32644b6850326255474b46613837553552717541584874796656664d6974696d657374616d70fb42\
              78bcfe5687b800",
         );
-        let Message::RemoteHeadsChanged { new_heads, .. } = Message::decode(&frame).unwrap() else {
+        let Message::RemoteHeadsChanged { new_heads, .. } = message else {
             panic!("not remote-heads-changed")
         };
         assert_eq!(new_heads["st-1"].timestamp, 1_700_000_000_123);
@@ -399,12 +395,12 @@ mod from_javascript {
 
     #[test]
     fn remote_subscription_change_with_undefined_remove() {
-        let frame = unhex(
+        let message = js(
             "b900056474797065781a72656d6f74652d737562736372697074696f6e2d6368616e67656873656e64\
              657249646161687461726765744964616263616464816473742d316672656d6f7665f7",
         );
         assert_eq!(
-            Message::decode(&frame).unwrap(),
+            message,
             Message::RemoteSubscriptionChange {
                 sender_id: "a".into(),
                 target_id: "b".into(),
@@ -487,6 +483,25 @@ fn sync_frame(overrides: Vec<(&str, Option<Value>)>) -> Vec<u8> {
 #[test]
 fn rejects_malformed_frames() {
     use WireError as E;
+    let int = |i: i64| Value::Integer(i.into());
+    let catchup = |digest_len: usize, count: Value| {
+        cbor(map(vec![
+            ("type", t("lotse-catchup")),
+            ("senderId", t("a")),
+            ("targetId", t("b")),
+            ("digest", Value::Bytes(vec![0; digest_len])),
+            ("count", count),
+        ]))
+    };
+    // A manifest with one entry.
+    let manifest = |entry: Vec<Value>| {
+        cbor(map(vec![
+            ("type", t("lotse-manifest")),
+            ("senderId", t("a")),
+            ("targetId", t("b")),
+            ("entries", Value::Array(vec![Value::Array(entry)])),
+        ]))
+    };
     let cases: Vec<(Vec<u8>, E)> = vec![
         (vec![], E::Cbor("frame ends inside a value".into())),
         (cbor(t("sync")), E::NotAMap),
@@ -601,62 +616,21 @@ fn rejects_malformed_frames() {
             },
         ),
         (
-            cbor(map(vec![
-                ("type", t("lotse-catchup")),
-                ("senderId", t("a")),
-                ("targetId", t("b")),
-                ("digest", Value::Bytes(vec![0; 31])),
-                ("count", Value::Integer(1.into())),
-            ])),
+            catchup(31, int(1)),
             E::WrongLength {
                 field: "digest",
                 expected: 32,
                 found: 31,
             },
         ),
+        (catchup(32, int(-1)), E::InvalidNumber("count")),
         (
-            cbor(map(vec![
-                ("type", t("lotse-catchup")),
-                ("senderId", t("a")),
-                ("targetId", t("b")),
-                ("digest", Value::Bytes(vec![0; 32])),
-                ("count", Value::Integer((-1).into())),
-            ])),
+            catchup(32, Value::Float(f64::NAN)),
             E::InvalidNumber("count"),
         ),
+        (catchup(32, Value::Float(-0.5)), E::InvalidNumber("count")),
         (
-            cbor(map(vec![
-                ("type", t("lotse-catchup")),
-                ("senderId", t("a")),
-                ("targetId", t("b")),
-                ("digest", Value::Bytes(vec![0; 32])),
-                ("count", Value::Float(f64::NAN)),
-            ])),
-            E::InvalidNumber("count"),
-        ),
-        (
-            cbor(map(vec![
-                ("type", t("lotse-catchup")),
-                ("senderId", t("a")),
-                ("targetId", t("b")),
-                ("digest", Value::Bytes(vec![0; 32])),
-                ("count", Value::Float(-0.5)),
-            ])),
-            E::InvalidNumber("count"),
-        ),
-        (
-            cbor(map(vec![
-                ("type", t("lotse-manifest")),
-                ("senderId", t("a")),
-                ("targetId", t("b")),
-                (
-                    "entries",
-                    Value::Array(vec![Value::Array(vec![
-                        Value::Bytes(vec![0; 16]),
-                        Value::Bytes(vec![0; 9]),
-                    ])]),
-                ),
-            ])),
+            manifest(vec![Value::Bytes(vec![0; 16]), Value::Bytes(vec![0; 9])]),
             E::WrongLength {
                 field: "entries.headsDigest",
                 expected: 8,
@@ -664,15 +638,7 @@ fn rejects_malformed_frames() {
             },
         ),
         (
-            cbor(map(vec![
-                ("type", t("lotse-manifest")),
-                ("senderId", t("a")),
-                ("targetId", t("b")),
-                (
-                    "entries",
-                    Value::Array(vec![Value::Array(vec![Value::Bytes(vec![0; 16])])]),
-                ),
-            ])),
+            manifest(vec![Value::Bytes(vec![0; 16])]),
             E::WrongType {
                 field: "entries",
                 expected: "an array of [documentId bytes, heads digest bytes] pairs",
