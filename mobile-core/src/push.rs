@@ -1,20 +1,25 @@
 //! Web Push on the phone: the subscription's key pair and auth secret (RFC 8291 section
-//! 2), the aes128gcm decryption of what the push service delivers (RFC 8291 section 3,
-//! RFC 8188), and the server's notice (request id, topic, languages, time window, kind)
-//! as a typed [`PushEvent`]. The keys live sealed in the store like the device token.
-//! Every malformed input gives a [`PushError`]; nothing here panics on foreign bytes.
+//! 2) and the aes128gcm decryption of what the push service delivers (RFC 8291 section 3,
+//! RFC 8188). The notice inside (request id, topic, languages, time window, kind) is read
+//! by `lotse_protocol::notice`, which the server writes it with. The keys live sealed in
+//! the store like the device token. Every malformed input gives a [`PushError`]; nothing
+//! here panics on foreign bytes.
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes128Gcm, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hkdf::Hkdf;
-use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::{PublicKey, SecretKey};
-use serde::Deserialize;
 use sha2::Sha256;
 
-use lotse_protocol::Millis;
+use lotse_protocol::notice::{PayloadError, PushPayload};
+
+/// What a notice is about; a kind this version does not know is `Unknown`.
+pub use lotse_protocol::PushKind;
+/// A decrypted notice, as the server wrote it. It carries no personal data: the app
+/// fetches the offer itself.
+pub use lotse_protocol::PushPayload as PushEvent;
 
 /// Sender public key (uncompressed P-256 point) length, also the `keyid` of RFC 8291.
 const POINT_LEN: usize = 65;
@@ -25,8 +30,6 @@ const TAG_LEN: usize = 16;
 const HEADER_LEN: usize = SALT_LEN + 4 + 1;
 /// Push services deliver at most 4096 bytes; anything far above is not a push.
 pub const MAX_PUSH_BYTES: usize = 64 * 1024;
-/// A notice from our server is about 200 bytes; its JSON is parsed only below this.
-const MAX_PAYLOAD_BYTES: usize = 8 * 1024;
 
 /// Why a push message could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,12 +96,9 @@ impl PushKeys {
         })
     }
 
+    /// The uncompressed point (P-256 does not compress by default), as RFC 8291 wants.
     pub fn public_bytes(&self) -> Vec<u8> {
-        self.secret
-            .public_key()
-            .to_encoded_point(false)
-            .as_bytes()
-            .to_vec()
+        self.secret.public_key().to_sec1_bytes().into_vec()
     }
 
     pub fn subscription_keys(&self) -> PushSubscriptionKeys {
@@ -203,77 +203,15 @@ impl PushKeys {
     }
 }
 
-/// What a notice is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PushKind {
-    /// A request is offered to this volunteer.
-    Offer,
-    /// Another volunteer took it.
-    Taken,
-    /// The coordinator cancelled it.
-    Cancelled,
-    /// A kind this app version does not know (a newer server).
-    Unknown { code: String },
-}
-
-/// A decrypted notice. It carries no personal data: the app fetches the offer itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushEvent {
-    /// Payload format version (1).
-    pub version: u32,
-    pub kind: PushKind,
-    pub request_id: String,
-    /// Topic code, e.g. `behoerden`.
-    pub topic: String,
-    /// Language codes, e.g. `["ar", "de"]`.
-    pub languages: Vec<String>,
-    /// ms since the epoch.
-    pub window_start: Millis,
-    pub window_end: Millis,
-}
-
-/// The server's payload (its `push::notice::Payload`, format version 1). Unknown fields
-/// are ignored, as the server's documentation asks of clients.
-#[derive(Deserialize)]
-struct Payload {
-    v: u32,
-    kind: String,
-    request_id: String,
-    topic: String,
-    languages: Vec<String>,
-    window_start: i64,
-    window_end: i64,
-}
-
 /// Parses a decrypted payload.
 pub fn parse_event(plain: &[u8]) -> Result<PushEvent, PushError> {
-    if plain.len() > MAX_PAYLOAD_BYTES {
-        return Err(PushError::Payload("too long".into()));
+    PushPayload::parse(plain).map_err(PushError::from)
+}
+
+impl From<PayloadError> for PushError {
+    fn from(e: PayloadError) -> Self {
+        Self::Payload(e.to_string())
     }
-    let p: Payload = serde_json::from_slice(plain).map_err(|e| {
-        // serde's message names the field and position, never the content.
-        PushError::Payload(e.to_string())
-    })?;
-    if p.v == 0 {
-        return Err(PushError::Payload("format version 0".into()));
-    }
-    let kind = match p.kind.as_str() {
-        "offer" => PushKind::Offer,
-        "taken" => PushKind::Taken,
-        "cancelled" => PushKind::Cancelled,
-        other => PushKind::Unknown {
-            code: other.chars().take(32).collect(),
-        },
-    };
-    Ok(PushEvent {
-        version: p.v,
-        kind,
-        request_id: p.request_id,
-        topic: p.topic,
-        languages: p.languages,
-        window_start: p.window_start,
-        window_end: p.window_end,
-    })
 }
 
 /// Decrypts and parses a push message.

@@ -550,7 +550,13 @@ impl From<PushEvent> for PushEventRecord {
                 PushKind::Offer => PushKindRecord::Offer,
                 PushKind::Taken => PushKindRecord::Taken,
                 PushKind::Cancelled => PushKindRecord::Cancelled,
-                PushKind::Unknown { code } => PushKindRecord::Unknown { code },
+                // The coordinators' kinds are not for phones: to the app they are as
+                // unknown as a newer server's.
+                PushKind::NewRequest | PushKind::Accepted | PushKind::Unknown { .. } => {
+                    PushKindRecord::Unknown {
+                        code: e.kind.code().to_owned(),
+                    }
+                }
             },
             request_id: e.request_id,
             topic: e.topic,
