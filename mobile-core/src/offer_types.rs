@@ -4,9 +4,16 @@
 //! does not depend on `offers`, which reaches `events` through the shared state.
 
 use lotse_protocol::Millis;
+use lotse_protocol::offer::Offer;
 use serde::{Deserialize, Serialize};
 
-/// An offer as the phone shows it. Times are ms since the epoch.
+/// The exact place and the case, for the volunteer who got the request; as the server
+/// sends it.
+pub use lotse_protocol::offer::Assignment;
+
+/// An offer as the phone shows it and stores it (times in ms since the epoch). The server's
+/// JSON is read with `lotse_protocol::offer::Offer` and converted; this one adds the phone's
+/// answer and keeps the status as text, so a status from a newer server still shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OfferRecord {
     /// The request id (UUID); pass it to `accept_offer` / `decline_offer`.
@@ -29,12 +36,23 @@ pub struct OfferRecord {
     pub answer: Option<OfferAnswer>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Assignment {
-    pub place_address: Option<String>,
-    pub institution_name: String,
-    pub contact: Option<String>,
-    pub case_id: Option<String>,
+impl From<Offer> for OfferRecord {
+    fn from(o: Offer) -> Self {
+        Self {
+            id: o.id,
+            topic: o.topic,
+            languages: o.languages,
+            starts_at: o.starts_at,
+            ends_at: o.ends_at,
+            place_area: o.place_area,
+            urgency: o.urgency,
+            institution_kind: o.institution_kind,
+            description: o.description,
+            status: o.status.code().to_owned(),
+            assignment: o.assignment,
+            answer: None,
+        }
+    }
 }
 
 /// The offers with where they came from.

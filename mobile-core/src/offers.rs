@@ -8,16 +8,18 @@
 
 use std::sync::Arc;
 
-use lotse_protocol::Millis;
+use lotse_protocol::offer::{Declined, Offer};
+use lotse_protocol::{Millis, OfferStatus};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::crypto::aad;
 use crate::error::{Error, Result};
-use crate::offer_types::{
-    Assignment, OfferAction, OfferAnswer, OfferList, OfferOutcome, OfferRecord,
-};
+use crate::offer_types::{OfferAction, OfferAnswer, OfferList, OfferOutcome, OfferRecord};
 use crate::shared::{Command, Shared, now};
+
+/// RFC 3339 as the server writes times, in ms (the protocol's reader of offers uses it).
+pub use lotse_protocol::rfc3339::parse as parse_rfc3339;
 
 const META_OFFERS: &str = "offers";
 /// Settled answers kept for queries (pending ones are never dropped).
@@ -160,45 +162,6 @@ pub async fn answer(shared: &Shared, raw_id: &str, action: OfferAction) -> Resul
     Ok(answer)
 }
 
-#[derive(Deserialize)]
-struct ServerOffer {
-    id: String,
-    topic: String,
-    languages: Vec<String>,
-    starts_at: String,
-    ends_at: String,
-    place_area: String,
-    urgency: String,
-    institution_kind: String,
-    description: String,
-    status: String,
-    assignment: Option<Assignment>,
-}
-
-impl ServerOffer {
-    fn into_record(self) -> Result<OfferRecord> {
-        let time = |field: &str, s: &str| {
-            parse_rfc3339(s).ok_or_else(|| {
-                Error::Network(format!("unexpected answer from the server: {field}"))
-            })
-        };
-        Ok(OfferRecord {
-            starts_at: time("starts_at", &self.starts_at)?,
-            ends_at: time("ends_at", &self.ends_at)?,
-            id: self.id,
-            topic: self.topic,
-            languages: self.languages,
-            place_area: self.place_area,
-            urgency: self.urgency,
-            institution_kind: self.institution_kind,
-            description: self.description,
-            status: self.status,
-            assignment: self.assignment,
-            answer: None,
-        })
-    }
-}
-
 async fn fetch(shared: &Shared, token: &str) -> Result<Vec<OfferRecord>> {
     let response = shared
         .transport()?
@@ -208,12 +171,12 @@ async fn fetch(shared: &Shared, token: &str) -> Result<Vec<OfferRecord>> {
         .send()
         .await
         .map_err(crate::shared::network)?;
-    let offers: Vec<ServerOffer> = crate::shared::json_answer(response).await?;
-    offers
+    let offers: Vec<Offer> = crate::shared::json_answer(response).await?;
+    Ok(offers
         .into_iter()
         .take(MAX_OFFERS)
-        .map(ServerOffer::into_record)
-        .collect()
+        .map(OfferRecord::from)
+        .collect())
 }
 
 /// Sends one answer. `Ok`: a final outcome. `Err`: try again later.
@@ -231,18 +194,25 @@ async fn send(shared: &Shared, token: &str, answer: &OfferAnswer) -> Result<Offe
         .await
         .map_err(crate::shared::network)?;
     let result: Result<serde_json::Value> = crate::shared::json_answer(response).await;
+    // A success is final whatever its body says; the body only adds detail, so one this
+    // version cannot read does not keep the answer queued.
     match (answer.action, result) {
-        (OfferAction::Accept, Ok(offer)) => Ok(OfferOutcome::Won {
-            case_id: offer["assignment"]["case_id"].as_str().map(str::to_owned),
+        (OfferAction::Accept, Ok(body)) => Ok(OfferOutcome::Won {
+            case_id: serde_json::from_value::<Offer>(body)
+                .ok()
+                .and_then(|o| o.assignment?.case_id),
         }),
-        (OfferAction::Decline, Ok(body)) => Ok(match body["status"].as_str() {
-            Some("taken") => OfferOutcome::AlreadyTaken,
-            Some("withdrawn") => OfferOutcome::Closed,
-            Some("accepted") => OfferOutcome::Refused {
-                code: "already_accepted".into(),
-            },
-            _ => OfferOutcome::Declined,
-        }),
+        (OfferAction::Decline, Ok(body)) => {
+            let status = serde_json::from_value::<Declined>(body).map(|d| d.status);
+            Ok(match status {
+                Ok(OfferStatus::Taken) => OfferOutcome::AlreadyTaken,
+                Ok(OfferStatus::Withdrawn) => OfferOutcome::Closed,
+                Ok(OfferStatus::Accepted) => OfferOutcome::Refused {
+                    code: "already_accepted".into(),
+                },
+                _ => OfferOutcome::Declined,
+            })
+        }
         (_, Err(Error::Server { status, code, .. })) => match (status, code.as_str()) {
             (409, "already_taken") => Ok(OfferOutcome::AlreadyTaken),
             (409, _) => Ok(OfferOutcome::Closed),
@@ -289,15 +259,15 @@ pub async fn flush(shared: &Shared) -> Result<()> {
             a.outcome = Some(outcome.clone());
             a.decided_at = Some(now());
             let status = match &outcome {
-                OfferOutcome::Won { .. } => "accepted",
-                OfferOutcome::AlreadyTaken => "taken",
-                OfferOutcome::Closed => "withdrawn",
-                OfferOutcome::Declined => "declined",
+                OfferOutcome::Won { .. } => OfferStatus::Accepted,
+                OfferOutcome::AlreadyTaken => OfferStatus::Taken,
+                OfferOutcome::Closed => OfferStatus::Withdrawn,
+                OfferOutcome::Declined => OfferStatus::Declined,
                 OfferOutcome::NotOffered | OfferOutcome::Refused { .. } => return Some(a.clone()),
             };
             let answer = a.clone();
             if let Some(o) = s.offers.iter_mut().find(|o| o.id == next.request_id) {
-                o.status = status.to_owned();
+                o.status = status.code().to_owned();
             }
             Some(answer)
         })
@@ -332,101 +302,9 @@ pub async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.fff]` with `Z` or `±HH:MM`, as the server writes times, in ms.
-pub fn parse_rfc3339(s: &str) -> Option<Millis> {
-    let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(r)?;
-        if part.is_empty() || !part.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        part.parse().ok()
-    };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
-        return None;
-    }
-    if second > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut millis = 0;
-    if b.get(i) == Some(&b'.') {
-        let start = i + 1;
-        i = start;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        let digits = &s[start..i.min(start + 3)];
-        millis = digits.parse::<i64>().ok()? * 10i64.pow(3 - digits.len() as u32);
-    }
-    let offset = match b.get(i)? {
-        b'Z' | b'z' if i + 1 == b.len() => 0,
-        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
-            let minutes = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
-            if *sign == b'+' { minutes } else { -minutes }
-        }
-        _ => return None,
-    };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset * 60;
-    Some(secs * 1000 + millis)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_times_parse() {
-        assert_eq!(
-            parse_rfc3339("2026-03-04T14:10:00.123Z"),
-            Some(1_772_633_400_123)
-        );
-        assert_eq!(
-            parse_rfc3339("2026-03-04T15:10:00.123+01:00"),
-            Some(1_772_633_400_123)
-        );
-        assert_eq!(
-            parse_rfc3339("2026-03-04T14:10:00Z"),
-            Some(1_772_633_400_000)
-        );
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            parse_rfc3339("2000-02-29T00:00:00.5Z"),
-            Some(951_782_400_500)
-        );
-        for bad in [
-            "",
-            "yesterday",
-            "2026-03-04",
-            "2026-13-04T14:10:00Z",
-            "2026-03-04T14:10:00",
-            "2026-03-04T14:10:00.Z",
-            "2026-03-04T14:10:00+0100",
-            "2026-03-04T14:10:00Zx",
-            "2026-03-04T1ä:10:00Z",
-        ] {
-            assert_eq!(parse_rfc3339(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn request_ids_are_uuids() {

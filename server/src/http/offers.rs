@@ -1,13 +1,14 @@
 //! Offers as a volunteer's device sees them: open offers, accept (first valid accept
 //! wins; retries get the same answer), decline. The winner's case is created and shared.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use lotse_protocol::automerge::Automerge;
-use lotse_protocol::{CaseDoc, DocumentId, NewAppointment, NewCase, Status, Topic};
+use lotse_protocol::{CaseDoc, DocumentId, NewAppointment, NewCase, OfferStatus, Status, Topic};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::extract::Id;
 use crate::app::AppState;
 use crate::app::caller::Caller;
 use crate::app::error::{Error, ErrorBody, Result};
@@ -22,6 +23,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// An offer without the exact address or the requester's contact: those are for the
 /// volunteer who gets the request.
+///
+/// The phone reads this with `lotse_protocol::offer::Offer`. The two structs stay apart
+/// because `ToSchema` must be derived here (utoipa is not the protocol's dependency) and
+/// times are written with `crate::timefmt`; the test below reads this one's JSON with the
+/// protocol's and compares its keys with `lotse_protocol::offer::OFFER_FIELDS`, so a field
+/// renamed on either side fails it.
 #[derive(Serialize, ToSchema)]
 pub struct Offer {
     /// The request id; also the offer's id in `/api/v1/offers/{id}/...`.
@@ -39,7 +46,8 @@ pub struct Offer {
     pub institution_kind: String,
     pub description: String,
     /// offered, accepted, declined, taken, withdrawn.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: OfferStatus,
     /// For the volunteer who got it: the exact place and the case document.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub assignment: Option<Assignment>,
@@ -53,7 +61,7 @@ pub struct Assignment {
     pub case_id: Option<String>,
 }
 
-fn offer_of(r: Request, status: String, volunteer_id: &str) -> Offer {
+fn offer_of(r: Request, status: OfferStatus, volunteer_id: &str) -> Offer {
     let assignment =
         (r.assigned_volunteer_id.as_deref() == Some(volunteer_id)).then(|| Assignment {
             place_address: r.place_address.clone(),
@@ -88,15 +96,9 @@ async fn list_offers(
     Ok(axum::Json(
         offers
             .into_iter()
-            .map(|(r, o)| offer_of(r, o.status, volunteer))
+            .map(|(r, o)| offer_of(r, OfferStatus::from_code(&o.status), volunteer))
             .collect(),
     ))
-}
-
-fn request_id(raw: &str) -> Result<String> {
-    uuid::Uuid::parse_str(raw)
-        .map(|u| u.hyphenated().to_string())
-        .map_err(|_| Error::bad_request("invalid_id", format!("{raw:?} is not a valid id (UUID)")))
 }
 
 /// Creates the winner's case once: a retried accept finds it linked already.
@@ -189,9 +191,8 @@ async fn ensure_case(
 async fn accept(
     State(state): State<AppState>,
     device: EnrolledDevice,
-    Path(raw): Path<String>,
+    Id(id): Id,
 ) -> Result<axum::Json<Offer>> {
-    let id = request_id(&raw)?;
     let volunteer = device.device.volunteer_id.clone();
     let outcome = state
         .store
@@ -202,7 +203,7 @@ async fn accept(
         AcceptOutcome::Won(r) => {
             let case_id =
                 ensure_case(&state, &r, &volunteer, &Caller::Device(device.clone())).await?;
-            let mut offer = offer_of(*r, "accepted".into(), &volunteer);
+            let mut offer = offer_of(*r, OfferStatus::Accepted, &volunteer);
             if let Some(a) = offer.assignment.as_mut() {
                 a.case_id = Some(case_id);
             }
@@ -221,10 +222,12 @@ async fn accept(
     }
 }
 
+/// Read by the phone with `lotse_protocol::offer::Declined`.
 #[derive(Serialize, ToSchema)]
 pub struct Declined {
     /// The offer's status after the call (declined, or what it already was).
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: OfferStatus,
 }
 
 /// Decline an offer. Not final: until someone accepts, the same volunteer may still
@@ -235,9 +238,8 @@ pub struct Declined {
 async fn decline(
     State(state): State<AppState>,
     device: EnrolledDevice,
-    Path(raw): Path<String>,
+    Id(id): Id,
 ) -> Result<axum::Json<Declined>> {
-    let id = request_id(&raw)?;
     let status = state
         .store
         .decline_offer(
@@ -248,5 +250,81 @@ async fn decline(
         )
         .await?
         .ok_or(Error::NotFound("offer"))?;
-    Ok(axum::Json(Declined { status }))
+    Ok(axum::Json(Declined {
+        status: OfferStatus::from_code(&status),
+    }))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use lotse_protocol::offer::{self, ASSIGNMENT_FIELDS, OFFER_FIELDS};
+
+    use super::*;
+
+    fn keys(v: &serde_json::Value) -> Vec<&str> {
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    fn sorted<const N: usize>(mut fields: [&'static str; N]) -> [&'static str; N] {
+        fields.sort_unstable();
+        fields
+    }
+
+    #[test]
+    fn the_phone_reads_what_the_server_writes() {
+        let sent = Offer {
+            id: "6f1c2d3e-0000-4000-8000-000000000001".into(),
+            topic: "behoerden".into(),
+            languages: vec!["ar".into()],
+            starts_at: 1_772_633_400_123,
+            ends_at: 1_772_640_600_000,
+            place_area: "Nordstadt".into(),
+            urgency: "dringend".into(),
+            institution_kind: "jobcenter".into(),
+            description: "Termin".into(),
+            status: OfferStatus::Accepted,
+            assignment: Some(Assignment {
+                place_address: Some("Hauptstr. 1".into()),
+                institution_name: "Jobcenter Nord".into(),
+                contact: Some("0123".into()),
+                case_id: Some("2dKhP2bUGKFa87U5RquAXHtyfVfM".into()),
+            }),
+        };
+        let json = serde_json::to_value(&sent).unwrap();
+        assert_eq!(keys(&json), sorted(OFFER_FIELDS));
+        assert_eq!(keys(&json["assignment"]), sorted(ASSIGNMENT_FIELDS));
+        let read: offer::Offer = serde_json::from_value(json).unwrap();
+        let a = sent.assignment.unwrap();
+        assert_eq!(
+            read,
+            offer::Offer {
+                id: sent.id,
+                topic: sent.topic,
+                languages: sent.languages,
+                starts_at: sent.starts_at,
+                ends_at: sent.ends_at,
+                place_area: sent.place_area,
+                urgency: sent.urgency,
+                institution_kind: sent.institution_kind,
+                description: sent.description,
+                status: sent.status,
+                assignment: Some(offer::Assignment {
+                    place_address: a.place_address,
+                    institution_name: a.institution_name,
+                    contact: a.contact,
+                    case_id: a.case_id,
+                }),
+            }
+        );
+
+        let declined = serde_json::to_value(Declined {
+            status: OfferStatus::Taken,
+        })
+        .unwrap();
+        let read: offer::Declined = serde_json::from_value(declined).unwrap();
+        assert_eq!(read.status, OfferStatus::Taken);
+    }
 }
