@@ -17,7 +17,7 @@ use lotse_protocol::{
 };
 
 use crate::client::{
-    AppointmentInput, CaseItem, Client, Config, HoursInput, MonthTotal, NewCaseInput,
+    AppointmentInput, CaseItem, Client, Config, Enrollment, HoursInput, MonthTotal, NewCaseInput,
     ScheduledAppointment,
 };
 use crate::error::Error;
@@ -27,6 +27,56 @@ use crate::push::{PushError, PushEvent, PushKind, PushSubscriptionKeys};
 use crate::repo::SyncStatus;
 
 uniffi::setup_scaffolding!("lotse_core");
+
+/// `impl From<$from> for $to`: the fields named in both move over as they are (listed
+/// before the `;`), the others are given as expressions of the source (after it). Most
+/// records here are the core's types with ids as text and ms in the names; this keeps
+/// each conversion to what actually differs.
+macro_rules! record_from {
+    (|$v:ident: $from:ty| $to:ident { $($same:ident),+ $(,)? $(; $($field:ident: $value:expr),+ $(,)?)? }) => {
+        impl From<$from> for $to {
+            fn from($v: $from) -> Self {
+                Self {
+                    $($same: $v.$same,)*
+                    $($($field: $value,)+)?
+                }
+            }
+        }
+    };
+}
+
+/// A uniffi enum mirroring one of the core's or the protocol's variant for variant (with
+/// the same fields), and the conversions both ways: the variants are listed once, and one
+/// added on the other side only fails to compile here.
+macro_rules! mirror_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident <=> $other:ident {
+            $( $(#[$vmeta:meta])* $variant:ident $({ $($f:ident: $t:ty),+ $(,)? })? ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        pub enum $name {
+            $( $(#[$vmeta])* $variant $({ $($f: $t),+ })? ),+
+        }
+
+        impl From<$name> for $other {
+            fn from(v: $name) -> Self {
+                match v {
+                    $( $name::$variant $({ $($f),+ })? => $other::$variant $({ $($f),+ })? ),+
+                }
+            }
+        }
+
+        impl From<$other> for $name {
+            fn from(v: $other) -> Self {
+                match v {
+                    $( $other::$variant $({ $($f),+ })? => $name::$variant $({ $($f),+ })? ),+
+                }
+            }
+        }
+    };
+}
 
 /// Every failure of the API. Each variant carries a `reason` for logs and developers; apps
 /// show their own words, chosen by variant.
@@ -186,73 +236,21 @@ pub struct EnrollmentRecord {
     pub volunteer_id: String,
 }
 
-#[derive(uniffi::Enum, Clone, Copy, PartialEq, Eq)]
-pub enum CaseTopic {
-    Gesundheit,
-    Bildung,
-    Erziehung,
-    Arbeit,
-    Beruf,
-    Soziales,
-    Wohnen,
-    Behoerden,
-}
+record_from!(|e: Enrollment| EnrollmentRecord {
+    device_id,
+    volunteer_id
+});
 
-impl From<CaseTopic> for Topic {
-    fn from(t: CaseTopic) -> Self {
-        match t {
-            CaseTopic::Gesundheit => Topic::Gesundheit,
-            CaseTopic::Bildung => Topic::Bildung,
-            CaseTopic::Erziehung => Topic::Erziehung,
-            CaseTopic::Arbeit => Topic::Arbeit,
-            CaseTopic::Beruf => Topic::Beruf,
-            CaseTopic::Soziales => Topic::Soziales,
-            CaseTopic::Wohnen => Topic::Wohnen,
-            CaseTopic::Behoerden => Topic::Behoerden,
-        }
+mirror_enum! {
+    #[derive(uniffi::Enum, Clone, Copy, PartialEq, Eq)]
+    pub enum CaseTopic <=> Topic {
+        Gesundheit, Bildung, Erziehung, Arbeit, Beruf, Soziales, Wohnen, Behoerden,
     }
 }
 
-impl From<Topic> for CaseTopic {
-    fn from(t: Topic) -> Self {
-        match t {
-            Topic::Gesundheit => CaseTopic::Gesundheit,
-            Topic::Bildung => CaseTopic::Bildung,
-            Topic::Erziehung => CaseTopic::Erziehung,
-            Topic::Arbeit => CaseTopic::Arbeit,
-            Topic::Beruf => CaseTopic::Beruf,
-            Topic::Soziales => CaseTopic::Soziales,
-            Topic::Wohnen => CaseTopic::Wohnen,
-            Topic::Behoerden => CaseTopic::Behoerden,
-        }
-    }
-}
-
-#[derive(uniffi::Enum, Clone, Copy, PartialEq, Eq)]
-pub enum CaseStatus {
-    Active,
-    Paused,
-    Closed,
-}
-
-impl From<CaseStatus> for Status {
-    fn from(s: CaseStatus) -> Self {
-        match s {
-            CaseStatus::Active => Status::Active,
-            CaseStatus::Paused => Status::Paused,
-            CaseStatus::Closed => Status::Closed,
-        }
-    }
-}
-
-impl From<Status> for CaseStatus {
-    fn from(s: Status) -> Self {
-        match s {
-            Status::Active => CaseStatus::Active,
-            Status::Paused => CaseStatus::Paused,
-            Status::Closed => CaseStatus::Closed,
-        }
-    }
+mirror_enum! {
+    #[derive(uniffi::Enum, Clone, Copy, PartialEq, Eq)]
+    pub enum CaseStatus <=> Status { Active, Paused, Closed }
 }
 
 /// Per-case sync status.
@@ -326,19 +324,13 @@ pub struct AppointmentRecord {
     pub case_id: Option<String>,
 }
 
-impl From<AppointmentView> for AppointmentRecord {
-    fn from(a: AppointmentView) -> Self {
-        Self {
-            id: a.id.to_string(),
-            start_ms: a.start,
-            end_ms: a.end,
-            place: a.place,
-            purpose: a.purpose,
-            cancelled: a.cancelled,
-            case_id: a.case_id.map(|c| c.to_string()),
-        }
-    }
-}
+record_from!(|a: AppointmentView| AppointmentRecord {
+    place, purpose, cancelled;
+    id: a.id.to_string(),
+    start_ms: a.start,
+    end_ms: a.end,
+    case_id: a.case_id.map(|c| c.to_string()),
+});
 
 #[derive(uniffi::Record)]
 pub struct CaseSummaryRecord {
@@ -352,20 +344,14 @@ pub struct CaseSummaryRecord {
     pub sync: DocSyncStatus,
 }
 
-impl From<CaseItem> for CaseSummaryRecord {
-    fn from(c: CaseItem) -> Self {
-        Self {
-            id: c.id.to_string(),
-            label: c.label,
-            topic: c.topic.into(),
-            status: c.status.into(),
-            languages: c.languages,
-            note_count: c.note_count,
-            next_appointment: c.next_appointment.map(Into::into),
-            sync: c.sync.into(),
-        }
-    }
-}
+record_from!(|c: CaseItem| CaseSummaryRecord {
+    label, languages, note_count;
+    id: c.id.to_string(),
+    topic: c.topic.into(),
+    status: c.status.into(),
+    next_appointment: c.next_appointment.map(Into::into),
+    sync: c.sync.into(),
+});
 
 #[derive(uniffi::Record)]
 pub struct NoteRecord {
@@ -376,17 +362,12 @@ pub struct NoteRecord {
     pub text: String,
 }
 
-impl From<NoteView> for NoteRecord {
-    fn from(n: NoteView) -> Self {
-        Self {
-            id: n.id.to_string(),
-            author: n.author,
-            created_at_ms: n.created_at,
-            updated_at_ms: n.updated_at,
-            text: n.text,
-        }
-    }
-}
+record_from!(|n: NoteView| NoteRecord {
+    author, text;
+    id: n.id.to_string(),
+    created_at_ms: n.created_at,
+    updated_at_ms: n.updated_at,
+});
 
 #[derive(uniffi::Record)]
 pub struct HoursRecord {
@@ -399,18 +380,10 @@ pub struct HoursRecord {
     pub kind: String,
 }
 
-impl From<HoursView> for HoursRecord {
-    fn from(h: HoursView) -> Self {
-        Self {
-            id: h.id.to_string(),
-            author: h.author,
-            date: h.date,
-            minutes: h.minutes,
-            travel_minutes: h.travel_minutes,
-            kind: h.kind,
-        }
-    }
-}
+record_from!(|h: HoursView| HoursRecord {
+    author, date, minutes, travel_minutes, kind;
+    id: h.id.to_string(),
+});
 
 #[derive(uniffi::Record)]
 pub struct CaseRecord {
@@ -477,17 +450,13 @@ pub struct MonthTotalRecord {
     pub entries: u32,
 }
 
-impl From<MonthTotal> for MonthTotalRecord {
-    fn from(m: MonthTotal) -> Self {
-        Self {
-            year: m.year,
-            month: m.month,
-            minutes: m.minutes,
-            travel_minutes: m.travel_minutes,
-            entries: m.entries,
-        }
-    }
-}
+record_from!(|m: MonthTotal| MonthTotalRecord {
+    year,
+    month,
+    minutes,
+    travel_minutes,
+    entries
+});
 
 /// A weekly window: weekday 1 (Monday) to 7, times `HH:MM` (`to` may be `24:00`).
 #[derive(uniffi::Record)]
@@ -496,6 +465,9 @@ pub struct AvailabilityRecord {
     pub from: String,
     pub to: String,
 }
+
+record_from!(|s: AvailabilitySlot| AvailabilityRecord { weekday, from, to });
+record_from!(|s: AvailabilityRecord| AvailabilitySlot { weekday, from, to });
 
 /// Receives sync events. Called on a Rust thread: hop to the UI thread before touching
 /// views (Android: `Handler(Looper.getMainLooper()).post`, iOS: `DispatchQueue.main.async`).
@@ -542,30 +514,21 @@ pub enum PushKindRecord {
     },
 }
 
-impl From<PushEvent> for PushEventRecord {
-    fn from(e: PushEvent) -> Self {
-        Self {
-            version: e.version,
-            kind: match e.kind {
-                PushKind::Offer => PushKindRecord::Offer,
-                PushKind::Taken => PushKindRecord::Taken,
-                PushKind::Cancelled => PushKindRecord::Cancelled,
-                // The coordinators' kinds are not for phones: to the app they are as
-                // unknown as a newer server's.
-                PushKind::NewRequest | PushKind::Accepted | PushKind::Unknown { .. } => {
-                    PushKindRecord::Unknown {
-                        code: e.kind.code().to_owned(),
-                    }
-                }
-            },
-            request_id: e.request_id,
-            topic: e.topic,
-            languages: e.languages,
-            window_start: e.window_start,
-            window_end: e.window_end,
+record_from!(|e: PushEvent| PushEventRecord {
+    version, request_id, topic, languages, window_start, window_end;
+    kind: match e.kind {
+        PushKind::Offer => PushKindRecord::Offer,
+        PushKind::Taken => PushKindRecord::Taken,
+        PushKind::Cancelled => PushKindRecord::Cancelled,
+        // The coordinators' kinds are not for phones: to the app they are as unknown as a
+        // newer server's.
+        PushKind::NewRequest | PushKind::Accepted | PushKind::Unknown { .. } => {
+            PushKindRecord::Unknown {
+                code: e.kind.code().to_owned(),
+            }
         }
-    }
-}
+    },
+});
 
 /// Register these with the push endpoint (base64url, no padding).
 #[derive(uniffi::Record)]
@@ -574,35 +537,25 @@ pub struct PushKeysRecord {
     pub auth: String,
 }
 
-impl From<PushSubscriptionKeys> for PushKeysRecord {
-    fn from(k: PushSubscriptionKeys) -> Self {
-        Self {
-            p256dh: k.p256dh,
-            auth: k.auth,
-        }
+record_from!(|k: PushSubscriptionKeys| PushKeysRecord { p256dh, auth });
+
+mirror_enum! {
+    #[derive(uniffi::Enum, Clone, Copy, PartialEq, Eq)]
+    pub enum OfferActionRecord <=> OfferAction { Accept, Decline }
+}
+
+mirror_enum! {
+    /// What the server decided about an answer.
+    #[derive(uniffi::Enum)]
+    pub enum OfferOutcomeRecord <=> OfferOutcome {
+        /// You have the request; the case (id) syncs to the phone.
+        Won { case_id: Option<String> },
+        AlreadyTaken,
+        Closed,
+        Declined,
+        NotOffered,
+        Refused { code: String },
     }
-}
-
-#[derive(uniffi::Enum, Clone, Copy, PartialEq, Eq)]
-pub enum OfferActionRecord {
-    Accept,
-    Decline,
-}
-
-/// What the server decided about an answer.
-#[derive(uniffi::Enum)]
-pub enum OfferOutcomeRecord {
-    /// You have the request; the case (id) syncs to the phone.
-    Won {
-        case_id: Option<String>,
-    },
-    AlreadyTaken,
-    Closed,
-    Declined,
-    NotOffered,
-    Refused {
-        code: String,
-    },
 }
 
 /// An answer to an offer; `outcome` is `None` while it is queued.
@@ -615,27 +568,11 @@ pub struct OfferAnswerRecord {
     pub decided_at: Option<i64>,
 }
 
-impl From<OfferAnswer> for OfferAnswerRecord {
-    fn from(a: OfferAnswer) -> Self {
-        Self {
-            request_id: a.request_id,
-            action: match a.action {
-                OfferAction::Accept => OfferActionRecord::Accept,
-                OfferAction::Decline => OfferActionRecord::Decline,
-            },
-            answered_at: a.answered_at,
-            outcome: a.outcome.map(|o| match o {
-                OfferOutcome::Won { case_id } => OfferOutcomeRecord::Won { case_id },
-                OfferOutcome::AlreadyTaken => OfferOutcomeRecord::AlreadyTaken,
-                OfferOutcome::Closed => OfferOutcomeRecord::Closed,
-                OfferOutcome::Declined => OfferOutcomeRecord::Declined,
-                OfferOutcome::NotOffered => OfferOutcomeRecord::NotOffered,
-                OfferOutcome::Refused { code } => OfferOutcomeRecord::Refused { code },
-            }),
-            decided_at: a.decided_at,
-        }
-    }
-}
+record_from!(|a: OfferAnswer| OfferAnswerRecord {
+    request_id, answered_at, decided_at;
+    action: a.action.into(),
+    outcome: a.outcome.map(Into::into),
+});
 
 /// An offer; times in ms since the epoch. The assignment fields are set only for the
 /// volunteer who got the request.
@@ -660,28 +597,15 @@ pub struct OfferRecordFfi {
     pub answer: Option<OfferAnswerRecord>,
 }
 
-impl From<OfferRecord> for OfferRecordFfi {
-    fn from(o: OfferRecord) -> Self {
-        let a = o.assignment;
-        Self {
-            id: o.id,
-            topic: o.topic,
-            languages: o.languages,
-            starts_at: o.starts_at,
-            ends_at: o.ends_at,
-            place_area: o.place_area,
-            urgency: o.urgency,
-            institution_kind: o.institution_kind,
-            description: o.description,
-            status: o.status,
-            place_address: a.as_ref().and_then(|a| a.place_address.clone()),
-            institution_name: a.as_ref().map(|a| a.institution_name.clone()),
-            contact: a.as_ref().and_then(|a| a.contact.clone()),
-            case_id: a.and_then(|a| a.case_id),
-            answer: o.answer.map(Into::into),
-        }
-    }
-}
+record_from!(|o: OfferRecord| OfferRecordFfi {
+    id, topic, languages, starts_at, ends_at, place_area, urgency, institution_kind,
+    description, status;
+    place_address: o.assignment.as_ref().and_then(|a| a.place_address.clone()),
+    institution_name: o.assignment.as_ref().map(|a| a.institution_name.clone()),
+    contact: o.assignment.as_ref().and_then(|a| a.contact.clone()),
+    case_id: o.assignment.and_then(|a| a.case_id),
+    answer: o.answer.map(Into::into),
+});
 
 #[derive(uniffi::Record)]
 pub struct OfferListRecord {
@@ -692,15 +616,10 @@ pub struct OfferListRecord {
     pub fresh: bool,
 }
 
-impl From<OfferList> for OfferListRecord {
-    fn from(l: OfferList) -> Self {
-        Self {
-            offers: l.offers.into_iter().map(Into::into).collect(),
-            fetched_at: l.fetched_at,
-            fresh: l.fresh,
-        }
-    }
-}
+record_from!(|l: OfferList| OfferListRecord {
+    fetched_at, fresh;
+    offers: l.offers.into_iter().map(Into::into).collect(),
+});
 
 /// Receives the outcomes of offer answers (on a Rust thread).
 #[uniffi::export(with_foreign)]
@@ -817,23 +736,14 @@ impl LotseClient {
     /// Exchanges the coordinator's one-time code for this device's credentials.
     pub async fn enroll(&self, code: String, device_name: String) -> Result<EnrollmentRecord> {
         let client = self.client.clone();
-        let e = self
-            .spawn(async move { client.enroll(&code, &device_name).await })
-            .await?;
-        Ok(EnrollmentRecord {
-            device_id: e.device_id,
-            volunteer_id: e.volunteer_id,
-        })
+        self.spawn(async move { client.enroll(&code, &device_name).await })
+            .await
+            .map(Into::into)
     }
 
     /// `None` until enrolled (and again after a revocation).
     pub fn enrollment(&self) -> Result<Option<EnrollmentRecord>> {
-        Ok(self
-            .block(self.client.enrollment())?
-            .map(|e| EnrollmentRecord {
-                device_id: e.device_id,
-                volunteer_id: e.volunteer_id,
-            }))
+        Ok(self.block(self.client.enrollment())?.map(Into::into))
     }
 
     pub fn list_cases(&self) -> Result<Vec<CaseSummaryRecord>> {
@@ -987,23 +897,12 @@ impl LotseClient {
         Ok(self
             .block(self.client.availability())?
             .into_iter()
-            .map(|s| AvailabilityRecord {
-                weekday: s.weekday,
-                from: s.from,
-                to: s.to,
-            })
+            .map(Into::into)
             .collect())
     }
 
     pub fn set_availability(&self, slots: Vec<AvailabilityRecord>) -> Result<()> {
-        let slots: Vec<AvailabilitySlot> = slots
-            .into_iter()
-            .map(|s| AvailabilitySlot {
-                weekday: s.weekday,
-                from: s.from,
-                to: s.to,
-            })
-            .collect();
+        let slots: Vec<AvailabilitySlot> = slots.into_iter().map(Into::into).collect();
         self.block(self.client.set_availability(&slots))
     }
 
