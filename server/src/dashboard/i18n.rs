@@ -195,6 +195,8 @@ pub fn invalid(l: Lang, code: &str, detail: &str) -> String {
                 "The end must be after the start.",
             )
             .into(),
+        (Lang::De, "out_of_range") => format!("Bitte eine ganze Zahl von {detail}."),
+        (Lang::En, "out_of_range") => format!("Please give a whole number from {detail}."),
         (Lang::De, "window_too_long") => format!("Höchstens {detail} Stunden."),
         (Lang::En, "window_too_long") => format!("At most {detail} hours."),
         (_, "in_the_past") => l

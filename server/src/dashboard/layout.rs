@@ -19,6 +19,7 @@ pub enum Nav {
     Cases,
     Volunteers,
     Reports,
+    Settings,
 }
 
 pub fn html_response(status: StatusCode, page: Markup) -> Response {
@@ -69,6 +70,11 @@ pub fn page(s: &Session, nav: Nav, title: &str, body: Markup) -> Markup {
             Nav::Reports,
             "/dashboard/reports",
             l.t("Berichte", "Reports"),
+        ),
+        (
+            Nav::Settings,
+            "/dashboard/settings",
+            l.t("Einstellungen", "Settings"),
         ),
     ];
     html! {

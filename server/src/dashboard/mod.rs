@@ -26,6 +26,7 @@ mod overview;
 mod reports;
 mod requests;
 mod session;
+mod settings;
 mod volunteers;
 
 use std::collections::HashMap;
@@ -176,6 +177,10 @@ pub fn router() -> Router<AppState> {
         )
         .route("/dashboard/devices/{id}/revoke", post(volunteers::revoke))
         .route("/dashboard/reports", get(reports::page))
+        .route(
+            "/dashboard/settings",
+            get(settings::page).post(settings::update),
+        )
         .route("/dashboard/reports.csv", get(reports::csv))
         .route("/dashboard/reports/chart/{name}", get(reports::chart))
         .layer(axum::middleware::map_response(security_headers))

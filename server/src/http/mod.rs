@@ -9,6 +9,7 @@ pub mod extract;
 mod health;
 mod intake;
 mod offers;
+mod organisation;
 mod push;
 mod requests;
 mod volunteers;
@@ -41,6 +42,7 @@ pub use volunteers::TOPICS;
         (name = "offers", description = "Offers as a volunteer's device sees them: accept or decline"),
         (name = "push", description = "Web Push: VAPID key and subscriptions"),
         (name = "cases", description = "Cases (Begleitungen): automerge documents synced with the phones"),
+        (name = "organisation", description = "The network's own settings (device lease)"),
     )
 )]
 struct ApiDoc;
@@ -55,6 +57,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(push::router())
         .merge(requests::router())
         .merge(offers::router())
+        .merge(organisation::router())
         .split_for_parts()
 }
 

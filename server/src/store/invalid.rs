@@ -47,6 +47,8 @@ pub enum Invalid {
     WindowTooLong { hours: i64 },
     #[error("the time window is over already")]
     InThePast,
+    #[error("a whole number from {min} to {max}")]
+    OutOfRange { min: i64, max: i64 },
 }
 
 impl Invalid {
@@ -72,6 +74,7 @@ impl Invalid {
             Self::EndBeforeStart => ("end_before_start", String::new()),
             Self::WindowTooLong { hours } => ("window_too_long", hours.to_string()),
             Self::InThePast => ("in_the_past", String::new()),
+            Self::OutOfRange { min, max } => ("out_of_range", format!("{min}–{max}")),
         }
     }
 }

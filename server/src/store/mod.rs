@@ -41,7 +41,7 @@ pub use documents::{
 };
 pub use invalid::Invalid;
 pub use notice::{MAX_PAYLOAD_BYTES, Notice, Payload, push_topic};
-pub use organisations::Organisation;
+pub use organisations::{Organisation, OrganisationSettings};
 pub use push::{
     ClaimedPush, MAX_SUBSCRIPTIONS_PER_OWNER, NewPushSubscription, OutboxEntry, PushOwner,
     PushSubscriptionRef, Recipients, SavedPushSubscription, coordinator_subscriptions, enqueue,

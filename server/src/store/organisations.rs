@@ -3,6 +3,8 @@
 use serde::Serialize;
 use sqlx::Row;
 
+use super::audit::Audit;
+use super::invalid::Invalid;
 use super::{Result, Store, new_id, now_ms};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -12,7 +14,74 @@ pub struct Organisation {
     pub slug: String,
 }
 
+/// What a network decides for itself. Changes are audited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct OrganisationSettings {
+    /// Days a phone keeps its case data readable without contact with the server; then it
+    /// destroys its keys (a lost phone that stays offline). 1 to 365, default 30.
+    pub device_lease_days: u32,
+}
+
+impl OrganisationSettings {
+    pub const LEASE_DAYS: std::ops::RangeInclusive<u32> = 1..=365;
+    pub const DEFAULT_LEASE_DAYS: u32 = 30;
+
+    pub fn lease_ms(&self) -> u64 {
+        u64::from(self.device_lease_days) * 24 * 3_600_000
+    }
+
+    pub fn check_lease_days(days: i64) -> Result<u32, Invalid> {
+        u32::try_from(days)
+            .ok()
+            .filter(|d| Self::LEASE_DAYS.contains(d))
+            .ok_or(Invalid::OutOfRange {
+                min: i64::from(*Self::LEASE_DAYS.start()),
+                max: i64::from(*Self::LEASE_DAYS.end()),
+            })
+    }
+}
+
 impl Store {
+    pub async fn organisation_settings(
+        &self,
+        organisation_id: &str,
+    ) -> Result<Option<OrganisationSettings>> {
+        let days: Option<i64> =
+            sqlx::query_scalar("SELECT device_lease_days FROM organisations WHERE id = $1")
+                .bind(organisation_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(days.map(|d| OrganisationSettings {
+            device_lease_days: u32::try_from(d).unwrap_or(OrganisationSettings::DEFAULT_LEASE_DAYS),
+        }))
+    }
+
+    pub async fn set_organisation_settings(
+        &self,
+        organisation_id: &str,
+        actor_id: &str,
+        settings: &OrganisationSettings,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE organisations SET device_lease_days = $1 WHERE id = $2")
+            .bind(i64::from(settings.device_lease_days))
+            .bind(organisation_id)
+            .execute(&mut *tx)
+            .await?;
+        Audit {
+            organisation_id,
+            actor_kind: "coordinator",
+            actor_id,
+            action: "organisation.settings",
+            subject_kind: "organisation",
+            subject_id: organisation_id,
+        }
+        .write(&mut tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Returns the organisation called `name`, creating it when new.
     pub async fn ensure_organisation(&self, name: &str) -> Result<Organisation> {
         let mut tx = self.begin_write().await?;
