@@ -311,8 +311,8 @@ button,.button{display:inline-block;font:inherit;font-weight:600;padding:.45rem 
 button:hover,.button:hover{background:var(--brand-dark);border-color:var(--brand-dark);color:#fff}
 button.secondary,.button.secondary{background:#fff;color:var(--brand)}
 button.secondary:hover,.button.secondary:hover{background:#eef4fb;color:var(--brand-dark)}
-button.danger{background:#fff;color:var(--bad);border-color:var(--bad)}
-button.danger:hover{background:#fde7e9;color:#6d000c}
+button.danger,.button.danger{background:#fff;color:var(--bad);border-color:var(--bad)}
+button.danger:hover,.button.danger:hover{background:#fde7e9;color:#6d000c}
 .actions{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;margin:1rem 0}
 .actions form{margin:0}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1.25rem;margin:0}

@@ -175,6 +175,7 @@ pub fn router() -> Router<AppState> {
             "/dashboard/volunteers/{id}/enrollment-code",
             post(volunteers::enrollment_code),
         )
+        .route("/dashboard/devices/{id}", get(volunteers::device_page))
         .route("/dashboard/devices/{id}/revoke", post(volunteers::revoke))
         .route("/dashboard/reports", get(reports::page))
         .route(

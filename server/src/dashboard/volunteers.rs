@@ -226,11 +226,7 @@ pub async fn revoke(
         Ok(Some((device, shrunk))) => {
             state.access_shrank(shrunk);
             tracing::info!(device_id = %device.id, "device revoked (dashboard)");
-            Redirect::to(&format!(
-                "/dashboard/volunteers/{}?revoked={}",
-                device.volunteer_id, device.id
-            ))
-            .into_response()
+            Redirect::to(&format!("/dashboard/devices/{}?revoked=1", device.id)).into_response()
         }
         Ok(None) => layout::not_found(l),
         Err(e) => layout::failed(l, "revoke", e),
@@ -262,11 +258,8 @@ fn devices_table(s: &Session, devices: &[Device], now: i64) -> Markup {
                                 @if let Some(t) = d.revoked_at {
                                     (badge("revoked", l.t("gesperrt", "revoked"))) " " (i18n::datetime(l, t))
                                 } @else {
-                                    form method="post" action=(format!("/dashboard/devices/{}/revoke", d.id)) {
-                                        (csrf(s))
-                                        button.danger type="submit" aria-label=(format!("{} {}", l.t("Sperren:", "Revoke:"), d.name)) {
-                                            (l.t("Sperren", "Revoke"))
-                                        }
+                                    a.button.danger href=(format!("/dashboard/devices/{}", d.id)) aria-label=(format!("{} {}", l.t("Sperren:", "Revoke:"), d.name)) {
+                                        (l.t("Sperren …", "Revoke …"))
                                     }
                                 }
                             }
@@ -980,4 +973,78 @@ pub async fn update(
         Ok(None) => layout::not_found(l),
         Err(e) => layout::failed(l, "update volunteer", e),
     }
+}
+
+/// `GET /dashboard/devices/{id}`: a device before and after it is revoked as lost: what
+/// it could hold (the cases of its volunteer, and those taken from them since its last
+/// contact), since when it has been silent, and when it destroys its keys by itself. What
+/// a network needs to judge whether a lost phone must be reported (DSGVO Art. 33).
+pub async fn device_page(
+    State(state): State<AppState>,
+    s: Session,
+    Path(raw): Path<String>,
+) -> Response {
+    let l = s.lang;
+    let Some(id) = uuid(&raw) else {
+        return layout::not_found(l);
+    };
+    let exposure = match state.store.device_exposure(s.org(), &id).await {
+        Ok(Some(x)) => x,
+        Ok(None) => return layout::not_found(l),
+        Err(e) => return layout::failed(l, "device exposure", e),
+    };
+    let d = &exposure.device;
+    let owner = match state.store.volunteer(s.org(), &d.volunteer_id).await {
+        Ok(v) => v.map(|v| v.display_name).unwrap_or_default(),
+        Err(e) => return layout::failed(l, "device owner", e),
+    };
+    let when = |t: Option<i64>| {
+        t.map(|t| i18n::datetime(l, t))
+            .unwrap_or_else(|| "–".into())
+    };
+    let title = format!("{}: {}", l.t("Gerät", "Device"), d.name);
+    html_response(
+        StatusCode::OK,
+        layout::page(
+            &s,
+            Nav::Volunteers,
+            &title,
+            html! {
+                p { a href=(format!("/dashboard/volunteers/{}", d.volunteer_id)) { "← " (owner) } }
+                h1 { (title) }
+                @if let Some(t) = d.revoked_at {
+                    p role="status" { (badge("revoked", l.t("gesperrt", "revoked"))) " " (i18n::datetime(l, t)) ". "
+                        (l.t("Das Gerät kann nichts mehr synchronisieren und löscht seine Daten beim nächsten Kontakt.",
+                            "The device can no longer sync and wipes its data at its next contact.")) }
+                }
+                section.card aria-labelledby="exposure" {
+                    h2 #exposure { (l.t("Was das Gerät enthalten kann", "What the device may hold")) }
+                    dl.facts {
+                        dt { (l.t("Letzter Kontakt", "Last contact")) } dd #last-contact { (when(exposure.last_contact)) }
+                        dt { (l.t("Zuletzt synchronisiert", "Last sync")) } dd { (when(d.last_sync_at)) }
+                        dt { (l.t("Schlüssel vernichtet sich ohne Kontakt am", "Keys destroy themselves without contact on")) }
+                        dd #lease-lapses { (when(exposure.lease_lapses_at)) }
+                    }
+                    p.muted { (l.t(
+                        "Die Fälle sind auf dem Gerät verschlüsselt; lesbar sind sie nur in der App, und nur bis zum genannten Datum. Für die Prüfung nach Art. 33 DSGVO: diese Fälle waren dem Gerät zugänglich.",
+                        "The cases are encrypted on the device; they are readable only in the app, and only until the date above. For the assessment under Art. 33 GDPR: these cases were accessible to the device.")) }
+                    @if exposure.cases.is_empty() {
+                        p { (l.t("Keine Fälle.", "No cases.")) }
+                    } @else {
+                        ul #exposed-cases {
+                            @for (case, label) in &exposure.cases {
+                                li data-case=(case) { a href=(format!("/dashboard/cases/{case}")) { (if label.is_empty() { case.as_str() } else { label.as_str() }) } }
+                            }
+                        }
+                    }
+                }
+                @if d.revoked_at.is_none() {
+                    form method="post" action=(format!("/dashboard/devices/{}/revoke", d.id)) {
+                        (csrf(&s))
+                        button.danger type="submit" { (l.t("Als verloren sperren", "Revoke as lost")) }
+                    }
+                }
+            },
+        ),
+    )
 }

@@ -272,6 +272,23 @@ impl Store {
         Ok(found.is_some())
     }
 
+    /// A device of the organisation's volunteers, revoked or not.
+    pub async fn device_of_organisation(
+        &self,
+        organisation_id: &str,
+        device_id: &str,
+    ) -> Result<Option<Device>> {
+        let row = sqlx::query(safe_sql!(
+            "SELECT {COLUMNS} FROM devices d JOIN volunteers v ON v.id = d.volunteer_id \
+             WHERE d.id = $1 AND v.organisation_id = $2"
+        ))
+        .bind(device_id)
+        .bind(organisation_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(device).transpose()
+    }
+
     /// `None` when the volunteer is not in the organisation.
     pub async fn devices_of(
         &self,

@@ -52,7 +52,7 @@ pub use requests::{
     AcceptOutcome, Actor, INSTITUTION_KINDS, NewRequest, NoticeKind, OfferStatus, Refusals,
     Request, RequestDraft, RequestError, RequestEvent, RequestPatch, STATUSES, URGENCIES,
 };
-pub use sharing::{ReassignError, Reassigned};
+pub use sharing::{Exposure, ReassignError, Reassigned};
 pub use volunteers::{NewVolunteer, Slot, Training, Volunteer, VolunteerPatch};
 
 /// PostgreSQL channel of `'<instance>:<document id>'`: a document changed.

@@ -173,3 +173,82 @@ async fn current(
             .await?;
     Ok(Some(shared.into_iter().chain(owner).collect()))
 }
+
+/// What a device could hold, for the assessment after a phone is lost (DSGVO Art. 33):
+/// the cases of its volunteer now, and those taken from them since the device's last
+/// contact (it has not heard of that yet).
+#[derive(Debug, Clone)]
+pub struct Exposure {
+    pub device: super::Device,
+    /// Case id and pseudonymous label, by label.
+    pub cases: Vec<(String, String)>,
+    /// The device's last contact with the server (ms), when its lease was last renewed.
+    pub last_contact: Option<i64>,
+    /// When the device destroys its keys if it stays offline (ms).
+    pub lease_lapses_at: Option<i64>,
+}
+
+impl Store {
+    pub async fn device_exposure(
+        &self,
+        organisation_id: &str,
+        device_id: &str,
+    ) -> Result<Option<Exposure>> {
+        let Some(device) = self
+            .device_of_organisation(organisation_id, device_id)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let last_contact = device.last_seen_at.max(device.last_sync_at);
+        let since = last_contact.unwrap_or(device.created_at);
+        let mut ids: BTreeSet<String> = sqlx::query_scalar(
+            "SELECT id FROM documents WHERE organisation_id = $1 AND kind = 'case' AND \
+             (owner_volunteer_id = $2 OR id IN \
+             (SELECT document_id FROM document_access WHERE volunteer_id = $2))",
+        )
+        .bind(organisation_id)
+        .bind(&device.volunteer_id)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .collect();
+        let unshared: Vec<String> = sqlx::query_scalar(
+            "SELECT subject_id FROM audit_events WHERE organisation_id = $1 \
+             AND action = 'case.unshare' AND subject_kind = 'case_volunteer' AND at >= $2",
+        )
+        .bind(organisation_id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let suffix = format!(":{}", device.volunteer_id);
+        ids.extend(
+            unshared
+                .iter()
+                .filter_map(|s| s.strip_suffix(&suffix))
+                .map(str::to_owned),
+        );
+        let mut cases = Vec::with_capacity(ids.len());
+        for id in ids {
+            let label: Option<String> =
+                sqlx::query_scalar("SELECT label FROM case_index WHERE document_id = $1")
+                    .bind(&id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            cases.push((id, label.unwrap_or_default()));
+        }
+        cases.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        let lease_ms: Option<i64> =
+            sqlx::query_scalar("SELECT device_lease_days FROM organisations WHERE id = $1")
+                .bind(organisation_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|days: i64| days * 24 * 3_600_000);
+        Ok(Some(Exposure {
+            lease_lapses_at: last_contact.zip(lease_ms).map(|(at, ms)| at + ms),
+            device,
+            cases,
+            last_contact,
+        }))
+    }
+}
