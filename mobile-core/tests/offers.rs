@@ -18,24 +18,17 @@ use lotse_core::{
     PushKind, SyncState,
 };
 use lotse_server::push::{Notice, NoticeKind};
+use lotse_testkit::now_ms;
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(30);
 const HOUR: i64 = 3_600_000;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 /// A request for tomorrow, offered to `volunteers`: its id.
 async fn offered_request(server: &TestServer, coordinator: &str, volunteers: &[&str]) -> String {
     let start = now_ms() + 26 * HOUR;
-    let (status, created) = server
-        .post(
-            "/api/v1/requests",
+    let id = server
+        .post_request(
             coordinator,
             json!({
                 "institution_kind": "jobcenter",
@@ -51,16 +44,7 @@ async fn offered_request(server: &TestServer, coordinator: &str, volunteers: &[&
             }),
         )
         .await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["id"].as_str().unwrap().to_owned();
-    let (status, offered) = server
-        .post(
-            &format!("/api/v1/requests/{id}/offer"),
-            coordinator,
-            json!({"volunteer_ids": volunteers}),
-        )
-        .await;
-    assert_eq!(status, 200, "{offered}");
+    server.offer_to(coordinator, &id, volunteers).await;
     id
 }
 
@@ -77,34 +61,27 @@ impl Listener for Answers {
 
 impl Answers {
     async fn wait_for(&self, request_id: &str) -> OfferAnswer {
-        let mut found = None;
-        eventually(T, "the offer's outcome reaches the listener", || {
-            found = self
+        eventually("the offer's outcome reaches the listener", T, || {
+            let found = self
                 .0
                 .lock()
                 .unwrap()
                 .iter()
                 .find(|a| a.request_id == request_id)
                 .cloned();
-            let done = found.is_some();
-            async move { done }
+            async move { found }
         })
-        .await;
-        found.unwrap()
+        .await
     }
 }
 
 async fn settled(client: &Client, request_id: &str) -> OfferAnswer {
-    let mut answer = None;
-    let until = tokio::time::Instant::now() + T;
-    while tokio::time::Instant::now() < until {
-        answer = client.offer_answer(request_id).await.unwrap();
-        if answer.as_ref().is_some_and(|a| a.outcome.is_some()) {
-            return answer.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("answer for {request_id} not settled: {answer:?}");
+    let what = format!("the answer for {request_id} to settle");
+    eventually(&what, T, || async {
+        let answer = client.offer_answer(request_id).await.unwrap();
+        answer.filter(|a| a.outcome.is_some())
+    })
+    .await
 }
 
 async fn has_case(client: &Client, id: &DocumentId) -> bool {
@@ -118,8 +95,8 @@ async fn has_case(client: &Client, id: &DocumentId) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_accept_wins_the_other_loses_and_the_case_arrives() {
-    let server = TestServer::start().await;
-    let coordinator = server.coordinator("Integrationslotsen Neuss").await;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Integrationslotsen Neuss").await;
     let a = enrolled_phone(&server, &coordinator).await;
     let b = enrolled_phone(&server, &coordinator).await;
     let request = offered_request(&server, &coordinator, &[&a.volunteer, &b.volunteer]).await;
@@ -147,7 +124,7 @@ async fn offline_accept_wins_the_other_loses_and_the_case_arrives() {
     let answers_a = Arc::new(Answers::default());
     let _sub_a = a.client.subscribe(answers_a.clone());
     a.client.set_network_available(false);
-    eventually(T, "offline", || async {
+    eventually("offline", T, || async {
         a.client.sync_state() == SyncState::Offline
     })
     .await;
@@ -184,7 +161,7 @@ async fn offline_accept_wins_the_other_loses_and_the_case_arrives() {
     };
     let case_id: DocumentId = case_id.parse().unwrap();
     // The case the server created for the winner reaches the phone by itself.
-    eventually(T, "the won case on phone A", || {
+    eventually("the won case on phone A", T, || {
         has_case(&a.client, &case_id)
     })
     .await;
@@ -243,8 +220,8 @@ async fn offline_accept_wins_the_other_loses_and_the_case_arrives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_accept_survives_an_app_restart() {
-    let server = TestServer::start().await;
-    let coordinator = server.coordinator("Integrationslotsen Neuss").await;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Integrationslotsen Neuss").await;
     let phone = enrolled_phone(&server, &coordinator).await;
     let request = offered_request(&server, &coordinator, &[&phone.volunteer]).await;
     phone.client.list_offers().await.unwrap();
@@ -271,7 +248,7 @@ async fn a_queued_accept_survives_an_app_restart() {
         panic!("should have won: {answer:?}");
     };
     let case_id: DocumentId = case_id.parse().unwrap();
-    eventually(T, "the won case", || has_case(&client, &case_id)).await;
+    eventually("the won case", T, || has_case(&client, &case_id)).await;
 
     // Nothing of the offer is readable in the store's files.
     client.close().await.unwrap();
@@ -292,8 +269,8 @@ async fn a_queued_accept_survives_an_app_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_keys_register_and_decrypt_what_the_server_library_encrypts() {
-    let server = TestServer::start_with_loopback_push().await;
-    let coordinator = server.coordinator("Integrationslotsen Neuss").await;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Integrationslotsen Neuss").await;
     let phone = enrolled_phone(&server, &coordinator).await;
     let client = &phone.client;
     let endpoint = "http://127.0.0.1:9/push/phone-a";
@@ -398,8 +375,8 @@ async fn push_service() -> (String, Received) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_offer_push_reaches_the_phone_and_decrypts() {
-    let server = TestServer::start_with_loopback_push().await;
-    let coordinator = server.coordinator("Integrationslotsen Neuss").await;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Integrationslotsen Neuss").await;
     let a = enrolled_phone(&server, &coordinator).await;
     let other = enrolled_phone(&server, &coordinator).await;
     let (base, seen) = push_service().await;
@@ -412,7 +389,7 @@ async fn the_offer_push_reaches_the_phone_and_decrypts() {
             .unwrap();
     }
     let request = offered_request(&server, &coordinator, &[&a.volunteer]).await;
-    eventually(T, "the offer push at the push service", || {
+    eventually("the offer push at the push service", T, || {
         let done = !seen.lock().unwrap().is_empty();
         async move { done }
     })
@@ -486,8 +463,8 @@ async fn await_push(
 /// (in the winner's transaction), not in answer to the late accept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loser_gets_the_taken_push_and_the_winner_does_not() {
-    let server = TestServer::start_with_loopback_push().await;
-    let coordinator = server.coordinator("Integrationslotsen Neuss").await;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Integrationslotsen Neuss").await;
     let a = enrolled_phone(&server, &coordinator).await;
     let b = enrolled_phone(&server, &coordinator).await;
     let (base, seen) = push_service().await;
@@ -534,7 +511,7 @@ async fn the_loser_gets_the_taken_push_and_the_winner_does_not() {
 
     // Every decision above has committed (each answer settled on the server's reply), so
     // once the outbox is empty every push the server queued has reached the push service.
-    eventually(T, "the push outbox drained", || async {
+    eventually("the push outbox drained", T, || async {
         server.store.pending_pushes().await.unwrap() == 0
     })
     .await;

@@ -81,8 +81,8 @@ async fn killed_writers_lose_nothing_that_returned() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100);
-    let server = TestServer::start().await;
-    let coordinator = server.coordinator("Lotsen Absturz").await;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Lotsen Absturz").await;
     let phone = enrolled_phone(&server, &coordinator).await;
     let case = phone.client.create_case(&case_input("C.K.")).await.unwrap();
     phone.client.close().await.unwrap();
@@ -171,8 +171,8 @@ fn rand_between(lo: u64, hi: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_files_hold_no_plaintext() {
-    let server = TestServer::start().await;
-    let coordinator = server.coordinator("Lotsen Klartext").await;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Lotsen Klartext").await;
     let phone = enrolled_phone(&server, &coordinator).await;
     let client = &phone.client;
     let labels = ["Z.Q.", "Familie-Xylander"];
@@ -280,8 +280,8 @@ async fn a_wrong_key_is_refused_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gives_typed_errors() {
-    let server = TestServer::start().await;
-    let coordinator = server.coordinator("Lotsen Eingaben").await;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Lotsen Eingaben").await;
     let phone = enrolled_phone(&server, &coordinator).await;
     let c = &phone.client;
     c.set_network_available(false);

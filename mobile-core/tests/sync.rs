@@ -26,22 +26,22 @@ async fn status(client: &Client, id: &DocumentId) -> SyncStatus {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_work_reaches_the_coordinator_and_merges_with_theirs() {
-    let server = TestServer::start().await;
-    let coordinator = server.coordinator("Integrationslotsen Neuss").await;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Integrationslotsen Neuss").await;
     let phone = enrolled_phone(&server, &coordinator).await;
     let client = &phone.client;
     assert_eq!(client.sync_state(), SyncState::Idle);
 
     // A case the coordinator assigned; the phone fetches it on its next sync.
-    let (status_code, created) = server
-        .post(
-            "/api/v1/cases",
+    let shared = server
+        .create_case(
             &coordinator,
-            json!({"label": "K.M.", "topic": "gesundheit", "languages": ["ar"], "volunteer_ids": [phone.volunteer]}),
+            "K.M.",
+            "gesundheit",
+            &["ar"],
+            &[&phone.volunteer],
         )
         .await;
-    assert_eq!(status_code, 201, "{created}");
-    let shared: DocumentId = created["id"].as_str().unwrap().parse().unwrap();
     within(T, client.sync_now()).await.unwrap();
     let first = client
         .add_note(&shared, "Erstgespräch im Café Mitte")
@@ -52,7 +52,7 @@ async fn offline_work_reaches_the_coordinator_and_merges_with_theirs() {
 
     // Offline: edit the shared note, start a new case with notes, appointments and hours.
     client.set_network_available(false);
-    eventually(T, "offline", || async {
+    eventually("offline", T, || async {
         client.sync_state() == SyncState::Offline
     })
     .await;
@@ -209,7 +209,7 @@ async fn offline_work_reaches_the_coordinator_and_merges_with_theirs() {
     let merged = "[geprüft] Erstgespräch im Café Mitte, Dolmetschen Arabisch";
     let on_server = server.case(&coordinator, &shared).await;
     assert_eq!(on_server["notes"][0]["text"], merged);
-    eventually(T, "coordinator edit on the phone", || async {
+    eventually("coordinator edit on the phone", T, || async {
         client.list_notes(&shared).await.unwrap()[0].text == merged
     })
     .await;
@@ -256,13 +256,13 @@ async fn offline_work_reaches_the_coordinator_and_merges_with_theirs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_changes_flow_both_ways_and_listeners_hear_them() {
-    let server = TestServer::start().await;
-    let coordinator = server.coordinator("Lotsen Live").await;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Lotsen Live").await;
     let phone = enrolled_phone(&server, &coordinator).await;
     let client = &phone.client;
     let heard = recorder();
     let subscription = client.subscribe(heard.clone());
-    eventually(T, "current state delivered", || async {
+    eventually("current state delivered", T, || async {
         heard.states.lock().unwrap().first() == Some(&SyncState::Idle)
     })
     .await;
@@ -277,7 +277,7 @@ async fn live_changes_flow_both_ways_and_listeners_hear_them() {
         .await
         .unwrap();
     client.add_note(&case, "Schulanmeldung").await.unwrap();
-    eventually(T, "live upload", || async {
+    eventually("live upload", T, || async {
         status(client, &case).await == SyncStatus::Synced
     })
     .await;
@@ -288,7 +288,7 @@ async fn live_changes_flow_both_ways_and_listeners_hear_them() {
     desk.sync(case).await;
     CaseDoc::set_status(desk.doc_mut(&case).unwrap(), Status::Paused, MORNING).unwrap();
     desk.sync(case).await;
-    eventually(T, "live download", || async {
+    eventually("live download", T, || async {
         client.get_case(&case).await.unwrap().case.status == Status::Paused
     })
     .await;
@@ -307,7 +307,7 @@ async fn live_changes_flow_both_ways_and_listeners_hear_them() {
     // are delivered, the listener thread ends and lets go of the listener (the test's
     // handle is then the only one), so no later state can reach it.
     drop(subscription);
-    eventually(T, "listener released", || async {
+    eventually("listener released", T, || async {
         std::sync::Arc::strong_count(&heard) == 1
     })
     .await;
@@ -333,27 +333,27 @@ async fn live_changes_flow_both_ways_and_listeners_hear_them() {
 /// its next periodic check (five minutes away).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_case_shared_while_connected_arrives_without_asking() {
-    let server = TestServer::start().await;
-    let coordinator = server.coordinator("Integrationslotsen Neuss").await;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Integrationslotsen Neuss").await;
     let phone = enrolled_phone(&server, &coordinator).await;
     let client = &phone.client;
     let heard = recorder();
     let _subscription = client.subscribe(heard.clone());
-    eventually(T, "idle and connected", || async {
+    eventually("idle and connected", T, || async {
         client.sync_state() == SyncState::Idle
     })
     .await;
 
-    let (code, created) = server
-        .post(
-            "/api/v1/cases",
+    let case = server
+        .create_case(
             &coordinator,
-            json!({"label": "R.S.", "topic": "bildung", "languages": ["ar"], "volunteer_ids": [phone.volunteer]}),
+            "R.S.",
+            "bildung",
+            &["ar"],
+            &[&phone.volunteer],
         )
         .await;
-    assert_eq!(code, 201, "{created}");
-    let case: DocumentId = created["id"].as_str().unwrap().parse().unwrap();
-    eventually(T, "the shared case on the phone", || async {
+    eventually("the shared case on the phone", T, || async {
         client
             .list_cases()
             .await
@@ -362,7 +362,7 @@ async fn a_case_shared_while_connected_arrives_without_asking() {
             .any(|c| c.id == case && c.label == "R.S.")
     })
     .await;
-    eventually(T, "the listener told", || async {
+    eventually("the listener told", T, || async {
         heard.changed.lock().unwrap().contains(&case)
     })
     .await;
@@ -376,30 +376,24 @@ async fn a_case_shared_while_connected_arrives_without_asking() {
 /// without `sync_now`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_shared_cases_all_arrive_without_asking() {
-    let server = TestServer::start().await;
-    let coordinator = server.coordinator("Integrationslotsen Kaarst").await;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Integrationslotsen Kaarst").await;
     let phone = enrolled_phone(&server, &coordinator).await;
     let client = &phone.client;
-    eventually(T, "idle and connected", || async {
+    eventually("idle and connected", T, || async {
         client.sync_state() == SyncState::Idle
     })
     .await;
 
     let labels: Vec<String> = (1..=5).map(|i| format!("B.{i}.")).collect();
-    let created = futures_util::future::join_all(labels.iter().map(|label| {
-        server.post(
-            "/api/v1/cases",
-            &coordinator,
-            json!({"label": label, "topic": "wohnen", "languages": ["fa"], "volunteer_ids": [phone.volunteer]}),
-        )
-    }))
+    let volunteer = [phone.volunteer.as_str()];
+    let cases = futures_util::future::join_all(
+        labels
+            .iter()
+            .map(|label| server.create_case(&coordinator, label, "wohnen", &["fa"], &volunteer)),
+    )
     .await;
-    let mut cases = Vec::new();
-    for (code, body) in created {
-        assert_eq!(code, 201, "{body}");
-        cases.push(body["id"].as_str().unwrap().parse::<DocumentId>().unwrap());
-    }
-    eventually(T, "all five shared cases on the phone, synced", || async {
+    eventually("all five shared cases on the phone, synced", T, || async {
         let held = client.list_cases().await.unwrap();
         cases.iter().zip(&labels).all(|(id, label)| {
             held.iter()
@@ -407,7 +401,7 @@ async fn a_burst_of_shared_cases_all_arrive_without_asking() {
         })
     })
     .await;
-    eventually(T, "idle again", || async {
+    eventually("idle again", T, || async {
         client.sync_state() == SyncState::Idle
     })
     .await;
@@ -417,8 +411,8 @@ async fn a_burst_of_shared_cases_all_arrive_without_asking() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_wipes_the_phone() {
-    let server = TestServer::start().await;
-    let coordinator = server.coordinator("Lotsen Widerruf").await;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Lotsen Widerruf").await;
     let phone = enrolled_phone(&server, &coordinator).await;
     let client = &phone.client;
     let case = client
@@ -440,13 +434,13 @@ async fn revocation_wipes_the_phone() {
     let (code, body) = server
         .post(
             &format!("/api/v1/devices/{}/revoke", phone.device_id),
-            &coordinator,
+            Some(&coordinator),
             json!({}),
         )
         .await;
     assert_eq!(code, 200, "{body}");
     // The open connection is told at once.
-    eventually(T, "revoked", || async {
+    eventually("revoked", T, || async {
         client.sync_state() == SyncState::Revoked
     })
     .await;
@@ -454,7 +448,7 @@ async fn revocation_wipes_the_phone() {
     assert_eq!(client.enrollment().await.unwrap(), None);
     assert!(matches!(client.sync_now().await, Err(Error::Revoked)));
     // The wipe reports the state, then the documents that went away.
-    eventually(T, "listener told", || async {
+    eventually("listener told", T, || async {
         heard.states.lock().unwrap().contains(&SyncState::Revoked)
             && heard.changed.lock().unwrap().contains(&case)
     })
@@ -471,8 +465,8 @@ async fn revocation_wipes_the_phone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_phone_that_was_offline_wipes_on_next_contact() {
-    let server = TestServer::start().await;
-    let coordinator = server.coordinator("Lotsen Offline Widerruf").await;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Lotsen Offline Widerruf").await;
     let phone = enrolled_phone(&server, &coordinator).await;
     let client = &phone.client;
     client.set_network_available(false);
@@ -487,7 +481,7 @@ async fn a_revoked_phone_that_was_offline_wipes_on_next_contact() {
     let (code, _) = server
         .post(
             &format!("/api/v1/devices/{}/revoke", phone.device_id),
-            &coordinator,
+            Some(&coordinator),
             json!({}),
         )
         .await;
@@ -515,8 +509,8 @@ async fn unreachable_server_reports_errors_and_cancel_works() {
             drop(stream);
         }
     });
-    let server = TestServer::start().await;
-    let coordinator = server.coordinator("Lotsen Fehler").await;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Lotsen Fehler").await;
     let phone = enrolled_phone(&server, &coordinator).await;
     let dir = phone.dir.path().to_owned();
     phone.client.close().await.unwrap();
@@ -526,7 +520,7 @@ async fn unreachable_server_reports_errors_and_cancel_works() {
         .unwrap();
     let err = within(T, client.sync_now()).await.unwrap_err();
     assert!(matches!(err, Error::Network(_)), "{err:?}");
-    eventually(T, "error state", || async {
+    eventually("error state", T, || async {
         matches!(client.sync_state(), SyncState::Error { .. })
     })
     .await;
@@ -554,7 +548,7 @@ async fn unreachable_server_reports_errors_and_cancel_works() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrollment_errors_are_typed() {
-    let server = TestServer::start().await;
+    let server = TestServer::start(Backend::Sqlite).await;
     let dir = TempDir::new("enroll");
     let client = Client::open(config(dir.path(), &server.base, rand_key()))
         .await

@@ -94,9 +94,9 @@ fn tls_config(dir: &TempDir, url: &str, key: [u8; 32], ca_pem: Option<&str>) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrollment_and_sync_run_over_tls_with_the_networks_ca() {
-    let server = TestServer::start().await;
-    let coordinator = server.coordinator("Integrationslotsen Musterstadt").await;
-    let volunteer = server.volunteer(&coordinator, "Amira").await;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Integrationslotsen Musterstadt").await;
+    let volunteer = server.volunteer(&coordinator, "Amira", &["ar", "de"]).await;
     let code = server.enrollment_code(&coordinator, &volunteer).await;
     let pki = issue(&["127.0.0.1", "localhost"]);
     let (front, handshakes) = tls_front(server.addr, &pki).await;
@@ -139,9 +139,9 @@ async fn enrollment_and_sync_run_over_tls_with_the_networks_ca() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_certificate_is_refused_as_such() {
-    let server = TestServer::start().await;
-    let coordinator = server.coordinator("Integrationslotsen Musterstadt").await;
-    let volunteer = server.volunteer(&coordinator, "Amira").await;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Integrationslotsen Musterstadt").await;
+    let volunteer = server.volunteer(&coordinator, "Amira", &["ar", "de"]).await;
     let pki = issue(&["127.0.0.1"]);
     let (front, _) = tls_front(server.addr, &pki).await;
     let url = format!("https://{front}");
@@ -212,8 +212,8 @@ fn refused<T>(result: Result<T, Error>, field: &str, what: &str) {
 /// wrong, as does the sync state. Fixed settings then sync what was written meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_and_bad_certificates_are_refused_when_connecting_local_data_stays_usable() {
-    let server = TestServer::start().await;
-    let coordinator = server.coordinator("Integrationslotsen Musterstadt").await;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Integrationslotsen Musterstadt").await;
     let phone = enrolled_phone(&server, &coordinator).await;
     let case = phone
         .client
@@ -232,7 +232,7 @@ async fn plain_http_and_bad_certificates_are_refused_when_connecting_local_data_
     within(T, phone.client.sync_now()).await.unwrap();
     phone.client.close().await.unwrap();
     // An unused code: a refused enrollment must not spend it.
-    let volunteer = server.volunteer(&coordinator, "Jonas").await;
+    let volunteer = server.volunteer(&coordinator, "Jonas", &["ar", "de"]).await;
     let code = server.enrollment_code(&coordinator, &volunteer).await;
 
     let bad_pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
@@ -281,7 +281,7 @@ async fn plain_http_and_bad_certificates_are_refused_when_connecting_local_data_
 
         // Everything that needs the server names the setting.
         refused(within(T, client.sync_now()).await, field, url);
-        eventually(T, "the sync state says why", || async {
+        eventually("the sync state says why", T, || async {
             matches!(client.sync_state(), SyncState::Error { reason } if reason.starts_with(field))
         })
         .await;

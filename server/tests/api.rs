@@ -2,10 +2,8 @@
 //! the answers to bad input. Every test runs on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{Backend, TestServer};
 use lotse_server::auth;
+use lotse_testkit::{Backend, TestServer, on_both_backends};
 use reqwest::Method;
 use serde_json::json;
 

@@ -4,10 +4,8 @@
 //! audit_sync.rs, the dashboard's page view in dashboard.rs.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::fixtures::window;
-use common::{Backend, TestServer};
+use lotse_testkit::fixtures::window;
+use lotse_testkit::{Backend, TestServer, on_both_backends};
 
 /// (action, actor kind, actor name), sorted: two lines written in the same millisecond
 /// have no order of their own.

@@ -13,12 +13,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::fixtures::mentoring_case;
 use common::sync_client::SyncClient;
-use common::{Backend, TestServer};
 use lotse_protocol::automerge::Automerge;
 use lotse_protocol::{CaseDoc, DocumentId, Message, NewNote};
 use lotse_server::store::SubjectAuditEvent;
+use lotse_testkit::fixtures::mentoring_case;
+use lotse_testkit::{Backend, TestServer, on_both_backends};
 
 const SYNC: &str = "document.sync";
 const CHANGE: &str = "document.change";
@@ -87,7 +87,7 @@ async fn wait_for_lines(
     action: &str,
     count: usize,
 ) -> Vec<SubjectAuditEvent> {
-    common::eventually(
+    lotse_testkit::eventually(
         &format!("{count} {action} line(s) of {doc} by {actor}"),
         WAIT,
         || async {

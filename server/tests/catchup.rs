@@ -9,9 +9,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::sync_client::SyncClient;
-use common::{Backend, TestServer};
 use lotse_protocol::automerge::ChangeHash;
 use lotse_protocol::{CaseDoc, DocSync, DocumentId, Message, NewNote, PeerMetadata};
+use lotse_testkit::{Backend, TestServer, on_both_backends};
 
 fn holdings(c: &SyncClient) -> BTreeMap<DocumentId, Vec<ChangeHash>> {
     c.docs.iter().map(|(id, d)| (*id, d.get_heads())).collect()
@@ -81,9 +81,7 @@ async fn reconnect(
     old: SyncClient,
 ) -> (SyncClient, Message, usize, usize) {
     drop(old.ws);
-    let ws = common::sync_client::connect_raw(s.addr, token)
-        .await
-        .unwrap();
+    let ws = lotse_testkit::connect_sync(s.addr, token).await.unwrap();
     let mut c = SyncClient {
         ws,
         peer_id: old.peer_id.clone(),

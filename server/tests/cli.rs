@@ -1,13 +1,13 @@
 //! The `lotse-server` binary: help texts, `migrate`, `create-coordinator`, `serve --demo`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use common::{Backend, TestDb};
+use lotse_testkit::process::{Process, listening_addr};
+use lotse_testkit::{Backend, Client, TempDir, TestDb, on_both_backends};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lotse-server"));
@@ -98,7 +98,7 @@ async fn create_coordinator_then_login(backend: Backend) {
     assert!(!dup.status.success());
     assert!(String::from_utf8_lossy(&dup.stderr).contains("exists already"));
 
-    let server = common::TestServer::start_on(db).await;
+    let server = lotse_testkit::TestServer::start_on(db).await;
     let token = server
         .login("leitung@neuss.example", "ein sicheres Passwort")
         .await;
@@ -113,63 +113,59 @@ on_both_backends!(create_coordinator_then_login);
 /// network, prints the login, serves the API, and stops cleanly on SIGTERM.
 #[test]
 fn serve_demo_on_fresh_folder() {
-    let dir = std::env::temp_dir().join(format!("lotse-cli-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut child = bin()
-        .current_dir(&dir)
-        .args(["--demo", "--bind", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut login = None;
-    let mut address = None;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while address.is_none() && Instant::now() < deadline {
-        let line = lines.next().unwrap().unwrap();
-        if line.contains("log in as") {
-            login = Some(line.clone());
-        }
-        if let Some(a) = line.split("http://").nth(1) {
-            address = Some(a.trim().to_owned());
-        }
-    }
-    let login = login.expect("the demo login is printed");
+    let dir = TempDir::new("cli");
+    let mut cmd = bin();
+    cmd.current_dir(dir.path())
+        .args(["--demo", "--bind", "127.0.0.1:0"]);
+    let login = Arc::new(Mutex::new(None));
+    let printed = login.clone();
+    // The login is printed before the address, so it is known once `spawn` returns.
+    let server = Process::spawn(
+        "lotse-server --demo",
+        cmd,
+        Duration::from_secs(60),
+        listening_addr,
+        move |_, line| {
+            if line.contains("log in as") {
+                *printed.lock().unwrap() = Some(line.to_owned());
+            }
+        },
+    )
+    .unwrap();
+    let login = login
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the demo login is printed");
     assert!(
         login.contains(lotse_server::demo::EMAIL) && login.contains(lotse_server::demo::PASSWORD)
     );
-    let address = address.expect("the address is printed");
-    assert!(dir.join("lotse-data/lotse.db").exists());
+    assert!(dir.path().join("lotse-data/lotse.db").exists());
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let http = reqwest::Client::new();
-        let res = http
-            .post(format!("http://{address}/api/v1/auth/login"))
-            .json(&serde_json::json!({"email": lotse_server::demo::EMAIL, "password": lotse_server::demo::PASSWORD}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
-        let token = res.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
-        let volunteers: serde_json::Value = http
-            .get(format!("http://{address}/api/v1/volunteers"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let api = Client::at(server.addr);
+        let token = api
+            .login(lotse_server::demo::EMAIL, lotse_server::demo::PASSWORD)
+            .await;
+        let get = |path: &'static str| {
+            let (api, token) = (api.clone(), token.clone());
+            async move {
+                let (status, body) = api.get(path, Some(&token)).await;
+                assert_eq!(status, 200, "{path}: {body}");
+                body
+            }
+        };
+        let volunteers = get("/api/v1/volunteers").await;
         assert!(volunteers.as_array().unwrap().len() >= 8);
         // A living network: requests in several states, cases with notes and hours.
-        let get = |path: &'static str| {
-            let (http, token) = (http.clone(), token.clone());
-            let url = format!("http://{address}{path}");
-            async move { http.get(url).bearer_auth(token).send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
-        };
         let requests = get("/api/v1/requests").await;
-        let statuses: Vec<&str> = requests.as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+        let statuses: Vec<&str> = requests
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["status"].as_str().unwrap())
+            .collect();
         for status in ["open", "offered", "assigned", "cancelled"] {
             assert!(statuses.contains(&status), "{status} missing: {statuses:?}");
         }
@@ -177,15 +173,17 @@ fn serve_demo_on_fresh_folder() {
         let cases = cases.as_array().unwrap();
         assert!(cases.len() >= 4, "{cases:?}");
         assert!(cases.iter().any(|c| c["status"] == "closed"));
-        assert!(cases.iter().all(|c| c["note_count"].as_i64().unwrap() >= 1 && c["hours_minutes"].as_i64().unwrap() > 0));
+        assert!(
+            cases.iter().all(|c| c["note_count"].as_i64().unwrap() >= 1
+                && c["hours_minutes"].as_i64().unwrap() > 0)
+        );
     });
 
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &server.pid().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let exit = child.wait().unwrap();
+    let exit = server.wait().unwrap();
     assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
-    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -9,12 +9,12 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::fixtures::window;
 use common::sync_client::SyncClient;
-use common::{Backend, TestServer};
 use lotse_protocol::automerge::Automerge;
 use lotse_protocol::{CaseDoc, DocumentId, NewCase, NewHours, NewNote, Status, Topic};
 use lotse_server::store::NewDocument;
+use lotse_testkit::fixtures::window;
+use lotse_testkit::{Backend, TestServer, on_both_backends};
 use reqwest::header;
 use serde_json::json;
 

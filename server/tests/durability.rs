@@ -5,51 +5,29 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::sync_client::SyncClient;
-use common::{Backend, TestDb};
 use lotse_protocol::automerge::{ChangeHash, ReadDoc, sync};
 use lotse_protocol::{CaseDoc, DocumentId, Message, NewNote};
+use lotse_testkit::process::{Process, create_coordinator};
+use lotse_testkit::{Backend, Client, TestDb, on_both_backends};
 use rand::Rng;
-use serde_json::json;
 
 const EMAIL: &str = "leitung@durability.example";
 const PASSWORD: &str = "ein langes Passwort";
 
-fn server(db: &TestDb) -> (Child, std::net::SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lotse-server"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--database-url", &db.url])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("server printed its address").unwrap();
-        if let Some(a) = line.split("http://").nth(1) {
-            break a.trim().parse().unwrap();
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_lotse-server"))
 }
 
-async fn login(http: &reqwest::Client, addr: std::net::SocketAddr) -> String {
-    let res: serde_json::Value = http
-        .post(format!("http://{addr}/api/v1/auth/login"))
-        .json(&json!({"email": EMAIL, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    res["token"].as_str().unwrap().to_owned()
+/// The server as a process of its own (so it can be killed), and a coordinator's token.
+async fn start(db: &TestDb) -> (Process, String) {
+    let server = Process::serve(bin(), &db.url).unwrap();
+    let token = Client::at(server.addr).login(EMAIL, PASSWORD).await;
+    (server, token)
 }
 
 /// Adds notes and syncs until the server goes away, recording the heads the server
@@ -111,47 +89,15 @@ async fn push_notes(
 
 async fn killed_server_keeps_every_advertised_change(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let mut create = Command::new(env!("CARGO_BIN_EXE_lotse-server"))
-        .args([
-            "create-coordinator",
-            "--org",
-            "Lotsen Durability",
-            "--email",
-            EMAIL,
-            "--password-stdin",
-            "--database-url",
-            &db.url,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    create
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(PASSWORD.as_bytes())
-        .unwrap();
-    assert!(create.wait().unwrap().success());
+    create_coordinator(bin(), &db.url, "Lotsen Durability", EMAIL, PASSWORD).unwrap();
 
-    let http = reqwest::Client::new();
     let mut rng = rand::thread_rng();
     for round in 0..2 {
-        let (mut child, addr) = server(&db);
-        let token = login(&http, addr).await;
-        let case: DocumentId = {
-            let res: serde_json::Value = http
-                .post(format!("http://{addr}/api/v1/cases"))
-                .bearer_auth(&token)
-                .json(&json!({"label": format!("D{round}"), "topic": "soziales", "languages": ["de"]}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            res["id"].as_str().unwrap().parse().unwrap()
-        };
+        let (server, token) = start(&db).await;
+        let addr = server.addr;
+        let case = Client::at(addr)
+            .create_case(&token, &format!("D{round}"), "soziales", &["de"], &[])
+            .await;
         let advertised = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
         for n in 0..3 {
@@ -174,8 +120,7 @@ async fn killed_server_keeps_every_advertised_change(backend: Backend) {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        server.kill().unwrap();
         for t in tasks {
             t.await.unwrap();
         }
@@ -183,9 +128,8 @@ async fn killed_server_keeps_every_advertised_change(backend: Backend) {
         assert!(advertised.len() >= kill_after);
 
         // Restart on the same database and read the case back over sync.
-        let (mut child, addr) = server(&db);
-        let token = login(&http, addr).await;
-        let mut reader = SyncClient::connect(addr, &token, &format!("reader-{round}")).await;
+        let (server, token) = start(&db).await;
+        let mut reader = SyncClient::connect(server.addr, &token, &format!("reader-{round}")).await;
         reader.fetch(case).await;
         let expected = advertised.clone();
         reader
@@ -201,8 +145,6 @@ async fn killed_server_keeps_every_advertised_change(backend: Backend) {
             );
         }
         assert!(!CaseDoc::read(doc).unwrap().notes.is_empty());
-        child.kill().unwrap();
-        child.wait().unwrap();
     }
 }
 

@@ -2,12 +2,10 @@
 //! syncs with our server unchanged. Needs `scripts/setup` (npm install) first.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{Backend, TestServer};
+use lotse_testkit::{Backend, TestServer, on_both_backends};
 use serde_json::{Value, json};
 
 fn interop_dir() -> PathBuf {

@@ -7,139 +7,22 @@
 
 mod common;
 
-use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::fixtures::{intake_fields, request_body, window, with_fields};
+use common::push_service::{Answer, PushService, Received};
 use common::webpush::Subscriber;
-use common::{Backend, TestServer, eventually, now_ms};
 use lotse_server::push::{self, Notice, NoticeKind};
 use lotse_server::store::PushOwner;
+use lotse_testkit::fixtures::{intake_fields, request_body, window, with_fields};
+use lotse_testkit::{Backend, TestServer, eventually, now_ms, on_both_backends};
 use p256::ecdsa::signature::Verifier;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const SUBJECT: &str = "mailto:admin@lotse.invalid";
 const HOUR_MS: i64 = 3_600_000;
-
-// ---- the test push service -------------------------------------------------------
-
-#[derive(Debug, Clone, Copy)]
-enum Answer {
-    Status(u16),
-    /// Accept the request and never answer (the sender is killed mid-send).
-    Hang,
-}
-
-#[derive(Debug, Clone)]
-struct Received {
-    path: String,
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-    answered: Option<u16>,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
-    }
-}
-
-#[derive(Default)]
-struct Recorder {
-    script: VecDeque<Answer>,
-    received: Vec<Received>,
-}
-
-/// Records every push and answers from a script (201 once the script is used up).
-struct PushService {
-    addr: SocketAddr,
-    state: Arc<Mutex<Recorder>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn receive(
-    State(state): State<Arc<Mutex<Recorder>>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, HeaderMap) {
-    let (index, answer) = {
-        let mut s = state.lock().unwrap();
-        let answer = s.script.pop_front().unwrap_or(Answer::Status(201));
-        s.received.push(Received {
-            path: format!("/push/{name}"),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
-                .collect(),
-            body: body.to_vec(),
-            answered: None,
-        });
-        (s.received.len() - 1, answer)
-    };
-    match answer {
-        Answer::Hang => std::future::pending().await,
-        Answer::Status(code) => {
-            state.lock().unwrap().received[index].answered = Some(code);
-            let mut h = HeaderMap::new();
-            if code == 201 {
-                h.insert("location", format!("/m/{index}").parse().unwrap());
-            }
-            (StatusCode::from_u16(code).unwrap(), h)
-        }
-    }
-}
-
-impl PushService {
-    async fn start() -> Self {
-        let state = Arc::new(Mutex::new(Recorder::default()));
-        let app = axum::Router::new()
-            .route("/push/{name}", axum::routing::post(receive))
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        Self { addr, state, task }
-    }
-
-    fn origin(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn endpoint(&self, name: &str) -> String {
-        format!("{}/push/{name}", self.origin())
-    }
-
-    fn script(&self, answers: &[Answer]) {
-        self.state
-            .lock()
-            .unwrap()
-            .script
-            .extend(answers.iter().copied());
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.state.lock().unwrap().received.clone()
-    }
-}
-
-impl Drop for PushService {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 // ---- helpers ------------------------------------------------------------------------
 
@@ -243,13 +126,6 @@ async fn vapid_key(s: &TestServer) -> String {
     body["public_key"].as_str().unwrap().to_owned()
 }
 
-/// Stops `s` but keeps its database for a successor (`TestServer::stop` drops it).
-async fn stop_keeping_db(mut s: TestServer, backend: Backend) -> common::TestDb {
-    let db = std::mem::replace(&mut s.db, common::TestDb::new(backend).await);
-    s.stop().await;
-    db
-}
-
 // ---- the tests ----------------------------------------------------------------------
 
 async fn vapid_key_is_public_and_kept(backend: Backend) {
@@ -259,7 +135,7 @@ async fn vapid_key_is_public_and_kept(backend: Backend) {
     assert_eq!(point.len(), 65);
     assert_eq!(point[0], 4);
     p256::PublicKey::from_sec1_bytes(&point).unwrap();
-    let db = stop_keeping_db(s, backend).await;
+    let db = s.stop_keeping_db().await;
     let s = TestServer::start_on(db).await;
     assert_eq!(
         vapid_key(&s).await,
@@ -615,7 +491,7 @@ async fn a_send_cut_short_by_a_restart_is_delivered_after_it(backend: Backend) {
     })
     .await;
     worker.abort();
-    let db = stop_keeping_db(s, backend).await;
+    let db = s.stop_keeping_db().await;
 
     // A new server on the same database sends it again (on PostgreSQL once the first
     // claim's lease has lapsed, since another instance might still be sending it).

@@ -1,10 +1,8 @@
 //! Requests, matching, offers and the intake form over real HTTP, on both backends.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::fixtures::{intake_date, intake_fields, request_body, window, with_fields};
-use common::{Backend, TestServer};
+use lotse_testkit::fixtures::{intake_date, intake_fields, request_body, window, with_fields};
+use lotse_testkit::{Backend, TestServer, on_both_backends};
 use reqwest::Method;
 use serde_json::{Value, json};
 

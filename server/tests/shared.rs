@@ -12,10 +12,10 @@
 
 mod common;
 
-use common::fixtures::{mentoring_case, request_body, window, with_fields};
 use common::sync_client::SyncClient;
-use common::{Backend, TestServer};
 use lotse_protocol::{CaseDoc, DocumentId, Message};
+use lotse_testkit::fixtures::{mentoring_case, request_body, window, with_fields};
+use lotse_testkit::{Backend, TestServer, on_both_backends};
 use serde_json::json;
 
 /// A phone that fetched `docs` and then caught up: it spoke our extension and holds

@@ -1,14 +1,12 @@
 //! The store's own contract, run against SQLite and PostgreSQL alike.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{Backend, TestDb};
 use lotse_server::auth;
 use lotse_server::store::{
     EnrollmentError, NewCoordinator, NewVolunteer, Slot, Store, StoreError, Training,
     VolunteerPatch,
 };
+use lotse_testkit::{Backend, TestDb, on_both_backends};
 
 async fn fresh(backend: Backend) -> (TestDb, Store) {
     let db = TestDb::new(backend).await;

@@ -6,12 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::fixtures::mentoring_case;
-use common::sync_client::{SyncClient, connect_raw};
-use common::{Backend, TestServer};
+use common::sync_client::SyncClient;
 use futures_util::StreamExt;
 use lotse_protocol::automerge::Automerge;
 use lotse_protocol::{CaseDoc, DocumentId, Message, NewNote};
+use lotse_testkit::fixtures::mentoring_case;
+use lotse_testkit::{Backend, TestServer, connect_sync, on_both_backends};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message as Frame;
 
@@ -226,9 +226,9 @@ async fn others_cannot_read_or_write(backend: Backend) {
         }
     }
     assert!(saw_error);
-    let refused = connect_raw(w.s.addr, &token).await;
+    let refused = connect_sync(w.s.addr, &token).await;
     assert!(refused.is_err(), "a revoked token cannot open a socket");
-    assert!(connect_raw(w.s.addr, "ltd_nonsense").await.is_err());
+    assert!(connect_sync(w.s.addr, "ltd_nonsense").await.is_err());
     w.s.stop().await;
 }
 
@@ -247,7 +247,7 @@ async fn expect_protocol_error(
     join_first: bool,
     needle: &str,
 ) {
-    let mut ws = connect_raw(s.addr, token).await.unwrap();
+    let mut ws = connect_sync(s.addr, token).await.unwrap();
     if join_first {
         let join = Message::Join {
             sender_id: "p".into(),
@@ -478,7 +478,7 @@ async fn idle_documents_are_evicted_and_reload(backend: Backend) {
     // The server may still be finishing the last message of the closed connection; an
     // entry in use is never evicted, so wait until nothing holds it any more.
     let hub = &w.s.state.hub;
-    common::eventually(
+    lotse_testkit::eventually(
         "the document to leave memory once its peer is gone",
         Duration::from_secs(10),
         || async {

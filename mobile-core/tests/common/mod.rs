@@ -1,9 +1,11 @@
-//! Test harness: a real lotse-server on a free loopback port over a fresh SQLite file, a
-//! coordinator of a fresh organisation, enrolled phones, and a coordinator's sync peer
-//! (the coordinator editing a case through `/sync`, as the dashboard's editor would).
-#![allow(dead_code, clippy::unwrap_used)]
+//! The phone's side of the tests: enrolled phones, and a coordinator's sync peer (the
+//! coordinator editing a case through `/sync`, as the dashboard's editor would). The
+//! server, its database and the HTTP calls that set things up come from `lotse_testkit`,
+//! re-exported here for the tests' `use common::*`.
+// Each test binary uses a part of this module and of what it re-exports.
+#![allow(dead_code, unused_imports, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,195 +15,8 @@ use lotse_core::lotse_protocol::peer::memory::{MemoryDocs, Outcome, settle};
 use lotse_core::lotse_protocol::peer::{ClientConfig, ClientEvent};
 use lotse_core::lotse_protocol::{ClientPeer, DocumentId};
 use lotse_core::{Client, Config};
-use lotse_server::config::{HttpConfig, PushConfig};
-use lotse_server::store::{NewCoordinator, Store};
-use lotse_server::{AppState, auth};
-use serde_json::{Value, json};
-use tokio::sync::oneshot;
+pub use lotse_testkit::{Backend, TempDir, TestServer, eventually, within};
 use tokio_tungstenite::tungstenite::Message as Frame;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-pub const PASSWORD: &str = "ein langes Passwort 42";
-
-/// A fresh folder under the system temp dir, removed when dropped.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "lotse-core-{tag}-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub struct TestServer {
-    pub addr: std::net::SocketAddr,
-    pub base: String,
-    pub store: Store,
-    http: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    _dir: TempDir,
-}
-
-impl TestServer {
-    pub async fn start() -> Self {
-        Self::start_with(PushConfig::default()).await
-    }
-
-    /// A server that accepts loopback push endpoints (a push service inside the test).
-    pub async fn start_with_loopback_push() -> Self {
-        Self::start_with(PushConfig {
-            allow_insecure_push_endpoints: true,
-            ..PushConfig::default()
-        })
-        .await
-    }
-
-    pub async fn start_with(push: PushConfig) -> Self {
-        let dir = TempDir::new("server");
-        let url = format!("sqlite://{}/lotse.db", dir.path().display());
-        let store = Store::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let state = AppState::new(store.clone(), HttpConfig::default(), push)
-            .await
-            .unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(lotse_server::serve(state, listener, async {
-            let _ = stopped.await;
-        }));
-        Self {
-            addr,
-            base: format!("http://{addr}"),
-            store,
-            http: reqwest::Client::new(),
-            stop: Some(stop),
-            task: Some(task),
-            _dir: dir,
-        }
-    }
-
-    pub async fn request(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, value)
-    }
-
-    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        self.request(reqwest::Method::GET, path, Some(token), None)
-            .await
-    }
-
-    pub async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
-        self.request(reqwest::Method::POST, path, Some(token), Some(body))
-            .await
-    }
-
-    /// A coordinator of a new organisation, logged in: its session token.
-    pub async fn coordinator(&self, org: &str) -> String {
-        let org = self.store.ensure_organisation(org).await.unwrap();
-        let email = format!(
-            "koordination-{}@lotse.example",
-            uuid::Uuid::new_v4().simple()
-        );
-        let hash = auth::hash_password(PASSWORD).unwrap();
-        self.store
-            .create_coordinator(NewCoordinator {
-                organisation_id: &org.id,
-                email: &email,
-                display_name: "Koordination",
-                password_hash: &hash,
-            })
-            .await
-            .unwrap();
-        let (status, body) = self
-            .request(
-                reqwest::Method::POST,
-                "/api/v1/auth/login",
-                None,
-                Some(json!({"email": email, "password": PASSWORD})),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        body["token"].as_str().unwrap().to_owned()
-    }
-
-    pub async fn volunteer(&self, coordinator: &str, name: &str) -> String {
-        let (status, body) = self
-            .post(
-                "/api/v1/volunteers",
-                coordinator,
-                json!({"display_name": name, "languages": ["ar", "de"], "topics": ["behoerden"]}),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        body["id"].as_str().unwrap().to_owned()
-    }
-
-    pub async fn enrollment_code(&self, coordinator: &str, volunteer: &str) -> String {
-        let (status, body) = self
-            .request(
-                reqwest::Method::POST,
-                &format!("/api/v1/volunteers/{volunteer}/enrollment-codes"),
-                Some(coordinator),
-                None,
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        body["code"].as_str().unwrap().to_owned()
-    }
-
-    /// The case as the server holds it (GET /api/v1/cases/{id}).
-    pub async fn case(&self, coordinator: &str, id: &DocumentId) -> Value {
-        let (status, body) = self.get(&format!("/api/v1/cases/{id}"), coordinator).await;
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-        }
-        self.store.close().await;
-    }
-}
 
 pub fn config(dir: &Path, server: &str, key: [u8; 32]) -> Config {
     Config {
@@ -222,7 +37,7 @@ pub struct Phone {
 }
 
 pub async fn enrolled_phone(server: &TestServer, coordinator: &str) -> Phone {
-    let volunteer = server.volunteer(coordinator, "Amira").await;
+    let volunteer = server.volunteer(coordinator, "Amira", &["ar", "de"]).await;
     let code = server.enrollment_code(coordinator, &volunteer).await;
     let dir = TempDir::new("phone");
     let key = rand_key();
@@ -250,47 +65,19 @@ pub fn rand_key() -> [u8; 32] {
     key
 }
 
-/// Awaits `f`, failing the test after `d`.
-pub async fn within<T>(d: Duration, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(d, f)
-        .await
-        .unwrap_or_else(|_| panic!("not done within {d:?}"))
-}
-
-/// Polls `check` until it holds, failing after `d`.
-pub async fn eventually<F, Fut>(d: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let until = tokio::time::Instant::now() + d;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < until,
-            "{what}: not within {d:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The coordinator's side of `/sync`: fetches, edits and pushes documents. A plain
 /// automerge-repo peer (no catch-up), driven by `ClientPeer` over documents in memory.
 pub struct CoordinatorPeer {
-    ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
+    ws: lotse_testkit::http::Socket,
     peer: ClientPeer,
     store: MemoryDocs,
 }
 
 impl CoordinatorPeer {
     pub async fn connect(server: &TestServer, token: &str) -> Self {
-        let mut req = format!("ws://{}/sync", server.addr)
-            .into_client_request()
+        let ws = lotse_testkit::connect_sync(server.addr, token)
+            .await
             .unwrap();
-        req.headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
         let mut cfg = ClientConfig::new(format!("coordinator-{}", uuid::Uuid::new_v4().simple()));
         cfg.ephemeral = true;
         cfg.catch_up = false;

@@ -8,12 +8,9 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use lotse_protocol::automerge::{Automerge, ChangeHash};
 use lotse_protocol::{DocSync, DocumentId, Message, PeerMetadata};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as Frame;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub use lotse_testkit::http::Socket;
 
 pub struct SyncClient {
     pub ws: Socket,
@@ -27,22 +24,9 @@ pub struct SyncClient {
     pub bytes_received: usize,
 }
 
-/// Opens a socket authenticated with `token` (Bearer header), without joining.
-pub async fn connect_raw(
-    addr: std::net::SocketAddr,
-    token: &str,
-) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
-    let mut req = format!("ws://{addr}/sync").into_client_request().unwrap();
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    tokio_tungstenite::connect_async(req)
-        .await
-        .map(|(ws, _)| ws)
-}
-
 impl SyncClient {
     pub async fn connect(addr: std::net::SocketAddr, token: &str, peer_id: &str) -> Self {
-        let ws = connect_raw(addr, token).await.unwrap();
+        let ws = lotse_testkit::connect_sync(addr, token).await.unwrap();
         let mut c = Self {
             ws,
             peer_id: peer_id.to_owned(),
