@@ -2,40 +2,20 @@
 //! devices and cases.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use futures_util::{StreamExt, stream};
 use lotse_protocol::DocumentId;
+use lotse_testkit::{TestDb, process};
 use serde_json::{Value, json};
 
 pub const PASSWORD: &str = "bench-password-2026";
 pub const EMAIL: &str = "bench@lotse.invalid";
 
-/// `lotse-server create-coordinator` on the database file (before the server starts).
-pub fn create_coordinator(bin: &Path, db: &Path) -> Result<()> {
-    use std::io::Write;
-    let mut child = Command::new(bin)
-        .args(["create-coordinator", "--database-url"])
-        .arg(crate::procs::sqlite_url(db))
-        .args(["--org", "Bench", "--email", EMAIL, "--password-stdin"])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running create-coordinator")?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(PASSWORD.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "create-coordinator failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
+/// `lotse-server create-coordinator` on the database (before the server starts).
+pub fn create_coordinator(bin: &Path, db: &TestDb) -> Result<()> {
+    process::create_coordinator(bin, &db.url, "Bench", EMAIL, PASSWORD)
+        .context("running create-coordinator")
 }
 
 #[derive(Clone)]

@@ -2,21 +2,21 @@
 //! when their guard drops, also while a panic unwinds; and what /proc says about them.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use lotse_testkit::TestDb;
+use lotse_testkit::process::{Process, Stream, listening_addr, serve_command};
 
-/// A running child; killed and reaped on drop.
+/// A running child (through `lotse_testkit`'s `Process`, which kills and reaps it on
+/// drop), with what the bench reads from its output.
 pub struct Proc {
-    child: Mutex<Child>,
-    pid: u32,
+    process: Process,
     pub addr: SocketAddr,
     /// Documents resident in our server's cache as its last "document cache trimmed"
     /// log line said (JSON logs); -1 before any.
@@ -29,67 +29,44 @@ const STDERR_TAIL: usize = 20;
 
 impl Proc {
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.process.pid()
     }
 
     /// Spawns `cmd` and waits (up to `deadline`) for a stdout line that `parse` accepts.
-    /// The rest of stdout and stderr is drained in background threads.
-    pub fn spawn(
+    fn spawn(
         name: &'static str,
-        mut cmd: Command,
+        cmd: Command,
         deadline: Duration,
         parse: fn(&str) -> Option<SocketAddr>,
     ) -> Result<Self> {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().with_context(|| format!("starting {name}"))?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-        let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
-        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
-        let tail = stderr_tail.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
-                if tail.len() == STDERR_TAIL {
-                    tail.pop_front();
-                }
-                tail.push_back(line);
-            }
-        });
         let resident = Arc::new(AtomicI64::new(-1));
-        let seen = resident.clone();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+        let (seen, tail) = (resident.clone(), stderr_tail.clone());
+        let process = Process::spawn(name, cmd, deadline, parse, move |stream, line| {
+            match stream {
                 // Our server logs to stdout; JSON when the bench starts it.
-                if line.contains("document cache trimmed") {
-                    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                Stream::Stdout if line.contains("document cache trimmed") => {
+                    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
                     if let Some(n) = v["fields"]["resident"].as_i64() {
                         seen.store(n, Ordering::SeqCst);
                     }
                 }
-                if !sent && let Some(a) = parse(&line) {
-                    let _ = tx.send(a);
-                    sent = true;
+                Stream::Stdout => {}
+                Stream::Stderr => {
+                    let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
+                    if tail.len() == STDERR_TAIL {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line.to_owned());
                 }
             }
-        });
-        let mut p = Proc {
-            pid: child.id(),
-            child: Mutex::new(child),
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        })?;
+        Ok(Proc {
+            addr: process.addr,
+            process,
             resident,
             stderr_tail,
-        };
-        match rx.recv_timeout(deadline) {
-            Ok(a) => p.addr = a,
-            Err(_) => bail!("{name} did not report its address within {deadline:?}"),
-        }
-        Ok(p)
+        })
     }
 
     pub fn status(&self) -> ProcStatus {
@@ -98,12 +75,7 @@ impl Proc {
 
     /// `Err` with its exit status and last stderr lines when the child has exited.
     pub fn check_alive(&self) -> Result<()> {
-        let status = self
-            .child
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .try_wait();
-        match status {
+        match self.process.exited() {
             Ok(None) => Ok(()),
             Ok(Some(status)) => {
                 let tail = self.stderr_tail.lock().unwrap_or_else(|e| e.into_inner());
@@ -136,14 +108,6 @@ impl Proc {
     /// What the server last logged as resident after trimming its document cache.
     pub fn resident_after_trim(&self) -> Option<u64> {
         u64::try_from(self.resident.load(Ordering::SeqCst)).ok()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 
@@ -191,34 +155,19 @@ pub fn self_status() -> ProcStatus {
     ProcStatus::of(std::process::id())
 }
 
-fn parse_server(line: &str) -> Option<SocketAddr> {
-    line.split("listening on http://")
-        .nth(1)?
-        .trim()
-        .parse()
-        .ok()
-}
-
 fn parse_node(line: &str) -> Option<SocketAddr> {
     let port: u16 = line.strip_prefix("listening ")?.trim().parse().ok()?;
     Some(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
-/// Our server on a free loopback port over the SQLite file `db`.
-pub fn start_server(bin: &Path, db: &Path, extra: &[&str]) -> Result<Proc> {
-    let mut cmd = Command::new(bin);
-    cmd.arg("serve")
-        .args(["--bind", "127.0.0.1:0", "--database-url"])
-        .arg(sqlite_url(db))
-        .args(extra)
+/// Our server on a free loopback port over the database `db`.
+pub fn start_server(bin: &Path, db: &TestDb, extra: &[&str]) -> Result<Proc> {
+    let mut cmd = serve_command(bin, &db.url);
+    cmd.args(extra)
         .args(["--log-format", "json"])
         // Warnings, and the cache trimming that scenario 3 reads.
         .env("RUST_LOG", "warn,lotse_server::cache=info");
-    Proc::spawn("lotse-server", cmd, Duration::from_secs(60), parse_server)
-}
-
-pub fn sqlite_url(db: &Path) -> String {
-    format!("sqlite://{}?mode=rwc", db.display())
+    Proc::spawn("lotse-server", cmd, Duration::from_secs(60), listening_addr)
 }
 
 /// The automerge-repo reference server over the storage folder `dir`.

@@ -10,7 +10,6 @@
 //! functions (a volunteer per five phones, as enrolment makes them).
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +23,7 @@ use lotse_core::PushKeys;
 use lotse_server::config::PushConfig;
 use lotse_server::push::{Notice, NoticeKind, Payload, Push, enqueue};
 use lotse_server::store::{NewCoordinator, NewPushSubscription, NewVolunteer, PushOwner, Store};
+use lotse_testkit::TestDb;
 use tokio::sync::Notify;
 
 const PHONES_PER_VOLUNTEER: usize = 5;
@@ -83,7 +83,7 @@ async fn stand_in(inbox: Arc<Inbox>) -> Result<(SocketAddr, tokio::task::JoinHan
     Ok((addr, task))
 }
 
-pub async fn run(dir: &Path, count: usize, deadline: Duration) -> Result<FanOut> {
+pub async fn run(count: usize, deadline: Duration) -> Result<FanOut> {
     let inbox = Arc::new(Inbox {
         seen: Mutex::new(Seen {
             bodies: vec![None; count],
@@ -96,7 +96,8 @@ pub async fn run(dir: &Path, count: usize, deadline: Duration) -> Result<FanOut>
     let _stop_service = AbortOnDrop(service);
 
     let t = Instant::now();
-    let store = Store::connect(&crate::procs::sqlite_url(&dir.join("push.db"))).await?;
+    let db = TestDb::sqlite();
+    let store = Store::connect(&db.url).await?;
     store.migrate().await?;
     let org = store.ensure_organisation("Lotse Bench Push").await?;
     let coordinator = store

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use lotse_protocol::automerge::Automerge;
 use lotse_protocol::{CaseDoc, DocumentId, NewNote};
+use lotse_testkit::{TempDir, TestDb};
 use serde_json::{Value, json};
 
 use crate::api::{self, Api};
@@ -59,24 +60,13 @@ async fn deadline<T>(what: &str, d: Duration, f: impl Future<Output = Result<T>>
         .with_context(|| format!("{what} exceeded its deadline of {d:?}"))?
 }
 
-/// A scratch folder under the system temp dir, removed on drop.
-struct Scratch(PathBuf);
-impl Scratch {
-    fn new() -> Result<Self> {
-        let p = std::env::temp_dir().join(format!("lotse-bench-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&p)?;
-        Ok(Self(p))
-    }
-    fn dir(&self, name: &str) -> Result<PathBuf> {
-        let p = self.0.join(name);
-        std::fs::create_dir_all(&p)?;
-        Ok(p)
-    }
-}
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Rows of one scenario and size that have no counterpart on the reference side.
+fn ours_only(rows: &mut Vec<Row>, sc: &str, n: usize, values: &[(&str, f64)]) {
+    rows.extend(
+        values
+            .iter()
+            .map(|&(metric, v)| Row::new(sc, n, metric, v, None)),
+    );
 }
 
 fn ms(d: Duration) -> f64 {
@@ -140,7 +130,7 @@ fn traffic_rows(
 pub async fn all(opts: Options) -> Result<()> {
     if opts.only_push {
         let mut rows = Vec::new();
-        push_fan_out(&opts, &Scratch::new()?, &mut rows).await?;
+        push_fan_out(&opts, &mut rows).await?;
         println!("\n{}", report::markdown(&rows));
         return report::write(&opts.out, &rows, "lotse-bench --only-push");
     }
@@ -152,10 +142,10 @@ pub async fn all(opts: Options) -> Result<()> {
     } else {
         vec![100, 1000, 5000]
     });
-    let scratch = Scratch::new()?;
-    let db = scratch.0.join("lotse.db");
+    let scratch = TempDir::new("bench");
+    let db = TestDb::sqlite();
     api::create_coordinator(&bin, &db)?;
-    let ref_dir = scratch.dir("reference-server")?;
+    let ref_dir = scratch.subdir("reference-server")?;
     let mut rows: Vec<Row> = Vec::new();
     eprintln!("server binary: {}", bin.display());
 
@@ -292,27 +282,16 @@ pub async fn all(opts: Options) -> Result<()> {
         let rss_trimmed = server.status().rss_kib as f64 / 1024.0;
         drop(server);
         let sc = "3b first sync of all N, then idle";
-        rows.push(Row::new(
+        ours_only(
+            &mut rows,
             sc,
             n,
-            "documents resident after eviction",
-            resident as f64,
-            None,
-        ));
-        rows.push(Row::new(
-            sc,
-            n,
-            "server RSS MiB before eviction",
-            rss_fetched,
-            None,
-        ));
-        rows.push(Row::new(
-            sc,
-            n,
-            "server RSS MiB after eviction",
-            rss_trimmed,
-            None,
-        ));
+            &[
+                ("documents resident after eviction", resident as f64),
+                ("server RSS MiB before eviction", rss_fetched),
+                ("server RSS MiB after eviction", rss_trimmed),
+            ],
+        );
     }
 
     // Scenario 5: propagation latency between M live devices and to the dashboard SSE.
@@ -330,38 +309,28 @@ pub async fn all(opts: Options) -> Result<()> {
         l.devices_ms.sort_by(f64::total_cmp);
         l.sse_ms.sort_by(f64::total_cmp);
         let sc = "5 propagation, device to device";
-        rows.push(Row::new(
+        ours_only(
+            &mut rows,
             sc,
             m,
-            "p50 ms",
-            crate::mobile::percentile(&l.devices_ms, 0.5),
-            None,
-        ));
-        rows.push(Row::new(
-            sc,
-            m,
-            "p99 ms",
-            crate::mobile::percentile(&l.devices_ms, 0.99),
-            None,
-        ));
+            &[
+                ("p50 ms", crate::mobile::percentile(&l.devices_ms, 0.5)),
+                ("p99 ms", crate::mobile::percentile(&l.devices_ms, 0.99)),
+            ],
+        );
         if l.sse_ms.is_empty() {
             bail!("the dashboard SSE stream reported no change");
         }
         let sc = "5 propagation, device to dashboard SSE";
-        rows.push(Row::new(
+        ours_only(
+            &mut rows,
             sc,
             m,
-            "p50 ms",
-            crate::mobile::percentile(&l.sse_ms, 0.5),
-            None,
-        ));
-        rows.push(Row::new(
-            sc,
-            m,
-            "p99 ms",
-            crate::mobile::percentile(&l.sse_ms, 0.99),
-            None,
-        ));
+            &[
+                ("p50 ms", crate::mobile::percentile(&l.sse_ms, 0.5)),
+                ("p99 ms", crate::mobile::percentile(&l.sse_ms, 0.99)),
+            ],
+        );
     }
 
     // Scenario 4: idle connections, ours and the reference, each on a fresh process.
@@ -440,7 +409,7 @@ pub async fn all(opts: Options) -> Result<()> {
             .min_by_key(|f| f.n.abs_diff(1000))
             .context("no size")?;
         let code = api.enrollment_code(&fleet.volunteer).await?;
-        let dir = scratch.dir("phone")?;
+        let dir = scratch.subdir("phone")?;
         let notes = if opts.quick { 50 } else { 500 };
         let me = std::env::current_exe()?;
         let out = child_json(
@@ -460,34 +429,24 @@ pub async fn all(opts: Options) -> Result<()> {
         )
         .await?;
         let n = fleet.n;
-        rows.push(Row::new(
+        ours_only(
+            &mut rows,
             "6 mobile-core",
             notes,
-            "add-note p50 ms (durable)",
-            f(&out, "add_note_p50_ms")?,
-            None,
-        ));
-        rows.push(Row::new(
-            "6 mobile-core",
-            notes,
-            "add-note p99 ms (durable)",
-            f(&out, "add_note_p99_ms")?,
-            None,
-        ));
-        rows.push(Row::new(
+            &[
+                ("add-note p50 ms (durable)", f(&out, "add_note_p50_ms")?),
+                ("add-note p99 ms (durable)", f(&out, "add_note_p99_ms")?),
+            ],
+        );
+        ours_only(
+            &mut rows,
             "6 mobile-core",
             n,
-            "first sync of N cases ms",
-            f(&out, "first_sync_ms")?,
-            None,
-        ));
-        rows.push(Row::new(
-            "6 mobile-core",
-            n,
-            "RSS after sync + notes MiB",
-            f(&out, "hwm_kib")? / 1024.0,
-            None,
-        ));
+            &[
+                ("first sync of N cases ms", f(&out, "first_sync_ms")?),
+                ("RSS after sync + notes MiB", f(&out, "hwm_kib")? / 1024.0),
+            ],
+        );
         let cold = child_json(
             &me,
             &[
@@ -503,30 +462,22 @@ pub async fn all(opts: Options) -> Result<()> {
         if cold["cases"].as_u64() != Some(n as u64) {
             bail!("cold open saw {} cases, expected {n}", cold["cases"]);
         }
-        rows.push(Row::new(
+        ours_only(
+            &mut rows,
             "6 mobile-core",
             n,
-            "cold open ms",
-            f(&cold, "open_ms")?,
-            None,
-        ));
-        rows.push(Row::new(
-            "6 mobile-core",
-            n,
-            "list cases after open ms",
-            f(&cold, "list_ms")?,
-            None,
-        ));
-        rows.push(Row::new(
-            "6 mobile-core",
-            n,
-            "RSS after cold open + list MiB",
-            f(&cold, "hwm_kib")? / 1024.0,
-            None,
-        ));
+            &[
+                ("cold open ms", f(&cold, "open_ms")?),
+                ("list cases after open ms", f(&cold, "list_ms")?),
+                (
+                    "RSS after cold open + list MiB",
+                    f(&cold, "hwm_kib")? / 1024.0,
+                ),
+            ],
+        );
     }
 
-    push_fan_out(&opts, &scratch, &mut rows).await?;
+    push_fan_out(&opts, &mut rows).await?;
 
     let md = report::markdown(&rows);
     println!("\n{md}");
@@ -548,40 +499,22 @@ pub async fn all(opts: Options) -> Result<()> {
 }
 
 /// Scenario 7: Web Push fan-out through the outbox worker to a loopback push service.
-async fn push_fan_out(opts: &Options, scratch: &Scratch, rows: &mut Vec<Row>) -> Result<()> {
+async fn push_fan_out(opts: &Options, rows: &mut Vec<Row>) -> Result<()> {
     let count = if opts.quick { 50 } else { 10_000 };
     eprintln!("[7] push fan-out to {count} subscriptions");
-    let dir = scratch.dir("push")?;
-    let out = crate::push::run(&dir, count, Duration::from_secs(600)).await?;
+    let out = crate::push::run(count, Duration::from_secs(600)).await?;
     let sc = "7 push fan-out";
-    rows.push(Row::new(
+    ours_only(
+        rows,
         sc,
         count,
-        "queue all (one transaction) ms",
-        out.enqueue_ms,
-        None,
-    ));
-    rows.push(Row::new(
-        sc,
-        count,
-        "encrypt + deliver all s",
-        out.deliver_secs,
-        None,
-    ));
-    rows.push(Row::new(
-        sc,
-        count,
-        "pushes per second",
-        count as f64 / out.deliver_secs,
-        None,
-    ));
-    rows.push(Row::new(
-        sc,
-        count,
-        "posts received (repeats incl.)",
-        out.posts as f64,
-        None,
-    ));
+        &[
+            ("queue all (one transaction) ms", out.enqueue_ms),
+            ("encrypt + deliver all s", out.deliver_secs),
+            ("pushes per second", count as f64 / out.deliver_secs),
+            ("posts received (repeats incl.)", out.posts as f64),
+        ],
+    );
     eprintln!(
         "  set up {count} phones and subscriptions in {:.1} s",
         out.setup_secs
@@ -616,7 +549,7 @@ async fn setup(
     server: &Proc,
     reference: &Proc,
     js: &Path,
-    scratch: &Scratch,
+    scratch: &TempDir,
     n: usize,
     budget: Duration,
 ) -> Result<Fleet> {
@@ -639,15 +572,15 @@ async fn setup(
         bail!("the phone got {} of {n} cases", phone.non_empty());
     }
     // The same documents, byte for byte, seed the reference client's store.
-    let docs = scratch.dir(&format!("docs-{n}"))?;
+    let docs = scratch.subdir(&format!("docs-{n}"))?;
     let mut our_ids = BTreeMap::new();
     for (id, doc) in phone.docs() {
         std::fs::write(docs.join(format!("{id}.am")), doc.save())?;
         our_ids.insert(id.to_string(), id.to_string());
     }
-    let our_ids_file = scratch.0.join(format!("our-ids-{n}.json"));
+    let our_ids_file = scratch.path().join(format!("our-ids-{n}.json"));
     std::fs::write(&our_ids_file, serde_json::to_string(&our_ids)?)?;
-    let ref_ids = scratch.0.join(format!("ref-ids-{n}.json"));
+    let ref_ids = scratch.path().join(format!("ref-ids-{n}.json"));
     // Seeding is setup, not a measurement. The stock client took 16-43 s for N = 5,000
     // here, but one full run saw it stall until the whole setup deadline passed, with
     // nothing to tell why. So the first attempt gets a bounded share of the budget and
@@ -657,7 +590,7 @@ async fn setup(
     let mut attempt = 0;
     let ref_store = loop {
         attempt += 1;
-        let ref_store = scratch.dir(&format!("ref-client-{n}-{attempt}"))?;
+        let ref_store = scratch.subdir(&format!("ref-client-{n}-{attempt}"))?;
         let left = budget
             .saturating_sub(began.elapsed())
             .saturating_sub(Duration::from_secs(15));
@@ -757,11 +690,11 @@ async fn catchup(
     server: &Proc,
     reference: &Proc,
     js: &Path,
-    scratch: &Scratch,
+    scratch: &TempDir,
     rows: &mut Vec<Row>,
 ) -> Result<()> {
     let n = fleet.n;
-    let edits = scratch.dir(&format!("edits-{n}"))?;
+    let edits = scratch.subdir(&format!("edits-{n}"))?;
     let edited: Vec<DocumentId> = fleet.ids.iter().step_by(10).copied().collect();
     // (after, before) of each edited document, for the yardstick.
     let mut pairs = BTreeMap::new();
@@ -820,19 +753,14 @@ async fn catchup(
     // changed would exchange, plus 5 KB.
     let total = (ours.bytes_sent + ours.bytes_received) as f64;
     let bound = 1.2 * ideal as f64 + 5_000.0;
-    rows.push(Row::new(
+    ours_only(
+        rows,
         "2 catch-up, 10% edited offline",
         n,
-        "yardstick bytes (sync of the edited only)",
-        ideal as f64,
-        None,
-    ));
-    rows.push(Row::new(
-        "2 catch-up, 10% edited offline",
-        n,
-        "bytes / (1.2 x yardstick + 5 KB), goal <= 1",
-        total / bound,
-        None,
-    ));
+        &[
+            ("yardstick bytes (sync of the edited only)", ideal as f64),
+            ("bytes / (1.2 x yardstick + 5 KB), goal <= 1", total / bound),
+        ],
+    );
     Ok(())
 }

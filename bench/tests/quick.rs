@@ -26,10 +26,11 @@ fn server_bin() -> PathBuf {
 
 #[test]
 fn quick_run_completes_with_sane_numbers() {
-    let out = std::env::temp_dir().join(format!("lotse-bench-quick-{}", std::process::id()));
+    let out = lotse_testkit::TempDir::new("bench-quick");
+    let out = out.path();
     let status = Command::new(env!("CARGO_BIN_EXE_lotse-bench"))
         .args(["all", "--quick", "--out"])
-        .arg(&out)
+        .arg(out)
         .arg("--server-bin")
         .arg(server_bin())
         .status()
@@ -72,5 +73,4 @@ fn quick_run_completes_with_sane_numbers() {
             .unwrap()
             .contains("| scenario |")
     );
-    let _ = std::fs::remove_dir_all(&out);
 }
