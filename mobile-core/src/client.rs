@@ -182,6 +182,18 @@ impl Drop for Inner {
     }
 }
 
+/// How long the case data on this phone stays readable without contact with the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseStatus {
+    /// No lease yet (the server has not answered a sync since enrollment), or the store
+    /// holds nothing to protect (wiped).
+    None,
+    /// Readable until then (ms since the epoch, this phone's clock); every sync renews it.
+    Until(Millis),
+    /// The lease ran out: keys and data were destroyed just now. Enroll again.
+    Lapsed,
+}
+
 impl Client {
     /// Opens (or creates) the store in `data_dir` with the app's key and starts the sync
     /// task. A key that does not match the store's is [`Error::WrongKey`].
@@ -224,7 +236,7 @@ impl Client {
         let repo = runtime
             .spawn(async move {
                 let db = Db::open(&path).await?;
-                match Repo::open(db.clone(), key).await {
+                match Repo::open(db.clone(), key, crate::shared::now()).await {
                     Ok(repo) => Ok(repo),
                     Err(e) => {
                         db.close().await;
@@ -251,6 +263,16 @@ impl Client {
             network: AtomicBool::new(true),
             offers_wake: Notify::new(),
         });
+        if shared
+            .repo
+            .try_lock()
+            .is_ok_and(|r| r.as_ref().is_some_and(|r| r.lapsed_at_open))
+        {
+            tracing::warn!(
+                "no contact with the server for longer than the lease; local data destroyed"
+            );
+            shared.events.set_state(SyncState::LeaseLapsed);
+        }
         runtime.spawn(sync::run(shared.clone(), rx));
         runtime.spawn(offers::run(shared.clone()));
         Ok(Self {
@@ -292,7 +314,31 @@ impl Client {
     async fn with_repo<T>(&self, f: impl AsyncFnOnce(&mut Repo) -> Result<T>) -> Result<T> {
         let mut guard = self.shared().repo.lock().await;
         let repo = guard.as_mut().ok_or(Error::Closed)?;
+        self.shared().enforce_lease(repo, now()).await?;
         f(repo).await
+    }
+
+    /// Checks the lease now; see [`Client::check_lease_at`]. Cheap: apps call it from a
+    /// background job, so a phone that stays offline destroys its data on time even if
+    /// nobody opens the app.
+    pub async fn check_lease(&self) -> Result<LeaseStatus> {
+        self.check_lease_at(now()).await
+    }
+
+    /// The lease as of `now` (ms; tests pass a clock of their own). Once it has lapsed,
+    /// the store is wiped before this returns [`LeaseStatus::Lapsed`]; a store wiped
+    /// earlier (by a lapse or a revocation) answers [`LeaseStatus::None`].
+    pub async fn check_lease_at(&self, now: Millis) -> Result<LeaseStatus> {
+        let mut guard = self.shared().repo.lock().await;
+        let repo = guard.as_mut().ok_or(Error::Closed)?;
+        match self.shared().enforce_lease(repo, now).await {
+            Ok(()) => Ok(match repo.lease_until() {
+                Some(until) => LeaseStatus::Until(until),
+                None => LeaseStatus::None,
+            }),
+            Err(Error::LeaseLapsed) => Ok(LeaseStatus::Lapsed),
+            Err(e) => Err(e),
+        }
     }
 
     /// After an edit: tell the listeners and the sync task.

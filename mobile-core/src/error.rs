@@ -35,6 +35,10 @@ pub enum Error {
     /// The server revoked this device; local data has been wiped.
     #[error("this device was revoked; local data was wiped")]
     Revoked,
+    /// No contact with the server for longer than the lease: keys and local data were
+    /// destroyed; enroll again.
+    #[error("no contact with the server for too long; local data was destroyed")]
+    LeaseLapsed,
     /// The app said there is no network.
     #[error("no network")]
     Offline,

@@ -30,6 +30,9 @@ pub enum SyncState {
     },
     /// The server revoked this device; all local data was wiped.
     Revoked,
+    /// The device had no contact with the server for longer than its lease: the keys and
+    /// all local data were destroyed. Enroll the device again.
+    LeaseLapsed,
 }
 
 /// Receives sync events on a Rust thread (not the app's UI thread).

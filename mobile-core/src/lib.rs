@@ -18,8 +18,8 @@ mod sync;
 mod tls;
 
 pub use client::{
-    AppointmentInput, CaseDetail, CaseItem, Client, Config, Enrollment, HoursInput, MAX_TIME,
-    MIN_TIME, MonthTotal, NewCaseInput, ScheduledAppointment,
+    AppointmentInput, CaseDetail, CaseItem, Client, Config, Enrollment, HoursInput, LeaseStatus,
+    MAX_TIME, MIN_TIME, MonthTotal, NewCaseInput, ScheduledAppointment,
 };
 pub use error::{Error, Result};
 pub use events::{Listener, Subscription, SyncState};

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use lotse_protocol::automerge::{Automerge, ChangeHash};
 use lotse_protocol::peer::{Holding, Holdings};
-use lotse_protocol::{DocKind, DocSync, DocumentId, SchemaError};
+use lotse_protocol::{DocKind, DocSync, DocumentId, Millis, SchemaError};
 
 use crate::crypto::{self, SecretKey, aad};
 use crate::db::Db;
@@ -20,6 +20,7 @@ const META_DEVICE_ID: &str = "device_id";
 const META_VOLUNTEER_ID: &str = "volunteer_id";
 const META_ORGANISATION_ID: &str = "organisation_id";
 const META_TOKEN: &str = "device_token";
+const META_LEASE: &str = "lease_until";
 
 /// The enrolled device, as the server named it.
 #[derive(Clone)]
@@ -123,6 +124,11 @@ pub struct Repo {
     pub docs: BTreeMap<DocumentId, Doc>,
     pub identity: Option<Identity>,
     pub storage_id: String,
+    /// See [`Repo::lease_until`]; kept here so every call can check it cheaply.
+    lease_until: Option<Millis>,
+    /// The lease had lapsed when the store was opened: it was wiped before any document
+    /// was decrypted.
+    pub lapsed_at_open: bool,
 }
 
 fn text(bytes: Option<Vec<u8>>) -> Result<Option<String>> {
@@ -132,8 +138,9 @@ fn text(bytes: Option<Vec<u8>>) -> Result<Option<String>> {
 }
 
 impl Repo {
-    /// Checks the key, then loads and decrypts every document.
-    pub async fn open(db: Db, app_key: SecretKey) -> Result<Self> {
+    /// Checks the key and the lease at `now`, then loads and decrypts every document; a
+    /// lapsed lease wipes the store first (see [`Repo::lease_lapsed`]).
+    pub async fn open(db: Db, app_key: SecretKey, now: Millis) -> Result<Self> {
         match db.meta(META_KEY_CHECK).await? {
             Some(check) => crypto::verify_key_check(&app_key, &check)?,
             None => {
@@ -155,7 +162,14 @@ impl Repo {
             docs: BTreeMap::new(),
             identity: None,
             storage_id: String::new(),
+            lease_until: None,
+            lapsed_at_open: false,
         };
+        repo.lease_until = repo.stored_lease().await?;
+        if repo.lease_lapsed(now) {
+            repo.wipe().await?;
+            repo.lapsed_at_open = true;
+        }
         repo.load().await?;
         Ok(repo)
     }
@@ -250,6 +264,44 @@ impl Repo {
         }
         self.db.set_meta(&entries).await?;
         self.identity = Some(identity);
+        Ok(())
+    }
+
+    /// Until when (ms, this device's clock) the documents may stay readable without
+    /// contact with the server; `None`: the server never announced a lease. Sealed, so
+    /// that moving the date by editing the file makes it unreadable, which counts as
+    /// lapsed.
+    pub fn lease_until(&self) -> Option<Millis> {
+        self.lease_until
+    }
+
+    async fn stored_lease(&self) -> Result<Option<Millis>> {
+        match self.sealed_meta(META_LEASE, aad::LEASE).await {
+            Ok(None) => Ok(None),
+            Ok(Some(plain)) => Ok(Some(
+                plain
+                    .try_into()
+                    .map(i64::from_be_bytes)
+                    .unwrap_or(Millis::MIN),
+            )),
+            Err(Error::Corrupt(_)) => Ok(Some(Millis::MIN)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the documents must not be read any more at `now`: the lease the server
+    /// gave has run out without contact. A clock turned back defeats this (see the
+    /// README's threat model).
+    pub fn lease_lapsed(&self, now: Millis) -> bool {
+        self.lease_until.is_some_and(|until| now >= until)
+    }
+
+    /// The server renewed the lease at `now` for `lease_ms`.
+    pub async fn renew_lease(&mut self, now: Millis, lease_ms: u64) -> Result<()> {
+        let until = now.saturating_add(Millis::try_from(lease_ms).unwrap_or(Millis::MAX));
+        self.set_sealed_meta(META_LEASE, aad::LEASE, &until.to_be_bytes())
+            .await?;
+        self.lease_until = Some(until);
         Ok(())
     }
 
@@ -457,11 +509,13 @@ impl Repo {
         Ok(())
     }
 
-    /// Deletes every document, the identity and the token (revocation).
+    /// Deletes every document, the identity, the token and the lease (revocation, a
+    /// lapsed lease).
     pub async fn wipe(&mut self) -> Result<()> {
         self.db.wipe().await?;
         self.docs.clear();
         self.identity = None;
+        self.lease_until = None;
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 use crate::error::{Error, Result};
-use crate::events::Events;
+use crate::events::{Events, SyncState};
 use crate::repo::{Identity, Repo};
 
 pub enum Command {
@@ -95,6 +95,24 @@ impl Transport {
 }
 
 impl Shared {
+    /// Enforces the lease at `now` on the open store: once it has lapsed, every document,
+    /// its key and the token are destroyed (the file rewritten, the WAL emptied) before
+    /// anything is read, the listeners hear [`SyncState::LeaseLapsed`], and the call that
+    /// noticed fails with [`Error::LeaseLapsed`].
+    pub(crate) async fn enforce_lease(&self, repo: &mut Repo, now: Millis) -> Result<()> {
+        if !repo.lease_lapsed(now) {
+            return Ok(());
+        }
+        let ids: Vec<DocumentId> = repo.docs.keys().copied().collect();
+        repo.wipe().await?;
+        tracing::warn!(
+            "no contact with the server for longer than the lease; local data destroyed"
+        );
+        self.events.set_state(SyncState::LeaseLapsed);
+        self.events.changed(ids);
+        Err(Error::LeaseLapsed)
+    }
+
     /// The clients for every use of the network, or `InvalidInput` naming the setting
     /// (`server_url`, `trusted_certificates_pem`) that rules the network out.
     pub(crate) fn transport(&self) -> Result<&Transport> {

@@ -29,7 +29,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::error::{Error, Result};
 use crate::events::SyncState;
 use crate::repo::Repo;
-use crate::shared::{Command, Shared, is_revoked_body};
+use crate::shared::{Command, Shared, is_revoked_body, now};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -66,12 +66,19 @@ pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Comm
     let mut waiters: Vec<oneshot::Sender<Result<()>>> = Vec::new();
     let mut attempt: u32 = 0;
     loop {
-        let enrolled = match shared.repo.lock().await.as_ref() {
+        let enrolled = match shared.repo.lock().await.as_mut() {
             None => return,
-            Some(repo) => repo.identity.is_some(),
+            // A lapsed lease wipes the store here, before the token could be used.
+            Some(repo) => {
+                shared.enforce_lease(repo, now()).await.is_ok() && repo.identity.is_some()
+            }
         };
         if !shared.network_available() || !enrolled {
-            if shared.events.state() != SyncState::Revoked || enrolled {
+            let wiped = matches!(
+                shared.events.state(),
+                SyncState::Revoked | SyncState::LeaseLapsed
+            );
+            if !wiped || enrolled {
                 shared.events.set_state(SyncState::Offline);
             }
             let reason = if enrolled {
@@ -79,6 +86,8 @@ pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Comm
             } else if shared.events.state() == SyncState::Revoked {
                 // Until enrolled again, keep telling why there is nothing to sync.
                 Error::Revoked
+            } else if shared.events.state() == SyncState::LeaseLapsed {
+                Error::LeaseLapsed
             } else {
                 Error::InvalidState("not enrolled".into())
             };
@@ -154,6 +163,7 @@ fn clone_error(e: &Error) -> Error {
         Error::Offline => Error::Offline,
         Error::Cancelled => Error::Cancelled,
         Error::Revoked => Error::Revoked,
+        Error::LeaseLapsed => Error::LeaseLapsed,
         Error::Network(r) => Error::Network(r.clone()),
         Error::Untrusted(r) => Error::Untrusted(r.clone()),
         Error::InvalidState(r) => Error::InvalidState(r.clone()),
@@ -504,6 +514,13 @@ impl Session<'_> {
                 self.shared.events.changed(vec![id]);
             }
             ClientEffect::Wipe => return Err(Ended::Revoked),
+            ClientEffect::RenewLease(lease_ms) => {
+                let mut guard = self.shared.repo.lock().await;
+                let repo = guard.as_mut().ok_or(Ended::Shutdown)?;
+                repo.renew_lease(now(), lease_ms)
+                    .await
+                    .map_err(Ended::Failed)?;
+            }
             // The reason arrives as an event; a close without one is the server's doing.
             ClientEffect::Close => {
                 while let Some(event) = self.peer.poll_event() {

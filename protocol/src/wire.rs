@@ -137,6 +137,14 @@ pub enum Message {
         sender_id: String,
         target_id: String,
     },
+    /// `lotse-lease`, server -> device, after each catch-up verdict: keep the documents
+    /// readable for `lease_ms` from now (the device's own clock) without further contact,
+    /// then destroy the keys. A duration, not a date, so the two clocks need not agree.
+    Lease {
+        sender_id: String,
+        target_id: String,
+        lease_ms: u64,
+    },
 }
 
 /// Why a frame is not a message. The text is meant for the peer (in an `error` message)
@@ -190,6 +198,7 @@ mod types {
     pub const MANIFEST: &str = "lotse-manifest";
     pub const REVOKED: &str = "lotse-revoked";
     pub const SHARED: &str = "lotse-shared";
+    pub const LEASE: &str = "lotse-lease";
 }
 
 impl Message {
@@ -211,6 +220,7 @@ impl Message {
             Self::Manifest { .. } => types::MANIFEST,
             Self::Revoked { .. } => types::REVOKED,
             Self::Shared { .. } => types::SHARED,
+            Self::Lease { .. } => types::LEASE,
         }
     }
 
@@ -224,6 +234,7 @@ impl Message {
                 | Self::Manifest { .. }
                 | Self::Revoked { .. }
                 | Self::Shared { .. }
+                | Self::Lease { .. }
         )
     }
 
@@ -243,7 +254,8 @@ impl Message {
             | Self::InSync { sender_id, .. }
             | Self::Manifest { sender_id, .. }
             | Self::Revoked { sender_id, .. }
-            | Self::Shared { sender_id, .. } => sender_id,
+            | Self::Shared { sender_id, .. }
+            | Self::Lease { sender_id, .. } => sender_id,
         }
     }
 
@@ -263,7 +275,8 @@ impl Message {
             | Self::InSync { target_id, .. }
             | Self::Manifest { target_id, .. }
             | Self::Revoked { target_id, .. }
-            | Self::Shared { target_id, .. } => Some(target_id),
+            | Self::Shared { target_id, .. }
+            | Self::Lease { target_id, .. } => Some(target_id),
         }
     }
 
@@ -372,6 +385,11 @@ impl Message {
             types::SHARED => Self::Shared {
                 sender_id: f.text("senderId")?,
                 target_id: f.text("targetId")?,
+            },
+            types::LEASE => Self::Lease {
+                sender_id: f.text("senderId")?,
+                target_id: f.text("targetId")?,
+                lease_ms: f.number("leaseMs")?,
             },
             _ => return Err(WireError::UnknownType(ty)),
         };
@@ -502,6 +520,15 @@ impl Message {
                 m.text("targetId", target_id);
                 m.bytes("digest", digest);
                 m.uint("count", *count);
+            }
+            Self::Lease {
+                sender_id,
+                target_id,
+                lease_ms,
+            } => {
+                m.text("senderId", sender_id);
+                m.text("targetId", target_id);
+                m.uint("leaseMs", *lease_ms);
             }
             Self::InSync {
                 sender_id,

@@ -33,6 +33,8 @@ use lotse_protocol::{DocumentId, Message};
 use proptest::prelude::*;
 
 const CLIENTS: usize = 2;
+/// 30 days, the server's default device lease.
+const LEASE_MS: u64 = 30 * 24 * 3_600_000;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -200,6 +202,7 @@ impl World {
                 storage_id: "server-storage".into(),
                 principal: format!("device-{c}"),
                 is_device: true,
+                lease_ms: Some(LEASE_MS),
             },
             self.now,
         );
@@ -729,6 +732,9 @@ fn offline_edits_of_the_client_alone_cost_one_round_trip() {
         "the edits went out: {:?}",
         world.log
     );
+    // The verdict renews the device's lease.
+    assert_eq!(of_client_0(false, "lotse-lease"), 1, "{:?}", world.log);
+    assert_eq!(world.clients[0].docs.lease_ms, Some(LEASE_MS));
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use lotse_server::auth;
 use lotse_server::store::{
-    EnrollmentError, NewCoordinator, NewVolunteer, Slot, Store, StoreError, Training,
+    AccessChange, EnrollmentError, NewCoordinator, NewVolunteer, Slot, Store, StoreError, Training,
     VolunteerPatch,
 };
 use lotse_testkit::{Backend, TestDb, on_both_backends};
@@ -134,12 +134,13 @@ async fn volunteers_are_scoped_by_organisation(backend: Backend) {
             .is_none()
     );
     assert!(store.volunteer(&a.id, &v.id).await.unwrap().unwrap().active);
-    let updated = store
+    let (updated, revoked) = store
         .update_volunteer(&a.id, "c", &v.id, patch())
         .await
         .unwrap()
         .unwrap();
     assert!(!updated.active);
+    assert!(revoked.is_empty(), "no devices to revoke: {revoked:?}");
     assert!(updated.updated_at >= v.updated_at);
     let events = store.audit_events(&a.id, 10).await.unwrap();
     assert_eq!(events.len(), 2);
@@ -237,12 +238,18 @@ async fn enrollment_is_atomic(backend: Backend) {
             .unwrap()
             .is_none()
     );
-    let first = store
+    let (first, shrunk) = store
         .revoke_device(&org.id, &c.id, &devices[0].id)
         .await
         .unwrap()
         .unwrap();
-    let second = store
+    assert_eq!(
+        shrunk,
+        [AccessChange::DeviceRevoked {
+            device_id: first.id.clone()
+        }]
+    );
+    let (second, _) = store
         .revoke_device(&org.id, &c.id, &devices[0].id)
         .await
         .unwrap()

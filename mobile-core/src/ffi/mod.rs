@@ -17,8 +17,8 @@ use lotse_protocol::{
 };
 
 use crate::client::{
-    AppointmentInput, CaseItem, Client, Config, Enrollment, HoursInput, MonthTotal, NewCaseInput,
-    ScheduledAppointment,
+    AppointmentInput, CaseItem, Client, Config, Enrollment, HoursInput, LeaseStatus, MonthTotal,
+    NewCaseInput, ScheduledAppointment,
 };
 use crate::error::Error;
 use crate::events::{Listener, Subscription, SyncState};
@@ -112,6 +112,9 @@ pub enum LotseError {
     /// The device was revoked; local data has been wiped.
     #[error("revoked: {reason}")]
     Revoked { reason: String },
+    /// No contact with the server for longer than the lease; local data was destroyed.
+    #[error("lease lapsed: {reason}")]
+    LeaseLapsed { reason: String },
     /// `set_network_available(false)` is in force.
     #[error("offline: {reason}")]
     Offline { reason: String },
@@ -178,6 +181,7 @@ impl From<Error> for LotseError {
                 reason,
             },
             Error::Revoked => Self::Revoked { reason },
+            Error::LeaseLapsed => Self::LeaseLapsed { reason },
             Error::Offline => Self::Offline { reason },
             Error::Cancelled => Self::Cancelled { reason },
             Error::Closed => Self::Closed { reason },
@@ -289,6 +293,9 @@ pub enum SyncStateRecord {
     },
     /// The device was revoked and all local data wiped.
     Revoked,
+    /// No contact with the server for longer than the lease: keys and all local data
+    /// were destroyed. Enroll again.
+    LeaseLapsed,
 }
 
 impl From<SyncState> for SyncStateRecord {
@@ -300,6 +307,28 @@ impl From<SyncState> for SyncStateRecord {
             SyncState::Idle => Self::Idle,
             SyncState::Error { reason } => Self::Failed { reason },
             SyncState::Revoked => Self::Revoked,
+            SyncState::LeaseLapsed => Self::LeaseLapsed,
+        }
+    }
+}
+
+/// The phone's lease (see `check_lease`).
+#[derive(Debug, uniffi::Enum, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseRecord {
+    /// No lease yet (no sync since enrolling), or nothing left to protect.
+    NoLease,
+    /// Readable until then (milliseconds since 1970, this phone's clock).
+    Until { until_ms: i64 },
+    /// Keys and data were destroyed just now; enroll again.
+    Lapsed,
+}
+
+impl From<LeaseStatus> for LeaseRecord {
+    fn from(s: LeaseStatus) -> Self {
+        match s {
+            LeaseStatus::None => Self::NoLease,
+            LeaseStatus::Until(until_ms) => Self::Until { until_ms },
+            LeaseStatus::Lapsed => Self::Lapsed,
         }
     }
 }
@@ -925,6 +954,13 @@ impl LotseClient {
 
     pub fn sync_state(&self) -> SyncStateRecord {
         self.client.sync_state().into()
+    }
+
+    /// How long the cases stay readable without contact. Cheap; call it from a background
+    /// job (WorkManager, BGAppRefreshTask) so that a phone left offline destroys its data
+    /// on time even when nobody opens the app. `Lapsed`: destroyed just now.
+    pub fn check_lease(&self) -> Result<LeaseRecord> {
+        self.block(self.client.check_lease()).map(Into::into)
     }
 
     /// The listener gets the current state at once, then updates, until the handle is

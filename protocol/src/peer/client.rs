@@ -123,6 +123,9 @@ pub enum ClientEffect {
     Refused(DocumentId),
     /// The device was revoked: wipe every local document.
     Wipe,
+    /// The server renewed the lease: the documents stay readable for this long (ms) from
+    /// now without further contact.
+    RenewLease(u64),
     /// Close the connection.
     Close,
 }
@@ -570,6 +573,9 @@ impl ClientPeer {
             // left before the share), one more follows it: a burst of announcements costs
             // one catch-up, not one each.
             Message::Shared { .. } => self.queue_catch_up(),
+            Message::Lease { lease_ms, .. } => {
+                self.q.effects.push_back(ClientEffect::RenewLease(lease_ms));
+            }
             Message::Error { message, .. } => {
                 if message.contains("revoked") {
                     self.q.effects.push_back(ClientEffect::Wipe);

@@ -37,6 +37,8 @@ pub struct MemoryDocs {
     pending: BTreeMap<DocumentId, MemDoc>,
     /// Documents the server refused (we created them; it never had them).
     pub refused: BTreeSet<DocumentId>,
+    /// The last lease the server announced (ms).
+    pub lease_ms: Option<u64>,
 }
 
 impl MemoryDocs {
@@ -99,6 +101,7 @@ impl MemoryDocs {
                 self.pending.clear();
                 return Outcome::Wiped;
             }
+            ClientEffect::RenewLease(ms) => self.lease_ms = Some(ms),
             ClientEffect::Close => return Outcome::Close,
         }
         Outcome::Done

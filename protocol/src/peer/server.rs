@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub principal: String,
     /// A device (one storage each; may hear `lotse-shared`), not a coordinator's session.
     pub is_device: bool,
+    /// How long a device keeps its documents readable without contact (`lotse-lease`,
+    /// sent with every catch-up verdict); `None`: no lease is announced.
+    pub lease_ms: Option<u64>,
 }
 
 /// The access decision for one document and this peer.
@@ -502,6 +505,16 @@ impl ServerPeer {
             }
         };
         self.q.transmit.push_back(message);
+        // The verdict is the device's contact with the server: its lease starts again.
+        if self.cfg.is_device
+            && let Some(lease_ms) = self.cfg.lease_ms
+        {
+            self.q.transmit.push_back(Message::Lease {
+                sender_id: self.cfg.server_id.clone(),
+                target_id: self.target(),
+                lease_ms,
+            });
+        }
         self.pump();
     }
 
@@ -688,6 +701,7 @@ impl ServerPeer {
             | Message::Manifest { .. }
             | Message::Revoked { .. }
             | Message::Shared { .. }
+            | Message::Lease { .. }
             | Message::Join { .. } => {
                 self.violate(format!("{} is a server message", message.type_name()));
             }

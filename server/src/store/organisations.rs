@@ -22,6 +22,14 @@ pub struct OrganisationSettings {
     pub device_lease_days: u32,
 }
 
+impl Default for OrganisationSettings {
+    fn default() -> Self {
+        Self {
+            device_lease_days: Self::DEFAULT_LEASE_DAYS,
+        }
+    }
+}
+
 impl OrganisationSettings {
     pub const LEASE_DAYS: std::ops::RangeInclusive<u32> = 1..=365;
     pub const DEFAULT_LEASE_DAYS: u32 = 30;

@@ -1126,6 +1126,7 @@ impl Store {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::{Invalid, NewRequest, RequestDraft, transition_allowed};
 

@@ -211,6 +211,7 @@ mod tests {
                 actor_kind: "device",
                 actor_id: "d".into(),
                 session: None,
+                lease_ms: None,
             },
         )
     }

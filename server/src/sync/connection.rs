@@ -36,6 +36,8 @@ pub struct PeerIdentity {
     /// A coordinator's session: its token hash and when it expires (ms); the socket
     /// closes with the session.
     pub session: Option<(String, i64)>,
+    /// A device's lease, from its organisation's settings.
+    pub lease_ms: Option<u64>,
 }
 
 impl PeerIdentity {
@@ -107,6 +109,7 @@ pub async fn run(mut socket: WebSocket, hub: Arc<Hub>, store: Store, who: PeerId
             storage_id: hub.storage_id.clone(),
             principal: who.principal.clone(),
             is_device: who.device_id.is_some(),
+            lease_ms: who.lease_ms,
         },
         Instant::now(),
     );

@@ -96,6 +96,13 @@ async fn upgrade(
                 .into_response();
         }
     };
+    let lease_ms = match &caller {
+        Caller::Device(d) => match state.store.organisation_settings(&d.organisation_id).await {
+            Ok(settings) => settings.unwrap_or_default().lease_ms(),
+            Err(e) => return Error::Store(e).into_response(),
+        },
+        Caller::Coordinator(_) => 0,
+    };
     let who = match caller {
         Caller::Coordinator(c) => PeerIdentity {
             viewer: Viewer {
@@ -107,6 +114,7 @@ async fn upgrade(
             actor_kind: "coordinator",
             actor_id: c.coordinator.id.clone(),
             session: Some((c.session_hash.clone(), c.session_expires_at)),
+            lease_ms: None,
         },
         Caller::Device(d) => PeerIdentity {
             viewer: Viewer {
@@ -118,6 +126,7 @@ async fn upgrade(
             actor_kind: "device",
             actor_id: d.device.id.clone(),
             session: None,
+            lease_ms: Some(lease_ms),
         },
     };
     let hub = state.hub.clone();
