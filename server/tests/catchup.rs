@@ -96,6 +96,7 @@ async fn reconnect(
         frames_received: 0,
         bytes_sent: 0,
         bytes_received: 0,
+        lease_ms: None,
     };
     // One flight: join and catch-up go out together, peer and the verdict come back.
     c.send(Message::Join {

@@ -16,11 +16,12 @@ use lotse_server::store::Store;
 /// statement stays its LISTEN; `idle` means that statement has finished, so the LISTEN
 /// has taken effect.
 pub async fn wait_until_instances_listen(store: &Store, instances: i64) {
-    use lotse_server::store::{CHANGES_CHANNEL, SHARES_CHANNEL};
+    use lotse_server::store::{ACCESS_CHANNEL, CHANGES_CHANNEL, SHARES_CHANNEL};
     let query = format!(
         "SELECT COUNT(*) FROM pg_stat_activity \
          WHERE datname = current_database() AND state = 'idle' \
-         AND query LIKE '%LISTEN%{CHANGES_CHANNEL}%' AND query LIKE '%LISTEN%{SHARES_CHANNEL}%'"
+         AND query LIKE '%LISTEN%{CHANGES_CHANNEL}%' AND query LIKE '%LISTEN%{SHARES_CHANNEL}%' \
+         AND query LIKE '%LISTEN%{ACCESS_CHANNEL}%'"
     );
     lotse_testkit::eventually(
         "the server instances to listen for each other",

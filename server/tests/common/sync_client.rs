@@ -22,6 +22,9 @@ pub struct SyncClient {
     pub frames_received: usize,
     pub bytes_sent: usize,
     pub bytes_received: usize,
+    /// The last `lotse-lease` heard (ms). Taken in by `recv`, which never returns it, so
+    /// that tests of other steps need not expect it after every verdict.
+    pub lease_ms: Option<u64>,
 }
 
 impl SyncClient {
@@ -37,6 +40,7 @@ impl SyncClient {
             frames_received: 0,
             bytes_sent: 0,
             bytes_received: 0,
+            lease_ms: None,
         };
         c.join().await;
         c
@@ -123,7 +127,10 @@ impl SyncClient {
                 Some(Ok(Frame::Binary(b))) => {
                     self.frames_received += 1;
                     self.bytes_received += b.len();
-                    return Ok(Some(Message::decode(&b).unwrap()));
+                    match Message::decode(&b).unwrap() {
+                        Message::Lease { lease_ms, .. } => self.lease_ms = Some(lease_ms),
+                        m => return Ok(Some(m)),
+                    }
                 }
                 Some(Ok(Frame::Close(_))) | None | Some(Err(_)) => return Ok(None),
                 Some(Ok(_)) => continue,
