@@ -1,0 +1,216 @@
+//! Access that shrinks, as the phone lives it: its volunteer leaves, a case is taken from
+//! them, and the lease runs out while the phone stays offline. Against a real lotse-server
+//! on loopback.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use lotse_core::lotse_protocol::Topic;
+use lotse_core::{Client, Error, LeaseStatus, NewCaseInput, SyncState};
+use serde_json::json;
+use sqlx_sqlite_only::Row;
+
+const T: Duration = Duration::from_secs(30);
+const DAY: i64 = 24 * 3_600_000;
+
+fn now() -> i64 {
+    lotse_testkit::now_ms()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_whose_volunteer_left_wipes_at_next_contact() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Lotsen Abschied").await;
+    let phone = enrolled_phone(&server, &coordinator).await;
+    let client = &phone.client;
+    client.set_network_available(false);
+    client
+        .create_case(&NewCaseInput {
+            label: "A.B.".into(),
+            topic: Topic::Soziales,
+            languages: vec![],
+        })
+        .await
+        .unwrap();
+    let (status, body) = server
+        .patch(
+            &format!("/api/v1/volunteers/{}", phone.volunteer),
+            Some(&coordinator),
+            json!({"active": false}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    client.set_network_available(true);
+    assert!(matches!(
+        within(T, client.sync_now()).await,
+        Err(Error::Revoked)
+    ));
+    assert_eq!(client.sync_state(), SyncState::Revoked);
+    assert!(client.list_cases().await.unwrap().is_empty());
+    assert_eq!(client.enrollment().await.unwrap(), None);
+    client.close().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_taken_from_the_volunteer_leaves_the_phone() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Lotsen Wechsel").await;
+    let phone = enrolled_phone(&server, &coordinator).await;
+    let client = &phone.client;
+    let olena = server.volunteer(&coordinator, "Olena", &["uk"]).await;
+    let case = server
+        .create_case(&coordinator, "T.K.", "wohnen", &["ar"], &[&phone.volunteer])
+        .await;
+    eventually("the case on the phone", T, || async {
+        client
+            .list_cases()
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.id == case)
+    })
+    .await;
+
+    let (status, body) = server
+        .request(
+            reqwest::Method::PUT,
+            &format!("/api/v1/cases/{case}/volunteers"),
+            Some(&coordinator),
+            Some(json!({"volunteer_ids": [olena]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The connected phone is told to catch up, learns the case is withdrawn, and deletes
+    // it with its key.
+    eventually("the case gone from the phone", T, || async {
+        client
+            .list_cases()
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.id != case)
+    })
+    .await;
+    assert!(matches!(
+        client.get_case(&case).await,
+        Err(Error::NotFound { .. })
+    ));
+    client.close().await.unwrap();
+    let rows = sqlx_sqlite_only::query("SELECT COUNT(*) AS n FROM documents WHERE id = ?")
+        .bind(case.as_bytes().as_slice())
+        .fetch_one(&raw_db(&phone).await)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.get::<i64, _>("n"),
+        0,
+        "neither the case nor its key is stored"
+    );
+    server.stop().await;
+}
+
+/// A plain connection to the phone's database file, after the client closed it.
+async fn raw_db(phone: &Phone) -> sqlx_sqlite_only::SqlitePool {
+    let url = format!("sqlite://{}", phone.dir.path().join("lotse.db").display());
+    sqlx_sqlite_only::SqlitePool::connect(&url).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_lease_destroys_the_keys_and_the_data() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Lotsen Verloren").await;
+    let phone = enrolled_phone(&server, &coordinator).await;
+    let client = &phone.client;
+    let case = client
+        .create_case(&NewCaseInput {
+            label: "L.V.".into(),
+            topic: Topic::Gesundheit,
+            languages: vec![],
+        })
+        .await
+        .unwrap();
+    client
+        .add_note(&case, "Befund der Hausärztin besprochen")
+        .await
+        .unwrap();
+    within(T, client.sync_now()).await.unwrap();
+    // The server's default: 30 days from the last sync.
+    let LeaseStatus::Until(until) = client.check_lease().await.unwrap() else {
+        panic!("the sync renewed the lease");
+    };
+    assert!(
+        until > now() + 29 * DAY && until <= now() + 30 * DAY,
+        "{until}"
+    );
+
+    // What would let anyone with the app key read the case: its wrapped key and its
+    // encrypted chunks, as they lie in the file.
+    client.close().await.unwrap();
+    let secrets: Vec<Vec<u8>> = {
+        let db = raw_db(&phone).await;
+        let mut blobs: Vec<Vec<u8>> = sqlx_sqlite_only::query("SELECT wrapped_key FROM documents")
+            .fetch_all(&db)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get("wrapped_key"))
+            .collect();
+        blobs.extend(
+            sqlx_sqlite_only::query("SELECT data FROM chunks")
+                .fetch_all(&db)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<Vec<u8>, _>("data")),
+        );
+        db.close().await;
+        blobs
+    };
+    assert!(!secrets.is_empty());
+    let client = Client::open(config(phone.dir.path(), &server.base, phone.key))
+        .await
+        .unwrap();
+    client.set_network_available(false);
+    assert_eq!(client.list_cases().await.unwrap().len(), 1, "still fresh");
+
+    // A day after the lease: the next check destroys everything and says so.
+    let heard = recorder();
+    let _subscription = client.subscribe(heard.clone());
+    assert_eq!(
+        client.check_lease_at(until + DAY).await.unwrap(),
+        LeaseStatus::Lapsed
+    );
+    assert_eq!(client.sync_state(), SyncState::LeaseLapsed);
+    eventually("the listener told", T, || async {
+        heard
+            .states
+            .lock()
+            .unwrap()
+            .contains(&SyncState::LeaseLapsed)
+            && heard.changed.lock().unwrap().contains(&case)
+    })
+    .await;
+    assert!(client.list_cases().await.unwrap().is_empty());
+    assert_eq!(client.enrollment().await.unwrap(), None);
+    assert_eq!(client.check_lease().await.unwrap(), LeaseStatus::None);
+    client.set_network_available(true);
+    assert!(matches!(client.sync_now().await, Err(Error::LeaseLapsed)));
+    client.close().await.unwrap();
+
+    // Nothing of it is left in the database file, its WAL or freed pages: not the
+    // wrapped key, not a 32-byte piece of any encrypted chunk.
+    let bytes = store_bytes(phone.dir.path());
+    for secret in &secrets {
+        for piece in secret.chunks(32).filter(|p| p.len() == 32) {
+            assert!(
+                !contains(&bytes, piece),
+                "a piece of the old case is still on disk"
+            );
+        }
+    }
+    server.stop().await;
+}
