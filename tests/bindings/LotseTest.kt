@@ -62,6 +62,9 @@ fun enrollAndOfflineEditThenSync() {
     client.setNetworkAvailable(true)
     runBlocking { withTimeout(30_000) { client.syncNow() } }
     expect(client.caseSyncStatus(caseId) is DocSyncStatus.Synced, "synced after sync_now")
+    val lease = client.checkLease()
+    expect(lease is LeaseRecord.Until && lease.untilMs > System.currentTimeMillis() + 29L * 24 * 3_600_000,
+        "the sync renewed the lease: $lease")
     val (status, body) = api("GET", "/api/v1/cases/$caseId")
     expect(status == 200, "coordinator reads the case: $status")
     expect(body.contains("Antrag vorbereitet und abgegeben"), "note on the server")
@@ -117,6 +120,7 @@ fun listenerHearsStates() {
     })
     expect(latch.await(10, TimeUnit.SECONDS), "current state delivered")
     expect(synchronized(states) { states.first() } is SyncStateRecord.Offline, "not enrolled: offline")
+    expect(client.checkLease() is LeaseRecord.NoLease, "no lease before the first sync")
     handle.cancel()
     client.shutdown()
 }

@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 import urllib.request
 
 import pytest
@@ -57,6 +58,10 @@ def test_enroll_offline_edit_then_sync(tmp_path):
     client.set_network_available(True)
     run(client.sync_now())
     assert client.case_sync_status(case_id) == lc.DocSyncStatus.SYNCED()
+    # The sync renewed the lease: the cases stay readable for the server's 30 days.
+    lease = client.check_lease()
+    assert isinstance(lease, lc.LeaseRecord.UNTIL), lease
+    assert lease.until_ms > int(time.time() * 1000) + 29 * 24 * 3_600_000
     status, case = api("GET", f"/api/v1/cases/{case_id}")
     assert status == 200
     assert [n["text"] for n in case["notes"]] == ["Kinderarzt: Impfpass mitbringen"]
@@ -112,5 +117,6 @@ def test_listener_hears_the_current_state(tmp_path):
     handle = client.subscribe(Listener())
     assert got.wait(10)
     assert states[0] == lc.SyncStateRecord.OFFLINE()
+    assert client.check_lease() == lc.LeaseRecord.NO_LEASE()
     handle.cancel()
     client.shutdown()
