@@ -220,6 +220,8 @@ fn get_paths(w: &World) -> Vec<String> {
         "/dashboard/volunteers/new".into(),
         format!("/dashboard/volunteers/{}", w.volunteer),
         format!("/dashboard/volunteers/{}/edit", w.volunteer),
+        format!("/dashboard/devices/{}", w.device),
+        "/dashboard/settings".into(),
         "/dashboard/reports".into(),
         "/dashboard/reports.csv".into(),
         "/dashboard/reports/chart/requests-topic.svg".into(),
@@ -241,6 +243,8 @@ fn post_paths(w: &World) -> Vec<String> {
         format!("/dashboard/volunteers/{}", w.volunteer),
         format!("/dashboard/volunteers/{}/enrollment-code", w.volunteer),
         format!("/dashboard/devices/{}/revoke", w.device),
+        format!("/dashboard/cases/{}/volunteers", w.case),
+        "/dashboard/settings".into(),
     ]
 }
 
@@ -548,6 +552,7 @@ async fn org_b_sees_nothing_of_org_a(backend: Backend) {
         format!("/dashboard/fragments/cases/{}", a.case),
         format!("/dashboard/volunteers/{}", a.volunteer),
         format!("/dashboard/volunteers/{}/edit", a.volunteer),
+        format!("/dashboard/devices/{}", a.device),
     ] {
         let page = b.get(&path).await;
         assert_eq!(page.status, 404, "{path}");
@@ -1939,7 +1944,82 @@ async fn a_case_page_view_is_audited_and_shows_the_trail(backend: Backend) {
     s.stop().await;
 }
 
+/// The team of a case, the device page of a lost phone, and the settings: what the
+/// coordinator does to take access away, through the forms.
+async fn access_is_taken_away_through_the_forms(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (mut b, org, token) = logged_in(&s, "Lotsen Formular").await;
+    let w = world(&s, &token, "Amira").await;
+    let olena = s.volunteer(&token, "Olena", &["uk"]).await;
+    let elsewhere = s
+        .create_case(&token, "Nicht ihrer", "wohnen", &["uk"], &[&olena])
+        .await;
+
+    // The device page lists exactly the cases the phone could hold.
+    let page = b.get(&format!("/dashboard/devices/{}", w.device)).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(&format!(r#"data-case="{}""#, w.case)));
+    assert!(!page.body.contains(&format!(r#"data-case="{elsewhere}""#)));
+    assert_eq!(page.body.matches("data-case=").count(), 1);
+
+    // Taking Amira off her case and giving it to Olena.
+    let case_page = b.get(&format!("/dashboard/cases/{}", w.case)).await;
+    let csrf = csrf_of(&case_page.body);
+    let done = b
+        .post(
+            &format!("/dashboard/cases/{}/volunteers", w.case),
+            &[("csrf", &csrf), ("volunteer", &olena)],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(
+        s.store.case_volunteers(&org, &w.case).await.unwrap(),
+        Some(vec![olena.clone()])
+    );
+    // The phone has not been in touch since: it may still hold the case, and the page
+    // says so until it has.
+    let page = b.get(&format!("/dashboard/devices/{}", w.device)).await;
+    assert!(page.body.contains(&format!(r#"data-case="{}""#, w.case)));
+    // Revoking it as lost.
+    let done = b
+        .post(
+            &format!("/dashboard/devices/{}/revoke", w.device),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(done.status, 303);
+    assert_eq!(
+        done.location,
+        format!("/dashboard/devices/{}?revoked=1", w.device)
+    );
+    let page = b.get(&done.location).await;
+    assert!(page.body.contains("gesperrt"), "{}", page.body);
+    let (status, _) = s.get("/api/v1/me", Some(&w.device_token)).await;
+    assert_eq!(status, 401);
+
+    // The lease in the settings: a wrong number is refused at its field.
+    let refused = b
+        .post(
+            "/dashboard/settings",
+            &[("csrf", &csrf), ("device_lease_days", "0")],
+        )
+        .await;
+    assert_eq!(refused.status, 422);
+    assert!(refused.body.contains("1–365"), "{}", refused.body);
+    let saved = b
+        .post(
+            "/dashboard/settings",
+            &[("csrf", &csrf), ("device_lease_days", "14")],
+        )
+        .await;
+    assert_eq!(saved.status, 303);
+    let (_, settings) = s.get("/api/v1/organisation/settings", Some(&token)).await;
+    assert_eq!(settings["device_lease_days"], 14);
+    s.stop().await;
+}
+
 on_both_backends!(
+    access_is_taken_away_through_the_forms,
     pages_redirect_to_login_when_logged_out,
     forms_reject_a_missing_or_wrong_csrf_token,
     login_logout_and_logout_everywhere,
