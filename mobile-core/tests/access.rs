@@ -1,6 +1,6 @@
-//! Access that shrinks, as the phone lives it: its volunteer leaves, a case is taken from
-//! them, and the lease runs out while the phone stays offline. Against a real lotse-server
-//! on loopback.
+//! Access that shrinks, as the phone lives it: a case is taken from its volunteer, and
+//! the lease runs out while the phone stays offline (a volunteer who leaves: `sync.rs`,
+//! beside revocation). Against a real lotse-server on loopback.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -18,41 +18,6 @@ const DAY: i64 = 24 * 3_600_000;
 
 fn now() -> i64 {
     lotse_testkit::now_ms()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_phone_whose_volunteer_left_wipes_at_next_contact() {
-    let server = TestServer::start(Backend::Sqlite).await;
-    let (_, coordinator) = server.new_org("Lotsen Abschied").await;
-    let phone = enrolled_phone(&server, &coordinator).await;
-    let client = &phone.client;
-    client.set_network_available(false);
-    client
-        .create_case(&NewCaseInput {
-            label: "A.B.".into(),
-            topic: Topic::Soziales,
-            languages: vec![],
-        })
-        .await
-        .unwrap();
-    let (status, body) = server
-        .patch(
-            &format!("/api/v1/volunteers/{}", phone.volunteer),
-            Some(&coordinator),
-            json!({"active": false}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    client.set_network_available(true);
-    assert!(matches!(
-        within(T, client.sync_now()).await,
-        Err(Error::Revoked)
-    ));
-    assert_eq!(client.sync_state(), SyncState::Revoked);
-    assert!(client.list_cases().await.unwrap().is_empty());
-    assert_eq!(client.enrollment().await.unwrap(), None);
-    client.close().await.unwrap();
-    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -463,8 +463,17 @@ async fn revocation_wipes_the_phone() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_revoked_phone_that_was_offline_wipes_on_next_contact() {
+/// How a phone loses its right to the data while it is offline.
+enum Gone {
+    /// The coordinator revoked the device (a lost phone).
+    Revoked,
+    /// The volunteer left: every device of theirs is revoked.
+    Left,
+}
+
+/// Either way, the phone wipes itself at its next contact: the upgrade is refused with
+/// 401 device_revoked.
+async fn an_offline_phone_wipes_on_next_contact(gone: Gone) {
     let server = TestServer::start(Backend::Sqlite).await;
     let (_, coordinator) = server.new_org("Lotsen Offline Widerruf").await;
     let phone = enrolled_phone(&server, &coordinator).await;
@@ -478,24 +487,38 @@ async fn a_revoked_phone_that_was_offline_wipes_on_next_contact() {
         })
         .await
         .unwrap();
-    let (code, _) = server
-        .post(
-            &format!("/api/v1/devices/{}/revoke", phone.device_id),
-            Some(&coordinator),
-            json!({}),
-        )
-        .await;
-    assert_eq!(code, 200);
+    let (code, body) = match gone {
+        Gone::Revoked => {
+            let path = format!("/api/v1/devices/{}/revoke", phone.device_id);
+            server.post(&path, Some(&coordinator), json!({})).await
+        }
+        Gone::Left => {
+            let path = format!("/api/v1/volunteers/{}", phone.volunteer);
+            let inactive = json!({"active": false});
+            server.patch(&path, Some(&coordinator), inactive).await
+        }
+    };
+    assert_eq!(code, 200, "{body}");
     client.set_network_available(true);
-    // The upgrade is refused with 401 device_revoked.
     assert!(matches!(
         within(T, client.sync_now()).await,
         Err(Error::Revoked)
     ));
     assert_eq!(client.sync_state(), SyncState::Revoked);
     assert!(client.list_cases().await.unwrap().is_empty());
+    assert_eq!(client.enrollment().await.unwrap(), None);
     client.close().await.unwrap();
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_phone_that_was_offline_wipes_on_next_contact() {
+    an_offline_phone_wipes_on_next_contact(Gone::Revoked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_whose_volunteer_left_wipes_at_next_contact() {
+    an_offline_phone_wipes_on_next_contact(Gone::Left).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,7 +24,24 @@ pub(crate) struct Audit<'a> {
     pub subject_id: &'a str,
 }
 
-impl Audit<'_> {
+impl<'a> Audit<'a> {
+    /// A coordinator's action on a record: `subject` is (kind, id).
+    pub(crate) fn by_coordinator(
+        organisation_id: &'a str,
+        actor_id: &'a str,
+        action: &'a str,
+        (subject_kind, subject_id): (&'a str, &'a str),
+    ) -> Self {
+        Self {
+            organisation_id,
+            actor_kind: "coordinator",
+            actor_id,
+            action,
+            subject_kind,
+            subject_id,
+        }
+    }
+
     /// Written inside the caller's transaction so the record and its trail commit together.
     pub(crate) async fn write(&self, conn: &mut sqlx::AnyConnection) -> Result<()> {
         insert_row(

@@ -102,14 +102,12 @@ impl Store {
         .bind(expires_at)
         .execute(&mut *tx)
         .await?;
-        Audit {
-            organisation_id: &coordinator.organisation_id,
-            actor_kind: "coordinator",
-            actor_id: &coordinator.id,
-            action: "session.login",
-            subject_kind: "coordinator",
-            subject_id: &coordinator.id,
-        }
+        Audit::by_coordinator(
+            &coordinator.organisation_id,
+            &coordinator.id,
+            "session.login",
+            ("coordinator", &coordinator.id),
+        )
         .write(&mut tx)
         .await?;
         tx.commit().await?;

@@ -123,14 +123,12 @@ impl Store {
         .bind(expires_at)
         .execute(&mut *tx)
         .await?;
-        Audit {
+        Audit::by_coordinator(
             organisation_id,
-            actor_kind: "coordinator",
             actor_id,
-            action: "enrollment_code.create",
-            subject_kind: "volunteer",
-            subject_id: volunteer_id,
-        }
+            "enrollment_code.create",
+            ("volunteer", volunteer_id),
+        )
         .write(&mut tx)
         .await?;
         tx.commit().await?;
@@ -340,14 +338,12 @@ impl Store {
         let Some(found) = row.as_ref().map(device).transpose()? else {
             return Ok(None);
         };
-        Audit {
+        Audit::by_coordinator(
             organisation_id,
-            actor_kind: "coordinator",
             actor_id,
-            action: "device.revoke",
-            subject_kind: "device",
-            subject_id: device_id,
-        }
+            "device.revoke",
+            ("device", device_id),
+        )
         .write(&mut tx)
         .await?;
         let revoked = [AccessChange::DeviceRevoked {

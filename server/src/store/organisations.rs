@@ -76,14 +76,12 @@ impl Store {
             .bind(organisation_id)
             .execute(&mut *tx)
             .await?;
-        Audit {
+        Audit::by_coordinator(
             organisation_id,
-            actor_kind: "coordinator",
             actor_id,
-            action: "organisation.settings",
-            subject_kind: "organisation",
-            subject_id: organisation_id,
-        }
+            "organisation.settings",
+            ("organisation", organisation_id),
+        )
         .write(&mut tx)
         .await?;
         tx.commit().await?;

@@ -157,6 +157,11 @@ impl Refusals {
     pub fn first(&self) -> Option<&(&'static str, Invalid)> {
         self.0.first()
     }
+
+    /// The value, or `None` with the refusal noted against `field`.
+    fn keep<T>(&mut self, field: &'static str, checked: Result<T, Invalid>) -> Option<T> {
+        checked.map_err(|e| self.0.push((field, e))).ok()
+    }
 }
 
 /// The rules for a request's fields, one set for the API, the intake form and the
@@ -237,43 +242,24 @@ impl NewRequest {
         source: &'static str,
         now: Option<i64>,
     ) -> Result<Self, Refusals> {
-        let mut refused = Vec::new();
-        fn keep<T>(
-            refused: &mut Vec<(&'static str, Invalid)>,
-            field: &'static str,
-            r: Result<T, Invalid>,
-        ) -> Option<T> {
-            r.map_err(|e| refused.push((field, e))).ok()
-        }
-        let institution_kind = keep(
-            &mut refused,
+        let mut refused = Refusals(Vec::new());
+        let institution_kind = refused.keep(
             "institution_kind",
             Request::check_institution_kind(&draft.institution_kind),
         );
-        let institution_name = keep(
-            &mut refused,
+        let institution_name = refused.keep(
             "institution_name",
             Request::check_institution_name(&draft.institution_name),
         );
-        let contact = keep(
-            &mut refused,
-            "contact",
-            Request::check_contact(&draft.contact),
-        );
-        let person_label = keep(
-            &mut refused,
+        let contact = refused.keep("contact", Request::check_contact(&draft.contact));
+        let person_label = refused.keep(
             "person_label",
             check_optional(&draft.person_label, Request::MAX_PERSON_LABEL_CHARS),
         );
-        let topic = keep(&mut refused, "topic", Request::check_topic(&draft.topic));
-        let languages = keep(
-            &mut refused,
-            "languages",
-            Volunteer::check_languages(&draft.languages),
-        );
+        let topic = refused.keep("topic", Request::check_topic(&draft.topic));
+        let languages = refused.keep("languages", Volunteer::check_languages(&draft.languages));
         let window = match (draft.starts_at, draft.ends_at) {
-            (Some(start), Some(end)) => keep(
-                &mut refused,
+            (Some(start), Some(end)) => refused.keep(
                 "ends_at",
                 Request::check_window(start, end).and_then(|()| {
                     if now.is_some_and(|now| end <= now) {
@@ -283,21 +269,15 @@ impl NewRequest {
                     }
                 }),
             ),
-            (None, _) => keep(&mut refused, "starts_at", Err(Invalid::NoTime)),
-            (Some(_), None) => keep(&mut refused, "ends_at", Err(Invalid::NoTime)),
+            (None, _) => refused.keep("starts_at", Err(Invalid::NoTime)),
+            (Some(_), None) => refused.keep("ends_at", Err(Invalid::NoTime)),
         };
-        let place_area = keep(
-            &mut refused,
-            "place_area",
-            Request::check_place_area(&draft.place_area),
-        );
-        let place_address = keep(
-            &mut refused,
+        let place_area = refused.keep("place_area", Request::check_place_area(&draft.place_area));
+        let place_address = refused.keep(
             "place_address",
             Request::check_place_address(&draft.place_address),
         );
-        let urgency = keep(
-            &mut refused,
+        let urgency = refused.keep(
             "urgency",
             if draft.urgency.trim().is_empty() {
                 Ok("normal".to_owned())
@@ -305,8 +285,7 @@ impl NewRequest {
                 Request::check_urgency(&draft.urgency)
             },
         );
-        let description = keep(
-            &mut refused,
+        let description = refused.keep(
             "description",
             Request::check_description(&draft.description),
         );
@@ -350,7 +329,7 @@ impl NewRequest {
                 urgency,
                 description,
             }),
-            _ => Err(Refusals(refused)),
+            _ => Err(refused),
         }
     }
 }

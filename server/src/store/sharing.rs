@@ -110,14 +110,12 @@ impl Store {
             .chain(removed.iter().map(|v| ("case.unshare", v)));
         for (action, volunteer) in lines {
             // One line names both: the trail has one subject per line.
-            Audit {
+            Audit::by_coordinator(
                 organisation_id,
-                actor_kind: "coordinator",
                 actor_id,
                 action,
-                subject_kind: "case_volunteer",
-                subject_id: &format!("{doc}:{volunteer}"),
-            }
+                ("case_volunteer", &format!("{doc}:{volunteer}")),
+            )
             .write(&mut tx)
             .await?;
         }

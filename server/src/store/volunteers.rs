@@ -273,14 +273,12 @@ impl Store {
         .bind(v.updated_at)
         .execute(&mut *tx)
         .await?;
-        Audit {
+        Audit::by_coordinator(
             organisation_id,
-            actor_kind: "coordinator",
             actor_id,
-            action: "volunteer.create",
-            subject_kind: "volunteer",
-            subject_id: &v.id,
-        }
+            "volunteer.create",
+            ("volunteer", &v.id),
+        )
         .write(&mut tx)
         .await?;
         tx.commit().await?;
@@ -369,14 +367,12 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        Audit {
+        Audit::by_coordinator(
             organisation_id,
-            actor_kind: "coordinator",
             actor_id,
-            action: "volunteer.update",
-            subject_kind: "volunteer",
-            subject_id: id,
-        }
+            "volunteer.update",
+            ("volunteer", id),
+        )
         .write(&mut tx)
         .await?;
         let shrunk = if was_active && !v.active {
@@ -415,14 +411,12 @@ async fn offboard(
     .execute(&mut *tx)
     .await?;
     for device in &devices {
-        Audit {
+        Audit::by_coordinator(
             organisation_id,
-            actor_kind: "coordinator",
             actor_id,
-            action: "device.revoke",
-            subject_kind: "device",
-            subject_id: device,
-        }
+            "device.revoke",
+            ("device", device),
+        )
         .write(&mut *tx)
         .await?;
     }
