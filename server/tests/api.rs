@@ -9,19 +9,23 @@ use serde_json::json;
 
 const PW: &str = "Sonnenblume am Rhein 7";
 
+/// A login as a browser sends it, for the headers of the answer.
+async fn login_response(s: &TestServer, email: &str, password: &str) -> reqwest::Response {
+    s.http
+        .post(s.url("/api/v1/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn login_ok_wrong_password_and_logout(backend: Backend) {
     let s = TestServer::start(backend).await;
     let (org, coordinator_id) = s
         .coordinator("Lotsen Neuss", "Dana@Neuss.example", PW)
         .await;
 
-    let res = s
-        .http
-        .post(s.url("/api/v1/auth/login"))
-        .json(&json!({"email": "dana@neuss.example", "password": PW}))
-        .send()
-        .await
-        .unwrap();
+    let res = login_response(&s, "dana@neuss.example", PW).await;
     assert_eq!(res.status(), 200);
     let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
     for part in [
@@ -53,24 +57,18 @@ async fn login_ok_wrong_password_and_logout(backend: Backend) {
         .unwrap();
     assert_eq!(res.status(), 200);
 
-    let (status, body) = s
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"email": "dana@neuss.example", "password": "falsch"}),
-        )
-        .await;
-    assert_eq!(status, 401);
-    assert_eq!(body["error"]["code"], "invalid_credentials");
-    let (status, body) = s
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"email": "niemand@neuss.example", "password": PW}),
-        )
-        .await;
-    assert_eq!(status, 401, "an unknown email looks like a wrong password");
-    assert_eq!(body["error"]["code"], "invalid_credentials");
+    for (email, password, what) in [
+        ("dana@neuss.example", "falsch", "a wrong password"),
+        (
+            "niemand@neuss.example",
+            PW,
+            "an unknown email looks like a wrong password",
+        ),
+    ] {
+        let (status, body) = s.try_login(email, password).await;
+        assert_eq!(status, 401, "{what}");
+        assert_eq!(body["error"]["code"], "invalid_credentials", "{what}");
+    }
 
     let (status, _) = s
         .request(Method::POST, "/api/v1/auth/logout", Some(&token), None)
@@ -96,33 +94,15 @@ async fn login_rate_limit_per_account_and_address(backend: Backend) {
     let s = TestServer::start(backend).await;
     s.coordinator("Lotsen Neuss", "a@neuss.example", PW).await;
     for i in 0..5 {
-        let (status, _) = s
-            .post(
-                "/api/v1/auth/login",
-                None,
-                json!({"email": "a@neuss.example", "password": format!("rate {i}")}),
-            )
-            .await;
+        let (status, _) = s.try_login("a@neuss.example", &format!("rate {i}")).await;
         assert_eq!(status, 401, "attempt {i} is still free");
     }
-    let (status, _) = s
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"email": "a@neuss.example", "password": "noch einer"}),
-        )
-        .await;
+    let (status, _) = s.try_login("a@neuss.example", "noch einer").await;
     assert_eq!(
         status, 401,
         "the sixth failure is counted and starts the wait"
     );
-    let res = s
-        .http
-        .post(s.url("/api/v1/auth/login"))
-        .json(&json!({"email": "A@neuss.example", "password": PW}))
-        .send()
-        .await
-        .unwrap();
+    let res = login_response(&s, "A@neuss.example", PW).await;
     assert_eq!(
         res.status(),
         429,
@@ -140,34 +120,13 @@ async fn login_rate_limit_per_account_and_address(backend: Backend) {
     // Another account from the same address is still allowed until the address budget
     // (20 failures) is spent; then every account from that address waits.
     s.coordinator("Lotsen Neuss", "b@neuss.example", PW).await;
-    assert_eq!(
-        s.post(
-            "/api/v1/auth/login",
-            None,
-            json!({"email": "b@neuss.example", "password": PW})
-        )
-        .await
-        .0,
-        200
-    );
+    assert_eq!(s.try_login("b@neuss.example", PW).await.0, 200);
     for i in 0..15 {
         let email = format!("probe{i}@neuss.example");
-        let (status, _) = s
-            .post(
-                "/api/v1/auth/login",
-                None,
-                json!({"email": email, "password": "x"}),
-            )
-            .await;
+        let (status, _) = s.try_login(&email, "x").await;
         assert_eq!(status, 401, "probe {i}");
     }
-    let (status, _) = s
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"email": "b@neuss.example", "password": PW}),
-        )
-        .await;
+    let (status, _) = s.try_login("b@neuss.example", PW).await;
     assert_eq!(status, 429, "the address is blocked after 21 failures");
     s.stop().await;
 }
@@ -434,13 +393,7 @@ async fn enrollment_codes_are_single_use_and_expire(backend: Backend) {
 
     // Typed sloppily: lower case, without the dash.
     let sloppy = code.to_lowercase().replace('-', "");
-    let (status, enrolled) = s
-        .post(
-            "/api/v1/devices/enroll",
-            None,
-            json!({"code": sloppy, "device_name": "Farids Handy"}),
-        )
-        .await;
+    let (status, enrolled) = s.enroll(&sloppy, "Farids Handy").await;
     assert_eq!(status, 201, "{enrolled}");
     assert_eq!(enrolled["volunteer_id"], vid.as_str());
     let device_token = enrolled["token"].as_str().unwrap();
@@ -453,13 +406,7 @@ async fn enrollment_codes_are_single_use_and_expire(backend: Backend) {
     assert_eq!(me["organisation_id"], org.as_str());
     assert_eq!(me["device_name"], "Farids Handy");
 
-    let (status, again) = s
-        .post(
-            "/api/v1/devices/enroll",
-            None,
-            json!({"code": code, "device_name": "Zweites Handy"}),
-        )
-        .await;
+    let (status, again) = s.enroll(&code, "Zweites Handy").await;
     assert_eq!(status, 410);
     assert_eq!(again["error"]["code"], "gone");
     assert!(
@@ -488,13 +435,7 @@ async fn enrollment_codes_are_single_use_and_expire(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    let (status, answer) = s
-        .post(
-            "/api/v1/devices/enroll",
-            None,
-            json!({"code": expired, "device_name": "Alt"}),
-        )
-        .await;
+    let (status, answer) = s.enroll(&expired, "Alt").await;
     assert_eq!(status, 410);
     assert!(
         answer["error"]["message"]
@@ -503,32 +444,16 @@ async fn enrollment_codes_are_single_use_and_expire(backend: Backend) {
             .contains("expired")
     );
 
-    let (status, answer) = s
-        .post(
-            "/api/v1/devices/enroll",
-            None,
-            json!({"code": "AAAAA-BBBBB", "device_name": "X"}),
-        )
-        .await;
-    assert_eq!(status, 400);
-    assert_eq!(answer["error"]["code"], "invalid_code");
-    let (status, answer) = s
-        .post(
-            "/api/v1/devices/enroll",
-            None,
-            json!({"code": "hallo", "device_name": "X"}),
-        )
-        .await;
-    assert_eq!(status, 400);
-    assert_eq!(answer["error"]["code"], "invalid_code");
-    let (status, _) = s
-        .post(
-            "/api/v1/devices/enroll",
-            None,
-            json!({"code": "AAAAA-BBBBB", "device_name": ""}),
-        )
-        .await;
-    assert_eq!(status, 422);
+    // A code nobody issued, a code of the wrong form, and no device name.
+    for (code, device_name, status, error) in [
+        ("AAAAA-BBBBB", "X", 400, "invalid_code"),
+        ("hallo", "X", 400, "invalid_code"),
+        ("AAAAA-BBBBB", "", 422, "invalid_field"),
+    ] {
+        let (got, answer) = s.enroll(code, device_name).await;
+        assert_eq!(got, status, "{code:?} {device_name:?}: {answer}");
+        assert_eq!(answer["error"]["code"], error, "{answer}");
+    }
 
     let (status, devices) = s
         .get(&format!("/api/v1/volunteers/{vid}/devices"), Some(&token))
@@ -543,22 +468,10 @@ async fn enrollment_codes_are_single_use_and_expire(backend: Backend) {
 async fn enrollment_attempts_are_rate_limited(backend: Backend) {
     let s = TestServer::start(backend).await;
     for i in 0..11 {
-        let (status, _) = s
-            .post(
-                "/api/v1/devices/enroll",
-                None,
-                json!({"code": "AAAAA-BBBBB", "device_name": format!("Rater {i}")}),
-            )
-            .await;
+        let (status, _) = s.enroll("AAAAA-BBBBB", &format!("Rater {i}")).await;
         assert_eq!(status, 400, "attempt {i}");
     }
-    let (status, answer) = s
-        .post(
-            "/api/v1/devices/enroll",
-            None,
-            json!({"code": "AAAAA-BBBBB", "device_name": "Rater"}),
-        )
-        .await;
+    let (status, answer) = s.enroll("AAAAA-BBBBB", "Rater").await;
     assert_eq!(status, 429);
     assert_eq!(answer["error"]["code"], "too_many_attempts");
     s.stop().await;
@@ -572,14 +485,7 @@ async fn revoked_device_is_locked_out_at_once(backend: Backend) {
     let (_, kept_token) = s.device(&token, &vid, "neues Handy").await;
     assert_eq!(s.get("/api/v1/me", Some(&lost_token)).await.0, 200);
 
-    let (status, device) = s
-        .request(
-            Method::POST,
-            &format!("/api/v1/devices/{lost}/revoke"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let (status, device) = s.revoke_device(&token, &lost).await;
     assert_eq!(status, 200);
     let revoked_at = device["revoked_at"].as_str().unwrap().to_owned();
 
@@ -595,14 +501,7 @@ async fn revoked_device_is_locked_out_at_once(backend: Backend) {
         "other devices keep working"
     );
 
-    let (status, device) = s
-        .request(
-            Method::POST,
-            &format!("/api/v1/devices/{lost}/revoke"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let (status, device) = s.revoke_device(&token, &lost).await;
     assert_eq!(status, 200);
     assert_eq!(
         device["revoked_at"],
@@ -610,17 +509,7 @@ async fn revoked_device_is_locked_out_at_once(backend: Backend) {
         "revoking twice keeps the first time"
     );
     let missing = uuid::Uuid::new_v4();
-    assert_eq!(
-        s.request(
-            Method::POST,
-            &format!("/api/v1/devices/{missing}/revoke"),
-            Some(&token),
-            None
-        )
-        .await
-        .0,
-        404
-    );
+    assert_eq!(s.revoke_device(&token, &missing.to_string()).await.0, 404);
     s.stop().await;
 }
 
@@ -663,13 +552,7 @@ async fn organisations_are_isolated_both_ways(backend: Backend) {
                 None,
             )
             .await,
-            s.request(
-                Method::POST,
-                &format!("/api/v1/devices/{other_d}/revoke"),
-                Some(token),
-                None,
-            )
-            .await,
+            s.revoke_device(token, other_d).await,
         ] {
             assert_eq!(status, 404, "{answer}");
             assert_eq!(answer["error"]["code"], "not_found");

@@ -190,15 +190,19 @@ impl Client {
             .await
     }
 
+    /// One login attempt, whatever the answer: the status and the body.
+    pub async fn try_login(&self, email: &str, password: &str) -> (u16, Value) {
+        self.post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
     /// Logs in and returns the session token.
     pub async fn login(&self, email: &str, password: &str) -> String {
-        let (status, body) = self
-            .post(
-                "/api/v1/auth/login",
-                None,
-                json!({"email": email, "password": password}),
-            )
-            .await;
+        let (status, body) = self.try_login(email, password).await;
         assert_eq!(status, 200, "{body}");
         body["token"].as_str().unwrap().to_owned()
     }
@@ -230,21 +234,36 @@ impl Client {
         body["code"].as_str().unwrap().to_owned()
     }
 
+    /// One enrollment attempt with `code`, whatever the answer: the status and the body.
+    pub async fn enroll(&self, code: &str, device_name: &str) -> (u16, Value) {
+        self.post(
+            "/api/v1/devices/enroll",
+            None,
+            json!({"code": code, "device_name": device_name}),
+        )
+        .await
+    }
+
     /// Enrolls a new device for the volunteer: (device id, device token).
     pub async fn device(&self, token: &str, volunteer_id: &str, name: &str) -> (String, String) {
         let code = self.enrollment_code(token, volunteer_id).await;
-        let (status, body) = self
-            .post(
-                "/api/v1/devices/enroll",
-                None,
-                json!({"code": code, "device_name": name}),
-            )
-            .await;
+        let (status, body) = self.enroll(&code, name).await;
         assert_eq!(status, 201, "{body}");
         (
             body["device_id"].as_str().unwrap().to_owned(),
             body["token"].as_str().unwrap().to_owned(),
         )
+    }
+
+    /// A coordinator revokes a device, whatever the answer: the status and the body.
+    pub async fn revoke_device(&self, token: &str, device_id: &str) -> (u16, Value) {
+        self.request(
+            reqwest::Method::POST,
+            &format!("/api/v1/devices/{device_id}/revoke"),
+            Some(token),
+            None,
+        )
+        .await
     }
 
     /// Posts a request (a `fixtures::request_body`, perhaps with more fields) and returns
