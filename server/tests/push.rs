@@ -82,6 +82,26 @@ async fn subscribe(s: &TestServer, token: &str, body: Value) -> String {
     res["id"].as_str().unwrap().to_owned()
 }
 
+/// Subscribes a new browser or phone at the push service's endpoint `name`, for a test
+/// that counts what arrives there without reading it.
+async fn subscribe_at(s: &TestServer, token: &str, service: &PushService, name: &str) -> String {
+    subscribe(
+        s,
+        token,
+        Subscriber::new().subscription(&service.endpoint(name)),
+    )
+    .await
+}
+
+/// Removes a subscription as a phone or browser does (`{"endpoint"}` or `{"id"}`): the
+/// status.
+async fn unsubscribe(s: &TestServer, token: &str, body: Value) -> u16 {
+    let path = "/api/v1/push/subscriptions";
+    s.request(Method::DELETE, path, Some(token), Some(body))
+        .await
+        .0
+}
+
 /// Checks the VAPID `Authorization` header: `vapid t=<JWT>, k=<our key>`, an ES256
 /// signature by that key, the push service's origin (with port) as audience, our
 /// subject, and an expiry within 24 hours.
@@ -203,15 +223,10 @@ async fn subscriptions_are_checked_and_owned(backend: Backend) {
 
     // Nobody removes someone else's subscription; it looks like a missing one.
     for token in [&coordinator, &other_org] {
-        let (status, _) = s
-            .request(
-                reqwest::Method::DELETE,
-                path,
-                Some(token),
-                Some(json!({"endpoint": endpoint})),
-            )
-            .await;
-        assert_eq!(status, 404);
+        assert_eq!(
+            unsubscribe(&s, token, json!({"endpoint": endpoint})).await,
+            404
+        );
         let (status, _) = s
             .request(
                 reqwest::Method::DELETE,
@@ -222,42 +237,15 @@ async fn subscriptions_are_checked_and_owned(backend: Backend) {
             .await;
         assert_eq!(status, 404);
     }
-    let (status, _) = s
-        .request(
-            reqwest::Method::DELETE,
-            path,
-            Some(&device),
-            Some(json!({"endpoint": endpoint, "id": id})),
-        )
-        .await;
-    assert_eq!(status, 400);
-    let (status, _) = s
-        .request(
-            reqwest::Method::DELETE,
-            path,
-            Some(&device),
-            Some(json!({"endpoint": endpoint})),
-        )
-        .await;
-    assert_eq!(status, 204);
-    let (status, _) = s
-        .request(
-            reqwest::Method::DELETE,
-            path,
-            Some(&device),
-            Some(json!({"endpoint": endpoint})),
-        )
-        .await;
-    assert_eq!(status, 404);
-    let (status, _) = s
-        .request(
-            reqwest::Method::DELETE,
-            path,
-            Some(&coordinator),
-            Some(json!({"id": browser_id})),
-        )
-        .await;
-    assert_eq!(status, 204);
+    // In order: both ways at once, the phone's own, that again, the browser's by id.
+    for (token, body, status) in [
+        (&device, json!({"endpoint": endpoint, "id": id}), 400),
+        (&device, json!({"endpoint": endpoint}), 204),
+        (&device, json!({"endpoint": endpoint}), 404),
+        (&coordinator, json!({"id": browser_id}), 204),
+    ] {
+        assert_eq!(unsubscribe(&s, token, body.clone()).await, status, "{body}");
+    }
 
     // A device keeps its newest subscriptions only.
     for i in 0..lotse_server::store::MAX_SUBSCRIPTIONS_PER_OWNER + 3 {
@@ -306,12 +294,7 @@ async fn outbox_retries_delivers_once_and_forgets_gone_subscriptions(backend: Ba
         phone.subscription(&service.endpoint("amira")),
     )
     .await;
-    subscribe(
-        &s,
-        &bilal_token,
-        Subscriber::new().subscription(&service.endpoint("bilal")),
-    )
-    .await;
+    subscribe_at(&s, &bilal_token, &service, "bilal").await;
     // A revoked device gets nothing; a volunteer without a subscription neither.
     let (status, _) = s
         .request(
@@ -425,18 +408,8 @@ async fn a_repeated_notice_replaces_the_pending_one(backend: Backend) {
     let service = PushService::start().await;
     let (_, coordinator) = s.new_org("Lotsen Meerbusch").await;
     let (v, _, token) = volunteer_with_device(&s, &coordinator, "Dilan").await;
-    subscribe(
-        &s,
-        &token,
-        Subscriber::new().subscription(&service.endpoint("a")),
-    )
-    .await;
-    subscribe(
-        &s,
-        &token,
-        Subscriber::new().subscription(&service.endpoint("b")),
-    )
-    .await;
+    subscribe_at(&s, &token, &service, "a").await;
+    subscribe_at(&s, &token, &service, "b").await;
     let request_id = uuid::Uuid::new_v4().to_string();
     assert_eq!(
         enqueue(&s, &[&v], &notice(NoticeKind::Offer, &request_id)).await,
@@ -533,12 +506,7 @@ async fn notices_queued_concurrently_never_fail_the_decision(backend: Backend) {
         (&b_token, "b1"),
         (&b_token, "b2"),
     ] {
-        subscribe(
-            &s,
-            token,
-            Subscriber::new().subscription(&service.endpoint(name)),
-        )
-        .await;
+        subscribe_at(&s, token, &service, name).await;
     }
     let requests: Vec<String> = (0..3).map(|_| uuid::Uuid::new_v4().to_string()).collect();
     let kinds = [NoticeKind::Offer, NoticeKind::Taken, NoticeKind::Cancelled];
@@ -596,12 +564,7 @@ async fn a_row_whose_subscription_vanished_is_discarded_unsent(backend: Backend)
     let service = PushService::start().await;
     let (_, coordinator) = s.new_org("Lotsen Willich").await;
     let (v, _, token) = volunteer_with_device(&s, &coordinator, "Ivana").await;
-    subscribe(
-        &s,
-        &token,
-        Subscriber::new().subscription(&service.endpoint("ivana")),
-    )
-    .await;
+    subscribe_at(&s, &token, &service, "ivana").await;
     let request_id = uuid::Uuid::new_v4().to_string();
     assert_eq!(
         enqueue(&s, &[&v], &notice(NoticeKind::Offer, &request_id)).await,
@@ -735,12 +698,7 @@ async fn coordinators_hear_of_intake_requests_and_accepts(backend: Backend) {
     )
     .await;
     let (volunteer, _, phone) = volunteer_with_device(&s, &desk, "Amira").await;
-    subscribe(
-        &s,
-        &phone,
-        Subscriber::new().subscription(&svc.endpoint("phone")),
-    )
-    .await;
+    subscribe_at(&s, &phone, &svc, "phone").await;
 
     // Entered at the desk: no notice for the desk.
     let (starts, ends) = window(3);
@@ -914,12 +872,7 @@ async fn a_coordinators_notices_end_with_the_login(backend: Backend) {
 
     // A second browser of the same coordinator, then logout everywhere: both silent.
     let elsewhere = login().await;
-    subscribe(
-        &s,
-        &elsewhere,
-        Subscriber::new().subscription(&svc.endpoint("desk-home")),
-    )
-    .await;
+    subscribe_at(&s, &elsewhere, &svc, "desk-home").await;
     assert_eq!(subscriptions().await, 2);
     let (status, _) = s
         .request(Method::POST, "/api/v1/auth/logout-all", Some(&second), None)
@@ -935,12 +888,7 @@ async fn a_coordinators_notices_end_with_the_login(backend: Backend) {
 
     // The home browser logs in again; its notice comes, the office browser stays silent.
     let home = login().await;
-    subscribe(
-        &s,
-        &home,
-        Subscriber::new().subscription(&svc.endpoint("desk-home")),
-    )
-    .await;
+    subscribe_at(&s, &home, &svc, "desk-home").await;
     intake().await;
     heard_exactly(&s, &svc, "desk-home", 1, "the home browser's notice").await;
     heard_exactly(
