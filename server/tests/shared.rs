@@ -122,38 +122,78 @@ fn no_shared(messages: &[Message], who: &str) {
     );
 }
 
-async fn a_case_created_for_a_volunteer_reaches_its_phones(backend: Backend) {
-    let s = TestServer::start(backend).await;
-    let (_, coordinator) = s.new_org("Lotsen Geteilt").await;
+/// `phone` has handled every announcement so far (see `barrier`) and none was
+/// `lotse-shared`.
+async fn heard_nothing(
+    phone: &mut SyncClient,
+    relay: &mut SyncClient,
+    doc: DocumentId,
+    count: u64,
+    who: &str,
+) {
+    no_shared(&barrier(phone, relay, doc, count).await, who);
+}
+
+/// A catch-up of `phone` that finds it in sync, without `lotse-shared` on the way.
+async fn still_in_sync(phone: &mut SyncClient, who: &str) {
+    let (verdict, before) = phone.catch_up().await;
+    no_shared(&before, who);
+    assert!(matches!(verdict, Message::InSync { .. }), "{verdict:?}");
+}
+
+/// An organisation with two Arabic-speaking volunteers, Amira (`v`) and Sami (`w`), each
+/// with a phone. Sami's phone holds a case, so that a relayed message on it can serve as
+/// a barrier.
+struct Two {
+    org: String,
+    coordinator: String,
+    v: String,
+    w: String,
+    v_phone: String,
+    w_phone: String,
+    held_by_w: DocumentId,
+}
+
+async fn two_volunteers(s: &TestServer, org: &str) -> Two {
+    let (org, coordinator) = s.new_org(org).await;
     let v = s.volunteer(&coordinator, "Amira", &["ar"]).await;
     let w = s.volunteer(&coordinator, "Sami", &["ar"]).await;
     let (_, v_phone) = s.device(&coordinator, &v, "Handy").await;
-    let (_, v_tablet) = s.device(&coordinator, &v, "Tablet").await;
     let (_, w_phone) = s.device(&coordinator, &w, "Handy").await;
-    // Sami's phone holds a case, so that a relayed message can serve as a barrier.
     let held_by_w = s
         .create_case(&coordinator, "W.0", "behoerden", &["ar"], &[&w])
         .await;
+    Two {
+        org,
+        coordinator,
+        v,
+        w,
+        v_phone,
+        w_phone,
+        held_by_w,
+    }
+}
 
-    let mut v1 = caught_up_phone(&s, &v_phone, "v-phone", &[]).await;
+async fn a_case_created_for_a_volunteer_reaches_its_phones(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let t = two_volunteers(&s, "Lotsen Geteilt").await;
+    let (_, v_tablet) = s.device(&t.coordinator, &t.v, "Tablet").await;
+
+    let mut v1 = caught_up_phone(&s, &t.v_phone, "v-phone", &[]).await;
     let mut v2 = caught_up_phone(&s, &v_tablet, "v-tablet", &[]).await;
-    let mut w1 = caught_up_phone(&s, &w_phone, "w-phone", &[held_by_w]).await;
-    let mut office = caught_up_phone(&s, &coordinator, "office", &[held_by_w]).await;
+    let mut w1 = caught_up_phone(&s, &t.w_phone, "w-phone", &[t.held_by_w]).await;
+    let mut office = caught_up_phone(&s, &t.coordinator, "office", &[t.held_by_w]).await;
 
     let case = s
-        .create_case(&coordinator, "F.K.", "behoerden", &["ar"], &[&v])
+        .create_case(&t.coordinator, "F.K.", "behoerden", &["ar"], &[&t.v])
         .await;
     expect_shared(&mut v1).await;
     expect_shared(&mut v2).await;
 
     // Sami's phone has handled the announcement by now, and said nothing to Sami.
-    no_shared(
-        &barrier(&mut w1, &mut office, held_by_w, 1).await,
-        "another volunteer's phone",
-    );
-    let (verdict, before) = w1.catch_up().await;
-    no_shared(&before, "another volunteer's phone");
-    assert!(matches!(verdict, Message::InSync { .. }), "{verdict:?}");
+    let other = "another volunteer's phone";
+    heard_nothing(&mut w1, &mut office, t.held_by_w, 1, other).await;
+    still_in_sync(&mut w1, other).await;
     // The coordinator's session sees the new case in its catch-up, but was not told.
     let (verdict, before) = office.catch_up().await;
     no_shared(&before, "the coordinator");
@@ -166,31 +206,24 @@ async fn a_case_created_for_a_volunteer_reaches_its_phones(backend: Backend) {
 
 async fn winning_an_offer_reaches_the_winners_phone(backend: Backend) {
     let s = TestServer::start(backend).await;
-    let (_, coordinator) = s.new_org("Lotsen Angebot").await;
-    let v = s.volunteer(&coordinator, "Amira", &["ar"]).await;
-    let w = s.volunteer(&coordinator, "Sami", &["ar"]).await;
-    let (_, v_phone) = s.device(&coordinator, &v, "Handy").await;
-    let (_, w_phone) = s.device(&coordinator, &w, "Handy").await;
-    let held_by_w = s
-        .create_case(&coordinator, "W.0", "behoerden", &["ar"], &[&w])
-        .await;
+    let t = two_volunteers(&s, "Lotsen Angebot").await;
     let (start, end) = window(3);
     let request = s
         .post_request(
-            &coordinator,
+            &t.coordinator,
             with_fields(
                 request_body("arbeit", &["ar"], &start, &end),
                 json!({"urgency": "dringend", "description": "Termin zur Eingliederungsvereinbarung"}),
             ),
         )
         .await;
-    s.offer_to(&coordinator, &request, &[&v, &w]).await;
+    s.offer_to(&t.coordinator, &request, &[&t.v, &t.w]).await;
 
-    let mut v1 = caught_up_phone(&s, &v_phone, "v-phone", &[]).await;
-    let mut w1 = caught_up_phone(&s, &w_phone, "w-phone", &[held_by_w]).await;
-    let mut office = SyncClient::connect(s.addr, &coordinator, "office").await;
+    let mut v1 = caught_up_phone(&s, &t.v_phone, "v-phone", &[]).await;
+    let mut w1 = caught_up_phone(&s, &t.w_phone, "w-phone", &[t.held_by_w]).await;
+    let mut office = SyncClient::connect(s.addr, &t.coordinator, "office").await;
 
-    let (status, won) = s.accept(&v_phone, &request).await;
+    let (status, won) = s.accept(&t.v_phone, &request).await;
     assert_eq!(status, 200, "{won}");
     let case: DocumentId = won["assignment"]["case_id"]
         .as_str()
@@ -199,29 +232,20 @@ async fn winning_an_offer_reaches_the_winners_phone(backend: Backend) {
         .unwrap();
     expect_shared(&mut v1).await;
 
-    no_shared(
-        &barrier(&mut w1, &mut office, held_by_w, 1).await,
-        "the loser's phone",
-    );
-    let (verdict, before) = w1.catch_up().await;
-    no_shared(&before, "the loser's phone");
-    assert!(matches!(verdict, Message::InSync { .. }), "{verdict:?}");
+    let loser = "the loser's phone";
+    heard_nothing(&mut w1, &mut office, t.held_by_w, 1, loser).await;
+    still_in_sync(&mut w1, loser).await;
     // The loser's late accept shares nothing either.
-    let (status, _) = s.accept(&w_phone, &request).await;
+    let (status, _) = s.accept(&t.w_phone, &request).await;
     assert_eq!(status, 409);
     // A retried accept by the winner finds the case already there.
-    let (status, again) = s.accept(&v_phone, &request).await;
+    let (status, again) = s.accept(&t.v_phone, &request).await;
     assert_eq!(status, 200, "{again}");
-    let (verdict, before) = w1.catch_up().await;
-    no_shared(&before, "the loser's phone");
-    assert!(matches!(verdict, Message::InSync { .. }), "{verdict:?}");
+    still_in_sync(&mut w1, loser).await;
 
     catch_up_finds(&mut v1, case, "A.K.").await;
     // The retry shared nothing a second time.
-    no_shared(
-        &barrier(&mut v1, &mut office, case, 1).await,
-        "the winner's phone",
-    );
+    heard_nothing(&mut v1, &mut office, case, 1, "the winner's phone").await;
     s.stop().await;
 }
 
@@ -256,54 +280,36 @@ async fn plain_automerge_peers_and_revoked_devices_hear_nothing(backend: Backend
     expect_shared(&mut extended).await;
     catch_up_finds(&mut extended, case, "F.K.").await;
 
-    no_shared(
-        &barrier(&mut plain, &mut office, held, 1).await,
-        "a plain peer",
-    );
+    heard_nothing(&mut plain, &mut office, held, 1, "a plain peer").await;
     // And its own round trip shows nothing else in between.
     plain.expect_unavailable(DocumentId::random()).await;
     // A plain peer still gets the case when it asks, as automerge-repo peers do.
     plain.fetch(case).await;
 
-    no_shared(
-        &barrier(&mut lost, &mut office, held, 2).await,
-        "a revoked device",
-    );
+    heard_nothing(&mut lost, &mut office, held, 2, "a revoked device").await;
     s.stop().await;
 }
 
 async fn a_case_created_on_one_phone_reaches_the_volunteers_other_phones(backend: Backend) {
     let s = TestServer::start(backend).await;
-    let (org, coordinator) = s.new_org("Lotsen Offline").await;
-    let v = s.volunteer(&coordinator, "Amira", &["ar"]).await;
-    let w = s.volunteer(&coordinator, "Sami", &["ar"]).await;
-    let (_, v_phone) = s.device(&coordinator, &v, "Handy").await;
-    let (_, v_tablet) = s.device(&coordinator, &v, "Tablet").await;
-    let (_, w_phone) = s.device(&coordinator, &w, "Handy").await;
-    let held_by_w = s
-        .create_case(&coordinator, "W.0", "behoerden", &["ar"], &[&w])
-        .await;
-    let mut phone = caught_up_phone(&s, &v_phone, "v-phone", &[]).await;
+    let t = two_volunteers(&s, "Lotsen Offline").await;
+    let (_, v_tablet) = s.device(&t.coordinator, &t.v, "Tablet").await;
+    let mut phone = caught_up_phone(&s, &t.v_phone, "v-phone", &[]).await;
     let mut tablet = caught_up_phone(&s, &v_tablet, "v-tablet", &[]).await;
-    let mut w1 = caught_up_phone(&s, &w_phone, "w-phone", &[held_by_w]).await;
-    let mut office = SyncClient::connect(s.addr, &coordinator, "office").await;
+    let mut w1 = caught_up_phone(&s, &t.w_phone, "w-phone", &[t.held_by_w]).await;
+    let mut office = SyncClient::connect(s.addr, &t.coordinator, "office").await;
 
     // A mentoring pair starts on the phone, without a request, and reaches the server.
     let case = DocumentId::random();
     phone
-        .offer_new_until_stored(&s.store, case, mentoring_case(org))
+        .offer_new_until_stored(&s.store, case, mentoring_case(t.org))
         .await;
     expect_shared(&mut tablet).await;
 
     // The phone that created it already has it; other volunteers have nothing new.
-    no_shared(
-        &barrier(&mut phone, &mut office, case, 1).await,
-        "the creating phone",
-    );
-    no_shared(
-        &barrier(&mut w1, &mut office, held_by_w, 1).await,
-        "another volunteer's phone",
-    );
+    heard_nothing(&mut phone, &mut office, case, 1, "the creating phone").await;
+    let other = "another volunteer's phone";
+    heard_nothing(&mut w1, &mut office, t.held_by_w, 1, other).await;
     catch_up_finds(&mut tablet, case, "Patenschaft R.").await;
     s.stop().await;
 }
@@ -316,26 +322,17 @@ async fn postgres_shares_cross_instances() {
     let b = TestServer::start_on(a.db.shared()).await;
     // Notifications sent before an instance listens are lost, so wait for both.
     common::wait_until_instances_listen(&a.store, 2).await;
-    let (_, coordinator) = a.new_org("Lotsen Verteilt").await;
-    let v = a.volunteer(&coordinator, "Amira", &["ar"]).await;
-    let w = a.volunteer(&coordinator, "Sami", &["ar"]).await;
-    let (_, v_phone) = a.device(&coordinator, &v, "Handy").await;
-    let (_, w_phone) = a.device(&coordinator, &w, "Handy").await;
-    let held_by_w = a
-        .create_case(&coordinator, "W.0", "behoerden", &["ar"], &[&w])
-        .await;
-    let mut v_on_b = caught_up_phone(&b, &v_phone, "v-on-b", &[]).await;
-    let mut w_on_b = caught_up_phone(&b, &w_phone, "w-on-b", &[held_by_w]).await;
-    let mut office_on_b = SyncClient::connect(b.addr, &coordinator, "office-on-b").await;
+    let t = two_volunteers(&a, "Lotsen Verteilt").await;
+    let mut v_on_b = caught_up_phone(&b, &t.v_phone, "v-on-b", &[]).await;
+    let mut w_on_b = caught_up_phone(&b, &t.w_phone, "w-on-b", &[t.held_by_w]).await;
+    let mut office_on_b = SyncClient::connect(b.addr, &t.coordinator, "office-on-b").await;
 
     let case = a
-        .create_case(&coordinator, "F.K.", "behoerden", &["ar"], &[&v])
+        .create_case(&t.coordinator, "F.K.", "behoerden", &["ar"], &[&t.v])
         .await;
     expect_shared(&mut v_on_b).await;
-    no_shared(
-        &barrier(&mut w_on_b, &mut office_on_b, held_by_w, 1).await,
-        "another volunteer's phone",
-    );
+    let other = "another volunteer's phone";
+    heard_nothing(&mut w_on_b, &mut office_on_b, t.held_by_w, 1, other).await;
     catch_up_finds(&mut v_on_b, case, "F.K.").await;
     b.stop().await;
     a.stop().await;
