@@ -21,6 +21,28 @@ fn body(languages: &[&str]) -> Value {
     )
 }
 
+/// Changes a request with a `PATCH`: the status and the answer.
+async fn patch_request(s: &TestServer, token: &str, id: &str, body: Value) -> (u16, Value) {
+    s.patch(&format!("/api/v1/requests/{id}"), Some(token), body)
+        .await
+}
+
+/// Offers a request to its `top` candidates: the status and the answer.
+async fn offer_top(s: &TestServer, token: &str, id: &str, top: u32) -> (u16, Value) {
+    let path = format!("/api/v1/requests/{id}/offer");
+    s.post(&path, Some(token), json!({"top": top})).await
+}
+
+/// The actions in a request's history, oldest first.
+fn history(detail: &Value) -> Vec<&str> {
+    detail["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect()
+}
+
 async fn requests_crud_history_and_isolation(backend: Backend) {
     let s = TestServer::start(backend).await;
     let (_, token) = s.new_org("Lotsen Requests").await;
@@ -31,23 +53,12 @@ async fn requests_crud_history_and_isolation(backend: Backend) {
     assert_eq!(list[0]["status"], "open");
     assert_eq!(list[0]["source"], "coordinator");
 
-    let (status, patched) = s
-        .patch(
-            &format!("/api/v1/requests/{id}"),
-            Some(&token),
-            json!({"description": "geändert", "contact": null}),
-        )
-        .await;
+    let change = json!({"description": "geändert", "contact": null});
+    let (status, patched) = patch_request(&s, &token, &id, change).await;
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["description"], "geändert");
     assert_eq!(patched["contact"], Value::Null);
-    let (status, answer) = s
-        .patch(
-            &format!("/api/v1/requests/{id}"),
-            Some(&token),
-            json!({"status": "done"}),
-        )
-        .await;
+    let (status, answer) = patch_request(&s, &token, &id, json!({"status": "done"})).await;
     assert_eq!(status, 400, "an open request cannot be done: {answer}");
     assert_eq!(answer["error"]["code"], "invalid_transition");
 
@@ -69,47 +80,27 @@ async fn requests_crud_history_and_isolation(backend: Backend) {
 
     let (status, detail) = s.get(&format!("/api/v1/requests/{id}"), Some(&token)).await;
     assert_eq!(status, 200);
-    let actions: Vec<&str> = detail["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
-    assert_eq!(actions, ["created", "updated"]);
+    assert_eq!(history(&detail), ["created", "updated"]);
 
     let (_, other) = s.new_org("Andere Stadt").await;
-    assert_eq!(
-        s.get(&format!("/api/v1/requests/{id}"), Some(&other))
-            .await
-            .0,
-        404
-    );
-    assert_eq!(
-        s.patch(
-            &format!("/api/v1/requests/{id}"),
-            Some(&other),
-            json!({"status": "cancelled"})
-        )
-        .await
-        .0,
-        404
-    );
-    assert_eq!(
-        s.get(&format!("/api/v1/requests/{id}/candidates"), Some(&other))
-            .await
-            .0,
-        404
-    );
-    assert_eq!(
-        s.post(
-            &format!("/api/v1/requests/{id}/offer"),
-            Some(&other),
-            json!({"top": 3})
-        )
-        .await
-        .0,
-        404
-    );
+    let request = format!("/api/v1/requests/{id}");
+    for (method, path, body) in [
+        (Method::GET, request.clone(), None),
+        (
+            Method::PATCH,
+            request.clone(),
+            Some(json!({"status": "cancelled"})),
+        ),
+        (Method::GET, format!("{request}/candidates"), None),
+        (
+            Method::POST,
+            format!("{request}/offer"),
+            Some(json!({"top": 3})),
+        ),
+    ] {
+        let (status, answer) = s.request(method.clone(), &path, Some(&other), body).await;
+        assert_eq!(status, 404, "{method} {path}: {answer}");
+    }
     let (_, theirs) = s.get("/api/v1/requests", Some(&other)).await;
     assert!(theirs.as_array().unwrap().is_empty());
     s.stop().await;
@@ -142,13 +133,7 @@ async fn offer_accept_decline_and_case(backend: Backend) {
             .any(|r| r["code"] == "language" && r["ok"] == true)
     );
 
-    let (status, offered) = s
-        .post(
-            &format!("/api/v1/requests/{id}/offer"),
-            Some(&token),
-            json!({"top": 5}),
-        )
-        .await;
+    let (status, offered) = offer_top(&s, &token, &id, 5).await;
     assert_eq!(status, 200, "{offered}");
     let mut to: Vec<&str> = offered["offered_to"]
         .as_array()
@@ -216,12 +201,7 @@ async fn offer_accept_decline_and_case(backend: Backend) {
     assert_eq!(detail["status"], "assigned");
     assert_eq!(detail["assigned_volunteer_id"], amira.as_str());
     assert_eq!(detail["case_document_id"], case_id.as_str());
-    let actions: Vec<&str> = detail["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let actions = history(&detail);
     assert!(
         actions.starts_with(&["created", "offered", "offered", "accepted"]),
         "{actions:?}"
@@ -241,24 +221,13 @@ async fn offer_accept_decline_and_case(backend: Backend) {
         .await;
     assert_eq!(status, 200);
     assert_eq!(d["status"], "declined");
-    let (status, _) = s
-        .patch(
-            &format!("/api/v1/requests/{second}"),
-            Some(&token),
-            json!({"status": "cancelled"}),
-        )
-        .await;
+    let cancel = json!({"status": "cancelled"});
+    let (status, _) = patch_request(&s, &token, &second, cancel).await;
     assert_eq!(status, 200);
     let (status, closed) = s.accept(&amira_phone, &second).await;
     assert_eq!(status, 409);
     assert_eq!(closed["error"]["code"], "request_closed");
-    let (status, answer) = s
-        .post(
-            &format!("/api/v1/requests/{second}/offer"),
-            Some(&token),
-            json!({"top": 1}),
-        )
-        .await;
+    let (status, answer) = offer_top(&s, &token, &second, 1).await;
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["error"]["code"], "request_closed");
     s.stop().await;
@@ -411,13 +380,7 @@ async fn offer_and_taken_pushes_reach_the_right_phones(backend: Backend) {
         phones.push(phone);
     }
     let id = s.post_request(&token, body(&["ar"])).await;
-    let (status, _) = s
-        .post(
-            &format!("/api/v1/requests/{id}/offer"),
-            Some(&token),
-            json!({"top": 5}),
-        )
-        .await;
+    let (status, _) = offer_top(&s, &token, &id, 5).await;
     assert_eq!(status, 200);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     let wait_for = |n: usize| {
