@@ -20,15 +20,26 @@ const T: Duration = Duration::from_secs(30);
 const MORNING: i64 = 1_772_616_600_000;
 const HOUR: i64 = 3_600_000;
 
+fn new_case(label: &str, topic: Topic, languages: &[&str]) -> NewCaseInput {
+    NewCaseInput {
+        label: label.into(),
+        topic,
+        languages: languages.iter().map(|l| (*l).into()).collect(),
+    }
+}
+
+/// Waits until the client is connected and has nothing left to do.
+async fn until_idle(client: &Client, what: &str) {
+    eventually(what, T, || async { client.sync_state() == SyncState::Idle }).await;
+}
+
 async fn status(client: &Client, id: &DocumentId) -> SyncStatus {
     client.case_sync_status(id).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_work_reaches_the_coordinator_and_merges_with_theirs() {
-    let server = TestServer::start(Backend::Sqlite).await;
-    let (_, coordinator) = server.new_org("Integrationslotsen Neuss").await;
-    let phone = enrolled_phone(&server, &coordinator).await;
+    let (server, coordinator, phone) = server_with_phone("Integrationslotsen Neuss").await;
     let client = &phone.client;
     assert_eq!(client.sync_state(), SyncState::Idle);
 
@@ -65,11 +76,7 @@ async fn offline_work_reaches_the_coordinator_and_merges_with_theirs() {
         .await
         .unwrap();
     let case = client
-        .create_case(&NewCaseInput {
-            label: "F.A.".into(),
-            topic: Topic::Behoerden,
-            languages: vec!["fa".into(), "de".into()],
-        })
+        .create_case(&new_case("F.A.", Topic::Behoerden, &["fa", "de"]))
         .await
         .unwrap();
     let notes = [
@@ -79,43 +86,37 @@ async fn offline_work_reaches_the_coordinator_and_merges_with_theirs() {
     for n in notes {
         client.add_note(&case, n).await.unwrap();
     }
-    let appointment = client
-        .add_appointment(
-            &case,
-            &AppointmentInput {
-                start: MORNING,
-                end: MORNING + HOUR,
-                place: "Ausländerbehörde Neuss, Zimmer 114".into(),
-                purpose: "Verlängerung".into(),
-            },
-        )
-        .await
-        .unwrap();
-    client
-        .add_appointment(
-            &case,
-            &AppointmentInput {
-                start: MORNING + 24 * HOUR,
-                end: MORNING + 25 * HOUR,
-                place: "Jobcenter Neuss".into(),
-                purpose: "Beratung".into(),
-            },
-        )
-        .await
-        .unwrap();
-    client
-        .add_appointment(
-            &case,
-            &AppointmentInput {
-                // Same start modulo anything small: ids must still be distinct.
-                start: MORNING + 3,
-                end: MORNING + HOUR,
-                place: "Bürgerbüro".into(),
-                purpose: "Meldebescheinigung".into(),
-            },
-        )
-        .await
-        .unwrap();
+    let mut appointments = Vec::new();
+    for (start, end, place, purpose) in [
+        (
+            MORNING,
+            MORNING + HOUR,
+            "Ausländerbehörde Neuss, Zimmer 114",
+            "Verlängerung",
+        ),
+        (
+            MORNING + 24 * HOUR,
+            MORNING + 25 * HOUR,
+            "Jobcenter Neuss",
+            "Beratung",
+        ),
+        // Same start modulo anything small: ids must still be distinct.
+        (
+            MORNING + 3,
+            MORNING + HOUR,
+            "Bürgerbüro",
+            "Meldebescheinigung",
+        ),
+    ] {
+        let input = AppointmentInput {
+            start,
+            end,
+            place: place.into(),
+            purpose: purpose.into(),
+        };
+        appointments.push(client.add_appointment(&case, &input).await.unwrap());
+    }
+    let appointment = appointments[0].clone();
     client
         .log_hours(
             &case,
@@ -256,12 +257,9 @@ async fn offline_work_reaches_the_coordinator_and_merges_with_theirs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_changes_flow_both_ways_and_listeners_hear_them() {
-    let server = TestServer::start(Backend::Sqlite).await;
-    let (_, coordinator) = server.new_org("Lotsen Live").await;
-    let phone = enrolled_phone(&server, &coordinator).await;
+    let (server, coordinator, phone) = server_with_phone("Lotsen Live").await;
     let client = &phone.client;
-    let heard = recorder();
-    let subscription = client.subscribe(heard.clone());
+    let (heard, subscription) = listen(client);
     eventually("current state delivered", T, || async {
         heard.states.lock().unwrap().first() == Some(&SyncState::Idle)
     })
@@ -269,11 +267,7 @@ async fn live_changes_flow_both_ways_and_listeners_hear_them() {
 
     // A local edit goes out without sync_now.
     let case = client
-        .create_case(&NewCaseInput {
-            label: "L1".into(),
-            topic: Topic::Bildung,
-            languages: vec!["uk".into()],
-        })
+        .create_case(&new_case("L1", Topic::Bildung, &["uk"]))
         .await
         .unwrap();
     client.add_note(&case, "Schulanmeldung").await.unwrap();
@@ -328,64 +322,17 @@ async fn live_changes_flow_both_ways_and_listeners_hear_them() {
     server.stop().await;
 }
 
-/// A case the coordinator assigns while the phone is connected arrives by itself: the
-/// server announces the share (`lotse-shared`) and the phone catches up at once, not at
-/// its next periodic check (five minutes away).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_case_shared_while_connected_arrives_without_asking() {
-    let server = TestServer::start(Backend::Sqlite).await;
-    let (_, coordinator) = server.new_org("Integrationslotsen Neuss").await;
-    let phone = enrolled_phone(&server, &coordinator).await;
+/// Cases the coordinator shares while the phone is connected arrive by themselves: the
+/// server announces each share (`lotse-shared`) and the phone catches up at once, not at
+/// its next periodic check (five minutes away). A burst of announcements is coalesced
+/// into as few catch-ups as the phone needs; every case arrives, synced, and the
+/// listener hears of each.
+async fn shared_cases_arrive_without_asking(org: &str, labels: &[&str]) {
+    let (server, coordinator, phone) = server_with_phone(org).await;
     let client = &phone.client;
-    let heard = recorder();
-    let _subscription = client.subscribe(heard.clone());
-    eventually("idle and connected", T, || async {
-        client.sync_state() == SyncState::Idle
-    })
-    .await;
+    let (heard, _subscription) = listen(client);
+    until_idle(client, "idle and connected").await;
 
-    let case = server
-        .create_case(
-            &coordinator,
-            "R.S.",
-            "bildung",
-            &["ar"],
-            &[&phone.volunteer],
-        )
-        .await;
-    eventually("the shared case on the phone", T, || async {
-        client
-            .list_cases()
-            .await
-            .unwrap()
-            .iter()
-            .any(|c| c.id == case && c.label == "R.S.")
-    })
-    .await;
-    eventually("the listener told", T, || async {
-        heard.changed.lock().unwrap().contains(&case)
-    })
-    .await;
-    assert_eq!(status(client, &case).await, SyncStatus::Synced);
-    client.close().await.unwrap();
-    server.stop().await;
-}
-
-/// Five cases shared at once: the server announces each, the phone coalesces the
-/// announcements into as few catch-ups as it needs, and every case arrives, synced,
-/// without `sync_now`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_of_shared_cases_all_arrive_without_asking() {
-    let server = TestServer::start(Backend::Sqlite).await;
-    let (_, coordinator) = server.new_org("Integrationslotsen Kaarst").await;
-    let phone = enrolled_phone(&server, &coordinator).await;
-    let client = &phone.client;
-    eventually("idle and connected", T, || async {
-        client.sync_state() == SyncState::Idle
-    })
-    .await;
-
-    let labels: Vec<String> = (1..=5).map(|i| format!("B.{i}.")).collect();
     let volunteer = [phone.volunteer.as_str()];
     let cases = futures_util::future::join_all(
         labels
@@ -393,34 +340,44 @@ async fn a_burst_of_shared_cases_all_arrive_without_asking() {
             .map(|label| server.create_case(&coordinator, label, "wohnen", &["fa"], &volunteer)),
     )
     .await;
-    eventually("all five shared cases on the phone, synced", T, || async {
+    eventually("the shared cases on the phone", T, || async {
         let held = client.list_cases().await.unwrap();
-        cases.iter().zip(&labels).all(|(id, label)| {
-            held.iter()
-                .any(|c| c.id == *id && c.label == *label && c.sync == SyncStatus::Synced)
-        })
+        cases
+            .iter()
+            .zip(labels)
+            .all(|(id, label)| held.iter().any(|c| c.id == *id && c.label == *label))
     })
     .await;
-    eventually("idle again", T, || async {
-        client.sync_state() == SyncState::Idle
+    eventually("the listener told", T, || async {
+        let changed = heard.changed.lock().unwrap();
+        cases.iter().all(|id| changed.contains(id))
     })
     .await;
+    for id in &cases {
+        assert_eq!(status(client, id).await, SyncStatus::Synced);
+    }
+    until_idle(client, "idle again").await;
     client.close().await.unwrap();
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_shared_while_connected_arrives_without_asking() {
+    shared_cases_arrive_without_asking("Integrationslotsen Neuss", &["R.S."]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_shared_cases_all_arrive_without_asking() {
+    let labels = ["B.1.", "B.2.", "B.3.", "B.4.", "B.5."];
+    shared_cases_arrive_without_asking("Integrationslotsen Kaarst", &labels).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_wipes_the_phone() {
-    let server = TestServer::start(Backend::Sqlite).await;
-    let (_, coordinator) = server.new_org("Lotsen Widerruf").await;
-    let phone = enrolled_phone(&server, &coordinator).await;
+    let (server, coordinator, phone) = server_with_phone("Lotsen Widerruf").await;
     let client = &phone.client;
     let case = client
-        .create_case(&NewCaseInput {
-            label: "W.R.".into(),
-            topic: Topic::Wohnen,
-            languages: vec![],
-        })
+        .create_case(&new_case("W.R.", Topic::Wohnen, &[]))
         .await
         .unwrap();
     client
@@ -428,16 +385,9 @@ async fn revocation_wipes_the_phone() {
         .await
         .unwrap();
     within(T, client.sync_now()).await.unwrap();
-    let heard = recorder();
-    let _subscription = client.subscribe(heard.clone());
+    let (heard, _subscription) = listen(client);
 
-    let (code, body) = server
-        .post(
-            &format!("/api/v1/devices/{}/revoke", phone.device_id),
-            Some(&coordinator),
-            json!({}),
-        )
-        .await;
+    let (code, body) = server.revoke_device(&coordinator, &phone.device_id).await;
     assert_eq!(code, 200, "{body}");
     // The open connection is told at once.
     eventually("revoked", T, || async {
@@ -474,24 +424,15 @@ enum Gone {
 /// Either way, the phone wipes itself at its next contact: the upgrade is refused with
 /// 401 device_revoked.
 async fn an_offline_phone_wipes_on_next_contact(gone: Gone) {
-    let server = TestServer::start(Backend::Sqlite).await;
-    let (_, coordinator) = server.new_org("Lotsen Offline Widerruf").await;
-    let phone = enrolled_phone(&server, &coordinator).await;
+    let (server, coordinator, phone) = server_with_phone("Lotsen Offline Widerruf").await;
     let client = &phone.client;
     client.set_network_available(false);
     client
-        .create_case(&NewCaseInput {
-            label: "O.W.".into(),
-            topic: Topic::Arbeit,
-            languages: vec![],
-        })
+        .create_case(&new_case("O.W.", Topic::Arbeit, &[]))
         .await
         .unwrap();
     let (code, body) = match gone {
-        Gone::Revoked => {
-            let path = format!("/api/v1/devices/{}/revoke", phone.device_id);
-            server.post(&path, Some(&coordinator), json!({})).await
-        }
+        Gone::Revoked => server.revoke_device(&coordinator, &phone.device_id).await,
         Gone::Left => {
             let path = format!("/api/v1/volunteers/{}", phone.volunteer);
             let inactive = json!({"active": false});
@@ -532,9 +473,7 @@ async fn unreachable_server_reports_errors_and_cancel_works() {
             drop(stream);
         }
     });
-    let server = TestServer::start(Backend::Sqlite).await;
-    let (_, coordinator) = server.new_org("Lotsen Fehler").await;
-    let phone = enrolled_phone(&server, &coordinator).await;
+    let (server, _, phone) = server_with_phone("Lotsen Fehler").await;
     let dir = phone.dir.path().to_owned();
     phone.client.close().await.unwrap();
 
@@ -601,13 +540,7 @@ async fn enrollment_errors_are_typed() {
         Err(Error::InvalidState(_))
     ));
     assert!(matches!(
-        client
-            .create_case(&NewCaseInput {
-                label: "X".into(),
-                topic: Topic::Beruf,
-                languages: vec![],
-            })
-            .await,
+        client.create_case(&new_case("X", Topic::Beruf, &[])).await,
         Err(Error::InvalidState(_))
     ));
     client.close().await.unwrap();

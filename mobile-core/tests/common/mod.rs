@@ -58,6 +58,15 @@ pub async fn enrolled_phone(server: &TestServer, coordinator: &str) -> Phone {
     }
 }
 
+/// A server on SQLite with a new organisation `org` and one phone enrolled there: the
+/// server, the coordinator's token and the phone.
+pub async fn server_with_phone(org: &str) -> (TestServer, String, Phone) {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org(org).await;
+    let phone = enrolled_phone(&server, &coordinator).await;
+    (server, coordinator, phone)
+}
+
 pub fn rand_key() -> [u8; 32] {
     let mut key = [0u8; 32];
     key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
@@ -159,6 +168,13 @@ impl lotse_core::Listener for Recorder {
 
 pub fn recorder() -> Arc<Recorder> {
     Arc::new(Recorder::default())
+}
+
+/// A recorder subscribed to `client`, and the subscription, which ends when dropped.
+pub fn listen(client: &Client) -> (Arc<Recorder>, lotse_core::Subscription) {
+    let heard = recorder();
+    let subscription = client.subscribe(heard.clone());
+    (heard, subscription)
 }
 
 /// Every byte of the store's files (database, WAL, shared memory).
