@@ -1264,15 +1264,14 @@ async fn amiras_case(s: &TestServer, org: &str, phone: &str, label: &str) -> Ami
     let (b, _, token) = logged_in(s, org).await;
     let amira = s.volunteer(&token, "Amira", &["ar"]).await;
     let (_, phone_token) = s.device(&token, &amira, phone).await;
-    let case = s
-        .create_case(&token, label, "gesundheit", &["ar"], &[&amira])
-        .await;
+    let with_amira = [amira.as_str()];
+    let case = s.create_case(&token, label, "gesundheit", &["ar"], &with_amira);
     AmirasCase {
+        case: case.await,
         b,
         token,
         amira,
         phone_token,
-        case,
     }
 }
 
