@@ -647,6 +647,31 @@ async fn setup(
     })
 }
 
+/// Our phone reconnects to our server, then the reference client (with the offline
+/// `edits` it should apply first, if any) to the reference server: our traffic, our
+/// time, and the reference driver's report.
+async fn reconnect_both(
+    fleet: &mut Fleet,
+    server: &Proc,
+    reference: &Proc,
+    js: &Path,
+    edits: Option<&Path>,
+) -> Result<(crate::client::Traffic, Duration, Value)> {
+    let t = Instant::now();
+    let ours = fleet.phone.sync(server.addr, &fleet.token).await?;
+    let took = t.elapsed();
+    let mut args = vec![
+        "reconnect".into(),
+        ws(reference.addr),
+        fleet.ref_store.display().to_string(),
+        fleet.ref_ids.display().to_string(),
+    ];
+    args.extend(edits.map(|e| e.display().to_string()));
+    let limit = Duration::from_secs(60 + fleet.n as u64 / 10);
+    let theirs = procs::run_driver(js, &args, limit).await?;
+    Ok((ours, took, theirs))
+}
+
 async fn reconnect(
     fleet: &mut Fleet,
     server: &Proc,
@@ -654,20 +679,7 @@ async fn reconnect(
     js: &Path,
     rows: &mut Vec<Row>,
 ) -> Result<()> {
-    let t = Instant::now();
-    let ours = fleet.phone.sync(server.addr, &fleet.token).await?;
-    let took = t.elapsed();
-    let theirs = procs::run_driver(
-        js,
-        &[
-            "reconnect".into(),
-            ws(reference.addr),
-            fleet.ref_store.display().to_string(),
-            fleet.ref_ids.display().to_string(),
-        ],
-        Duration::from_secs(60 + fleet.n as u64 / 10),
-    )
-    .await?;
+    let (ours, took, theirs) = reconnect_both(fleet, server, reference, js, None).await?;
     if theirs["confirmed"].as_u64() != Some(fleet.n as u64) {
         bail!(
             "reference reconnect confirmed {} of {}",
@@ -719,21 +731,7 @@ async fn catchup(
         pairs.insert(*id, (doc.clone(), before_doc));
     }
     let ideal = crate::client::ideal_bytes(&fleet.phone.peer_id, "lotse-server-00000000", &pairs);
-    let t = Instant::now();
-    let ours = fleet.phone.sync(server.addr, &fleet.token).await?;
-    let took = t.elapsed();
-    let theirs = procs::run_driver(
-        js,
-        &[
-            "reconnect".into(),
-            ws(reference.addr),
-            fleet.ref_store.display().to_string(),
-            fleet.ref_ids.display().to_string(),
-            edits.display().to_string(),
-        ],
-        Duration::from_secs(60 + n as u64 / 10),
-    )
-    .await?;
+    let (ours, took, theirs) = reconnect_both(fleet, server, reference, js, Some(&edits)).await?;
     if theirs["confirmed"].as_u64() != Some(n as u64) {
         bail!(
             "reference catch-up confirmed {} of {n}",

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use lotse_core::lotse_protocol::Topic;
-use lotse_core::{Client, Error, LeaseStatus, NewCaseInput, SyncState};
+use lotse_core::{Client, Error, LeaseStatus, SyncState};
 use serde_json::json;
 use sqlx_sqlite_only::Row;
 
@@ -90,18 +90,14 @@ async fn a_lapsed_lease_destroys_the_keys_and_the_data() {
     let (_, coordinator) = server.new_org("Lotsen Verloren").await;
     let phone = enrolled_phone(&server, &coordinator).await;
     let client = &phone.client;
-    let case = client
-        .create_case(&NewCaseInput {
-            label: "L.V.".into(),
-            topic: Topic::Gesundheit,
-            languages: vec![],
-        })
-        .await
-        .unwrap();
-    client
-        .add_note(&case, "Befund der Hausärztin besprochen")
-        .await
-        .unwrap();
+    let case = case_with_note(
+        client,
+        "L.V.",
+        Topic::Gesundheit,
+        &[],
+        "Befund der Hausärztin besprochen",
+    )
+    .await;
     within(T, client.sync_now()).await.unwrap();
     // The server's default: 30 days from the last sync.
     let LeaseStatus::Until(until) = client.check_lease().await.unwrap() else {

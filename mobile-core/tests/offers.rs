@@ -347,6 +347,28 @@ async fn push_keys_register_and_decrypt_what_the_server_library_encrypts() {
     server.stop().await;
 }
 
+/// Enrolled phones, each with push keys registered at a new test push service under its
+/// name, and what that service receives.
+async fn subscribed_phones<const N: usize>(
+    server: &TestServer,
+    coordinator: &str,
+    names: [&str; N],
+) -> (Received, [Phone; N]) {
+    let (base, seen) = push_service().await;
+    let mut phones = Vec::with_capacity(N);
+    for name in names {
+        let phone = enrolled_phone(server, coordinator).await;
+        phone.client.create_push_subscription_keys().await.unwrap();
+        let endpoint = format!("{base}/push/{name}");
+        phone.client.register_push(&endpoint).await.unwrap();
+        phones.push(phone);
+    }
+    let Ok(phones) = phones.try_into() else {
+        unreachable!("one phone per name")
+    };
+    (seen, phones)
+}
+
 /// What the test push service received: (subscription name, body).
 type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
@@ -377,17 +399,7 @@ async fn push_service() -> (String, Received) {
 async fn the_offer_push_reaches_the_phone_and_decrypts() {
     let server = TestServer::start(Backend::Sqlite).await;
     let (_, coordinator) = server.new_org("Integrationslotsen Neuss").await;
-    let a = enrolled_phone(&server, &coordinator).await;
-    let other = enrolled_phone(&server, &coordinator).await;
-    let (base, seen) = push_service().await;
-    for (phone, name) in [(&a, "a"), (&other, "other")] {
-        phone.client.create_push_subscription_keys().await.unwrap();
-        phone
-            .client
-            .register_push(&format!("{base}/push/{name}"))
-            .await
-            .unwrap();
-    }
+    let (seen, [a, other]) = subscribed_phones(&server, &coordinator, ["a", "other"]).await;
     let request = offered_request(&server, &coordinator, &[&a.volunteer]).await;
     eventually("the offer push at the push service", T, || {
         let done = !seen.lock().unwrap().is_empty();
@@ -465,17 +477,7 @@ async fn await_push(
 async fn the_loser_gets_the_taken_push_and_the_winner_does_not() {
     let server = TestServer::start(Backend::Sqlite).await;
     let (_, coordinator) = server.new_org("Integrationslotsen Neuss").await;
-    let a = enrolled_phone(&server, &coordinator).await;
-    let b = enrolled_phone(&server, &coordinator).await;
-    let (base, seen) = push_service().await;
-    for (phone, name) in [(&a, "a"), (&b, "b")] {
-        phone.client.create_push_subscription_keys().await.unwrap();
-        phone
-            .client
-            .register_push(&format!("{base}/push/{name}"))
-            .await
-            .unwrap();
-    }
+    let (seen, [a, b]) = subscribed_phones(&server, &coordinator, ["a", "b"]).await;
     let request = offered_request(&server, &coordinator, &[&a.volunteer, &b.volunteer]).await;
 
     // Each phone is told of the offer at its own endpoint.

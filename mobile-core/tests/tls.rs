@@ -111,18 +111,14 @@ async fn enrollment_and_sync_run_over_tls_with_the_networks_ca() {
         .await
         .unwrap();
     assert_eq!(enrolled.volunteer_id, volunteer);
-    let case = client
-        .create_case(&NewCaseInput {
-            label: "T.L.".into(),
-            topic: Topic::Wohnen,
-            languages: vec!["uk".into()],
-        })
-        .await
-        .unwrap();
-    client
-        .add_note(&case, "Wohnungsbesichtigung vereinbart")
-        .await
-        .unwrap();
+    let case = case_with_note(
+        &client,
+        "T.L.",
+        Topic::Wohnen,
+        &["uk"],
+        "Wohnungsbesichtigung vereinbart",
+    )
+    .await;
     within(T, client.sync_now()).await.unwrap();
     // The phone knows only the front's https address: the enrollment's request and the
     // sync WebSocket each completed a handshake there.
@@ -215,20 +211,14 @@ async fn plain_http_and_bad_certificates_are_refused_when_connecting_local_data_
     let server = TestServer::start(Backend::Sqlite).await;
     let (_, coordinator) = server.new_org("Integrationslotsen Musterstadt").await;
     let phone = enrolled_phone(&server, &coordinator).await;
-    let case = phone
-        .client
-        .create_case(&NewCaseInput {
-            label: "H.P.".into(),
-            topic: Topic::Behoerden,
-            languages: vec!["ar".into()],
-        })
-        .await
-        .unwrap();
-    phone
-        .client
-        .add_note(&case, "Termin beim Jobcenter vorbereitet")
-        .await
-        .unwrap();
+    let case = case_with_note(
+        &phone.client,
+        "H.P.",
+        Topic::Behoerden,
+        &["ar"],
+        "Termin beim Jobcenter vorbereitet",
+    )
+    .await;
     within(T, phone.client.sync_now()).await.unwrap();
     phone.client.close().await.unwrap();
     // An unused code: a refused enrollment must not spend it.

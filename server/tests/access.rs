@@ -18,6 +18,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// What the issue promises: an open socket closes within 2 s of the change.
 const CLOSED_WITHIN: Duration = Duration::from_secs(2);
+/// How long a socket stays silent before a test believes nothing more is coming: far
+/// longer than a frame already sent takes on loopback.
 const QUIET: Duration = Duration::from_millis(400);
 
 struct World {

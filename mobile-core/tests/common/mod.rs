@@ -192,3 +192,22 @@ pub fn store_bytes(dir: &Path) -> Vec<u8> {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// A case created on the phone with one note: what most tests need written before
+/// they sync, lose or wipe it.
+pub async fn case_with_note(
+    client: &Client,
+    label: &str,
+    topic: lotse_core::lotse_protocol::Topic,
+    languages: &[&str],
+    note: &str,
+) -> DocumentId {
+    let input = lotse_core::NewCaseInput {
+        label: label.into(),
+        topic,
+        languages: languages.iter().map(|l| (*l).to_owned()).collect(),
+    };
+    let case = client.create_case(&input).await.unwrap();
+    client.add_note(&case, note).await.unwrap();
+    case
+}
