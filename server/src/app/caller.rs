@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use super::AppState;
 use super::error::Error;
 use crate::auth::{self, DEVICE_PREFIX, SESSION_PREFIX};
-use crate::store::{Coordinator, EnrolledDevice};
+use crate::store::{Actor, Coordinator, EnrolledDevice};
 
 pub const SESSION_COOKIE: &str = "lotse_session";
 
@@ -27,6 +27,11 @@ impl CoordinatorCaller {
 
     pub fn id(&self) -> &str {
         &self.coordinator.id
+    }
+
+    /// This coordinator, as the requests' history names who acted.
+    pub fn actor(&self) -> Actor<'_> {
+        Actor::coordinator(self.id())
     }
 }
 

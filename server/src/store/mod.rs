@@ -11,6 +11,16 @@ macro_rules! safe_sql {
     };
 }
 
+/// Sets each named field of `$target` that `$patch` carries (`Some`): a patch's `None`
+/// leaves the field as it was.
+macro_rules! apply_patch {
+    ($patch:ident => $target:ident: $($field:ident),* $(,)?) => {
+        $(if let Some(value) = $patch.$field {
+            $target.$field = value;
+        })*
+    };
+}
+
 mod access;
 mod audit;
 mod coordinators;
@@ -252,6 +262,28 @@ fn prepare_sqlite_url(url: &str) -> Result<String> {
     } else {
         Ok(format!("{url}&mode=rwc"))
     }
+}
+
+/// A query on the `Any` driver, for helpers that bind a record's fields.
+type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// The row of `table` (with `columns`, both constants of the calling module) that has
+/// `id` and belongs to the organisation, as `read` makes it.
+async fn load_scoped<T>(
+    conn: &mut sqlx::AnyConnection,
+    (table, columns): (&str, &str),
+    organisation_id: &str,
+    id: &str,
+    read: fn(&sqlx::any::AnyRow) -> Result<T>,
+) -> Result<Option<T>> {
+    let row = sqlx::query(safe_sql!(
+        "SELECT {columns} FROM {table} WHERE organisation_id = $1 AND id = $2"
+    ))
+    .bind(organisation_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(read).transpose()
 }
 
 pub(crate) fn now_ms() -> i64 {

@@ -9,8 +9,8 @@ use sqlx::any::AnyRow;
 
 use super::invalid::{Invalid, check_one_of, check_optional, check_text};
 use super::{
-    Notice, Recipients, Result, Store, StoreError, Volunteer, enqueue_each, json_column, new_id,
-    now_ms, to_json,
+    Notice, Query, Recipients, Result, Store, StoreError, Volunteer, enqueue_each, json_column,
+    load_scoped, new_id, now_ms, to_json, volunteers,
 };
 
 pub const STATUSES: [&str; 6] = [
@@ -289,48 +289,26 @@ impl NewRequest {
             "description",
             Request::check_description(&draft.description),
         );
-        match (
-            institution_kind,
-            institution_name,
-            contact,
-            person_label,
-            topic,
-            languages,
-            window,
-            place_area,
-            place_address,
-            urgency,
-            description,
-        ) {
-            (
-                Some(institution_kind),
-                Some(institution_name),
-                Some(contact),
-                Some(person_label),
-                Some(topic),
-                Some(languages),
-                Some((starts_at, ends_at)),
-                Some(place_area),
-                Some(place_address),
-                Some(urgency),
-                Some(description),
-            ) => Ok(NewRequest {
+        // Every field is `Some` exactly when nothing was refused.
+        let all_kept = || {
+            let (starts_at, ends_at) = window?;
+            Some(NewRequest {
                 source,
-                institution_kind,
-                institution_name,
-                contact,
-                person_label: person_label.unwrap_or_else(|| Request::NO_PERSON_LABEL.into()),
-                topic,
-                languages,
+                institution_kind: institution_kind?,
+                institution_name: institution_name?,
+                contact: contact?,
+                person_label: person_label?.unwrap_or_else(|| Request::NO_PERSON_LABEL.into()),
+                topic: topic?,
+                languages: languages?,
                 starts_at,
                 ends_at,
-                place_area,
-                place_address,
-                urgency,
-                description,
-            }),
-            _ => Err(refused),
-        }
+                place_area: place_area?,
+                place_address: place_address?,
+                urgency: urgency?,
+                description: description?,
+            })
+        };
+        all_kept().ok_or(refused)
     }
 }
 
@@ -339,6 +317,15 @@ impl NewRequest {
 pub struct Actor<'a> {
     pub kind: &'a str,
     pub id: &'a str,
+}
+
+impl<'a> Actor<'a> {
+    pub fn coordinator(id: &'a str) -> Self {
+        Self {
+            kind: "coordinator",
+            id,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -377,6 +364,8 @@ pub enum AcceptOutcome {
 const COLUMNS: &str = "id, organisation_id, source, institution_kind, institution_name, contact, \
     person_label, topic, languages, starts_at, ends_at, place_area, place_address, urgency, \
     description, status, assigned_volunteer_id, case_document_id, created_at, updated_at";
+/// For `load_scoped`.
+const TABLE: (&str, &str) = ("requests", COLUMNS);
 
 fn request(row: &AnyRow) -> Result<Request> {
     Ok(Request {
@@ -401,6 +390,96 @@ fn request(row: &AnyRow) -> Result<Request> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
+}
+
+/// Binds what a coordinator may edit, in the order both the insert's columns and the
+/// update's `SET` list name them, so the two cannot drift apart.
+fn bind_editable<'q>(query: Query<'q>, r: &'q Request) -> Query<'q> {
+    query
+        .bind(&r.institution_kind)
+        .bind(&r.institution_name)
+        .bind(&r.contact)
+        .bind(&r.person_label)
+        .bind(&r.topic)
+        .bind(to_json(&r.languages))
+        .bind(r.starts_at)
+        .bind(r.ends_at)
+        .bind(&r.place_area)
+        .bind(&r.place_address)
+        .bind(&r.urgency)
+        .bind(&r.description)
+        .bind(&r.status)
+}
+
+/// An offer's state, from a row that names its columns `o_volunteer`, `o_status`,
+/// `o_offered` and `o_answered` (a join with `requests` has a `status` of its own).
+fn offer_status(row: &AnyRow) -> Result<OfferStatus> {
+    Ok(OfferStatus {
+        volunteer_id: row.try_get("o_volunteer")?,
+        status: row.try_get("o_status")?,
+        offered_at: row.try_get("o_offered")?,
+        answered_at: row.try_get("o_answered")?,
+    })
+}
+
+/// The status of the offer of `request_id` to `volunteer_id`, if the request is the
+/// organisation's and there is one.
+async fn offer_to(
+    conn: &mut sqlx::AnyConnection,
+    organisation_id: &str,
+    volunteer_id: &str,
+    request_id: &str,
+) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT o.status FROM offers o JOIN requests r ON r.id = o.request_id \
+         WHERE o.request_id = $1 AND o.volunteer_id = $2 AND r.organisation_id = $3",
+    )
+    .bind(request_id)
+    .bind(volunteer_id)
+    .bind(organisation_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Records a volunteer's answer (`accepted`, `declined`) to their offer.
+async fn answer_offer(
+    conn: &mut sqlx::AnyConnection,
+    request_id: &str,
+    volunteer_id: &str,
+    status: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE offers SET status = $1, answered_at = $2 WHERE request_id = $3 AND volunteer_id = $4",
+    )
+    .bind(status)
+    .bind(now)
+    .bind(request_id)
+    .bind(volunteer_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Closes the offers of `request_id` nobody answered yet, but the one to `except` (a
+/// volunteer id, or "" for none): `withdrawn` when the request ends, `taken` when someone
+/// else won it.
+async fn close_open_offers(
+    conn: &mut sqlx::AnyConnection,
+    request_id: &str,
+    status: &str,
+    except: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE offers SET status = $1 \
+         WHERE request_id = $2 AND volunteer_id <> $3 AND status = 'offered'",
+    )
+    .bind(status)
+    .bind(request_id)
+    .bind(except)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 async fn event(
@@ -429,19 +508,19 @@ async fn event(
     Ok(())
 }
 
-async fn load(
+/// A volunteer's phone answered the offer of `request_id`.
+async fn device_event(
     conn: &mut sqlx::AnyConnection,
-    organisation_id: &str,
-    id: &str,
-) -> Result<Option<Request>> {
-    let row = sqlx::query(safe_sql!(
-        "SELECT {COLUMNS} FROM requests WHERE organisation_id = $1 AND id = $2"
-    ))
-    .bind(organisation_id)
-    .bind(id)
-    .fetch_optional(conn)
-    .await?;
-    row.as_ref().map(request).transpose()
+    request_id: &str,
+    device_id: &str,
+    action: &str,
+    volunteer_id: &str,
+) -> Result<()> {
+    let actor = Actor {
+        kind: "device",
+        id: device_id,
+    };
+    event(conn, request_id, actor, action, Some(volunteer_id)).await
 }
 
 /// Which status changes a coordinator may make by hand.
@@ -478,10 +557,11 @@ fn notice(kind: NoticeKind, r: &Request) -> Notice {
     }
 }
 
-/// Queues pushes in the caller's transaction, so they commit with the decision. One call
-/// per transaction (see `enqueue_each` in `push.rs`).
-async fn notify(
-    conn: &mut sqlx::AnyConnection,
+/// Queues pushes in the transaction and commits it, so they go out with the decision or
+/// not at all; taking the transaction keeps it to one call per transaction (see
+/// `enqueue_each` in `push.rs`).
+async fn commit_notifying(
+    mut tx: sqlx::Transaction<'_, sqlx::Any>,
     r: &Request,
     notices: &[(Recipients<'_>, NoticeKind)],
 ) -> Result<()> {
@@ -491,7 +571,9 @@ async fn notify(
         .zip(&built)
         .map(|((to, _), n)| (*to, n))
         .collect();
-    enqueue_each(conn, &each).await.map(|_| ())
+    enqueue_each(&mut tx, &each).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 impl Store {
@@ -522,10 +604,7 @@ impl Store {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("UPDATE offers SET status = 'withdrawn' WHERE request_id = $1 AND status = 'offered'")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            close_open_offers(&mut tx, id, "withdrawn", "").await?;
             event(
                 &mut tx,
                 id,
@@ -572,45 +651,30 @@ impl Store {
             updated_at: now,
         };
         let mut tx = self.begin_write().await?;
-        sqlx::query(safe_sql!(
+        let insert = sqlx::query(safe_sql!(
             "INSERT INTO requests ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
              $12, $13, $14, $15, $16, $17, $18, $19, $20)"
         ))
         .bind(&r.id)
         .bind(&r.organisation_id)
-        .bind(&r.source)
-        .bind(&r.institution_kind)
-        .bind(&r.institution_name)
-        .bind(&r.contact)
-        .bind(&r.person_label)
-        .bind(&r.topic)
-        .bind(to_json(&r.languages))
-        .bind(r.starts_at)
-        .bind(r.ends_at)
-        .bind(&r.place_area)
-        .bind(&r.place_address)
-        .bind(&r.urgency)
-        .bind(&r.description)
-        .bind(&r.status)
-        .bind(&r.assigned_volunteer_id)
-        .bind(&r.case_document_id)
-        .bind(r.created_at)
-        .bind(r.updated_at)
-        .execute(&mut *tx)
-        .await?;
+        .bind(&r.source);
+        bind_editable(insert, &r)
+            .bind(&r.assigned_volunteer_id)
+            .bind(&r.case_document_id)
+            .bind(r.created_at)
+            .bind(r.updated_at)
+            .execute(&mut *tx)
+            .await?;
         event(&mut tx, &r.id, actor, "created", None).await?;
         // A coordinator knows what they entered themselves; a request from outside (the
         // intake form) is news for the desk.
-        if actor.kind != "coordinator" {
-            let org = r.organisation_id.clone();
-            notify(
-                &mut tx,
-                &r,
-                &[(Recipients::Coordinators(&org), NoticeKind::NewRequest)],
-            )
-            .await?;
-        }
-        tx.commit().await?;
+        let org = r.organisation_id.clone();
+        let desk = if actor.kind == "coordinator" {
+            Vec::new()
+        } else {
+            vec![(Recipients::Coordinators(&org), NoticeKind::NewRequest)]
+        };
+        commit_notifying(tx, &r, &desk).await?;
         Ok(r)
     }
 
@@ -634,7 +698,7 @@ impl Store {
 
     pub async fn request(&self, organisation_id: &str, id: &str) -> Result<Option<Request>> {
         let mut conn = self.pool.acquire().await?;
-        load(&mut conn, organisation_id, id).await
+        load_scoped(&mut conn, TABLE, organisation_id, id, request).await
     }
 
     pub async fn request_history(&self, request_id: &str) -> Result<Vec<RequestEvent>> {
@@ -660,22 +724,14 @@ impl Store {
 
     pub async fn request_offers(&self, request_id: &str) -> Result<Vec<OfferStatus>> {
         let rows = sqlx::query(
-            "SELECT volunteer_id, status, offered_at, answered_at FROM offers WHERE request_id = $1 \
+            "SELECT volunteer_id AS o_volunteer, status AS o_status, offered_at AS o_offered, \
+             answered_at AS o_answered FROM offers WHERE request_id = $1 \
              ORDER BY offered_at, volunteer_id",
         )
         .bind(request_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OfferStatus {
-                    volunteer_id: r.try_get("volunteer_id")?,
-                    status: r.try_get("status")?,
-                    offered_at: r.try_get("offered_at")?,
-                    answered_at: r.try_get("answered_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(offer_status).collect()
     }
 
     pub async fn update_request(
@@ -686,7 +742,7 @@ impl Store {
         patch: RequestPatch,
     ) -> Result<Option<Request>, RequestError> {
         let mut tx = self.begin_write().await?;
-        let Some(mut r) = load(&mut tx, organisation_id, id).await? else {
+        let Some(mut r) = load_scoped(&mut tx, TABLE, organisation_id, id, request).await? else {
             return Ok(None);
         };
         let before = r.status.clone();
@@ -698,10 +754,7 @@ impl Store {
                 to: to.clone(),
             });
         }
-        macro_rules! apply {
-            ($($f:ident),*) => { $(if let Some(v) = patch.$f { r.$f = v; })* };
-        }
-        apply!(
+        apply_patch!(patch => r:
             institution_kind,
             institution_name,
             contact,
@@ -713,35 +766,23 @@ impl Store {
             place_area,
             place_address,
             urgency,
-            description
+            description,
         );
         Request::check_window(r.starts_at, r.ends_at).map_err(RequestError::Window)?;
         if let Some(to) = patch.status {
             r.status = to;
         }
         r.updated_at = now_ms();
-        sqlx::query(
+        let update = sqlx::query(
             "UPDATE requests SET institution_kind = $1, institution_name = $2, contact = $3, person_label = $4, \
              topic = $5, languages = $6, starts_at = $7, ends_at = $8, place_area = $9, place_address = $10, \
              urgency = $11, description = $12, status = $13, updated_at = $14 WHERE id = $15",
-        )
-        .bind(&r.institution_kind)
-        .bind(&r.institution_name)
-        .bind(&r.contact)
-        .bind(&r.person_label)
-        .bind(&r.topic)
-        .bind(to_json(&r.languages))
-        .bind(r.starts_at)
-        .bind(r.ends_at)
-        .bind(&r.place_area)
-        .bind(&r.place_address)
-        .bind(&r.urgency)
-        .bind(&r.description)
-        .bind(&r.status)
-        .bind(r.updated_at)
-        .bind(&r.id)
-        .execute(&mut *tx)
-        .await?;
+        );
+        bind_editable(update, &r)
+            .bind(r.updated_at)
+            .bind(&r.id)
+            .execute(&mut *tx)
+            .await?;
         let action = match (before.as_str(), r.status.as_str()) {
             (a, b) if a == b => "updated",
             (_, "cancelled") => "cancelled",
@@ -749,25 +790,19 @@ impl Store {
             _ => "reopened",
         };
         event(&mut tx, &r.id, actor, action, None).await?;
+        // Only a request cancelled just now has volunteers to tell.
+        let mut told: Vec<String> = Vec::new();
         if r.status == "cancelled" && before != "cancelled" {
-            let told: Vec<String> = sqlx::query_scalar(
+            told = sqlx::query_scalar(
                 "SELECT volunteer_id FROM offers WHERE request_id = $1 AND status IN ('offered', 'accepted')",
             )
             .bind(&r.id)
             .fetch_all(&mut *tx)
             .await?;
-            sqlx::query("UPDATE offers SET status = 'withdrawn' WHERE request_id = $1 AND status = 'offered'")
-                .bind(&r.id)
-                .execute(&mut *tx)
-                .await?;
-            notify(
-                &mut tx,
-                &r,
-                &[(Recipients::Volunteers(&told), NoticeKind::Cancelled)],
-            )
-            .await?;
+            close_open_offers(&mut tx, &r.id, "withdrawn", "").await?;
         }
-        tx.commit().await?;
+        let cancelled = [(Recipients::Volunteers(&told), NoticeKind::Cancelled)];
+        commit_notifying(tx, &r, &cancelled).await?;
         Ok(Some(r))
     }
 
@@ -782,7 +817,7 @@ impl Store {
     ) -> Result<Option<(Request, Vec<String>)>, RequestError> {
         self.expire_requests().await?;
         let mut tx = self.begin_write().await?;
-        let Some(mut r) = load(&mut tx, organisation_id, id).await? else {
+        let Some(mut r) = load_scoped(&mut tx, TABLE, organisation_id, id, request).await? else {
             return Ok(None);
         };
         if !matches!(r.status.as_str(), "open" | "offered") {
@@ -791,14 +826,7 @@ impl Store {
         let now = now_ms();
         let mut fresh = Vec::new();
         for v in volunteer_ids {
-            let active: Option<i64> = sqlx::query_scalar(
-                "SELECT active FROM volunteers WHERE id = $1 AND organisation_id = $2",
-            )
-            .bind(v)
-            .bind(organisation_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if active != Some(1) {
+            if !volunteers::is_active(&mut tx, organisation_id, v).await? {
                 return Err(RequestError::NotAVolunteer(v.clone()));
             }
             let inserted = sqlx::query(
@@ -824,13 +852,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        notify(
-            &mut tx,
-            &r,
-            &[(Recipients::Volunteers(&fresh), NoticeKind::Offer)],
-        )
-        .await?;
-        tx.commit().await?;
+        let offered = [(Recipients::Volunteers(&fresh), NoticeKind::Offer)];
+        commit_notifying(tx, &r, &offered).await?;
         Ok(Some((r, fresh)))
     }
 
@@ -868,17 +891,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|row| {
-                Ok((
-                    request(row)?,
-                    OfferStatus {
-                        volunteer_id: row.try_get("o_volunteer")?,
-                        status: row.try_get("o_status")?,
-                        offered_at: row.try_get("o_offered")?,
-                        answered_at: row.try_get("o_answered")?,
-                    },
-                ))
-            })
+            .map(|row| Ok((request(row)?, offer_status(row)?)))
             .collect()
     }
 
@@ -894,16 +907,10 @@ impl Store {
         self.expire_requests().await?;
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let offered: Option<String> = sqlx::query_scalar(
-            "SELECT o.status FROM offers o JOIN requests r ON r.id = o.request_id \
-             WHERE o.request_id = $1 AND o.volunteer_id = $2 AND r.organisation_id = $3",
-        )
-        .bind(request_id)
-        .bind(volunteer_id)
-        .bind(organisation_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if offered.is_none() {
+        if offer_to(&mut tx, organisation_id, volunteer_id, request_id)
+            .await?
+            .is_none()
+        {
             return Ok(AcceptOutcome::NotOffered);
         }
         let won = sqlx::query(
@@ -915,22 +922,11 @@ impl Store {
         .bind(request_id)
         .execute(&mut *tx)
         .await?;
-        let r = load(&mut tx, organisation_id, request_id)
+        let r = load_scoped(&mut tx, TABLE, organisation_id, request_id, request)
             .await?
             .ok_or_else(|| StoreError::Corrupt("request vanished".into()))?;
         if won.rows_affected() == 1 {
-            let actor = Actor {
-                kind: "device",
-                id: device_id,
-            };
-            sqlx::query(
-                "UPDATE offers SET status = 'accepted', answered_at = $1 WHERE request_id = $2 AND volunteer_id = $3",
-            )
-            .bind(now)
-            .bind(request_id)
-            .bind(volunteer_id)
-            .execute(&mut *tx)
-            .await?;
+            answer_offer(&mut tx, request_id, volunteer_id, "accepted", now).await?;
             let losers: Vec<String> = sqlx::query_scalar(
                 "SELECT volunteer_id FROM offers WHERE request_id = $1 AND volunteer_id <> $2 AND status = 'offered'",
             )
@@ -938,25 +934,14 @@ impl Store {
             .bind(volunteer_id)
             .fetch_all(&mut *tx)
             .await?;
-            sqlx::query(
-                "UPDATE offers SET status = 'taken' WHERE request_id = $1 AND volunteer_id <> $2 AND status = 'offered'",
-            )
-            .bind(request_id)
-            .bind(volunteer_id)
-            .execute(&mut *tx)
-            .await?;
-            event(&mut tx, request_id, actor, "accepted", Some(volunteer_id)).await?;
+            close_open_offers(&mut tx, request_id, "taken", volunteer_id).await?;
+            device_event(&mut tx, request_id, device_id, "accepted", volunteer_id).await?;
             let org = r.organisation_id.clone();
-            notify(
-                &mut tx,
-                &r,
-                &[
-                    (Recipients::Volunteers(&losers), NoticeKind::Taken),
-                    (Recipients::Coordinators(&org), NoticeKind::Accepted),
-                ],
-            )
-            .await?;
-            tx.commit().await?;
+            let notices = [
+                (Recipients::Volunteers(&losers), NoticeKind::Taken),
+                (Recipients::Coordinators(&org), NoticeKind::Accepted),
+            ];
+            commit_notifying(tx, &r, &notices).await?;
             return Ok(AcceptOutcome::Won(Box::new(r)));
         }
         let outcome = if r.assigned_volunteer_id.as_deref() == Some(volunteer_id) {
@@ -973,15 +958,12 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             if marked.rows_affected() == 1 {
-                event(
+                device_event(
                     &mut tx,
                     request_id,
-                    Actor {
-                        kind: "device",
-                        id: device_id,
-                    },
+                    device_id,
                     "accept_too_late",
-                    Some(volunteer_id),
+                    volunteer_id,
                 )
                 .await?;
             }
@@ -1002,38 +984,13 @@ impl Store {
         request_id: &str,
     ) -> Result<Option<String>> {
         let mut tx = self.begin_write().await?;
-        let status: Option<String> = sqlx::query_scalar(
-            "SELECT o.status FROM offers o JOIN requests r ON r.id = o.request_id \
-             WHERE o.request_id = $1 AND o.volunteer_id = $2 AND r.organisation_id = $3",
-        )
-        .bind(request_id)
-        .bind(volunteer_id)
-        .bind(organisation_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(status) = status else {
+        let Some(status) = offer_to(&mut tx, organisation_id, volunteer_id, request_id).await?
+        else {
             return Ok(None);
         };
         if status == "offered" {
-            sqlx::query(
-                "UPDATE offers SET status = 'declined', answered_at = $1 WHERE request_id = $2 AND volunteer_id = $3",
-            )
-            .bind(now_ms())
-            .bind(request_id)
-            .bind(volunteer_id)
-            .execute(&mut *tx)
-            .await?;
-            event(
-                &mut tx,
-                request_id,
-                Actor {
-                    kind: "device",
-                    id: device_id,
-                },
-                "declined",
-                Some(volunteer_id),
-            )
-            .await?;
+            answer_offer(&mut tx, request_id, volunteer_id, "declined", now_ms()).await?;
+            device_event(&mut tx, request_id, device_id, "declined", volunteer_id).await?;
             tx.commit().await?;
             return Ok(Some("declined".into()));
         }

@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use super::access::AccessChange;
 use super::audit::Audit;
 use super::invalid::Invalid;
-use super::{Result, Store, json_column, new_id, now_ms, to_json};
+use super::{Query, Result, Store, json_column, load_scoped, new_id, now_ms, to_json};
 
 /// A weekly availability window, e.g. Tuesdays 14:00-18:00.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -218,6 +218,8 @@ fn minutes_of(hhmm: &str) -> Option<u32> {
 
 const COLUMNS: &str = "id, organisation_id, display_name, languages, topics, availability, \
                        active, pledge_signed_on, trainings, created_at, updated_at";
+/// For `load_scoped`.
+const TABLE: (&str, &str) = ("volunteers", COLUMNS);
 
 fn volunteer(row: &AnyRow) -> Result<Volunteer> {
     Ok(Volunteer {
@@ -257,22 +259,16 @@ impl Store {
             updated_at: now,
         };
         let mut tx = self.begin_write().await?;
-        sqlx::query(safe_sql!(
+        let insert = sqlx::query(safe_sql!(
             "INSERT INTO volunteers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ))
         .bind(&v.id)
-        .bind(&v.organisation_id)
-        .bind(&v.display_name)
-        .bind(to_json(&v.languages))
-        .bind(to_json(&v.topics))
-        .bind(to_json(&v.availability))
-        .bind(i64::from(v.active))
-        .bind(&v.pledge_signed_on)
-        .bind(to_json(&v.trainings))
-        .bind(v.created_at)
-        .bind(v.updated_at)
-        .execute(&mut *tx)
-        .await?;
+        .bind(&v.organisation_id);
+        bind_editable(insert, &v)
+            .bind(v.created_at)
+            .bind(v.updated_at)
+            .execute(&mut *tx)
+            .await?;
         Audit::by_coordinator(
             organisation_id,
             actor_id,
@@ -299,14 +295,8 @@ impl Store {
     /// `None` both when the volunteer does not exist and when it belongs to another
     /// organisation, so callers cannot tell the two apart.
     pub async fn volunteer(&self, organisation_id: &str, id: &str) -> Result<Option<Volunteer>> {
-        let row = sqlx::query(safe_sql!(
-            "SELECT {COLUMNS} FROM volunteers WHERE organisation_id = $1 AND id = $2"
-        ))
-        .bind(organisation_id)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(volunteer).transpose()
+        let mut conn = self.pool.acquire().await?;
+        load_scoped(&mut conn, TABLE, organisation_id, id, volunteer).await
     }
 
     pub async fn update_volunteer(
@@ -317,56 +307,31 @@ impl Store {
         patch: VolunteerPatch,
     ) -> Result<Option<(Volunteer, Vec<AccessChange>)>> {
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query(safe_sql!(
-            "SELECT {COLUMNS} FROM volunteers WHERE organisation_id = $1 AND id = $2"
-        ))
-        .bind(organisation_id)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(mut v) = row.as_ref().map(volunteer).transpose()? else {
+        let Some(mut v) = load_scoped(&mut tx, TABLE, organisation_id, id, volunteer).await? else {
             return Ok(None);
         };
         let was_active = v.active;
-        if let Some(x) = patch.display_name {
-            v.display_name = x;
-        }
-        if let Some(x) = patch.languages {
-            v.languages = x;
-        }
-        if let Some(x) = patch.topics {
-            v.topics = x;
-        }
-        if let Some(x) = patch.availability {
-            v.availability = x;
-        }
-        if let Some(x) = patch.active {
-            v.active = x;
-        }
-        if let Some(x) = patch.pledge_signed_on {
-            v.pledge_signed_on = x;
-        }
-        if let Some(x) = patch.trainings {
-            v.trainings = x;
-        }
+        apply_patch!(patch => v:
+            display_name,
+            languages,
+            topics,
+            availability,
+            active,
+            pledge_signed_on,
+            trainings,
+        );
         v.updated_at = now_ms();
-        sqlx::query(
+        let update = sqlx::query(
             "UPDATE volunteers SET display_name = $1, languages = $2, topics = $3, \
              availability = $4, active = $5, pledge_signed_on = $6, trainings = $7, \
              updated_at = $8 WHERE organisation_id = $9 AND id = $10",
-        )
-        .bind(&v.display_name)
-        .bind(to_json(&v.languages))
-        .bind(to_json(&v.topics))
-        .bind(to_json(&v.availability))
-        .bind(i64::from(v.active))
-        .bind(&v.pledge_signed_on)
-        .bind(to_json(&v.trainings))
-        .bind(v.updated_at)
-        .bind(organisation_id)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        );
+        bind_editable(update, &v)
+            .bind(v.updated_at)
+            .bind(organisation_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         Audit::by_coordinator(
             organisation_id,
             actor_id,
@@ -384,6 +349,34 @@ impl Store {
         tx.commit().await?;
         Ok(Some((v, shrunk)))
     }
+}
+
+/// Binds what a coordinator may edit, in the order both the insert's columns and the
+/// update's `SET` list name them.
+fn bind_editable<'q>(query: Query<'q>, v: &'q Volunteer) -> Query<'q> {
+    query
+        .bind(&v.display_name)
+        .bind(to_json(&v.languages))
+        .bind(to_json(&v.topics))
+        .bind(to_json(&v.availability))
+        .bind(i64::from(v.active))
+        .bind(&v.pledge_signed_on)
+        .bind(to_json(&v.trainings))
+}
+
+/// Whether `id` is an active volunteer of the organisation.
+pub(super) async fn is_active(
+    conn: &mut sqlx::AnyConnection,
+    organisation_id: &str,
+    id: &str,
+) -> Result<bool> {
+    let active: Option<i64> =
+        sqlx::query_scalar("SELECT active FROM volunteers WHERE id = $1 AND organisation_id = $2")
+            .bind(id)
+            .bind(organisation_id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(active == Some(1))
 }
 
 /// A volunteer who leaves is gone at once (issue "access that shrinks"): every device is
