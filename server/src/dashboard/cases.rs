@@ -17,7 +17,10 @@ use lotse_protocol::{CaseDoc, CaseView, DocumentId};
 use maud::{Markup, html};
 
 use super::i18n::{self, Lang, query_param};
-use super::layout::{self, Nav, badge, csrf, html_response, table_wrap};
+use super::layout::{
+    self, Nav, badge, csrf, data_table, filter_form, filter_select, found_table, html_response,
+    table_wrap,
+};
 use super::lookat::{self, Concern};
 use super::overview::concerns_text;
 use super::requests::Names;
@@ -56,51 +59,27 @@ pub async fn list(State(state): State<AppState>, s: Session) -> Response {
             title,
             html! {
                 h1 { (title) }
-                form.filters method="get" action="/dashboard/cases" role="search" aria-label=(l.t("Fälle filtern", "Filter cases")) {
-                    div.field {
-                        label for="f-status" { (l.t("Status", "Status")) }
-                        select #f-status name="status" {
-                            option value="" { (l.t("alle", "all")) }
-                            @for st in ["active", "paused", "closed"] {
-                                option value=(st) selected[status == st] { (i18n::case_status(l, st)) }
-                            }
+                (filter_form(l, "/dashboard/cases", l.t("Fälle filtern", "Filter cases"), html! {
+                    (filter_select(l, "status", l.t("Status", "Status"),
+                        ["active", "paused", "closed"].map(|st| (st, i18n::case_status(l, st))), &status))
+                }))
+                (found_table(l, title, l.t("Fälle", "cases"), &[l.t("Fall", "Case"), l.t("Thema", "Topic"), l.t("Sprachen", "Languages"),
+                    l.t("Status", "Status"), l.t("Lotsin/Lotse", "Volunteer"), l.t("Letzte Änderung", "Last change"),
+                    l.t("Nächster Termin", "Next appointment"), l.t("Notizen", "Notes"), l.t("Stunden", "Hours")], &[7, 8], shown.len(), html! {
+                    @for c in &shown {
+                        tr {
+                            td { a href=(format!("/dashboard/cases/{}", c.id)) { (c.label) } }
+                            td { (i18n::topic(l, &c.topic)) }
+                            td { (i18n::languages(l, &c.languages)) }
+                            td { (badge(&c.status, &i18n::case_status(l, &c.status))) }
+                            td { (c.volunteer_ids.iter().map(|v| names.volunteer(v)).collect::<Vec<_>>().join(", ")) }
+                            td { (c.last_change_at.map(|t| i18n::datetime(l, t)).unwrap_or_else(|| "–".into())) }
+                            td { (c.next_appointment_at.map(|t| i18n::datetime(l, t)).unwrap_or_else(|| "–".into())) }
+                            td.num { (c.note_count) }
+                            td.num { (i18n::minutes(c.hours_minutes)) }
                         }
                     }
-                    button type="submit" { (l.t("Filtern", "Filter")) }
-                }
-                p role="status" { (shown.len()) " " (l.t("Fälle", "cases")) }
-                @if !shown.is_empty() {
-                    (table_wrap(l, title, html! {
-                        table {
-                            thead { tr {
-                                th scope="col" { (l.t("Fall", "Case")) }
-                                th scope="col" { (l.t("Thema", "Topic")) }
-                                th scope="col" { (l.t("Sprachen", "Languages")) }
-                                th scope="col" { (l.t("Status", "Status")) }
-                                th scope="col" { (l.t("Lotsin/Lotse", "Volunteer")) }
-                                th scope="col" { (l.t("Letzte Änderung", "Last change")) }
-                                th scope="col" { (l.t("Nächster Termin", "Next appointment")) }
-                                th scope="col" class="num" { (l.t("Notizen", "Notes")) }
-                                th scope="col" class="num" { (l.t("Stunden", "Hours")) }
-                            } }
-                            tbody {
-                                @for c in &shown {
-                                    tr {
-                                        td { a href=(format!("/dashboard/cases/{}", c.id)) { (c.label) } }
-                                        td { (i18n::topic(l, &c.topic)) }
-                                        td { (i18n::languages(l, &c.languages)) }
-                                        td { (badge(&c.status, &i18n::case_status(l, &c.status))) }
-                                        td { (c.volunteer_ids.iter().map(|v| names.volunteer(v)).collect::<Vec<_>>().join(", ")) }
-                                        td { (c.last_change_at.map(|t| i18n::datetime(l, t)).unwrap_or_else(|| "–".into())) }
-                                        td { (c.next_appointment_at.map(|t| i18n::datetime(l, t)).unwrap_or_else(|| "–".into())) }
-                                        td.num { (c.note_count) }
-                                        td.num { (i18n::minutes(c.hours_minutes)) }
-                                    }
-                                }
-                            }
-                        }
-                    }))
-                }
+                }))
             },
         ),
     )
@@ -150,23 +129,30 @@ async fn load(
     Ok((id, loaded, row))
 }
 
+/// The case's live part and its label, the coordinator's view written to the audit
+/// trail before any of it leaves (`fresh`: a page load, not a refresh of the live part).
+async fn viewed(
+    state: &AppState,
+    s: &Session,
+    raw: &str,
+    fresh: bool,
+) -> Result<(DocumentId, String, Markup), Response> {
+    let (id, loaded, row) = load(state, s, raw).await?;
+    audit_view(state, s, &id, fresh).await?;
+    let body = body(state, s, &loaded, row.as_ref()).await?;
+    Ok((id, loaded.view.label, body))
+}
+
 pub async fn detail(
     State(state): State<AppState>,
     s: Session,
     Path(raw): Path<String>,
 ) -> Response {
-    let (id, loaded, row) = match load(&state, &s, &raw).await {
+    let (id, label, body) = match viewed(&state, &s, &raw, true).await {
         Ok(x) => x,
         Err(r) => return r,
     };
     let l = s.lang;
-    if let Err(r) = audit_view(&state, &s, &id, true).await {
-        return r;
-    }
-    let body = match body(&state, &s, &loaded, row.as_ref()).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
     let trail = match state
         .store
         .audit_of_subject(s.org(), "document", &id.to_string())
@@ -179,7 +165,7 @@ pub async fn detail(
         Ok(t) => t,
         Err(r) => return r,
     };
-    let title = format!("{}: {}", l.t("Fall", "Case"), loaded.view.label);
+    let title = format!("{}: {}", l.t("Fall", "Case"), label);
     html_response(
         StatusCode::OK,
         layout::page(
@@ -289,24 +275,16 @@ fn audit_trail(l: Lang, trail: &[SubjectAuditEvent]) -> Markup {
             @if trail.is_empty() {
                 p { (l.t("Noch keine Einträge.", "No entries yet.")) }
             } @else {
-                (table_wrap(l, l.t("Protokoll", "Audit trail"), html! {
-                    table #audit {
-                        thead { tr {
-                            th scope="col" { (l.t("Zeit", "Time")) }
-                            th scope="col" { (l.t("Wer", "Who")) }
-                            th scope="col" { (l.t("Was", "What")) }
-                        } }
-                        tbody {
-                            @for e in trail {
-                                tr data-action=(e.action) {
-                                    td { (i18n::datetime(l, e.at)) }
-                                    td {
-                                        @if e.actor_name.is_empty() { (l.t("(gelöscht)", "(deleted)")) } @else { (e.actor_name) }
-                                        @if e.actor_kind == "coordinator" { " · " (l.t("Koordination", "coordinator")) }
-                                    }
-                                    td { (i18n::audit_action(l, &e.action)) }
-                                }
+                (data_table(l, l.t("Protokoll", "Audit trail"), Some("audit"),
+                    &[l.t("Zeit", "Time"), l.t("Wer", "Who"), l.t("Was", "What")], &[], html! {
+                    @for e in trail {
+                        tr data-action=(e.action) {
+                            td { (i18n::datetime(l, e.at)) }
+                            td {
+                                @if e.actor_name.is_empty() { (l.t("(gelöscht)", "(deleted)")) } @else { (e.actor_name) }
+                                @if e.actor_kind == "coordinator" { " · " (l.t("Koordination", "coordinator")) }
                             }
+                            td { (i18n::audit_action(l, &e.action)) }
                         }
                     }
                 }))
@@ -343,15 +321,8 @@ pub async fn fragment(
     s: Session,
     Path(raw): Path<String>,
 ) -> Response {
-    let (id, loaded, row) = match load(&state, &s, &raw).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    if let Err(r) = audit_view(&state, &s, &id, false).await {
-        return r;
-    }
-    match body(&state, &s, &loaded, row.as_ref()).await {
-        Ok(b) => b.into_string().into_response(),
+    match viewed(&state, &s, &raw, false).await {
+        Ok((_, _, body)) => body.into_string().into_response(),
         Err(r) => r,
     }
 }
@@ -443,23 +414,14 @@ async fn body(
             @if v.appointments.is_empty() {
                 p.muted { (l.t("Keine Termine.", "No appointments.")) }
             } @else {
-                (table_wrap(l, l.t("Termine", "Appointments"), html! {
-                    table {
-                        thead { tr {
-                            th scope="col" { (l.t("Wann", "When")) }
-                            th scope="col" { (l.t("Wo", "Where")) }
-                            th scope="col" { (l.t("Wozu", "Purpose")) }
-                            th scope="col" { (l.t("Status", "Status")) }
-                        } }
-                        tbody {
-                            @for a in &v.appointments {
-                                tr {
-                                    td { (i18n::window(l, a.start, a.end)) }
-                                    td { (a.place) }
-                                    td { (a.purpose) }
-                                    td { @if a.cancelled { (badge("cancelled", l.t("abgesagt", "cancelled"))) } @else { (l.t("geplant", "planned")) } }
-                                }
-                            }
+                (data_table(l, l.t("Termine", "Appointments"), None,
+                    &[l.t("Wann", "When"), l.t("Wo", "Where"), l.t("Wozu", "Purpose"), l.t("Status", "Status")], &[], html! {
+                    @for a in &v.appointments {
+                        tr {
+                            td { (i18n::window(l, a.start, a.end)) }
+                            td { (a.place) }
+                            td { (a.purpose) }
+                            td { @if a.cancelled { (badge("cancelled", l.t("abgesagt", "cancelled"))) } @else { (l.t("geplant", "planned")) } }
                         }
                     }
                 }))
@@ -504,21 +466,13 @@ async fn body(
             p.muted { (l.t(
                 "Aus dem Verlauf des Falls, wie er auf dem Server liegt; Zeiten nach der Uhr des Geräts. Personen sind genannt, sobald sie auf dem Gerät eine Notiz oder Stunden geschrieben haben, sonst steht die Kennung des Geräts.",
                 "From the case's history as the server holds it; times by the device's clock. People are named once they wrote a note or hours on that device; otherwise the device's ID is shown.")) }
-            (table_wrap(l, l.t("Änderungen", "Changes"), html! {
-                table {
-                    thead { tr {
-                        th scope="col" { (l.t("Wann", "When")) }
-                        th scope="col" { (l.t("Was", "What")) }
-                        th scope="col" { (l.t("Wer", "Who")) }
-                    } }
-                    tbody {
-                        @for ch in c.history.iter().rev().take(HISTORY_MAX) {
-                            tr {
-                                td { (if ch.at > 0 { i18n::datetime(l, ch.at) } else { "–".into() }) }
-                                td { (i18n::change_kind(l, ch.kind)) }
-                                td { (who(&ch.actor)) }
-                            }
-                        }
+            (data_table(l, l.t("Änderungen", "Changes"), None,
+                &[l.t("Wann", "When"), l.t("Was", "What"), l.t("Wer", "Who")], &[], html! {
+                @for ch in c.history.iter().rev().take(HISTORY_MAX) {
+                    tr {
+                        td { (if ch.at > 0 { i18n::datetime(l, ch.at) } else { "–".into() }) }
+                        td { (i18n::change_kind(l, ch.kind)) }
+                        td { (who(&ch.actor)) }
                     }
                 }
             }))

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use super::i18n::Lang;
+use super::i18n::{self, Lang};
 use super::session::Session;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,13 +77,7 @@ pub fn page(s: &Session, nav: Nav, title: &str, body: Markup) -> Markup {
             l.t("Einstellungen", "Settings"),
         ),
     ];
-    html! {
-        (DOCTYPE)
-        html lang=(l.code()) {
-            (head(l, title))
-            body {
-                a.skip href="#inhalt" { (l.t("Zum Inhalt springen", "Skip to content")) }
-                header.top {
+    let top = html! {
                     div.brand {
                         span.logo { "Lotse" }
                         span.org { (s.org_name) }
@@ -113,31 +107,35 @@ pub fn page(s: &Session, nav: Nav, title: &str, body: Markup) -> Markup {
                             button.link type="submit" { (l.t("Überall abmelden", "Log out everywhere")) }
                         }
                     }
-                }
-                main #inhalt tabindex="-1" {
-                    (body)
-                }
-                footer {
-                    p { (l.t("Lotse – Koordination der Integrationslotsen", "Lotse – coordinating integration guides")) }
-                }
-            }
+    };
+    let footer = html! {
+        footer {
+            p { (l.t("Lotse – Koordination der Integrationslotsen", "Lotse – coordinating integration guides")) }
         }
-    }
+    };
+    document(l, title, top, body, footer)
 }
 
 /// A page without navigation: login and errors before a session exists.
 pub fn bare_page(l: Lang, title: &str, here: &str, body: Markup) -> Markup {
+    let top = html! {
+        div.brand { span.logo { "Lotse" } }
+        div.account { (lang_switch(l, here)) }
+    };
+    document(l, title, top, body, html! {})
+}
+
+/// The frame of every page: the skip link, the bar at the top (`top`), the content.
+fn document(l: Lang, title: &str, top: Markup, body: Markup, footer: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang=(l.code()) {
             (head(l, title))
             body {
                 a.skip href="#inhalt" { (l.t("Zum Inhalt springen", "Skip to content")) }
-                header.top {
-                    div.brand { span.logo { "Lotse" } }
-                    div.account { (lang_switch(l, here)) }
-                }
+                header.top { (top) }
                 main #inhalt tabindex="-1" { (body) }
+                (footer)
             }
         }
     }
@@ -205,6 +203,84 @@ pub fn table_wrap(l: Lang, label: &str, table: Markup) -> Markup {
     let name = format!("{} {label}", l.t("Tabelle:", "Table:"));
     html! {
         div.scroll role="region" aria-label=(name) tabindex="0" { (table) }
+    }
+}
+
+/// A filter of a list: `select` `name` (id `f-{name}`) with "all" first; `options` are
+/// (value, text).
+pub fn filter_select<V: AsRef<str>>(
+    l: Lang,
+    name: &str,
+    label: &str,
+    options: impl IntoIterator<Item = (V, String)>,
+    selected: &str,
+) -> Markup {
+    let id = format!("f-{name}");
+    html! {
+        div.field {
+            label for=(id) { (label) }
+            select id=(id) name=(name) {
+                option value="" { (l.t("alle", "all")) }
+                @for (value, text) in options {
+                    option value=(value.as_ref()) selected[selected == value.as_ref()] { (text) }
+                }
+            }
+        }
+    }
+}
+
+/// The search form over a list (`fields`, then the button), sent to `action` by GET.
+pub fn filter_form(l: Lang, action: &str, label: &str, fields: Markup) -> Markup {
+    html! {
+        form.filters method="get" action=(action) role="search" aria-label=(label) {
+            (fields)
+            button type="submit" { (l.t("Filtern", "Filter")) }
+        }
+    }
+}
+
+/// A table labelled `label`: `head` names the columns, of which those at the positions
+/// in `numeric` hold numbers (aligned right); `rows` are the body's rows.
+pub fn data_table(
+    l: Lang,
+    label: &str,
+    id: Option<&str>,
+    head: &[&str],
+    numeric: &[usize],
+    rows: Markup,
+) -> Markup {
+    table_wrap(
+        l,
+        label,
+        html! {
+            table id=[id] {
+                thead { tr {
+                    @for (i, name) in head.iter().enumerate() {
+                        th scope="col" class=[numeric.contains(&i).then_some("num")] { (name) }
+                    }
+                } }
+                tbody { (rows) }
+            }
+        },
+    )
+}
+
+/// What a filtered list found: how many `noun`, and the table of them if any (see
+/// `data_table`).
+pub fn found_table(
+    l: Lang,
+    title: &str,
+    noun: &str,
+    head: &[&str],
+    numeric: &[usize],
+    count: usize,
+    rows: Markup,
+) -> Markup {
+    html! {
+        p role="status" { (count) " " (noun) }
+        @if count > 0 {
+            (data_table(l, title, None, head, numeric, rows))
+        }
     }
 }
 
@@ -381,6 +457,79 @@ pub fn uuid(raw: &str) -> Option<String> {
     uuid::Uuid::parse_str(raw)
         .ok()
         .map(|u| u.hyphenated().to_string())
+}
+
+/// The record a path names, or the page that says why not: "not found" for an id that is
+/// not a UUID or a record `fetch` does not find (another organisation's included), the
+/// error page when the store fails.
+pub async fn found<T, E: std::fmt::Display, F: Future<Output = Result<Option<T>, E>>>(
+    l: Lang,
+    raw: &str,
+    what: &str,
+    fetch: impl FnOnce(String) -> F,
+) -> Result<T, Response> {
+    let Some(id) = uuid(raw) else {
+        return Err(not_found(l));
+    };
+    match fetch(id).await {
+        Ok(Some(x)) => Ok(x),
+        Ok(None) => Err(not_found(l)),
+        Err(e) => Err(failed(l, what, e)),
+    }
+}
+
+/// A form of two columns (`columns`, a `div` each) that posts to `action`, under a banner
+/// when `errors` has anything to correct; `end` follows the columns (the buttons).
+pub fn grid_form<K: Borrow<str> + Hash + Eq>(
+    s: &Session,
+    action: &str,
+    errors: &HashMap<K, String>,
+    columns: Markup,
+    end: Markup,
+) -> Markup {
+    let l = s.lang;
+    html! {
+        @if !errors.is_empty() {
+            div.alert role="alert" { p { (l.t("Bitte prüfen Sie die markierten Angaben.", "Please check the marked fields.")) } }
+        }
+        form method="post" action=(action) novalidate {
+            (csrf(s))
+            div.form-grid { (columns) }
+            (end)
+        }
+    }
+}
+
+/// A `select` named `name` with its label and message; `options` are (value, text).
+pub fn select_field<K: Borrow<str> + Hash + Eq>(
+    errors: &HashMap<K, String>,
+    name: &str,
+    label: &str,
+    options: impl IntoIterator<Item = (&'static str, String)>,
+    selected: &str,
+) -> Markup {
+    html! {
+        div.field {
+            label for=(name) { (label) }
+            select id=(name) name=(name)
+                aria-invalid=[aria_invalid(errors, name)]
+                aria-describedby=[described(errors, name)] {
+                @for (value, text) in options {
+                    option value=(value) selected[selected == value] { (text) }
+                }
+            }
+            (field_error(errors, name))
+        }
+    }
+}
+
+/// A checkbox `language` for each of the common languages, ticked where `chosen` has it.
+pub fn language_boxes(l: Lang, chosen: &[String]) -> Markup {
+    html! {
+        @for code in i18n::COMMON_LANGUAGES {
+            label { input type="checkbox" name="language" value=(code) checked[chosen.iter().any(|c| c == code)]; (i18n::language(l, code)) }
+        }
+    }
 }
 
 /// The message under a refused form field, tied to it by `aria-describedby`.

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 
 use super::i18n::{self, Lang, query_param};
-use super::layout::{self, Nav, badge, html_response, table_wrap};
+use super::layout::{self, Nav, badge, data_table, html_response, table_wrap};
 use super::lookat::{self, Concern};
 use super::session::Session;
 use crate::app::AppState;
@@ -250,27 +250,17 @@ async fn body(state: &AppState, s: &Session, days: i64) -> Result<Markup, Respon
             @if active.is_empty() {
                 p.muted { (l.t("Keine aktiven Fälle.", "No active cases.")) }
             } @else {
-                (table_wrap(l, l.t("Aktive Fälle", "Active cases"), html! {
-                    table {
-                        thead { tr {
-                            th scope="col" { (l.t("Fall", "Case")) }
-                            th scope="col" { (l.t("Thema", "Topic")) }
-                            th scope="col" { (l.t("Lotsin/Lotse", "Volunteer")) }
-                            th scope="col" { (l.t("Letzte Änderung", "Last change")) }
-                            th scope="col" { (l.t("Nächster Termin", "Next appointment")) }
-                            th scope="col" class="num" { (l.t("Notizen", "Notes")) }
-                        } }
-                        tbody {
-                            @for c in active.iter().take(25) {
-                                tr data-case=(c.id) {
-                                    td { a href=(format!("/dashboard/cases/{}", c.id)) { (c.label) } }
-                                    td { (i18n::topic(l, &c.topic)) }
-                                    td { (c.volunteer_ids.iter().filter_map(|v| names.get(v)).cloned().collect::<Vec<_>>().join(", ")) }
-                                    td { (c.last_change_at.map(|t| i18n::datetime(l, t)).unwrap_or_else(|| "–".into())) }
-                                    td { (c.next_appointment_at.map(|t| i18n::datetime(l, t)).unwrap_or_else(|| "–".into())) }
-                                    td.num { (c.note_count) }
-                                }
-                            }
+                (data_table(l, l.t("Aktive Fälle", "Active cases"), None,
+                    &[l.t("Fall", "Case"), l.t("Thema", "Topic"), l.t("Lotsin/Lotse", "Volunteer"),
+                        l.t("Letzte Änderung", "Last change"), l.t("Nächster Termin", "Next appointment"), l.t("Notizen", "Notes")], &[5], html! {
+                    @for c in active.iter().take(25) {
+                        tr data-case=(c.id) {
+                            td { a href=(format!("/dashboard/cases/{}", c.id)) { (c.label) } }
+                            td { (i18n::topic(l, &c.topic)) }
+                            td { (c.volunteer_ids.iter().filter_map(|v| names.get(v)).cloned().collect::<Vec<_>>().join(", ")) }
+                            td { (c.last_change_at.map(|t| i18n::datetime(l, t)).unwrap_or_else(|| "–".into())) }
+                            td { (c.next_appointment_at.map(|t| i18n::datetime(l, t)).unwrap_or_else(|| "–".into())) }
+                            td.num { (c.note_count) }
                         }
                     }
                 }))

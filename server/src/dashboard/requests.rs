@@ -11,14 +11,16 @@ use maud::{Markup, html};
 
 use super::i18n::{self, Lang, query_param};
 use super::layout::{
-    self, Nav, aria_invalid, badge, csrf, described, field_error, html_response, table_wrap, uuid,
+    self, Nav, aria_invalid, badge, csrf, data_table, described, field_error, filter_form,
+    filter_select, found_table, grid_form, html_response, language_boxes, select_field, table_wrap,
+    uuid,
 };
 use super::overview::is_overdue;
 use super::session::{Fields, Posted, Session};
 use crate::app::AppState;
 use crate::matching;
 use crate::store::{
-    Actor, Invalid, NewRequest, Request, RequestDraft, RequestError, RequestPatch, now_ms,
+    Invalid, NewRequest, Request, RequestDraft, RequestError, RequestPatch, now_ms,
 };
 use crate::timefmt;
 
@@ -79,34 +81,13 @@ pub async fn list(State(state): State<AppState>, s: Session) -> Response {
             html! {
                 h1 { (title) }
                 p { a.button href="/dashboard/requests/new" { (l.t("Neue Anfrage", "New request")) } }
-                form.filters method="get" action="/dashboard/requests" role="search" aria-label=(l.t("Anfragen filtern", "Filter requests")) {
-                    div.field {
-                        label for="f-status" { (l.t("Status", "Status")) }
-                        select #f-status name="status" {
-                            option value="" { (l.t("alle", "all")) }
-                            @for st in crate::store::STATUSES {
-                                option value=(st) selected[status == st] { (i18n::request_status(l, st)) }
-                            }
-                        }
-                    }
-                    div.field {
-                        label for="f-topic" { (l.t("Thema", "Topic")) }
-                        select #f-topic name="topic" {
-                            option value="" { (l.t("alle", "all")) }
-                            @for t in i18n::TOPICS {
-                                option value=(t) selected[topic == t] { (i18n::topic(l, t)) }
-                            }
-                        }
-                    }
-                    div.field {
-                        label for="f-language" { (l.t("Sprache", "Language")) }
-                        select #f-language name="language" {
-                            option value="" { (l.t("alle", "all")) }
-                            @for code in &languages {
-                                option value=(code) selected[&language == code] { (i18n::language(l, code)) }
-                            }
-                        }
-                    }
+                (filter_form(l, "/dashboard/requests", l.t("Anfragen filtern", "Filter requests"), html! {
+                    (filter_select(l, "status", l.t("Status", "Status"),
+                        crate::store::STATUSES.map(|st| (st, i18n::request_status(l, st))), &status))
+                    (filter_select(l, "topic", l.t("Thema", "Topic"),
+                        i18n::TOPICS.map(|t| (t, i18n::topic(l, t))), &topic))
+                    (filter_select(l, "language", l.t("Sprache", "Language"),
+                        languages.iter().map(|code| (code, i18n::language(l, code))), &language))
                     div.field {
                         label for="f-q" { (l.t("Suche", "Search")) }
                         input #f-q type="search" name="q" value=(param(&s, "q"));
@@ -114,39 +95,25 @@ pub async fn list(State(state): State<AppState>, s: Session) -> Response {
                     div.field {
                         label { input type="checkbox" name="overdue" value="1" checked[overdue]; " " (l.t("nur überfällige", "overdue only")) }
                     }
-                    button type="submit" { (l.t("Filtern", "Filter")) }
-                }
-                p role="status" { (shown.len()) " " (l.t("Anfragen", "requests")) }
-                @if !shown.is_empty() {
-                    (table_wrap(l, title, html! {
-                        table {
-                            thead { tr {
-                                th scope="col" { (l.t("Termin", "Appointment")) }
-                                th scope="col" { (l.t("Thema", "Topic")) }
-                                th scope="col" { (l.t("Sprachen", "Languages")) }
-                                th scope="col" { (l.t("Einrichtung", "Institution")) }
-                                th scope="col" { (l.t("Stadtteil", "District")) }
-                                th scope="col" { (l.t("Status", "Status")) }
-                            } }
-                            tbody {
-                                @for r in &shown {
-                                    tr {
-                                        td { a href=(format!("/dashboard/requests/{}", r.id)) { (i18n::window(l, r.starts_at, r.ends_at)) } }
-                                        td { (i18n::topic(l, &r.topic)) }
-                                        td { (i18n::languages(l, &r.languages)) }
-                                        td { (r.institution_name) }
-                                        td { (r.place_area) }
-                                        td {
-                                            (badge(&r.status, &i18n::request_status(l, &r.status)))
-                                            @if is_overdue(r, now) { " " (badge("overdue", l.t("überfällig", "overdue"))) }
-                                            @if r.urgency == "dringend" { " " (badge("dringend", &i18n::urgency(l, "dringend"))) }
-                                        }
-                                    }
-                                }
+                }))
+                (found_table(l, title, l.t("Anfragen", "requests"), &[l.t("Termin", "Appointment"), l.t("Thema", "Topic"),
+                    l.t("Sprachen", "Languages"), l.t("Einrichtung", "Institution"), l.t("Stadtteil", "District"),
+                    l.t("Status", "Status")], &[], shown.len(), html! {
+                    @for r in &shown {
+                        tr {
+                            td { a href=(format!("/dashboard/requests/{}", r.id)) { (i18n::window(l, r.starts_at, r.ends_at)) } }
+                            td { (i18n::topic(l, &r.topic)) }
+                            td { (i18n::languages(l, &r.languages)) }
+                            td { (r.institution_name) }
+                            td { (r.place_area) }
+                            td {
+                                (badge(&r.status, &i18n::request_status(l, &r.status)))
+                                @if is_overdue(r, now) { " " (badge("overdue", l.t("überfällig", "overdue"))) }
+                                @if r.urgency == "dringend" { " " (badge("dringend", &i18n::urgency(l, "dringend"))) }
                             }
                         }
-                    }))
-                }
+                    }
+                }))
             },
         ),
     )
@@ -218,45 +185,20 @@ fn request_form(s: &Session, action: &str, f: &Fields, errors: &Errors, submit: 
     let l = s.lang;
     let chosen = f.all("language");
     let form = FormCtx { l, f, errors };
-    html! {
-        @if !errors.is_empty() {
-            div.alert role="alert" { p { (l.t("Bitte prüfen Sie die markierten Angaben.", "Please check the marked fields.")) } }
-        }
-        form method="post" action=(action) novalidate {
-            (csrf(s))
-            div.form-grid {
+    let kinds = i18n::INSTITUTION_KINDS.map(|k| (k, i18n::institution_kind(l, k)));
+    let topics = i18n::TOPICS.map(|t| (t, i18n::topic(l, t)));
+    let columns = html! {
                 div {
-                    div.field {
-                        label for="institution_kind" { (l.t("Art der Einrichtung", "Kind of institution")) }
-                        select #institution_kind name="institution_kind"
-                            aria-invalid=[aria_invalid(errors, "institution_kind")]
-                            aria-describedby=[described(errors, "institution_kind")] {
-                            @for k in i18n::INSTITUTION_KINDS {
-                                option value=(k) selected[f.get("institution_kind") == k] { (i18n::institution_kind(l, k)) }
-                            }
-                        }
-                        (field_error(errors, "institution_kind"))
-                    }
+                    (select_field(errors, "institution_kind", l.t("Art der Einrichtung", "Kind of institution"),
+                        kinds, &f.get("institution_kind")))
                     (form.input("institution_name", l.t("Name der Einrichtung", "Name of the institution"), None, 120, true, "text"))
                     (form.input("contact", l.t("Kontakt für Rückfragen", "Contact for questions"), None, 200, false, "text"))
                     (form.input("person_label", l.t("Kürzel der Person", "Label of the person"),
                         Some(l.t("Initialen oder ein Code, nie ein Name.", "Initials or a code, never a name.")), 40, false, "text"))
-                    div.field {
-                        label for="topic" { (l.t("Thema", "Topic")) }
-                        select #topic name="topic"
-                            aria-invalid=[aria_invalid(errors, "topic")]
-                            aria-describedby=[described(errors, "topic")] {
-                            @for t in i18n::TOPICS {
-                                option value=(t) selected[f.get("topic") == t] { (i18n::topic(l, t)) }
-                            }
-                        }
-                        (field_error(errors, "topic"))
-                    }
+                    (select_field(errors, "topic", l.t("Thema", "Topic"), topics, &f.get("topic")))
                     fieldset aria-describedby=[described(errors, "languages")] {
                         legend { (l.t("Sprachen", "Languages")) }
-                        @for code in i18n::COMMON_LANGUAGES {
-                            label { input type="checkbox" name="language" value=(code) checked[chosen.iter().any(|c| c == code)]; (i18n::language(l, code)) }
-                        }
+                        (language_boxes(l, &chosen))
                         (form.input("other_languages", l.t("Weitere Sprachen (Kürzel wie „hy“, mit Komma getrennt)", "Other languages (codes such as “hy”, comma-separated)"), None, 60, false, "text"))
                         (field_error(errors, "languages"))
                     }
@@ -282,10 +224,14 @@ fn request_form(s: &Session, action: &str, f: &Fields, errors: &Errors, submit: 
                         (field_error(errors, "description"))
                     }
                 }
-            }
-            button type="submit" { (submit) }
-        }
-    }
+    };
+    grid_form(
+        s,
+        action,
+        errors,
+        columns,
+        html! { button type="submit" { (submit) } },
+    )
 }
 
 /// Checks the form by the store's rules (the API's and the intake form's too); each
@@ -375,15 +321,27 @@ fn refusal(l: Lang, field: &'static str, why: &Invalid, no_date: bool) -> (&'sta
     (at, text)
 }
 
+/// The form for a new request (`id` `None`) or for editing request `id`.
 fn form_page(
     s: &Session,
-    title: &str,
-    action: &str,
+    id: Option<&str>,
     f: &Fields,
     errors: &Errors,
-    submit: &str,
     status: StatusCode,
 ) -> Response {
+    let l = s.lang;
+    let (title, action, submit) = match id {
+        None => (
+            l.t("Neue Anfrage", "New request"),
+            "/dashboard/requests".to_owned(),
+            l.t("Anfrage anlegen", "Create request"),
+        ),
+        Some(id) => (
+            l.t("Anfrage bearbeiten", "Edit request"),
+            format!("/dashboard/requests/{id}"),
+            l.t("Änderungen speichern", "Save changes"),
+        ),
+    };
     html_response(
         status,
         layout::page(
@@ -392,27 +350,18 @@ fn form_page(
             title,
             html! {
                 h1 { (title) }
-                (request_form(s, action, f, errors, submit))
+                (request_form(s, &action, f, errors, submit))
             },
         ),
     )
 }
 
 pub async fn new_form(s: Session) -> Response {
-    let l = s.lang;
     let f = Fields(vec![
         ("topic".into(), "behoerden".into()),
         ("institution_kind".into(), "behoerde".into()),
     ]);
-    form_page(
-        &s,
-        l.t("Neue Anfrage", "New request"),
-        "/dashboard/requests",
-        &f,
-        &Errors::new(),
-        l.t("Anfrage anlegen", "Create request"),
-        StatusCode::OK,
-    )
+    form_page(&s, None, &f, &Errors::new(), StatusCode::OK)
 }
 
 pub async fn create(State(state): State<AppState>, Posted { s, f }: Posted) -> Response {
@@ -420,29 +369,14 @@ pub async fn create(State(state): State<AppState>, Posted { s, f }: Posted) -> R
     let new = match validate(l, &f, Some(now_ms())) {
         Ok(n) => n,
         Err(errors) => {
-            return form_page(
-                &s,
-                l.t("Neue Anfrage", "New request"),
-                "/dashboard/requests",
-                &f,
-                &errors,
-                l.t("Anfrage anlegen", "Create request"),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            );
+            return form_page(&s, None, &f, &errors, StatusCode::UNPROCESSABLE_ENTITY);
         }
     };
-    match state
+    let created = state
         .store
-        .create_request(
-            s.org(),
-            Actor {
-                kind: "coordinator",
-                id: s.caller.id(),
-            },
-            new,
-        )
-        .await
-    {
+        .create_request(s.org(), s.caller.actor(), new)
+        .await;
+    match created {
         Ok(r) => {
             tracing::info!(request_id = %r.id, "request created (dashboard)");
             Redirect::to(&format!("/dashboard/requests/{}?created=1", r.id)).into_response()
@@ -452,62 +386,63 @@ pub async fn create(State(state): State<AppState>, Posted { s, f }: Posted) -> R
 }
 
 async fn load(state: &AppState, s: &Session, raw: &str) -> Result<Request, Response> {
-    let Some(id) = uuid(raw) else {
-        return Err(layout::not_found(s.lang));
-    };
-    match state.store.request(s.org(), &id).await {
-        Ok(Some(r)) => Ok(r),
-        Ok(None) => Err(layout::not_found(s.lang)),
-        Err(e) => Err(layout::failed(s.lang, "load request", e)),
-    }
+    layout::found(s.lang, raw, "load request", |id| async move {
+        state.store.request(s.org(), &id).await
+    })
+    .await
 }
 
 pub async fn edit_form(
     State(state): State<AppState>,
     s: Session,
     Path(raw): Path<String>,
-) -> Response {
-    let r = match load(&state, &s, &raw).await {
-        Ok(r) => r,
-        Err(res) => return res,
-    };
-    let l = s.lang;
-    form_page(
+) -> Result<Response, Response> {
+    let r = load(&state, &s, &raw).await?;
+    Ok(form_page(
         &s,
-        l.t("Anfrage bearbeiten", "Edit request"),
-        &format!("/dashboard/requests/{}", r.id),
+        Some(&r.id),
         &fields_of(&r),
         &Errors::new(),
-        l.t("Änderungen speichern", "Save changes"),
         StatusCode::OK,
-    )
+    ))
+}
+
+/// The request's page again, with why a change was refused.
+async fn refused(state: &AppState, s: &Session, r: Request, why: String) -> Response {
+    detail_with(state, s, r, Some(why), StatusCode::UNPROCESSABLE_ENTITY).await
+}
+
+/// Answers a change of request `r`: `done` with what the store returned, "not found" when
+/// the request is gone, the page with the refusal otherwise.
+async fn changed<T>(
+    state: &AppState,
+    s: &Session,
+    r: Request,
+    outcome: Result<Option<T>, RequestError>,
+    done: impl FnOnce(T) -> Response,
+) -> Response {
+    match outcome {
+        Ok(Some(x)) => done(x),
+        Ok(None) => layout::not_found(s.lang),
+        Err(e) => refused(state, s, r, request_error(s.lang, e)).await,
+    }
 }
 
 pub async fn update(
     State(state): State<AppState>,
     Path(raw): Path<String>,
     Posted { s, f }: Posted,
-) -> Response {
-    let r = match load(&state, &s, &raw).await {
-        Ok(r) => r,
-        Err(res) => return res,
-    };
-    let l = s.lang;
-    let action = format!("/dashboard/requests/{}", r.id);
-    let new = match validate(l, &f, None) {
-        Ok(n) => n,
-        Err(errors) => {
-            return form_page(
-                &s,
-                l.t("Anfrage bearbeiten", "Edit request"),
-                &action,
-                &f,
-                &errors,
-                l.t("Änderungen speichern", "Save changes"),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            );
-        }
-    };
+) -> Result<Response, Response> {
+    let r = load(&state, &s, &raw).await?;
+    let new = validate(s.lang, &f, None).map_err(|errors| {
+        form_page(
+            &s,
+            Some(&r.id),
+            &f,
+            &errors,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+    })?;
     let patch = RequestPatch {
         institution_kind: Some(new.institution_kind),
         institution_name: Some(new.institution_name),
@@ -523,34 +458,25 @@ pub async fn update(
         description: Some(new.description),
         status: None,
     };
-    match state
+    Ok(save(&state, &s, r, patch).await)
+}
+
+/// Writes `patch` and shows the request saved. Only a change of status can queue pushes
+/// (a cancellation), so only then is the push worker woken.
+async fn save(state: &AppState, s: &Session, r: Request, patch: RequestPatch) -> Response {
+    let status_changes = patch.status.is_some();
+    let outcome = state
         .store
-        .update_request(
-            s.org(),
-            Actor {
-                kind: "coordinator",
-                id: s.caller.id(),
-            },
-            &r.id,
-            patch,
-        )
-        .await
-    {
-        Ok(Some(_)) => {
-            Redirect::to(&format!("/dashboard/requests/{}?saved=1", r.id)).into_response()
+        .update_request(s.org(), s.caller.actor(), &r.id, patch)
+        .await;
+    let saved = format!("/dashboard/requests/{}?saved=1", r.id);
+    changed(state, s, r, outcome, |_| {
+        if status_changes {
+            state.push.wake();
         }
-        Ok(None) => layout::not_found(l),
-        Err(e) => {
-            detail_with(
-                &state,
-                &s,
-                r,
-                Some(request_error(l, e)),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
-        }
-    }
+        Redirect::to(&saved).into_response()
+    })
+    .await
 }
 
 fn request_error(l: Lang, e: RequestError) -> String {
@@ -596,11 +522,8 @@ pub async fn offer(
     State(state): State<AppState>,
     Path(raw): Path<String>,
     Posted { s, f }: Posted,
-) -> Response {
-    let r = match load(&state, &s, &raw).await {
-        Ok(r) => r,
-        Err(res) => return res,
-    };
+) -> Result<Response, Response> {
+    let r = load(&state, &s, &raw).await?;
     let l = s.lang;
     let chosen: Vec<String> = f.all("volunteer").iter().filter_map(|v| uuid(v)).collect();
     if chosen.is_empty() || chosen.len() > 100 {
@@ -608,117 +531,46 @@ pub async fn offer(
             "Bitte mindestens eine Person auswählen.",
             "Please choose at least one person.",
         );
-        return detail_with(
-            &state,
-            &s,
-            r,
-            Some(msg.into()),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
+        return Ok(refused(&state, &s, r, msg.into()).await);
     }
-    match state
+    let outcome = state
         .store
-        .offer_request(
-            s.org(),
-            Actor {
-                kind: "coordinator",
-                id: s.caller.id(),
-            },
-            &r.id,
-            &chosen,
-        )
-        .await
-    {
-        Ok(Some((_, fresh))) => {
-            state.push.wake();
-            tracing::info!(request_id = %r.id, offered = fresh.len(), "request offered (dashboard)");
-            Redirect::to(&format!(
-                "/dashboard/requests/{}?offered={}",
-                r.id,
-                fresh.len()
-            ))
-            .into_response()
-        }
-        Ok(None) => layout::not_found(l),
-        Err(e) => {
-            detail_with(
-                &state,
-                &s,
-                r,
-                Some(request_error(l, e)),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
-        }
-    }
+        .offer_request(s.org(), s.caller.actor(), &r.id, &chosen)
+        .await;
+    let id = r.id.clone();
+    Ok(changed(&state, &s, r, outcome, |(_, fresh)| {
+        state.push.wake();
+        tracing::info!(request_id = %id, offered = fresh.len(), "request offered (dashboard)");
+        Redirect::to(&format!("/dashboard/requests/{id}?offered={}", fresh.len())).into_response()
+    })
+    .await)
 }
 
 pub async fn set_status(
     State(state): State<AppState>,
     Path(raw): Path<String>,
     Posted { s, f }: Posted,
-) -> Response {
-    let r = match load(&state, &s, &raw).await {
-        Ok(r) => r,
-        Err(res) => return res,
-    };
-    let l = s.lang;
+) -> Result<Response, Response> {
+    let r = load(&state, &s, &raw).await?;
     let to = f.get("status");
     if !["cancelled", "done", "open"].contains(&to.as_str()) {
-        return detail_with(
-            &state,
-            &s,
-            r,
-            Some(l.t("Unbekannter Status.", "Unknown status.").into()),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
+        let unknown = s.lang.t("Unbekannter Status.", "Unknown status.");
+        return Ok(refused(&state, &s, r, unknown.into()).await);
     }
     let patch = RequestPatch {
         status: Some(to),
         ..RequestPatch::default()
     };
-    match state
-        .store
-        .update_request(
-            s.org(),
-            Actor {
-                kind: "coordinator",
-                id: s.caller.id(),
-            },
-            &r.id,
-            patch,
-        )
-        .await
-    {
-        Ok(Some(_)) => {
-            state.push.wake();
-            Redirect::to(&format!("/dashboard/requests/{}?saved=1", r.id)).into_response()
-        }
-        Ok(None) => layout::not_found(l),
-        Err(e) => {
-            detail_with(
-                &state,
-                &s,
-                r,
-                Some(request_error(l, e)),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
-        }
-    }
+    Ok(save(&state, &s, r, patch).await)
 }
 
 pub async fn detail(
     State(state): State<AppState>,
     s: Session,
     Path(raw): Path<String>,
-) -> Response {
-    match load(&state, &s, &raw).await {
-        Ok(r) => detail_with(&state, &s, r, None, StatusCode::OK).await,
-        Err(res) => res,
-    }
+) -> Result<Response, Response> {
+    let r = load(&state, &s, &raw).await?;
+    Ok(detail_with(&state, &s, r, None, StatusCode::OK).await)
 }
 
 /// Who an actor of the history is, in words.
@@ -979,23 +831,14 @@ async fn detail_with(
                     @if offers.is_empty() {
                         p.muted { (l.t("Noch niemandem angeboten.", "Not offered to anyone yet.")) }
                     } @else {
-                        (table_wrap(l, l.t("Angebote und Antworten", "Offers and answers"), html! {
-                            table #offers {
-                                thead { tr {
-                                    th scope="col" { (l.t("Lotsin/Lotse", "Volunteer")) }
-                                    th scope="col" { (l.t("Antwort", "Answer")) }
-                                    th scope="col" { (l.t("Angeboten", "Offered")) }
-                                    th scope="col" { (l.t("Beantwortet", "Answered")) }
-                                } }
-                                tbody {
-                                    @for o in &offers {
-                                        tr data-volunteer=(o.volunteer_id) data-offer=(o.status) {
-                                            td { (names.volunteer(&o.volunteer_id)) }
-                                            td { (badge(&o.status, &i18n::offer_status(l, &o.status))) }
-                                            td { (i18n::datetime(l, o.offered_at)) }
-                                            td { (o.answered_at.map(|t| i18n::datetime(l, t)).unwrap_or_else(|| "–".into())) }
-                                        }
-                                    }
+                        (data_table(l, l.t("Angebote und Antworten", "Offers and answers"), Some("offers"),
+                            &[l.t("Lotsin/Lotse", "Volunteer"), l.t("Antwort", "Answer"), l.t("Angeboten", "Offered"), l.t("Beantwortet", "Answered")], &[], html! {
+                            @for o in &offers {
+                                tr data-volunteer=(o.volunteer_id) data-offer=(o.status) {
+                                    td { (names.volunteer(&o.volunteer_id)) }
+                                    td { (badge(&o.status, &i18n::offer_status(l, &o.status))) }
+                                    td { (i18n::datetime(l, o.offered_at)) }
+                                    td { (o.answered_at.map(|t| i18n::datetime(l, t)).unwrap_or_else(|| "–".into())) }
                                 }
                             }
                         }))
@@ -1003,21 +846,13 @@ async fn detail_with(
                 }
                 section.card aria-labelledby="verlauf" {
                     h2 #verlauf { (l.t("Verlauf", "History")) }
-                    (table_wrap(l, l.t("Verlauf", "History"), html! {
-                        table {
-                            thead { tr {
-                                th scope="col" { (l.t("Wann", "When")) }
-                                th scope="col" { (l.t("Was", "What")) }
-                                th scope="col" { (l.t("Wer", "Who")) }
-                            } }
-                            tbody {
-                                @for e in &history {
-                                    tr {
-                                        td { (i18n::datetime(l, e.at)) }
-                                        td { (i18n::request_action(l, &e.action)) @if let Some(v) = &e.volunteer_id { " " (names.volunteer(v)) } }
-                                        td { (names.actor(l, &e.actor_kind, &e.actor_id)) }
-                                    }
-                                }
+                    (data_table(l, l.t("Verlauf", "History"), None,
+                        &[l.t("Wann", "When"), l.t("Was", "What"), l.t("Wer", "Who")], &[], html! {
+                        @for e in &history {
+                            tr {
+                                td { (i18n::datetime(l, e.at)) }
+                                td { (i18n::request_action(l, &e.action)) @if let Some(v) = &e.volunteer_id { " " (names.volunteer(v)) } }
+                                td { (names.actor(l, &e.actor_kind, &e.actor_id)) }
                             }
                         }
                     }))

@@ -21,8 +21,8 @@ use qrcode::render::svg;
 
 use super::i18n::{self, Lang, query_param};
 use super::layout::{
-    self, Nav, aria_invalid, badge, csrf, described, field_error, html_response, raw, table_wrap,
-    uuid,
+    self, Nav, aria_invalid, badge, csrf, data_table, described, field_error, grid_form,
+    html_response, language_boxes, raw, table_wrap,
 };
 use super::session::{Fields, Posted, Session};
 use crate::app::AppState;
@@ -53,31 +53,21 @@ pub async fn list(State(state): State<AppState>, s: Session) -> Response {
                 h1 { (title) }
                 p { a.button href="/dashboard/volunteers/new" { (l.t("Neue Lotsin / neuer Lotse anlegen", "Add a volunteer")) } }
                 p role="status" { (volunteers.len()) " " (l.t("Personen", "people")) }
-                (table_wrap(l, title, html! {
-                    table {
-                        thead { tr {
-                            th scope="col" { (l.t("Name", "Name")) }
-                            th scope="col" { (l.t("Sprachen", "Languages")) }
-                            th scope="col" { (l.t("Themen", "Topics")) }
-                            th scope="col" { (l.t("Verpflichtung unterschrieben", "Pledge signed")) }
-                            th scope="col" class="num" { (l.t("Geräte", "Devices")) }
-                            th scope="col" { (l.t("Zuletzt synchronisiert", "Last sync")) }
-                        } }
-                        tbody {
-                            @for v in &volunteers {
-                                @let sync = syncs.get(&v.id);
-                                tr {
-                                    td {
-                                        a href=(format!("/dashboard/volunteers/{}", v.id)) { (v.display_name) }
-                                        @if !v.active { " " (badge("closed", l.t("inaktiv", "inactive"))) }
-                                    }
-                                    td { (i18n::languages(l, &v.languages)) }
-                                    td { (v.topics.iter().map(|t| i18n::topic(l, t)).collect::<Vec<_>>().join(", ")) }
-                                    td { (v.pledge_signed_on.as_deref().map(|d| i18n::iso_date(l, d)).unwrap_or_else(|| "–".into())) }
-                                    td.num { (sync.map(|x| x.active_devices).unwrap_or(0)) }
-                                    td { (last_sync(l, now, sync.and_then(|x| x.last_sync_at), sync.is_some_and(|x| x.active_devices > 0))) }
-                                }
+                (data_table(l, title, None,
+                    &[l.t("Name", "Name"), l.t("Sprachen", "Languages"), l.t("Themen", "Topics"),
+                    l.t("Verpflichtung unterschrieben", "Pledge signed"), l.t("Geräte", "Devices"), l.t("Zuletzt synchronisiert", "Last sync")], &[4], html! {
+                    @for v in &volunteers {
+                        @let sync = syncs.get(&v.id);
+                        tr {
+                            td {
+                                a href=(format!("/dashboard/volunteers/{}", v.id)) { (v.display_name) }
+                                @if !v.active { " " (badge("closed", l.t("inaktiv", "inactive"))) }
                             }
+                            td { (i18n::languages(l, &v.languages)) }
+                            td { (v.topics.iter().map(|t| i18n::topic(l, t)).collect::<Vec<_>>().join(", ")) }
+                            td { (v.pledge_signed_on.as_deref().map(|d| i18n::iso_date(l, d)).unwrap_or_else(|| "–".into())) }
+                            td.num { (sync.map(|x| x.active_devices).unwrap_or(0)) }
+                            td { (last_sync(l, now, sync.and_then(|x| x.last_sync_at), sync.is_some_and(|x| x.active_devices > 0))) }
                         }
                     }
                 }))
@@ -95,25 +85,19 @@ fn last_sync(l: Lang, now: i64, at: Option<i64>, has_device: bool) -> String {
 }
 
 async fn load(state: &AppState, s: &Session, raw: &str) -> Result<Volunteer, Response> {
-    let Some(id) = uuid(raw) else {
-        return Err(layout::not_found(s.lang));
-    };
-    match state.store.volunteer(s.org(), &id).await {
-        Ok(Some(v)) => Ok(v),
-        Ok(None) => Err(layout::not_found(s.lang)),
-        Err(e) => Err(layout::failed(s.lang, "volunteer", e)),
-    }
+    layout::found(s.lang, raw, "volunteer", |id| async move {
+        state.store.volunteer(s.org(), &id).await
+    })
+    .await
 }
 
 pub async fn detail(
     State(state): State<AppState>,
     s: Session,
     Path(raw): Path<String>,
-) -> Response {
-    match load(&state, &s, &raw).await {
-        Ok(v) => detail_with(&state, &s, &v, None).await,
-        Err(r) => r,
-    }
+) -> Result<Response, Response> {
+    let v = load(&state, &s, &raw).await?;
+    Ok(detail_with(&state, &s, &v, None).await)
 }
 
 /// A freshly made enrollment code, shown once.
@@ -168,11 +152,8 @@ pub async fn enrollment_code(
     Path(raw): Path<String>,
     headers: HeaderMap,
     Posted { s, f }: Posted,
-) -> Response {
-    let v = match load(&state, &s, &raw).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+) -> Result<Response, Response> {
+    let v = load(&state, &s, &raw).await?;
     let l = s.lang;
     let hours: i64 = f
         .get("valid_hours")
@@ -182,7 +163,7 @@ pub async fn enrollment_code(
         .unwrap_or(24);
     let code = auth::new_enrollment_code();
     let Some(hash) = auth::code_hash(&code) else {
-        return layout::server_error(l);
+        return Err(layout::server_error(l));
     };
     let expires_at = now_ms() + hours * 3_600_000;
     match state
@@ -191,46 +172,36 @@ pub async fn enrollment_code(
         .await
     {
         Ok(Some(())) => {}
-        Ok(None) => return layout::not_found(l),
-        Err(e) => return layout::failed(l, "enrollment code", e),
+        Ok(None) => return Err(layout::not_found(l)),
+        Err(e) => return Err(layout::failed(l, "enrollment code", e)),
     }
     tracing::info!(volunteer_id = %v.id, "enrollment code created (dashboard)");
     let server = server_address(&headers);
     let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let link = format!("lotse://enroll?server={}&code={}", enc(&server), enc(&code));
     let qr = qr_svg(l, &link).unwrap_or_default();
-    detail_with(
-        &state,
-        &s,
-        &v,
-        Some(NewCode {
-            code,
-            expires_at,
-            qr_svg: qr,
-            link,
-        }),
-    )
-    .await
+    let new_code = NewCode {
+        code,
+        expires_at,
+        qr_svg: qr,
+        link,
+    };
+    Ok(detail_with(&state, &s, &v, Some(new_code)).await)
 }
 
 pub async fn revoke(
     State(state): State<AppState>,
     Path(raw): Path<String>,
     Posted { s, .. }: Posted,
-) -> Response {
-    let l = s.lang;
-    let Some(id) = uuid(&raw) else {
-        return layout::not_found(l);
-    };
-    match state.store.revoke_device(s.org(), s.caller.id(), &id).await {
-        Ok(Some((device, shrunk))) => {
-            state.access_shrank(shrunk);
-            tracing::info!(device_id = %device.id, "device revoked (dashboard)");
-            Redirect::to(&format!("/dashboard/devices/{}?revoked=1", device.id)).into_response()
-        }
-        Ok(None) => layout::not_found(l),
-        Err(e) => layout::failed(l, "revoke", e),
-    }
+) -> Result<Response, Response> {
+    let (store, org, by) = (&state.store, s.org(), s.caller.id());
+    let (device, shrunk) = layout::found(s.lang, &raw, "revoke", |id| async move {
+        store.revoke_device(org, by, &id).await
+    })
+    .await?;
+    state.access_shrank(shrunk);
+    tracing::info!(device_id = %device.id, "device revoked (dashboard)");
+    Ok(Redirect::to(&format!("/dashboard/devices/{}?revoked=1", device.id)).into_response())
 }
 
 fn devices_table(s: &Session, devices: &[Device], now: i64) -> Markup {
@@ -674,13 +645,7 @@ fn volunteer_form(s: &Session, action: &str, back: &str, form: &Form, errors: &E
     let empty = Row::default();
     let trainings_shown = (form.trainings.len() + 1).max(2);
     let no_training = TrainingRow::default();
-    html! {
-        @if !errors.is_empty() {
-            div.alert role="alert" { p { (l.t("Bitte prüfen Sie die markierten Angaben.", "Please check the marked fields.")) } }
-        }
-        form method="post" action=(action) novalidate {
-            (csrf(s))
-            div.form-grid {
+    let columns = html! {
                 div {
                     div.field {
                         label for="display_name" { (l.t("Name", "Name")) }
@@ -695,9 +660,7 @@ fn volunteer_form(s: &Session, action: &str, back: &str, form: &Form, errors: &E
                     }
                     fieldset aria-describedby=[described(errors, "languages")] {
                         legend { (l.t("Sprachen", "Languages")) }
-                        @for code in i18n::COMMON_LANGUAGES {
-                            label { input type="checkbox" name="language" value=(code) checked[form.languages.iter().any(|c| c == code)]; (i18n::language(l, code)) }
-                        }
+                        (language_boxes(l, &form.languages))
                         div.field {
                             label for="other_languages" { (l.t("Weitere Sprachen (Kürzel wie „hy“, mit Komma getrennt)", "Other languages (codes such as “hy”, comma-separated)")) }
                             input #other_languages type="text" name="other_languages" value=(form.other_languages) maxlength="200"
@@ -809,24 +772,36 @@ fn volunteer_form(s: &Session, action: &str, back: &str, form: &Form, errors: &E
                         (field_error(errors, "trainings"))
                     }
                 }
-            }
-            div.actions {
-                button type="submit" { (l.t("Speichern", "Save")) }
-                a href=(back) { (l.t("Abbrechen", "Cancel")) }
-            }
+    };
+    let end = html! {
+        div.actions {
+            button type="submit" { (l.t("Speichern", "Save")) }
+            a href=(back) { (l.t("Abbrechen", "Cancel")) }
         }
-    }
+    };
+    grid_form(s, action, errors, columns, end)
 }
 
+/// The form for a new volunteer (`editing` `None`) or for editing one; it posts to and
+/// leads back to the list or the profile.
 fn form_page(
     s: &Session,
-    title: &str,
-    action: &str,
-    back: &str,
+    editing: Option<&Volunteer>,
     form: &Form,
     errors: &Errors,
     status: StatusCode,
 ) -> Response {
+    let (title, here) = match editing {
+        None => (
+            new_title(s.lang).to_owned(),
+            "/dashboard/volunteers".to_owned(),
+        ),
+        Some(v) => (
+            edit_title(s.lang, &v.display_name),
+            format!("/dashboard/volunteers/{}", v.id),
+        ),
+    };
+    let (title, action, back) = (title.as_str(), here.as_str(), here.as_str());
     html_response(
         status,
         layout::page(
@@ -862,15 +837,7 @@ fn edit_title(l: Lang, name: &str) -> String {
 }
 
 pub async fn new_form(s: Session) -> Response {
-    form_page(
-        &s,
-        new_title(s.lang),
-        "/dashboard/volunteers",
-        "/dashboard/volunteers",
-        &Form::blank(),
-        &Errors::new(),
-        StatusCode::OK,
-    )
+    form_page(&s, None, &Form::blank(), &Errors::new(), StatusCode::OK)
 }
 
 pub async fn create(State(state): State<AppState>, Posted { s, f }: Posted) -> Response {
@@ -879,15 +846,7 @@ pub async fn create(State(state): State<AppState>, Posted { s, f }: Posted) -> R
     let new = match validate(l, &form) {
         Ok(n) => n,
         Err(errors) => {
-            return form_page(
-                &s,
-                new_title(l),
-                "/dashboard/volunteers",
-                "/dashboard/volunteers",
-                &form,
-                &errors,
-                StatusCode::UNPROCESSABLE_ENTITY,
-            );
+            return form_page(&s, None, &form, &errors, StatusCode::UNPROCESSABLE_ENTITY);
         }
     };
     match state
@@ -907,49 +866,36 @@ pub async fn edit_form(
     State(state): State<AppState>,
     s: Session,
     Path(raw): Path<String>,
-) -> Response {
-    let v = match load(&state, &s, &raw).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let here = format!("/dashboard/volunteers/{}", v.id);
-    form_page(
+) -> Result<Response, Response> {
+    let v = load(&state, &s, &raw).await?;
+    let form = Form::of(&v);
+    Ok(form_page(
         &s,
-        &edit_title(s.lang, &v.display_name),
-        &here,
-        &here,
-        &Form::of(&v),
+        Some(&v),
+        &form,
         &Errors::new(),
         StatusCode::OK,
-    )
+    ))
 }
 
 pub async fn update(
     State(state): State<AppState>,
     Path(raw): Path<String>,
     Posted { s, f }: Posted,
-) -> Response {
-    let v = match load(&state, &s, &raw).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+) -> Result<Response, Response> {
+    let v = load(&state, &s, &raw).await?;
     let l = s.lang;
     let here = format!("/dashboard/volunteers/{}", v.id);
     let form = Form::posted(&f);
-    let new = match validate(l, &form) {
-        Ok(n) => n,
-        Err(errors) => {
-            return form_page(
-                &s,
-                &edit_title(l, &v.display_name),
-                &here,
-                &here,
-                &form,
-                &errors,
-                StatusCode::UNPROCESSABLE_ENTITY,
-            );
-        }
-    };
+    let new = validate(l, &form).map_err(|errors| {
+        form_page(
+            &s,
+            Some(&v),
+            &form,
+            &errors,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+    })?;
     // The form shows every field, so every field is written; an empty date clears it.
     let patch = VolunteerPatch {
         display_name: Some(new.display_name),
@@ -960,19 +906,21 @@ pub async fn update(
         pledge_signed_on: Some(new.pledge_signed_on),
         trainings: Some(new.trainings),
     };
-    match state
-        .store
-        .update_volunteer(s.org(), s.caller.id(), &v.id, patch)
-        .await
-    {
-        Ok(Some((v, shrunk))) => {
-            tracing::info!(volunteer_id = %v.id, devices_revoked = shrunk.len(), "volunteer updated (dashboard)");
-            state.access_shrank(shrunk);
-            Redirect::to(&format!("{here}?saved=1")).into_response()
-        }
-        Ok(None) => layout::not_found(l),
-        Err(e) => layout::failed(l, "update volunteer", e),
-    }
+    Ok(
+        match state
+            .store
+            .update_volunteer(s.org(), s.caller.id(), &v.id, patch)
+            .await
+        {
+            Ok(Some((v, shrunk))) => {
+                tracing::info!(volunteer_id = %v.id, devices_revoked = shrunk.len(), "volunteer updated (dashboard)");
+                state.access_shrank(shrunk);
+                Redirect::to(&format!("{here}?saved=1")).into_response()
+            }
+            Ok(None) => layout::not_found(l),
+            Err(e) => layout::failed(l, "update volunteer", e),
+        },
+    )
 }
 
 /// `GET /dashboard/devices/{id}`: a device before and after it is revoked as lost: what
@@ -983,27 +931,24 @@ pub async fn device_page(
     State(state): State<AppState>,
     s: Session,
     Path(raw): Path<String>,
-) -> Response {
+) -> Result<Response, Response> {
     let l = s.lang;
-    let Some(id) = uuid(&raw) else {
-        return layout::not_found(l);
-    };
-    let exposure = match state.store.device_exposure(s.org(), &id).await {
-        Ok(Some(x)) => x,
-        Ok(None) => return layout::not_found(l),
-        Err(e) => return layout::failed(l, "device exposure", e),
-    };
+    let (store, org) = (&state.store, s.org());
+    let exposure = layout::found(l, &raw, "device exposure", |id| async move {
+        store.device_exposure(org, &id).await
+    })
+    .await?;
     let d = &exposure.device;
     let owner = match state.store.volunteer(s.org(), &d.volunteer_id).await {
         Ok(v) => v.map(|v| v.display_name).unwrap_or_default(),
-        Err(e) => return layout::failed(l, "device owner", e),
+        Err(e) => return Err(layout::failed(l, "device owner", e)),
     };
     let when = |t: Option<i64>| {
         t.map(|t| i18n::datetime(l, t))
             .unwrap_or_else(|| "–".into())
     };
     let title = format!("{}: {}", l.t("Gerät", "Device"), d.name);
-    html_response(
+    Ok(html_response(
         StatusCode::OK,
         layout::page(
             &s,
@@ -1046,5 +991,5 @@ pub async fn device_page(
                 }
             },
         ),
-    )
+    ))
 }
