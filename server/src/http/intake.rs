@@ -101,6 +101,22 @@ fn error_of(errors: &Errors, field: &str) -> Markup {
     }
 }
 
+/// A text field `name` with its label (German, then English) and its message.
+fn text_field(
+    errors: &Errors,
+    name: &str,
+    (de, en): (&str, &str),
+    value: &str,
+    required: bool,
+    max: usize,
+) -> Markup {
+    html! {
+        label for=(name) { (de) " " span.en { (en) } }
+        input id=(name) name=(name) value=(value) required[required] maxlength=(max);
+        (error_of(errors, name))
+    }
+}
+
 fn form(org: &Organisation, f: &Fields, errors: &Errors) -> Markup {
     let v = |k: &str| f.get(k).cloned().unwrap_or_default();
     let chosen: Vec<String> = f
@@ -122,12 +138,10 @@ fn form(org: &Organisation, f: &Fields, errors: &Errors) -> Markup {
                     @for (k, label) in KINDS { option value=(k) selected[v("einrichtung_art") == k] { (label) } }
                 }
                 (error_of(errors, "einrichtung_art"))
-                label for="einrichtung_name" { "Name der Einrichtung " span.en { "Name of the institution" } }
-                input id="einrichtung_name" name="einrichtung_name" value=(v("einrichtung_name")) required maxlength="120";
-                (error_of(errors, "einrichtung_name"))
-                label for="kontakt" { "Kontakt für Rückfragen (Telefon oder E-Mail, freiwillig) " span.en { "Contact for questions (optional)" } }
-                input id="kontakt" name="kontakt" value=(v("kontakt")) maxlength="200";
-                (error_of(errors, "kontakt"))
+                (text_field(errors, "einrichtung_name", ("Name der Einrichtung", "Name of the institution"),
+                    &v("einrichtung_name"), true, 120))
+                (text_field(errors, "kontakt", ("Kontakt für Rückfragen (Telefon oder E-Mail, freiwillig)", "Contact for questions (optional)"),
+                    &v("kontakt"), false, 200))
                 label for="thema" { "Thema " span.en { "Topic" } }
                 select id="thema" name="thema" {
                     @for (k, label) in TOPICS { option value=(k) selected[v("thema") == k] { (label) } }
@@ -150,12 +164,10 @@ fn form(org: &Organisation, f: &Fields, errors: &Errors) -> Markup {
                 label for="bis" { "Bis " span.en { "To" } }
                 input id="bis" type="time" name="bis" value=(v("bis")) required;
                 (error_of(errors, "zeit"))
-                label for="stadtteil" { "Stadtteil oder Ort (grob) " span.en { "District (coarse)" } }
-                input id="stadtteil" name="stadtteil" value=(v("stadtteil")) required maxlength="80";
-                (error_of(errors, "stadtteil"))
-                label for="adresse" { "Genaue Adresse (nur für die zugeteilte Person sichtbar) " span.en { "Exact address (only shown to the assigned volunteer)" } }
-                input id="adresse" name="adresse" value=(v("adresse")) maxlength="200";
-                (error_of(errors, "adresse"))
+                (text_field(errors, "stadtteil", ("Stadtteil oder Ort (grob)", "District (coarse)"),
+                    &v("stadtteil"), true, 80))
+                (text_field(errors, "adresse", ("Genaue Adresse (nur für die zugeteilte Person sichtbar)", "Exact address (only shown to the assigned volunteer)"),
+                    &v("adresse"), false, 200))
                 fieldset {
                     legend { "Dringlichkeit " span.en { "Urgency" } }
                     label { input type="radio" name="dringlichkeit" value="normal" checked[v("dringlichkeit") != "dringend"]; " normal" }
