@@ -92,6 +92,14 @@ fn tls_config(dir: &TempDir, url: &str, key: [u8; 32], ca_pem: Option<&str>) -> 
     }
 }
 
+/// A client opened with `config` and enrolled with `code` as a phone of `volunteer`.
+async fn enrolled_with(config: Config, code: &str, volunteer: &str) -> Client {
+    let client = Client::open(config).await.unwrap();
+    let enrolled = within(T, client.enroll(code, "Diensthandy")).await.unwrap();
+    assert_eq!(enrolled.volunteer_id, volunteer);
+    client
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrollment_and_sync_run_over_tls_with_the_networks_ca() {
     let server = TestServer::start(Backend::Sqlite).await;
@@ -104,13 +112,12 @@ async fn enrollment_and_sync_run_over_tls_with_the_networks_ca() {
 
     let dir = TempDir::new("tls");
     let key = rand_key();
-    let client = Client::open(tls_config(&dir, &url, key, Some(&pki.ca_pem)))
-        .await
-        .unwrap();
-    let enrolled = within(T, client.enroll(&code, "Diensthandy"))
-        .await
-        .unwrap();
-    assert_eq!(enrolled.volunteer_id, volunteer);
+    let client = enrolled_with(
+        tls_config(&dir, &url, key, Some(&pki.ca_pem)),
+        &code,
+        &volunteer,
+    )
+    .await;
     let case = case_with_note(
         &client,
         "T.L.",
@@ -318,13 +325,8 @@ async fn plain_http_and_bad_certificates_are_refused_when_connecting_local_data_
     }
     client.close().await.unwrap();
     let fresh = TempDir::new("tls-fixed");
-    let client = Client::open(tls_config(&fresh, &server.base, rand_key(), None))
-        .await
-        .unwrap();
-    let enrolled = within(T, client.enroll(&code, "Diensthandy"))
-        .await
-        .unwrap();
-    assert_eq!(enrolled.volunteer_id, volunteer);
+    let config = tls_config(&fresh, &server.base, rand_key(), None);
+    let client = enrolled_with(config, &code, &volunteer).await;
     client.close().await.unwrap();
 
     // Addresses that are still refused when they are not http(s) with a host.

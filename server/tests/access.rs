@@ -22,6 +22,7 @@ const CLOSED_WITHIN: Duration = Duration::from_secs(2);
 /// longer than a frame already sent takes on loopback.
 const QUIET: Duration = Duration::from_millis(400);
 
+/// An organisation whose case "F.K." Amira works on; Olena is on no case yet.
 struct World {
     s: TestServer,
     org: String,
