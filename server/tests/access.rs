@@ -16,12 +16,6 @@ use lotse_testkit::{Backend, TestServer, connect_sync, on_both_backends};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-/// What the issue promises: an open socket closes within 2 s of the change.
-const CLOSED_WITHIN: Duration = Duration::from_secs(2);
-/// How long a socket stays silent before a test believes nothing more is coming: far
-/// longer than a frame already sent takes on loopback.
-const QUIET: Duration = Duration::from_millis(400);
-
 /// An organisation whose case "F.K." Amira works on; Olena is on no case yet.
 struct World {
     s: TestServer,
@@ -49,6 +43,12 @@ async fn world(backend: Backend) -> World {
         case,
     }
 }
+
+/// What the issue promises: an open socket closes within 2 s of the change.
+const CLOSED_WITHIN: Duration = Duration::from_secs(2);
+/// How long a socket stays silent before a test believes nothing more is coming: far
+/// longer than a frame already sent takes on loopback.
+const QUIET: Duration = Duration::from_millis(400);
 
 fn add_note(doc: &mut Automerge, text: &str) {
     let note = NewNote {
