@@ -24,7 +24,9 @@ use crate::offer_types::{OfferAction, OfferAnswer, OfferList};
 use crate::offers;
 use crate::push::{self, PushEvent, PushKeys, PushSubscriptionKeys};
 use crate::repo::{Identity, Repo, SyncStatus};
-use crate::shared::{Command, Shared, Transport, json_answer, network, now, schedule_id};
+use crate::shared::{
+    Command, Misconfigured, Shared, Transport, json_answer, network, now, schedule_id,
+};
 use crate::sync;
 
 /// The earliest and latest instants the API accepts (1970-01-01 to 9999-12-31, in ms).
@@ -233,25 +235,44 @@ impl Client {
         // The database's background tasks belong on our runtime, not the caller's.
         let path = config.data_dir.join(DB_FILE);
         let key = SecretKey::from_bytes(config.key);
+        let server = base_url.to_string();
         let repo = runtime
             .spawn(async move {
                 let db = Db::open(&path).await?;
-                match Repo::open(db.clone(), key, crate::shared::now()).await {
-                    Ok(repo) => Ok(repo),
-                    Err(e) => {
-                        db.close().await;
-                        Err(e)
-                    }
+                let opened = match Repo::open(db.clone(), key, crate::shared::now()).await {
+                    Ok(repo) => repo.pinned_server(&server).await.map(|same| (repo, same)),
+                    Err(e) => Err(e),
+                };
+                if opened.is_err() {
+                    db.close().await;
                 }
+                opened
             })
             .await
             .map_err(|e| Error::Internal(format!("opening the store: {e}")));
-        let repo = match repo {
-            Ok(Ok(repo)) => repo,
+        let (repo, same_server) = match repo {
+            Ok(Ok(opened)) => opened,
             Ok(Err(e)) | Err(e) => {
                 runtime.shutdown_background();
                 return Err(e);
             }
+        };
+        // An enrolled phone talks to the server it enrolled with and no other: a changed
+        // address (a typo, or a setting someone slipped in) must not receive its token and
+        // notes. The notes stay readable.
+        let transport = match transport {
+            Ok(_) if !same_server => {
+                tracing::warn!(
+                    "server_url is not the server this phone enrolled with; the store opens without network"
+                );
+                Err(Misconfigured {
+                    field: "server_url",
+                    reason: "not the server this phone enrolled with (a phone moves to \
+                             another server only by being revoked and enrolled again)"
+                        .into(),
+                })
+            }
+            t => t,
         };
         let (commands, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -393,8 +414,12 @@ impl Client {
             organisation_id,
             token: enrolled.token,
         };
-        self.with_repo(async |repo| repo.set_identity(identity).await)
-            .await?;
+        let server = shared.base_url.to_string();
+        self.with_repo(async |repo| {
+            repo.set_identity(identity).await?;
+            repo.pin_server(&server).await
+        })
+        .await?;
         shared.command(Command::Enrolled);
         Ok(Enrollment {
             device_id: enrolled.device_id,

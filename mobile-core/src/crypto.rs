@@ -80,6 +80,7 @@ pub mod aad {
     pub const PUSH_KEYS: &[u8] = b"lotse:push-keys";
     pub const OFFERS: &[u8] = b"lotse:offers";
     pub const LEASE: &[u8] = b"lotse:lease";
+    pub const SERVER_URL: &[u8] = b"lotse:server-url";
 
     pub fn doc_key(id: &DocumentId) -> Vec<u8> {
         [b"lotse:doc-key:".as_slice(), id.as_bytes()].concat()

@@ -21,6 +21,7 @@ const META_VOLUNTEER_ID: &str = "volunteer_id";
 const META_ORGANISATION_ID: &str = "organisation_id";
 const META_TOKEN: &str = "device_token";
 const META_LEASE: &str = "lease_until";
+const META_SERVER: &str = "server_url";
 
 /// The enrolled device, as the server named it.
 #[derive(Clone)]
@@ -265,6 +266,28 @@ impl Repo {
         self.db.set_meta(&entries).await?;
         self.identity = Some(identity);
         Ok(())
+    }
+
+    /// Remembers the server the phone enrolled with (sealed: changing it in the file
+    /// makes it unreadable, which no address matches).
+    pub async fn pin_server(&self, url: &str) -> Result<()> {
+        self.set_sealed_meta(META_SERVER, aad::SERVER_URL, url.as_bytes())
+            .await
+    }
+
+    /// Whether `url` is the server this phone enrolled with. A phone that is not
+    /// enrolled may use any; one enrolled before servers were pinned is pinned to `url`
+    /// now.
+    pub async fn pinned_server(&self, url: &str) -> Result<bool> {
+        if self.identity.is_none() {
+            return Ok(true);
+        }
+        match self.sealed_meta(META_SERVER, aad::SERVER_URL).await {
+            Ok(Some(pinned)) => Ok(pinned == url.as_bytes()),
+            Ok(None) => self.pin_server(url).await.map(|()| true),
+            Err(Error::Corrupt(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Until when (ms, this device's clock) the documents may stay readable without

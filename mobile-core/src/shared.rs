@@ -65,7 +65,7 @@ impl Transport {
             return Ok(Err(Misconfigured {
                 field: "server_url",
                 reason: "must be an https:// address (plain http:// only for a server on \
-                         this device or the local network)"
+                         this device)"
                     .into(),
             }));
         }

@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -464,22 +466,40 @@ async fn a_phone_whose_volunteer_left_wipes_at_next_contact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_server_reports_errors_and_cancel_works() {
-    // A port that takes connections and hangs up at once. Kept bound for the whole test,
-    // so no other test's server can take it over.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            drop(stream);
+    // The phone enrolls through a loopback door that later hangs up every connection at
+    // once: its pinned server address stays the same, only the server is gone. The door
+    // stays bound for the whole test, so no other test's server can take its port over.
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Lotsen Fehler").await;
+    let door = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = door.local_addr().unwrap();
+    let open = Arc::new(AtomicBool::new(true));
+    let target = server.addr;
+    let is_open = open.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = door.accept().await {
+            if !is_open.load(Ordering::SeqCst) {
+                continue;
+            }
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
         }
     });
-    let (server, _, phone) = server_with_phone("Lotsen Fehler").await;
-    let dir = phone.dir.path().to_owned();
-    phone.client.close().await.unwrap();
+    let volunteer = server.volunteer(&coordinator, "Amira", &["ar"]).await;
+    let code = server.enrollment_code(&coordinator, &volunteer).await;
+    let dir = TempDir::new("phone");
+    let key = rand_key();
+    let url = format!("http://{addr}");
+    let client = Client::open(config(dir.path(), &url, key)).await.unwrap();
+    client.enroll(&code, "Testhandy").await.unwrap();
+    within(T, client.sync_now()).await.unwrap();
+    client.close().await.unwrap();
+    open.store(false, Ordering::SeqCst);
 
-    let client = Client::open(config(&dir, &format!("http://{addr}"), phone.key))
-        .await
-        .unwrap();
+    let client = Client::open(config(dir.path(), &url, key)).await.unwrap();
     let err = within(T, client.sync_now()).await.unwrap_err();
     assert!(matches!(err, Error::Network(_)), "{err:?}");
     eventually("error state", T, || async {

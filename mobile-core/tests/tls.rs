@@ -339,12 +339,58 @@ async fn plain_http_and_bad_certificates_are_refused_when_connecting_local_data_
             url,
         );
     }
-    // Nearby addresses may use plain http (a laptop at a training evening, an emulator).
+    // A private address is no place for plain http either (a shelter's Wi-Fi is a local
+    // network too): the store opens, the network stays off.
     for url in ["http://192.168.178.20:8080", "http://10.0.2.2:8080"] {
         let client = Client::open(tls_config(&dir, url, key, None))
             .await
             .unwrap();
+        refused(
+            client.enroll("ABCD-EFGH", "Diensthandy").await,
+            "server_url",
+            url,
+        );
         client.close().await.unwrap();
     }
+    server.stop().await;
+}
+
+/// The server address is pinned at enrollment: the same phone opened with another
+/// address keeps its notes but sends nothing there; its own address works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enrolled_phone_talks_only_to_its_own_server() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Integrationslotsen Musterstadt").await;
+    let phone = enrolled_phone(&server, &coordinator).await;
+    phone.client.set_network_available(false);
+    let case = case_with_note(
+        &phone.client,
+        "P.S.",
+        Topic::Arbeit,
+        &[],
+        "Bewerbung abgeschickt",
+    )
+    .await;
+    phone.client.close().await.unwrap();
+    let elsewhere = server.base.replace("127.0.0.1", "localhost");
+    assert_ne!(elsewhere, server.base);
+    let client = Client::open(config(phone.dir.path(), &elsewhere, phone.key))
+        .await
+        .unwrap();
+    assert_eq!(client.list_notes(&case).await.unwrap().len(), 1);
+    refused(within(T, client.sync_now()).await, "server_url", &elsewhere);
+    client.close().await.unwrap();
+    let path = format!("/api/v1/cases/{case}");
+    assert_eq!(
+        server.get(&path, Some(&coordinator)).await.0,
+        404,
+        "nothing was sent"
+    );
+    let client = Client::open(config(phone.dir.path(), &server.base, phone.key))
+        .await
+        .unwrap();
+    within(T, client.sync_now()).await.unwrap();
+    client.close().await.unwrap();
+    assert_eq!(server.get(&path, Some(&coordinator)).await.0, 200);
     server.stop().await;
 }

@@ -576,13 +576,11 @@ impl ClientPeer {
             Message::Lease { lease_ms, .. } => {
                 self.q.effects.push_back(ClientEffect::RenewLease(lease_ms));
             }
+            // Never a wipe on the wording of an error: a phone with unsynced notes must not
+            // lose them to a message that happens to contain "revoked". Revocation comes as
+            // `lotse-revoked`, or as the typed 401 `device_revoked` when reconnecting.
             Message::Error { message, .. } => {
-                if message.contains("revoked") {
-                    self.q.effects.push_back(ClientEffect::Wipe);
-                    self.close();
-                } else {
-                    self.fail(ClientError::Server(message.chars().take(300).collect()));
-                }
+                self.fail(ClientError::Server(message.chars().take(300).collect()));
             }
             m @ Message::Ephemeral { .. } => {
                 if let Some(e) = Ephemeral::from_message(m) {
@@ -767,6 +765,36 @@ mod tests {
     }
 
     /// Shares announced while a catch-up is under way cost one more catch-up, not one each.
+    #[test]
+    fn only_lotse_revoked_wipes_never_the_wording_of_an_error() {
+        let now = Instant::now();
+        let started = || {
+            let mut peer = ClientPeer::new(ClientConfig::new("phone"), now);
+            assert_eq!(peer.poll_effect(), Some(ClientEffect::Holdings));
+            peer.handle_holdings(Holdings::new());
+            peer
+        };
+        let mut peer = started();
+        let said = |message: &str| Message::Error {
+            sender_id: "server".into(),
+            target_id: Some("phone".into()),
+            message: message.into(),
+        };
+        peer.handle_message(said("the note about the revoked permit is too long"), now);
+        let effects: Vec<ClientEffect> = std::iter::from_fn(|| peer.poll_effect()).collect();
+        assert!(!effects.contains(&ClientEffect::Wipe), "{effects:?}");
+        assert!(failed(&mut peer).is_some());
+
+        let mut peer = started();
+        let revoked = Message::Revoked {
+            sender_id: "server".into(),
+            target_id: "phone".into(),
+        };
+        peer.handle_message(revoked, now);
+        let effects: Vec<ClientEffect> = std::iter::from_fn(|| peer.poll_effect()).collect();
+        assert!(effects.contains(&ClientEffect::Wipe), "{effects:?}");
+    }
+
     #[test]
     fn a_burst_of_shares_costs_one_catch_up() {
         let now = Instant::now();
