@@ -119,6 +119,14 @@ pub struct HttpConfig {
     /// How long a coordinator stays logged in, in hours.
     #[arg(long = "session-hours", env = "LOTSE_SESSION_HOURS", default_value = "12", value_parser = parse_hours)]
     pub session_ttl: Duration,
+    /// Addresses of reverse proxies in front of the server (comma separated): only from
+    /// them is `X-Forwarded-For` read, so that the rate limits see the real clients.
+    #[arg(
+        long = "trusted-proxy",
+        env = "LOTSE_TRUSTED_PROXY",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for HttpConfig {
@@ -126,6 +134,7 @@ impl Default for HttpConfig {
         Self {
             insecure_cookies: false,
             session_ttl: Duration::from_secs(12 * 3600),
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -17,16 +17,21 @@ use crate::{PASSWORD, call_json, fixtures};
 
 /// How the server is started, beyond what every test server has: push endpoints on
 /// loopback are allowed, since tests run their push service there.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Off: no background push sender; the test runs `push::spawn_worker` itself, to
     /// control when and how sends happen.
     pub push_worker: bool,
+    /// `--trusted-proxy`: addresses whose `X-Forwarded-For` the server believes.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { push_worker: true }
+        Self {
+            push_worker: true,
+            trusted_proxies: Vec::new(),
+        }
     }
 }
 
@@ -48,7 +53,10 @@ impl TestServer {
     }
 
     pub async fn start_without_push_worker(backend: Backend) -> Self {
-        let options = Options { push_worker: false };
+        let options = Options {
+            push_worker: false,
+            ..Options::default()
+        };
         Self::start_with(TestDb::new(backend).await, options).await
     }
 
@@ -68,9 +76,11 @@ impl TestServer {
             push_worker: options.push_worker,
             ..PushConfig::default()
         };
-        let state = AppState::new(store.clone(), HttpConfig::default(), push)
-            .await
-            .unwrap();
+        let http = HttpConfig {
+            trusted_proxies: options.trusted_proxies,
+            ..HttpConfig::default()
+        };
+        let state = AppState::new(store.clone(), http, push).await.unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(lotse_server::serve(state.clone(), listener, async {
             let _ = stopped.await;

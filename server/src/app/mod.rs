@@ -7,6 +7,7 @@
 //! Dependencies point one way: `http/`, `sync/` and `dashboard/` use this module (and
 //! `store/`, `hub`, `push/`, ...), never each other; only the router here names them all.
 
+pub mod address;
 pub mod caller;
 pub mod error;
 

@@ -8,12 +8,11 @@
 //! short-lived cookie instead. Every POST checks the token before anything else happens;
 //! a missing or wrong one is answered 403. The session cookie is also `SameSite=Strict`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Extension;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -27,6 +26,7 @@ use super::Dash;
 use super::i18n::{LANG_COOKIE, Lang, cookie, query_param};
 use super::layout::{self, bare_page, html_response};
 use crate::app::AppState;
+use crate::app::address::ClientAddr;
 use crate::app::caller::{Caller, CoordinatorCaller, SESSION_COOKIE, authenticate};
 use crate::auth::{self, SESSION_PREFIX};
 use crate::store::now_ms;
@@ -330,7 +330,7 @@ pub async fn login_page(
 pub async fn login(
     State(state): State<AppState>,
     Extension(dash): Extension<Arc<Dash>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     uri: axum::http::Uri,
     body: axum::body::Bytes,
@@ -369,8 +369,9 @@ pub async fn login(
         );
     }
     // The same budgets as the API's login: one account, one address.
-    let account_key = format!("login-account:{}", email.to_lowercase());
-    let address_key = format!("login-address:{}", peer.ip());
+    // Per account and address, as for the API's login (`http/auth.rs`).
+    let account_key = format!("login-account:{}:{client}", email.to_lowercase());
+    let address_key = format!("login-address:{}", client);
     let now = Instant::now();
     let limited = state
         .limits

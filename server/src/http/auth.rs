@@ -1,9 +1,8 @@
 //! Coordinator login and logout, and `/me` for both kinds of caller.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
@@ -12,6 +11,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::Json;
 use crate::app::AppState;
+use crate::app::address::ClientAddr;
 use crate::app::caller::{Caller, CoordinatorCaller, SESSION_COOKIE};
 use crate::app::error::{Error, ErrorBody, Result};
 use crate::auth::{self, SESSION_PREFIX};
@@ -52,14 +52,20 @@ pub struct LoginResponse {
     ))]
 async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     Json(body): Json<LoginRequest>,
 ) -> Result<impl IntoResponse> {
     if body.email.len() > 320 || body.password.len() > 1024 {
         return Err(Error::InvalidCredentials);
     }
-    let account_key = format!("login-account:{}", body.email.trim().to_lowercase());
-    let address_key = format!("login-address:{}", peer.ip());
+    // Per account and address: wrong passwords from one address must not lock the owner
+    // out from another (anyone who knows an e-mail address could otherwise keep that
+    // account locked); the address budget limits guessing across accounts.
+    let account_key = format!(
+        "login-account:{}:{client}",
+        body.email.trim().to_lowercase()
+    );
+    let address_key = format!("login-address:{}", client);
     let now = Instant::now();
     state
         .limits

@@ -1,9 +1,8 @@
 //! Volunteers' phones: enrollment with a one-time code, listing, revocation.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -12,6 +11,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::extract::{Id, Json};
 use super::volunteers::validate_name;
 use crate::app::AppState;
+use crate::app::address::ClientAddr;
 use crate::app::caller::CoordinatorCaller;
 use crate::app::error::{Error, ErrorBody, Result};
 use crate::auth::{self, DEVICE_PREFIX};
@@ -51,11 +51,11 @@ pub struct EnrollResponse {
     ))]
 async fn enroll(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     Json(body): Json<EnrollRequest>,
 ) -> Result<(StatusCode, axum::Json<EnrollResponse>)> {
     let device_name = validate_name("device_name", &body.device_name)?;
-    let key = format!("enroll-address:{}", peer.ip());
+    let key = format!("enroll-address:{}", client);
     let now = Instant::now();
     state
         .limits

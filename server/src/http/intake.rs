@@ -3,17 +3,17 @@
 //! JavaScript, validated with German messages, rate-limited, with a honeypot field.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, html};
 
 use crate::app::AppState;
+use crate::app::address::ClientAddr;
 use crate::store::{Actor, Invalid, NewRequest, Organisation, RequestDraft, now_ms};
 use crate::timefmt;
 
@@ -337,7 +337,7 @@ fn thanks(org: &Organisation) -> Markup {
 async fn submit(
     State(state): State<AppState>,
     Path(slug): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     body: axum::body::Bytes,
 ) -> Response {
     let org = match organisation(&state, &slug).await {
@@ -345,7 +345,7 @@ async fn submit(
         Ok(None) => return not_found(),
         Err(r) => return r,
     };
-    let key = format!("intake-address:{}", peer.ip());
+    let key = format!("intake-address:{}", client);
     let now = Instant::now();
     if state.limits.intake_address.check(&key, now).is_err() {
         return (

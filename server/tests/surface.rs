@@ -1,0 +1,81 @@
+//! The server's surface from outside: client addresses behind a trusted proxy and a
+//! login lockout that nobody can turn against an account's owner. On SQLite and
+//! PostgreSQL.
+#![allow(clippy::unwrap_used)]
+
+use lotse_testkit::{Backend, Options, TestDb, TestServer, on_both_backends};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "ein langes Passwort 1";
+
+/// A login as the proxy forwards it for `client`.
+async fn login_from(s: &TestServer, client: &str, email: &str, password: &str) -> (u16, Value) {
+    let res = reqwest::Client::new()
+        .post(s.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", client)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn behind_a_trusted_proxy_a_lockout_stays_with_the_guesser(backend: Backend) {
+    // The test talks to the server from 127.0.0.1, standing in for the proxy.
+    let options = Options {
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        ..Options::default()
+    };
+    let s = TestServer::start_with(TestDb::new(backend).await, options).await;
+    let (target, other) = ("leitung@lotse.test", "zweite@lotse.test");
+    s.coordinator("Lotsen Proxy", target, PASSWORD).await;
+    s.coordinator("Lotsen Proxy", other, PASSWORD).await;
+    let (a, b) = ("198.51.100.7", "203.0.113.20");
+
+    let mut refused_early = 0;
+    for _ in 0..30 {
+        match login_from(&s, a, target, "falsch").await.0 {
+            401 => {}
+            429 => refused_early += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(refused_early > 0, "address A is slowed down");
+    assert_eq!(
+        login_from(&s, a, target, PASSWORD).await.0,
+        429,
+        "A stays locked out"
+    );
+    // Another coordinator from B, and the targeted account with its own password from B.
+    let (status, body) = login_from(&s, b, other, PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = login_from(&s, b, target, PASSWORD).await;
+    assert_eq!(status, 200, "the owner is not locked out: {body}");
+    s.stop().await;
+}
+
+async fn without_a_trusted_proxy_forwarded_for_is_ignored(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let email = "leitung@lotse.test";
+    s.coordinator("Lotsen Direkt", email, PASSWORD).await;
+    // Every attempt claims another address; all come from 127.0.0.1 and count there.
+    let mut limited = false;
+    for i in 0..40 {
+        let claimed = format!("198.51.100.{i}");
+        if login_from(&s, &claimed, email, "falsch").await.0 == 429 {
+            limited = true;
+            break;
+        }
+    }
+    assert!(
+        limited,
+        "a forged X-Forwarded-For does not escape the limit"
+    );
+    s.stop().await;
+}
+
+on_both_backends!(
+    behind_a_trusted_proxy_a_lockout_stays_with_the_guesser,
+    without_a_trusted_proxy_forwarded_for_is_ignored,
+);
