@@ -42,6 +42,14 @@ async fn open_store(db: &DbArgs) -> anyhow::Result<Store> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.db.log.log_format);
+    // The demo's coordinator password is printed and published in the README: such a
+    // network must not be reachable from anywhere but this machine.
+    if args.demo && !args.bind.ip().is_loopback() {
+        anyhow::bail!(
+            "--demo listens on this machine only (a loopback address such as 127.0.0.1), not on {}",
+            args.bind
+        );
+    }
     let store = open_store(&args.db).await?;
     if args.demo {
         if demo::seed_if_empty(&store).await? {

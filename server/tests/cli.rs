@@ -109,6 +109,25 @@ async fn create_coordinator_then_login(backend: Backend) {
 
 on_both_backends!(create_coordinator_then_login);
 
+/// The demo's password is public: it refuses to listen beyond this machine, before it
+/// creates or seeds anything.
+#[test]
+fn the_demo_listens_on_loopback_only() {
+    let dir = TempDir::new("cli-demo");
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["serve", "--demo", "--bind", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("loopback"), "{said}");
+    assert!(
+        !dir.path().join("lotse-data").exists(),
+        "nothing was created"
+    );
+}
+
 /// The README's first command, on a fresh folder: creates the SQLite file, seeds the demo
 /// network, prints the login, serves the API, and stops cleanly on SIGTERM.
 #[test]

@@ -244,16 +244,36 @@ impl Store {
     }
 }
 
+/// Creates the database file readable by its owner only (0600), before SQLite would
+/// create it with the umask's permissions: it holds every case. SQLite gives its `-wal`
+/// and `-shm` files the same permissions. An existing file is left as it is.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Adds `mode=rwc` so SQLite creates the file, and creates the folder it lives in.
 fn prepare_sqlite_url(url: &str) -> Result<String> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     let in_memory = path.is_empty() || path == ":memory:" || query.contains("mode=memory");
-    if !in_memory
-        && let Some(parent) = std::path::Path::new(path).parent()
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent).map_err(StoreError::Folder)?;
+    if !in_memory {
+        if let Some(parent) = std::path::Path::new(path).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(StoreError::Folder)?;
+        }
+        // Only where SQLite would create it: not for a read-only or read-write open.
+        if !query.contains("mode=") || query.contains("mode=rwc") {
+            create_private(std::path::Path::new(path)).map_err(StoreError::Folder)?;
+        }
     }
     if query.contains("mode=") {
         Ok(url.to_owned())
@@ -310,6 +330,21 @@ pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(unix)]
+    fn a_new_database_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("lotse-private-{}", super::new_id()));
+        let url = format!("sqlite://{}/lotse.db", dir.display());
+        prepare_sqlite_url(&url).unwrap();
+        let mode = std::fs::metadata(dir.join("lotse.db"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn sqlite_urls_get_create_mode() {
