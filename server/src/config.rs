@@ -127,6 +127,14 @@ pub struct HttpConfig {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Sync connections one device may hold open at once (on this instance). A phone
+    /// needs one, two for a moment while it reconnects.
+    #[arg(
+        long = "sockets-per-device",
+        env = "LOTSE_SOCKETS_PER_DEVICE",
+        default_value = "4"
+    )]
+    pub sockets_per_device: usize,
 }
 
 impl Default for HttpConfig {
@@ -135,6 +143,7 @@ impl Default for HttpConfig {
             insecure_cookies: false,
             session_ttl: Duration::from_secs(12 * 3600),
             trusted_proxies: Vec::new(),
+            sockets_per_device: 4,
         }
     }
 }

@@ -3,7 +3,9 @@
 //! PostgreSQL.
 #![allow(clippy::unwrap_used)]
 
-use lotse_testkit::{Backend, Options, TestDb, TestServer, on_both_backends};
+use std::time::Duration;
+
+use lotse_testkit::{Backend, Options, TestDb, TestServer, connect_sync, on_both_backends};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "ein langes Passwort 1";
@@ -75,7 +77,38 @@ async fn without_a_trusted_proxy_forwarded_for_is_ignored(backend: Backend) {
     s.stop().await;
 }
 
+async fn a_device_holds_a_few_sockets_at_most(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (_, coordinator) = s.new_org("Lotsen Sockets").await;
+    let volunteer = s.volunteer(&coordinator, "Amira", &["ar"]).await;
+    let (_, token) = s.device(&coordinator, &volunteer, "Handy").await;
+    let limit = s.state.sockets.limit;
+    let mut open = Vec::new();
+    for _ in 0..limit {
+        open.push(connect_sync(s.addr, &token).await.unwrap());
+    }
+    match connect_sync(s.addr, &token).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status(), 429);
+            let body: Value = serde_json::from_slice(r.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["error"]["code"], "too_many_connections");
+        }
+        other => panic!("one socket too many: {:?}", other.map(|_| ())),
+    }
+    // Another device of the same volunteer is not affected.
+    let (_, second) = s.device(&coordinator, &volunteer, "Tablet").await;
+    assert!(connect_sync(s.addr, &second).await.is_ok());
+    // A closed socket frees its place.
+    drop(open.pop());
+    lotse_testkit::eventually("a place free again", Duration::from_secs(10), || async {
+        connect_sync(s.addr, &token).await.ok()
+    })
+    .await;
+    s.stop().await;
+}
+
 on_both_backends!(
+    a_device_holds_a_few_sockets_at_most,
     behind_a_trusted_proxy_a_lockout_stays_with_the_guesser,
     without_a_trusted_proxy_forwarded_for_is_ignored,
 );

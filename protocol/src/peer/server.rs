@@ -27,6 +27,14 @@ pub const MAX_EPHEMERAL_BYTES: usize = 64 * 1024;
 const MAX_ID_CHARS: usize = 200;
 /// How many ids of documents a peer asked for before they existed are remembered.
 const MAX_WANTED: usize = 1024;
+/// Access decisions kept per connection; beyond, the cache starts afresh (and asks the
+/// database again), so a peer asking for endless random ids cannot grow it.
+const MAX_CACHED_DECISIONS: usize = 16_384;
+/// Documents one connection may sync; far above any volunteer's or network's holdings.
+pub const MAX_SYNCED_DOCUMENTS: usize = 100_000;
+/// Ephemeral messages (presence, cursors) taken from one connection per second; more are
+/// dropped unseen, so that one client cannot flood every other peer of a document.
+pub const EPHEMERAL_PER_SECOND: u32 = 20;
 const PING_EVERY: Duration = Duration::from_secs(15);
 const DEAD_AFTER: Duration = Duration::from_secs(45);
 
@@ -235,6 +243,8 @@ pub struct ServerPeer {
     q: Queues<Job, Waiting, ServerEffect, ServerEvent>,
     last_heard: Instant,
     next_ping: Instant,
+    /// The current second of ephemeral messages and how many came in it.
+    ephemeral_window: (Instant, u32),
 }
 
 impl ServerPeer {
@@ -253,6 +263,7 @@ impl ServerPeer {
             q: Queues::default(),
             last_heard: now,
             next_ping: now + PING_EVERY,
+            ephemeral_window: (now, 0),
         }
     }
 
@@ -271,9 +282,24 @@ impl ServerPeer {
             ));
         }
         match Message::decode(frame) {
-            Ok(message) => self.push(Job::Message(message)),
+            Ok(message) => self.take(message, now),
             Err(e) => self.violate(format!("malformed message: {e}")),
         }
+    }
+
+    /// Queues a decoded message, unless it is an ephemeral one beyond this second's share.
+    fn take(&mut self, message: Message, now: Instant) {
+        if matches!(message, Message::Ephemeral { .. }) {
+            let (start, count) = &mut self.ephemeral_window;
+            if now.duration_since(*start) >= Duration::from_secs(1) {
+                (*start, *count) = (now, 0);
+            }
+            *count += 1;
+            if *count > EPHEMERAL_PER_SECOND {
+                return;
+            }
+        }
+        self.push(Job::Message(message));
     }
 
     /// A text frame: not part of the protocol.
@@ -290,7 +316,7 @@ impl ServerPeer {
     /// A decoded message (for drivers and tests that decode themselves).
     pub fn handle_message(&mut self, message: Message, now: Instant) {
         self.last_heard = now;
-        self.push(Job::Message(message));
+        self.take(message, now);
     }
 
     /// Another connection (or instance) changed the document.
@@ -383,6 +409,10 @@ impl ServerPeer {
                 return self.violate("the server could not check access; try again later".into());
             }
         };
+        if self.allowed.len().max(self.denied.len()) >= MAX_CACHED_DECISIONS {
+            self.allowed.clear();
+            self.denied.clear();
+        }
         match access {
             Access::Allowed => {
                 self.allowed.insert(id);
@@ -818,6 +848,11 @@ impl ServerPeer {
         if self.syncs.contains_key(&id) {
             return self.exchange(id, then);
         }
+        if self.syncs.len() >= MAX_SYNCED_DOCUMENTS {
+            return self.violate(format!(
+                "more than {MAX_SYNCED_DOCUMENTS} documents on one connection"
+            ));
+        }
         match &self.peer_key {
             Some(key) => {
                 let peer_key = key.clone();
@@ -919,5 +954,53 @@ impl ServerPeer {
         self.touched = false;
         self.q.events.push_back(ServerEvent::Revoked);
         self.send_error("this device was revoked".into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_ephemeral_messages_is_cut_to_a_few_a_second() {
+        let start = Instant::now();
+        let cfg = ServerConfig {
+            server_id: "server".into(),
+            storage_id: "storage".into(),
+            principal: "device:d".into(),
+            is_device: true,
+            lease_ms: None,
+        };
+        let mut peer = ServerPeer::new(cfg, start);
+        let join = Message::Join {
+            sender_id: "phone".into(),
+            peer_metadata: PeerMetadata::default(),
+            supported_protocol_versions: vec![PROTOCOL_VERSION.into()],
+        };
+        peer.handle_message(join, start);
+        let id = DocumentId::from_bytes([3; 16]);
+        let cursor = |count: u64| Message::Ephemeral {
+            sender_id: "phone".into(),
+            target_id: "server".into(),
+            document_id: id,
+            session_id: "s".into(),
+            count,
+            data: vec![0xa0],
+        };
+        // A second's flood, then one message a second later.
+        for count in 0..100 {
+            peer.handle_message(cursor(count), start);
+        }
+        peer.handle_message(cursor(100), start + Duration::from_secs(1));
+        let mut relayed = 0;
+        while let Some(effect) = peer.poll_effect() {
+            match effect {
+                ServerEffect::CheckAccess(asked) => peer.handle_access(asked, Ok(Access::Allowed)),
+                ServerEffect::Relay(_) => relayed += 1,
+                _ => {}
+            }
+        }
+        assert_eq!(relayed, EPHEMERAL_PER_SECOND + 1);
+        assert!(!peer.is_closed(), "dropped, not punished");
     }
 }

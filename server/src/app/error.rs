@@ -47,6 +47,8 @@ pub enum Error {
     UnsupportedMediaType,
     #[error("too many attempts, try again later")]
     TooManyAttempts(Duration),
+    #[error("at most {0} sync connections per device; close one first")]
+    TooManyConnections(usize),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
     #[error("database error")]
@@ -82,7 +84,7 @@ impl Error {
             Self::Taken(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyAttempts(_) | Self::TooManyConnections(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
             Self::Internal(_) | Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -104,6 +106,7 @@ impl Error {
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::TooManyAttempts(_) => "too_many_attempts",
+            Self::TooManyConnections(_) => "too_many_connections",
             Self::Internal(_) | Self::Store(_) => "internal",
         }
     }

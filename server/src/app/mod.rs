@@ -58,6 +58,61 @@ pub struct AppState {
     /// Serialises creating the case of an accepted request (a retried accept must not
     /// create a second one).
     pub case_creation: Arc<tokio::sync::Mutex<()>>,
+    /// Open sync connections per device on this instance.
+    pub sockets: Arc<Sockets>,
+}
+
+/// How many sync connections each device holds open here. A phone needs one (two for a
+/// moment while it reconnects); a device opening more only takes from everyone else.
+pub struct Sockets {
+    /// `--sockets-per-device`.
+    pub limit: usize,
+    per_device: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One counted connection; dropping it frees its place.
+pub struct Socket {
+    sockets: Arc<Sockets>,
+    device: String,
+}
+
+impl Sockets {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            per_device: Default::default(),
+        }
+    }
+
+    /// A place for one more connection of `device`, or `None` when it holds the most.
+    pub fn enter(self: &Arc<Self>, device: &str) -> Option<Socket> {
+        let mut open = self.per_device.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(device.to_owned()).or_default();
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(Socket {
+            sockets: self.clone(),
+            device: device.to_owned(),
+        })
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        let mut open = self
+            .sockets
+            .per_device
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.device) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.device);
+            }
+        }
+    }
 }
 
 impl AppState {
@@ -69,6 +124,7 @@ impl AppState {
         Ok(Self {
             push: Arc::new(Push::new(store.clone(), push).await?),
             case_creation: Arc::new(tokio::sync::Mutex::new(())),
+            sockets: Arc::new(Sockets::new(config.sockets_per_device)),
             hub: Arc::new(Hub::new(store.clone()).await?),
             store,
             config: Arc::new(config),

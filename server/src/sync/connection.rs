@@ -100,7 +100,16 @@ struct Conn {
 /// The socket is gone or the machine closed the connection.
 struct Closed;
 
-pub async fn run(mut socket: WebSocket, hub: Arc<Hub>, store: Store, who: PeerIdentity) {
+/// `place` is the device's counted place among the open connections: freed as soon as
+/// the socket is done, before the bookkeeping at the end, so a phone that reconnects at
+/// once finds it free.
+pub async fn run(
+    mut socket: WebSocket,
+    hub: Arc<Hub>,
+    store: Store,
+    who: PeerIdentity,
+    place: Option<crate::app::Socket>,
+) {
     let mut changes = hub.subscribe();
     let audit = AuditTrail::new(store.clone(), &who);
     let peer = ServerPeer::new(
@@ -213,6 +222,8 @@ pub async fn run(mut socket: WebSocket, hub: Arc<Hub>, store: Store, who: PeerId
             Box::pin(conn.audit.flush()).await;
         }
     }
+    drop(socket);
+    drop(place);
     Box::pin(conn.finish()).await;
     tracing::debug!("sync connection closed");
 }

@@ -129,6 +129,13 @@ async fn upgrade(
             lease_ms: Some(lease_ms),
         },
     };
+    let place = match &who.device_id {
+        Some(device) => match state.sockets.enter(device) {
+            Some(place) => Some(place),
+            None => return Error::TooManyConnections(state.sockets.limit).into_response(),
+        },
+        None => None,
+    };
     let hub = state.hub.clone();
     let store = state.store.clone();
     // tungstenite preallocates its read buffer per socket (128 KiB by default); thousands
@@ -138,5 +145,5 @@ async fn upgrade(
     ws.read_buffer_size(2 * 1024)
         .max_message_size(connection::MAX_FRAME_BYTES * 2)
         .max_frame_size(connection::MAX_FRAME_BYTES * 2)
-        .on_upgrade(move |socket| connection::run(socket, hub, store, who))
+        .on_upgrade(move |socket| connection::run(socket, hub, store, who, place))
 }
