@@ -107,7 +107,40 @@ async fn a_device_holds_a_few_sockets_at_most(backend: Backend) {
     s.stop().await;
 }
 
+async fn every_route_has_the_limits_and_the_headers(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (org, _) = s.new_org("Lotsen Kopf").await;
+    let slug = s.store.organisation(&org).await.unwrap().unwrap().slug;
+    let http = reqwest::Client::new();
+    let pages = [
+        ("/healthz", "default-src 'none'"),
+        ("/api/v1/me", "default-src 'none'"),
+        ("/sync", "default-src 'none'"),
+        ("/dashboard/login", "script-src 'self'"),
+        (&*format!("/anfrage/{slug}"), "style-src 'unsafe-inline'"),
+    ];
+    for (path, policy) in pages {
+        let res = http.get(s.url(path)).send().await.unwrap();
+        let h = res.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains(policy), "{path}: {csp}");
+    }
+    // The public form takes no more than the API does.
+    let res = http
+        .post(s.url(&format!("/anfrage/{slug}")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("beschreibung={}", "x".repeat(70 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    s.stop().await;
+}
+
 on_both_backends!(
+    every_route_has_the_limits_and_the_headers,
     a_device_holds_a_few_sockets_at_most,
     behind_a_trusted_proxy_a_lockout_stays_with_the_guesser,
     without_a_trusted_proxy_forwarded_for_is_ignored,

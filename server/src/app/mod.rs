@@ -139,12 +139,49 @@ impl AppState {
     }
 }
 
+/// How long any request may take before it is answered.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every answer carries unless its router set stricter values (the dashboard sets
+/// its own content policy, the intake form one that allows its inline style): no
+/// sniffing, no framing, no referrer to other sites, and for anything else (JSON, plain
+/// answers) a content policy that allows nothing.
+async fn baseline_headers(mut res: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let h = res.headers_mut();
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    ] {
+        if !h.contains_key(&name) {
+            h.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    res
+}
+
 /// Every route of the server: the REST API (with its own layers), the dashboard and the
 /// sync endpoint, traced alike.
 pub fn router(state: AppState) -> Router {
     crate::http::router()
         .merge(crate::dashboard::router())
         .merge(crate::sync::router())
+        // For every route, the API's and the pages' alike: no body larger than the API
+        // takes, no request that hangs for ever (a WebSocket or an event stream answers
+        // at once and lives on outside this), and the headers below.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::http::MAX_BODY_BYTES,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(axum::middleware::map_response(baseline_headers))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                 // Only the path: query strings may carry a token (browser WebSockets).

@@ -18,7 +18,22 @@ use crate::store::{Actor, Invalid, NewRequest, Organisation, RequestDraft, now_m
 use crate::timefmt;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/anfrage/{slug}", get(show).post(submit))
+    Router::new()
+        .route("/anfrage/{slug}", get(show).post(submit))
+        .layer(axum::middleware::map_response(content_policy))
+}
+
+/// The form's only style is inline (the page must work without anything else loaded);
+/// nothing else may run or load, and the form posts only here.
+async fn content_policy(mut res: Response) -> Response {
+    res.headers_mut().insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
+             base-uri 'none'; frame-ancestors 'none'",
+        ),
+    );
+    res
 }
 
 const KINDS: [(&str, &str); 9] = [

@@ -1,5 +1,6 @@
 //! The REST API: one module per resource, each with its `router()`, merged here with the
-//! API's layers (body limit, timeout) and the generated OpenAPI document. The state and
+//! generated OpenAPI document (the body limit, timeout and baseline headers are the
+//! application root's, for every route). The state and
 //! the root router are the application root's (`crate::app`).
 
 mod auth;
@@ -15,13 +16,9 @@ mod requests;
 mod volunteers;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -63,9 +60,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The API with its OpenAPI document and its layers (body limit, timeout), then the
-/// routes outside those layers: health and the intake form. The application root merges
-/// this with the dashboard and the sync endpoint.
+/// The API with its OpenAPI document and its JSON 404, then health and the intake form.
+/// The application root merges this with the dashboard and the sync endpoint.
 pub fn router() -> Router<AppState> {
     let (api, openapi) = api();
     let openapi = Arc::new(openapi);
@@ -79,11 +75,6 @@ pub fn router() -> Router<AppState> {
             }),
         )
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
-        ))
         .merge(health::router())
         .merge(intake::router())
 }
