@@ -59,8 +59,38 @@ impl Limiter {
         }
     }
 
+    /// Checks and counts one attempt as a failure in one step, so that attempts made at
+    /// the same moment cannot all pass the check before any of them is counted. An
+    /// attempt that then succeeds takes its count back with [`Limiter::refund`] (or
+    /// clears the key with [`Limiter::success`]).
+    pub fn attempt(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(until) = entries.get(key).and_then(|e| e.blocked_until)
+            && until > now
+        {
+            return Err(until - now);
+        }
+        self.record(&mut entries, key, now);
+        Ok(())
+    }
+
+    /// Takes back the count of one attempt that succeeded.
+    pub fn refund(&self, key: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = entries.get_mut(key) {
+            entry.failures = entry.failures.saturating_sub(1);
+            if entry.failures <= self.policy.free_failures {
+                entry.blocked_until = None;
+            }
+        }
+    }
+
     pub fn failure(&self, key: &str, now: Instant) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        self.record(&mut entries, key, now);
+    }
+
+    fn record(&self, entries: &mut HashMap<String, Entry>, key: &str, now: Instant) {
         // Bound memory under a flood of distinct keys: drop what the window forgot.
         if entries.len() > 10_000 {
             let window = self.policy.window;
@@ -99,6 +129,21 @@ impl Limiter {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attempts_at_the_same_moment_are_counted_before_they_are_checked() {
+        let l = Limiter::new(policy());
+        let t = Instant::now();
+        // Ten attempts before any verdict: the free three pass, then the key waits.
+        let passed = (0..10).filter(|_| l.attempt("a", t).is_ok()).count();
+        assert_eq!(passed, 4, "three free, the fourth sets the first wait");
+        // Successful ones give their count back.
+        let l = Limiter::new(policy());
+        for _ in 0..10 {
+            assert!(l.attempt("b", t).is_ok());
+            l.refund("b");
+        }
+    }
 
     fn policy() -> Policy {
         Policy {

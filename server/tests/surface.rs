@@ -139,7 +139,23 @@ async fn every_route_has_the_limits_and_the_headers(backend: Backend) {
     s.stop().await;
 }
 
+async fn parallel_guesses_are_counted_before_they_are_checked(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let email = "leitung@lotse.test";
+    s.coordinator("Lotsen Parallel", email, PASSWORD).await;
+    let guesses = (0..30).map(|_| login_from(&s, "127.0.0.1", email, "falsch"));
+    let answers = futures_util::future::join_all(guesses).await;
+    let checked = answers.iter().filter(|(status, _)| *status == 401).count();
+    let refused = answers.iter().filter(|(status, _)| *status == 429).count();
+    assert_eq!(checked + refused, 30);
+    // The account allows five free failures (the sixth sets the first wait): no more
+    // passwords were tried however many came at once.
+    assert!(checked <= 6, "{checked} passwords tried");
+    s.stop().await;
+}
+
 on_both_backends!(
+    parallel_guesses_are_counted_before_they_are_checked,
     every_route_has_the_limits_and_the_headers,
     a_device_holds_a_few_sockets_at_most,
     behind_a_trusted_proxy_a_lockout_stays_with_the_guesser,

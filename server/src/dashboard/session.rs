@@ -368,16 +368,21 @@ pub async fn login(
             ),
         );
     }
-    // The same budgets as the API's login: one account, one address.
-    // Per account and address, as for the API's login (`http/auth.rs`).
+    // The same budgets as the API's login (`http/auth.rs`): per account and address, and
+    // per address; counted before the password is checked, refunded on success.
     let account_key = format!("login-account:{}:{client}", email.to_lowercase());
     let address_key = format!("login-address:{}", client);
     let now = Instant::now();
-    let limited = state
-        .limits
+    let limits = &state.limits;
+    let limited = limits
         .login_account
-        .check(&account_key, now)
-        .and_then(|()| state.limits.login_address.check(&address_key, now));
+        .attempt(&account_key, now)
+        .and_then(|()| {
+            limits
+                .login_address
+                .attempt(&address_key, now)
+                .inspect_err(|_| limits.login_account.refund(&account_key))
+        });
     if let Err(wait) = limited {
         let minutes = wait.as_secs().div_ceil(60).max(1);
         let message = match l {
@@ -411,8 +416,6 @@ pub async fn login(
     let coordinator = match coordinator {
         Some(c) if ok => c,
         _ => {
-            state.limits.login_account.failure(&account_key, now);
-            state.limits.login_address.failure(&address_key, now);
             tracing::info!("failed coordinator login (dashboard)");
             return again(
                 StatusCode::UNAUTHORIZED,
@@ -423,7 +426,8 @@ pub async fn login(
             );
         }
     };
-    state.limits.login_account.success(&account_key);
+    limits.login_account.success(&account_key);
+    limits.login_address.refund(&address_key);
     let token = auth::new_token(SESSION_PREFIX);
     let expires_at = now_ms() + state.config.session_ttl.as_millis() as i64;
     if let Err(e) = state

@@ -67,16 +67,17 @@ async fn login(
     );
     let address_key = format!("login-address:{}", client);
     let now = Instant::now();
-    state
-        .limits
+    // Counted before the password is checked, so parallel guesses cannot slip through
+    // between check and record; a login that succeeds takes its count back.
+    let limits = &state.limits;
+    limits
         .login_account
-        .check(&account_key, now)
+        .attempt(&account_key, now)
         .map_err(Error::TooManyAttempts)?;
-    state
-        .limits
-        .login_address
-        .check(&address_key, now)
-        .map_err(Error::TooManyAttempts)?;
+    if let Err(wait) = limits.login_address.attempt(&address_key, now) {
+        limits.login_account.refund(&account_key);
+        return Err(Error::TooManyAttempts(wait));
+    }
 
     let coordinator = state.store.coordinator_by_email(&body.email).await?;
     let hash = coordinator
@@ -90,13 +91,12 @@ async fn login(
     let coordinator = match coordinator {
         Some(c) if ok => c,
         _ => {
-            state.limits.login_account.failure(&account_key, now);
-            state.limits.login_address.failure(&address_key, now);
             tracing::info!("failed coordinator login");
             return Err(Error::InvalidCredentials);
         }
     };
-    state.limits.login_account.success(&account_key);
+    limits.login_account.success(&account_key);
+    limits.login_address.refund(&address_key);
 
     let token = auth::new_token(SESSION_PREFIX);
     let expires_at = now_ms() + state.config.session_ttl.as_millis() as i64;

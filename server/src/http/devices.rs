@@ -57,13 +57,14 @@ async fn enroll(
     let device_name = validate_name("device_name", &body.device_name)?;
     let key = format!("enroll-address:{}", client);
     let now = Instant::now();
+    // Counted before the code is tried, so that parallel guesses cannot slip through
+    // between check and record; a code that works takes its count back.
     state
         .limits
         .enroll_address
-        .check(&key, now)
+        .attempt(&key, now)
         .map_err(Error::TooManyAttempts)?;
     let Some(code_hash) = auth::code_hash(&body.code) else {
-        state.limits.enroll_address.failure(&key, now);
         return Err(Error::bad_request(
             "invalid_code",
             "an enrollment code has 10 letters and digits, like 7KQ2M-X9D4T",
@@ -76,11 +77,9 @@ async fn enroll(
         .await
     {
         Ok(d) => d,
-        Err(e) => {
-            state.limits.enroll_address.failure(&key, now);
-            return Err(e.into());
-        }
+        Err(e) => return Err(e.into()),
     };
+    state.limits.enroll_address.refund(&key);
     tracing::info!(device_id = %enrolled.device.id, volunteer_id = %enrolled.device.volunteer_id, "device enrolled");
     Ok((
         StatusCode::CREATED,

@@ -362,15 +362,15 @@ async fn submit(
     };
     let key = format!("intake-address:{}", client);
     let now = Instant::now();
-    if state.limits.intake_address.check(&key, now).is_err() {
+    // Every submission counts towards the address's budget, accepted or not, counted
+    // in the same step as the check.
+    if state.limits.intake_address.attempt(&key, now).is_err() {
         return (
             StatusCode::TOO_MANY_REQUESTS,
             Html(page("Zu viele Anfragen", html! { h1 { "Zu viele Anfragen in kurzer Zeit." } p { "Bitte versuchen Sie es später noch einmal oder rufen Sie die Koordination an." } p.en { "Too many requests; please try again later." } }).into_string()),
         )
             .into_response();
     }
-    // Every submission counts towards the address's budget, accepted or not.
-    state.limits.intake_address.failure(&key, now);
     let fields = parse(&body);
     if fields.get("website").is_some_and(|v| !v.trim().is_empty()) {
         tracing::info!("intake: honeypot filled, nothing created");
