@@ -60,6 +60,8 @@ pub struct AppState {
     pub case_creation: Arc<tokio::sync::Mutex<()>>,
     /// Open sync connections per device on this instance.
     pub sockets: Arc<Sockets>,
+    /// Password checks running at once (argon2 takes a core and 19 MiB each).
+    password_checks: Arc<tokio::sync::Semaphore>,
 }
 
 /// How many sync connections each device holds open here. A phone needs one (two for a
@@ -125,11 +127,26 @@ impl AppState {
             push: Arc::new(Push::new(store.clone(), push).await?),
             case_creation: Arc::new(tokio::sync::Mutex::new(())),
             sockets: Arc::new(Sockets::new(config.sockets_per_device)),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
             hub: Arc::new(Hub::new(store.clone()).await?),
             store,
             config: Arc::new(config),
             limits: Arc::new(Limits::new()),
         })
+    }
+
+    /// Whether `password` matches `hash`, checked off the async workers and never more
+    /// at once than there are cores: a burst of logins waits its turn instead of taking
+    /// every core and all memory from the sync connections.
+    pub async fn check_password(&self, password: String, hash: String) -> bool {
+        let Ok(_turn) = self.password_checks.acquire().await else {
+            return false;
+        };
+        tokio::task::spawn_blocking(move || crate::auth::verify_password(&password, &hash))
+            .await
+            .unwrap_or(false)
     }
 
     /// Rights the store has taken away (and told other instances of): this instance's

@@ -410,9 +410,7 @@ pub async fn login(
         .as_ref()
         .map(|c| c.password_hash.clone())
         .unwrap_or_else(|| auth::dummy_hash().to_owned());
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
-        .await
-        .unwrap_or(false);
+    let ok = state.check_password(password, hash).await;
     let coordinator = match coordinator {
         Some(c) if ok => c,
         _ => {

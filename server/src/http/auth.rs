@@ -84,10 +84,7 @@ async fn login(
         .as_ref()
         .map(|c| c.password_hash.clone())
         .unwrap_or_else(|| auth::dummy_hash().to_owned());
-    let password = body.password;
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
-        .await
-        .map_err(|e| Error::Internal(e.into()))?;
+    let ok = state.check_password(body.password, hash).await;
     let coordinator = match coordinator {
         Some(c) if ok => c,
         _ => {
