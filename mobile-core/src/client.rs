@@ -257,6 +257,7 @@ impl Client {
                 return Err(e);
             }
         };
+        let lapsed_at_open = repo.lapsed_at_open;
         // An enrolled phone talks to the server it enrolled with and no other: a changed
         // address (a typo, or a setting someone slipped in) must not receive its token and
         // notes. The notes stay readable.
@@ -284,11 +285,7 @@ impl Client {
             network: AtomicBool::new(true),
             offers_wake: Notify::new(),
         });
-        if shared
-            .repo
-            .try_lock()
-            .is_ok_and(|r| r.as_ref().is_some_and(|r| r.lapsed_at_open))
-        {
+        if lapsed_at_open {
             tracing::warn!(
                 "no contact with the server for longer than the lease; local data destroyed"
             );

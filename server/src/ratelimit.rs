@@ -50,8 +50,10 @@ impl Limiter {
         }
     }
 
-    /// `Err(wait)` while the key is blocked.
-    pub fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
+    /// `Err(wait)` while the key is blocked; a look that counts nothing, for the tests
+    /// (the server counts with [`Limiter::attempt`]).
+    #[cfg(test)]
+    fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         match entries.get(key).and_then(|e| e.blocked_until) {
             Some(until) if until > now => Err(until - now),
@@ -85,7 +87,8 @@ impl Limiter {
         }
     }
 
-    pub fn failure(&self, key: &str, now: Instant) {
+    #[cfg(test)]
+    fn failure(&self, key: &str, now: Instant) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         self.record(&mut entries, key, now);
     }

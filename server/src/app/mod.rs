@@ -149,6 +149,27 @@ impl AppState {
             .unwrap_or(false)
     }
 
+    /// Replaces a case's volunteers and tells this instance's connections at once: the
+    /// removed volunteers' stop receiving the case, the added ones' catch up. The one way
+    /// the API and the dashboard do it, so neither can store the change and forget to
+    /// tell the sockets.
+    pub async fn set_case_volunteers(
+        &self,
+        organisation_id: &str,
+        actor_id: &str,
+        id: &lotse_protocol::DocumentId,
+        volunteer_ids: &[String],
+    ) -> Result<crate::store::Reassigned, crate::store::ReassignError> {
+        let mut done = self
+            .store
+            .set_case_volunteers(organisation_id, actor_id, id, volunteer_ids)
+            .await?;
+        self.access_shrank(std::mem::take(&mut done.shrunk));
+        self.hub.shared_with(done.added.clone());
+        tracing::info!(document_id = %id, added = done.added.len(), removed = done.removed.len(), "case volunteers replaced");
+        Ok(done)
+    }
+
     /// Rights the store has taken away (and told other instances of): this instance's
     /// open connections close or check again.
     pub fn access_shrank(&self, changes: impl IntoIterator<Item = AccessChange>) {

@@ -237,16 +237,10 @@ pub async fn set_volunteers(
     };
     let chosen = f.all("volunteer");
     match state
-        .store
         .set_case_volunteers(s.org(), s.caller.id(), &id, &chosen)
         .await
     {
-        Ok(done) => {
-            state.access_shrank(done.shrunk);
-            state.hub.shared_with(done.added.clone());
-            tracing::info!(document_id = %id, added = done.added.len(), removed = done.removed.len(), "case volunteers replaced (dashboard)");
-            Redirect::to(&format!("/dashboard/cases/{id}?team=1#team")).into_response()
-        }
+        Ok(_) => Redirect::to(&format!("/dashboard/cases/{id}?team=1#team")).into_response(),
         Err(ReassignError::NotFound) => layout::not_found(l),
         Err(ReassignError::NotAVolunteer(_)) => layout::error_page(
             l,

@@ -191,7 +191,6 @@ async fn set_volunteers(
         volunteers.push(v.hyphenated().to_string());
     }
     let done = state
-        .store
         .set_case_volunteers(caller.organisation_id(), caller.id(), &id, &volunteers)
         .await
         .map_err(|e| match e {
@@ -199,9 +198,6 @@ async fn set_volunteers(
             ReassignError::NotAVolunteer(_) => Error::invalid("volunteer_ids", e.to_string()),
             ReassignError::Store(e) => Error::Store(e),
         })?;
-    state.access_shrank(done.shrunk);
-    state.hub.shared_with(done.added.clone());
-    tracing::info!(document_id = %id, added = done.added.len(), removed = done.removed.len(), "case volunteers replaced");
     Ok(axum::Json(CaseVolunteersChanged {
         volunteer_ids: done.volunteer_ids,
         added: done.added,

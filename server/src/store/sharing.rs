@@ -226,22 +226,26 @@ impl Store {
                 .filter_map(|s| s.strip_suffix(&suffix))
                 .map(str::to_owned),
         );
-        let mut cases = Vec::with_capacity(ids.len());
-        for id in ids {
-            let label: Option<String> =
-                sqlx::query_scalar("SELECT label FROM case_index WHERE document_id = $1")
-                    .bind(&id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-            cases.push((id, label.unwrap_or_default()));
-        }
-        cases.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-        let lease_ms: Option<i64> =
-            sqlx::query_scalar("SELECT device_lease_days FROM organisations WHERE id = $1")
+        // One query for the labels, not one per case.
+        let labels: std::collections::HashMap<String, String> =
+            sqlx::query_as("SELECT document_id, label FROM case_index WHERE organisation_id = $1")
                 .bind(organisation_id)
-                .fetch_optional(&self.pool)
+                .fetch_all(&self.pool)
                 .await?
-                .map(|days: i64| days * 24 * 3_600_000);
+                .into_iter()
+                .collect();
+        let mut cases: Vec<(String, String)> = ids
+            .into_iter()
+            .map(|id| {
+                let label = labels.get(&id).cloned().unwrap_or_default();
+                (id, label)
+            })
+            .collect();
+        cases.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        let lease_ms = self
+            .organisation_settings(organisation_id)
+            .await?
+            .and_then(|s| i64::try_from(s.lease_ms()).ok());
         Ok(Some(Exposure {
             lease_lapses_at: last_contact.zip(lease_ms).map(|(at, ms)| at + ms),
             device,
