@@ -9,6 +9,7 @@ pub mod docid;
 pub mod notice;
 pub mod offer;
 pub mod peer;
+pub mod quota;
 pub mod rfc3339;
 pub mod schema;
 pub mod session;

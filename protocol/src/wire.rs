@@ -145,6 +145,16 @@ pub enum Message {
         target_id: String,
         lease_ms: u64,
     },
+    /// `lotse-refused`, server -> client: the client's last sync message for the document
+    /// broke `rule` (a [`crate::quota::Rule`] code) with its `limit`; nothing of it was
+    /// stored or forwarded. Only this document is refused; the connection goes on.
+    Refused {
+        sender_id: String,
+        target_id: String,
+        document_id: DocumentId,
+        rule: String,
+        limit: u64,
+    },
 }
 
 /// Why a frame is not a message. The text is meant for the peer (in an `error` message)
@@ -199,6 +209,7 @@ mod types {
     pub const REVOKED: &str = "lotse-revoked";
     pub const SHARED: &str = "lotse-shared";
     pub const LEASE: &str = "lotse-lease";
+    pub const REFUSED: &str = "lotse-refused";
 }
 
 impl Message {
@@ -221,6 +232,7 @@ impl Message {
             Self::Revoked { .. } => types::REVOKED,
             Self::Shared { .. } => types::SHARED,
             Self::Lease { .. } => types::LEASE,
+            Self::Refused { .. } => types::REFUSED,
         }
     }
 
@@ -235,6 +247,7 @@ impl Message {
                 | Self::Revoked { .. }
                 | Self::Shared { .. }
                 | Self::Lease { .. }
+                | Self::Refused { .. }
         )
     }
 
@@ -255,7 +268,8 @@ impl Message {
             | Self::Manifest { sender_id, .. }
             | Self::Revoked { sender_id, .. }
             | Self::Shared { sender_id, .. }
-            | Self::Lease { sender_id, .. } => sender_id,
+            | Self::Lease { sender_id, .. }
+            | Self::Refused { sender_id, .. } => sender_id,
         }
     }
 
@@ -276,7 +290,8 @@ impl Message {
             | Self::Manifest { target_id, .. }
             | Self::Revoked { target_id, .. }
             | Self::Shared { target_id, .. }
-            | Self::Lease { target_id, .. } => Some(target_id),
+            | Self::Lease { target_id, .. }
+            | Self::Refused { target_id, .. } => Some(target_id),
         }
     }
 
@@ -286,7 +301,8 @@ impl Message {
             | Self::Sync { document_id, .. }
             | Self::DocUnavailable { document_id, .. }
             | Self::Ephemeral { document_id, .. }
-            | Self::RemoteHeadsChanged { document_id, .. } => Some(document_id),
+            | Self::RemoteHeadsChanged { document_id, .. }
+            | Self::Refused { document_id, .. } => Some(document_id),
             _ => None,
         }
     }
@@ -390,6 +406,13 @@ impl Message {
                 sender_id: f.text("senderId")?,
                 target_id: f.text("targetId")?,
                 lease_ms: f.number("leaseMs")?,
+            },
+            types::REFUSED => Self::Refused {
+                sender_id: f.text("senderId")?,
+                target_id: f.text("targetId")?,
+                document_id: f.document_id()?,
+                rule: f.text("rule")?,
+                limit: f.number("limit")?,
             },
             _ => return Err(WireError::UnknownType(ty)),
         };
@@ -529,6 +552,19 @@ impl Message {
                 m.text("senderId", sender_id);
                 m.text("targetId", target_id);
                 m.uint("leaseMs", *lease_ms);
+            }
+            Self::Refused {
+                sender_id,
+                target_id,
+                document_id,
+                rule,
+                limit,
+            } => {
+                m.text("senderId", sender_id);
+                m.text("targetId", target_id);
+                m.document_id(document_id);
+                m.text("rule", rule);
+                m.uint("limit", *limit);
             }
             Self::InSync {
                 sender_id,

@@ -20,6 +20,7 @@ use automerge::ChangeHash;
 use super::{Ephemeral, Queues};
 use crate::catchup::{digest, heads_digest, plan};
 use crate::docid::DocumentId;
+use crate::quota::{Refusal, Rule};
 use crate::wire::{Message, PROTOCOL_VERSION, PeerMetadata, WireError};
 
 /// How a client behaves; [`ClientConfig::new`] gives our clients' defaults.
@@ -119,8 +120,13 @@ pub enum ClientEffect {
     ServerHas(Vec<(DocumentId, Vec<ChangeHash>)>),
     /// The server no longer lets us sync the document: delete it and its key.
     Forget(DocumentId),
-    /// The server refused a document we hold and it never had (created here).
-    Refused(DocumentId),
+    /// The server refused a document we hold: one it never had (created here), answered
+    /// `doc-unavailable` (`rule: None`), or changes it would not take (`lotse-refused`,
+    /// naming the rule). Show the document as failed; the others keep syncing.
+    Refused {
+        id: DocumentId,
+        rule: Option<Refusal>,
+    },
     /// The device was revoked: wipe every local document.
     Wipe,
     /// The server renewed the lease: the documents stay readable for this long (ms) from
@@ -213,6 +219,9 @@ pub struct ClientPeer {
     owed: bool,
     rounds: u32,
     differing: BTreeSet<DocumentId>,
+    /// Refused by the server in this connection: not offered again until the next one,
+    /// and left out of the catch-up's verdict (it cannot match while the server refuses).
+    refused: HashSet<DocumentId>,
     closed: bool,
     q: Queues<Job, Waiting, ClientEffect, ClientEvent>,
     last_heard: Instant,
@@ -232,6 +241,7 @@ impl ClientPeer {
             owed: false,
             rounds: 0,
             differing: BTreeSet::new(),
+            refused: HashSet::new(),
             closed: false,
             q: Queues::default(),
             last_heard: now,
@@ -443,7 +453,11 @@ impl ClientPeer {
             match job {
                 Job::Message(m) => self.on_message(m),
                 Job::LocalChange(ids) => {
-                    let hints = ids.into_iter().map(|id| (id, self.hint(&id))).collect();
+                    let hints = ids
+                        .into_iter()
+                        .filter(|id| !self.refused.contains(id))
+                        .map(|id| (id, self.hint(&id)))
+                        .collect();
                     self.offer(hints, AfterOffers::Nothing);
                 }
                 Job::Fetch(id) => {
@@ -516,7 +530,7 @@ impl ClientPeer {
         let unconfirmed: Vec<(DocumentId, Option<Vec<ChangeHash>>)> = self
             .known
             .iter()
-            .filter(|(_, h)| h.unconfirmed())
+            .filter(|(id, h)| h.unconfirmed() && !self.refused.contains(id))
             .map(|(id, h)| (*id, h.server_heads.clone()))
             .collect();
         let holdings = self.known.clone();
@@ -576,6 +590,22 @@ impl ClientPeer {
             Message::Lease { lease_ms, .. } => {
                 self.q.effects.push_back(ClientEffect::RenewLease(lease_ms));
             }
+            Message::Refused {
+                document_id,
+                rule,
+                limit,
+                ..
+            } => {
+                self.refused.insert(document_id);
+                self.differing.remove(&document_id);
+                self.q.effects.push_back(ClientEffect::Refused {
+                    id: document_id,
+                    rule: Some(Refusal {
+                        rule: Rule::from_code(&rule),
+                        limit,
+                    }),
+                });
+            }
             // Never a wipe on the wording of an error: a phone with unsynced notes must not
             // lose them to a message that happens to contain "revoked". Revocation comes as
             // `lotse-revoked`, or as the typed 401 `device_revoked` when reconnecting.
@@ -618,6 +648,14 @@ impl ClientPeer {
             // A later barrier is on its way (sync_now during a catch-up).
             return;
         }
+        self.settled();
+    }
+
+    /// The last outstanding catch-up ended: caught up, unless another one is owed.
+    fn settled(&mut self) {
+        if !self.barriers.is_empty() {
+            return;
+        }
         if self.owed {
             self.owed = false;
             return self.enqueue(Job::CatchUp);
@@ -649,11 +687,18 @@ impl ClientPeer {
         }
         let mut work: Vec<(DocumentId, Option<Vec<ChangeHash>>)> = Vec::new();
         for id in plan.differ.iter().chain(&plan.only_local) {
-            work.push((*id, self.hint(id)));
+            if !self.refused.contains(id) {
+                work.push((*id, self.hint(id)));
+            }
         }
         for id in &plan.missing_locally {
             self.requested.insert(*id);
             work.push((*id, None));
+        }
+        if work.is_empty() && !self.refused.is_empty() {
+            // Only refused documents differ: another round would get the same manifest.
+            // Everything else is in sync, which is what this catch-up can achieve.
+            return self.settled();
         }
         if self.differing.is_empty() {
             self.differing = work.iter().map(|(id, _)| *id).collect();
@@ -690,7 +735,9 @@ impl ClientPeer {
             self.known.remove(&id);
             self.q.effects.push_back(ClientEffect::Forget(id));
         } else {
-            self.q.effects.push_back(ClientEffect::Refused(id));
+            self.q
+                .effects
+                .push_back(ClientEffect::Refused { id, rule: None });
         }
     }
 }
@@ -897,5 +944,97 @@ mod tests {
         };
         peer.handle_applied(id, Ok(applied));
         assert_eq!(progress(&mut peer), Some((1, 1)));
+    }
+
+    /// A document the server refuses fails alone: it is not offered again in this
+    /// connection, and the catch-up ends caught up over the others instead of asking round
+    /// after round for a verdict that cannot come.
+    #[test]
+    fn a_refused_document_fails_alone_and_the_catch_up_settles() {
+        use automerge::transaction::Transactable;
+        let now = Instant::now();
+        let held = |text: &str| {
+            let mut doc = automerge::Automerge::new();
+            let mut tx = doc.transaction();
+            tx.put(automerge::ROOT, "x", text).unwrap();
+            tx.commit();
+            doc.get_heads()
+        };
+        let (big, small) = (
+            DocumentId::from_bytes([1; 16]),
+            DocumentId::from_bytes([2; 16]),
+        );
+        let (big_heads, small_heads) = (held("big"), held("small"));
+        let mut holdings = Holdings::new();
+        holdings.insert(big, Holding::new(big_heads.clone(), None));
+        holdings.insert(small, Holding::new(small_heads.clone(), Some(&small_heads)));
+
+        let mut peer = ClientPeer::new(ClientConfig::new("phone"), now);
+        peer.handle_message(
+            Message::Peer {
+                sender_id: "server".into(),
+                target_id: "phone".into(),
+                peer_metadata: PeerMetadata::default(),
+                selected_protocol_version: PROTOCOL_VERSION.into(),
+            },
+            now,
+        );
+        assert_eq!(peer.poll_effect(), Some(ClientEffect::Holdings));
+        peer.handle_holdings(holdings.clone());
+        assert_eq!(
+            peer.poll_effect(),
+            Some(ClientEffect::Offer(vec![(big, None)]))
+        );
+        let offered = Offered {
+            data: Some(vec![0x42]),
+            empty: false,
+        };
+        peer.handle_offers(vec![(big, offered)]);
+        let sent: Vec<Message> = std::iter::from_fn(|| peer.poll_transmit()).collect();
+        assert!(
+            matches!(sent.last(), Some(Message::Catchup { .. })),
+            "{sent:?}"
+        );
+
+        peer.handle_message(
+            Message::Refused {
+                sender_id: "server".into(),
+                target_id: "phone".into(),
+                document_id: big,
+                rule: "document-bytes".into(),
+                limit: 8,
+            },
+            now,
+        );
+        assert_eq!(
+            peer.poll_effect(),
+            Some(ClientEffect::Refused {
+                id: big,
+                rule: Some(Refusal {
+                    rule: Rule::DocumentBytes,
+                    limit: 8
+                })
+            })
+        );
+        // The server never took the big one: its manifest differs there only.
+        peer.handle_message(
+            Message::Manifest {
+                sender_id: "server".into(),
+                target_id: "phone".into(),
+                entries: vec![(small, heads_digest(&small_heads))],
+            },
+            now,
+        );
+        assert_eq!(peer.poll_effect(), Some(ClientEffect::Holdings));
+        peer.handle_holdings(holdings);
+        let events: Vec<ClientEvent> = std::iter::from_fn(|| peer.poll_event()).collect();
+        assert!(events.contains(&ClientEvent::CaughtUp), "{events:?}");
+        let sent: Vec<Message> = std::iter::from_fn(|| peer.poll_transmit()).collect();
+        assert!(sent.is_empty(), "no further round: {sent:?}");
+        // A local edit of the refused document is not offered in this connection.
+        while peer.poll_effect().is_some() {}
+        peer.local_change(vec![big]);
+        assert_eq!(peer.poll_effect(), None);
+        assert!(!peer.is_closed());
     }
 }

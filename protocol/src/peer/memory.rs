@@ -93,7 +93,7 @@ impl MemoryDocs {
             ClientEffect::Forget(id) => {
                 self.docs.remove(&id);
             }
-            ClientEffect::Refused(id) => {
+            ClientEffect::Refused { id, .. } => {
                 self.refused.insert(id);
             }
             ClientEffect::Wipe => {

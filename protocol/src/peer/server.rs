@@ -15,6 +15,7 @@ use automerge::{Automerge, ChangeHash};
 use super::{Ephemeral, Queues};
 use crate::catchup::{digest, heads_digest};
 use crate::docid::DocumentId;
+use crate::quota::Refusal;
 use crate::session::{DocSync, SessionError};
 use crate::wire::{Message, PROTOCOL_VERSION, PeerMetadata};
 
@@ -131,6 +132,10 @@ pub enum ExchangeError {
     Storage,
     /// The stored document could not be loaded.
     Load,
+    /// The changes would break a quota (or borrow another writer's actor): nothing of them
+    /// was stored, and the driver dropped what it had applied in memory. Only this
+    /// document is refused; the connection goes on.
+    Refused(Refusal),
 }
 
 /// What the driver must do for the machine. The ones marked "answer" stop the machine
@@ -236,6 +241,9 @@ pub struct ServerPeer {
     denied: HashSet<DocumentId>,
     /// Asked for (`request`) while the server had nothing; told when it arrives.
     wanted: VecDeque<DocumentId>,
+    /// Refused in this connection: what the peer sends for them is not applied again (it
+    /// would be the same changes), and their news is not sent (the reply would bring them).
+    refused: HashSet<DocumentId>,
     /// The peer spoke our extension first, so we may send ours.
     extended: bool,
     touched: bool,
@@ -257,6 +265,7 @@ impl ServerPeer {
             allowed: HashSet::new(),
             denied: HashSet::new(),
             wanted: VecDeque::new(),
+            refused: HashSet::new(),
             extended: false,
             touched: false,
             closed: false,
@@ -474,6 +483,25 @@ impl ServerPeer {
             Err(ExchangeError::Load) => {
                 return self
                     .violate("the server could not load a document; try again later".into());
+            }
+            Err(ExchangeError::Refused(refusal)) => {
+                // What the peer's state says we received was dropped: start afresh, so a
+                // later exchange (next connection) does not assume we hold it.
+                self.syncs.insert(id, DocSync::new());
+                if self.refused.len() < MAX_WANTED {
+                    self.refused.insert(id);
+                }
+                if self.extended {
+                    self.q.transmit.push_back(Message::Refused {
+                        sender_id: self.cfg.server_id.clone(),
+                        target_id: self.target(),
+                        document_id: id,
+                        rule: refusal.rule.code().to_owned(),
+                        limit: refusal.limit,
+                    });
+                } else {
+                    self.unavailable(id, false);
+                }
             }
             Ok(done) => {
                 // A document the peer just created is theirs from now on. A message that
@@ -732,6 +760,7 @@ impl ServerPeer {
             | Message::Revoked { .. }
             | Message::Shared { .. }
             | Message::Lease { .. }
+            | Message::Refused { .. }
             | Message::Join { .. } => {
                 self.violate(format!("{} is a server message", message.type_name()));
             }
@@ -884,6 +913,9 @@ impl ServerPeer {
     }
 
     fn on_sync(&mut self, id: DocumentId, data: Vec<u8>, is_request: bool) {
+        if self.refused.contains(&id) {
+            return;
+        }
         self.with_access(id, AfterAccess::Sync { data, is_request });
     }
 
@@ -906,7 +938,7 @@ impl ServerPeer {
     }
 
     fn on_changed(&mut self, id: DocumentId) {
-        if self.peer_id.is_none() {
+        if self.peer_id.is_none() || self.refused.contains(&id) {
             return;
         }
         // Peers that synced the document in this connection, and our own clients for every
@@ -1002,5 +1034,99 @@ mod tests {
         }
         assert_eq!(relayed, EPHEMERAL_PER_SECOND + 1);
         assert!(!peer.is_closed(), "dropped, not punished");
+    }
+
+    /// A refusal names the rule to our clients, keeps the socket open, and the refused
+    /// document is neither applied again nor announced in this connection.
+    #[test]
+    fn a_refused_document_is_refused_alone() {
+        use crate::quota::{Refusal, Rule};
+        let now = Instant::now();
+        let cfg = ServerConfig {
+            server_id: "server".into(),
+            storage_id: "storage".into(),
+            principal: "device:d".into(),
+            is_device: true,
+            lease_ms: None,
+        };
+        let mut peer = ServerPeer::new(cfg, now);
+        let join = Message::Join {
+            sender_id: "phone".into(),
+            peer_metadata: PeerMetadata::default(),
+            supported_protocol_versions: vec![PROTOCOL_VERSION.into()],
+        };
+        peer.handle_message(join, now);
+        peer.handle_message(
+            Message::Catchup {
+                sender_id: "phone".into(),
+                target_id: "server".into(),
+                digest: [0; 32],
+                count: 0,
+            },
+            now,
+        );
+        assert!(matches!(
+            peer.poll_effect(),
+            Some(ServerEffect::ListDocuments)
+        ));
+        peer.handle_documents(Ok(vec![]));
+        while peer.poll_transmit().is_some() {}
+
+        let id = DocumentId::from_bytes([7; 16]);
+        let sync = || Message::Sync {
+            sender_id: "phone".into(),
+            target_id: "server".into(),
+            document_id: id,
+            data: vec![0x42],
+        };
+        peer.handle_message(sync(), now);
+        let refusal = Refusal {
+            rule: Rule::DocumentBytes,
+            limit: 8,
+        };
+        loop {
+            match peer.poll_effect() {
+                Some(ServerEffect::CheckAccess(asked)) => {
+                    peer.handle_access(asked, Ok(Access::Allowed))
+                }
+                Some(ServerEffect::LoadSyncState { id, .. }) => peer.handle_sync_state(id, None),
+                Some(ServerEffect::Exchange(task)) => {
+                    peer.handle_exchange(task, Err(ExchangeError::Refused(refusal.clone())))
+                }
+                Some(other) => panic!("unexpected {other:?}"),
+                None => break,
+            }
+        }
+        let sent: Vec<Message> = std::iter::from_fn(|| peer.poll_transmit()).collect();
+        assert_eq!(
+            sent,
+            vec![Message::Refused {
+                sender_id: "server".into(),
+                target_id: "phone".into(),
+                document_id: id,
+                rule: "document-bytes".into(),
+                limit: 8,
+            }]
+        );
+        assert!(!peer.is_closed());
+        // The same changes again, and news of the document: nothing to do.
+        peer.handle_message(sync(), now);
+        peer.handle_doc_changed(id);
+        assert!(peer.poll_effect().is_none());
+        assert!(peer.poll_transmit().is_none());
+        // Another document still syncs.
+        let other = DocumentId::from_bytes([8; 16]);
+        peer.handle_message(
+            Message::Sync {
+                sender_id: "phone".into(),
+                target_id: "server".into(),
+                document_id: other,
+                data: vec![0x42],
+            },
+            now,
+        );
+        assert!(
+            matches!(peer.poll_effect(), Some(ServerEffect::CheckAccess(asked)) if asked == other)
+        );
     }
 }

@@ -18,7 +18,7 @@ use super::{
 const TYPE: &str = "case";
 const MAX_LABEL: usize = 40;
 const MAX_ID: usize = 128;
-const MAX_NOTE: usize = 100_000;
+pub(crate) const MAX_NOTE: usize = 100_000;
 const MINUTES_PER_DAY: u32 = 1440;
 
 /// `add_appointment`, `update_appointment` and `cancel_appointment` for the `impl` of a

@@ -26,6 +26,8 @@ pub use schedule::{AvailabilitySlot, NewSchedule, ScheduleDoc, ScheduleView};
 
 /// The schema version this code writes and the highest it reads.
 pub const SCHEMA_VERSION: u64 = 1;
+/// The longest note text, in characters (Unicode code points).
+pub const MAX_NOTE_CHARS: usize = case::MAX_NOTE;
 
 /// Milliseconds since the Unix epoch. The crate has no clock: callers pass the time in.
 pub type Millis = i64;

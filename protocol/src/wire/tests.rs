@@ -153,6 +153,13 @@ fn every_message() -> Vec<Message> {
             sender_id: "server".into(),
             target_id: "phone-1".into(),
         },
+        Message::Refused {
+            sender_id: "server".into(),
+            target_id: "phone-1".into(),
+            document_id: DocumentId::random(),
+            rule: "document-bytes".into(),
+            limit: 8 * 1024 * 1024,
+        },
     ]
 }
 
@@ -814,7 +821,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
         (
             id,
             id,
-            proptest::collection::vec((doc, any::<[u8; 8]>()), 0..20)
+            proptest::collection::vec((doc.clone(), any::<[u8; 8]>()), 0..20)
         )
             .prop_map(|(s, t, entries)| {
                 Message::Manifest {
@@ -823,6 +830,15 @@ fn arb_message() -> impl Strategy<Value = Message> {
                     entries,
                 }
             }),
+        (id, id, doc, "[a-z-]{1,20}", any::<u64>()).prop_map(|(s, t, d, rule, limit)| {
+            Message::Refused {
+                sender_id: s,
+                target_id: t,
+                document_id: d,
+                rule,
+                limit,
+            }
+        }),
     ]
 }
 
@@ -849,7 +865,7 @@ proptest! {
 
     #[test]
     fn truncated_and_flipped_frames_never_panic(
-        index in 0usize..18, cut in any::<proptest::sample::Index>(), flip in any::<(proptest::sample::Index, u8)>()
+        index in 0usize..19, cut in any::<proptest::sample::Index>(), flip in any::<(proptest::sample::Index, u8)>()
     ) {
         let messages = every_message();
         let frame = messages[index % messages.len()].encode();
