@@ -49,8 +49,36 @@ pub enum SyncStatus {
     Synced,
     /// Local changes the server has not confirmed yet.
     Pending,
-    /// The server refused the document; the reason names no content.
-    Error { reason: String },
+    /// The server refused the document; the reason names no content. `rule` is the
+    /// quota code (`document-bytes`, `entries`, `text-length`, `device-bytes`,
+    /// `foreign-actor`) when the server named one, for the app to explain in its words.
+    Error {
+        reason: String,
+        rule: Option<String>,
+    },
+}
+
+/// How a named refusal is kept in the document's `error` column: the rule's code and
+/// limit, readable back by [`SyncStatus`] after a restart.
+const RULE_PREFIX: &str = "rule:";
+
+pub fn refusal_reason(refusal: &lotse_protocol::quota::Refusal) -> String {
+    format!("{RULE_PREFIX}{}:{}", refusal.rule.code(), refusal.limit)
+}
+
+fn error_status(stored: &str) -> SyncStatus {
+    let Some(rest) = stored.strip_prefix(RULE_PREFIX) else {
+        return SyncStatus::Error {
+            reason: stored.to_owned(),
+            rule: None,
+        };
+    };
+    let (code, limit) = rest.split_once(':').unwrap_or((rest, ""));
+    let rule = lotse_protocol::quota::Rule::from_code(code);
+    SyncStatus::Error {
+        reason: format!("{} (limit {limit})", rule.explain()),
+        rule: Some(rule.code().to_owned()),
+    }
 }
 
 pub struct Doc {
@@ -78,10 +106,8 @@ impl Doc {
     }
 
     pub fn status(&self) -> SyncStatus {
-        if let Some(reason) = &self.error {
-            return SyncStatus::Error {
-                reason: reason.clone(),
-            };
+        if let Some(stored) = &self.error {
+            return error_status(stored);
         }
         match &self.server_heads {
             Some(server) if covers(&self.doc, server) => SyncStatus::Synced,
@@ -92,6 +118,10 @@ impl Doc {
     /// Notes what the server said it has (from a sync message or the catch-up verdict).
     pub fn set_server_heads(&mut self, heads: Vec<ChangeHash>) {
         if self.server_heads.as_ref() != Some(&heads) {
+            // The server took what it refused before (a limit was raised): no longer failed.
+            if self.error.is_some() && covers(&self.doc, &heads) {
+                self.error = None;
+            }
             self.server_heads = Some(heads);
             self.sync_dirty = true;
         }

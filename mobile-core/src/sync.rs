@@ -504,11 +504,18 @@ impl Session<'_> {
                 }
                 self.shared.events.changed(vec![id]);
             }
-            ClientEffect::Refused(id) => {
+            ClientEffect::Refused { id, rule } => {
                 {
                     let mut guard = self.shared.repo.lock().await;
                     let repo = guard.as_mut().ok_or(Ended::Shutdown)?;
-                    repo.set_error(&id, Some("the server refused this document".into()));
+                    let reason = match &rule {
+                        Some(refusal) => {
+                            tracing::warn!(document_id = %id, rule = %refusal.rule, "the server refused changes");
+                            crate::repo::refusal_reason(refusal)
+                        }
+                        None => "the server refused this document".into(),
+                    };
+                    repo.set_error(&id, Some(reason));
                     repo.flush_sync().await.map_err(Ended::Failed)?;
                 }
                 self.shared.events.changed(vec![id]);

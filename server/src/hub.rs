@@ -7,14 +7,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lotse_protocol::automerge::{Automerge, ChangeHash};
+use lotse_protocol::automerge::{ActorId, Automerge, ChangeHash};
 use lotse_protocol::peer::{DocTask, Ephemeral, Exchanged};
+use lotse_protocol::quota::{Quotas, Refusal};
 use lotse_protocol::{CaseDoc, CaseSummary, DocKind, DocSync, DocumentId, SessionError};
 use tokio::sync::broadcast;
 
 use crate::store::{
-    ACCESS_CHANNEL, AccessChange, CHANGES_CHANNEL, NewDocument, SHARES_CHANNEL, Store, StoreError,
-    now_ms,
+    ACCESS_CHANNEL, AccessChange, Authored, CHANGES_CHANNEL, NewDocument, SHARES_CHANNEL, Store,
+    StoreError, Writer, now_ms,
 };
 
 /// A document changed; connections that share it send their peers a sync message.
@@ -58,7 +59,7 @@ pub enum HubEvent {
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
     #[error("storage: {0}")]
-    Storage(#[from] StoreError),
+    Storage(StoreError),
     #[error("sync message rejected: {0}")]
     Session(#[from] SessionError),
     #[error("stored document {0} cannot be loaded")]
@@ -66,6 +67,22 @@ pub enum HubError {
     /// The peer was only allowed to create the document, and it exists by now.
     #[error("document {0} exists and is not the peer's")]
     NotYours(DocumentId),
+    /// The changes would break a quota or borrow another writer's actor; nothing of them
+    /// was stored or announced.
+    #[error("refused: {}", .0.rule)]
+    Refused(Refusal),
+    /// The automerge work panicked on its worker; the document reloads on next use.
+    #[error("the document's worker failed")]
+    Worker,
+}
+
+impl From<StoreError> for HubError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Refused(refusal) => Self::Refused(refusal),
+            e => Self::Storage(e),
+        }
+    }
 }
 
 /// What one peer's sync message did to a document (`Hub::receive`).
@@ -80,11 +97,13 @@ pub struct Received {
     pub stored: bool,
 }
 
-/// Who creates a document that did not exist, when a peer's first changes arrive.
+/// Who is writing through a connection: the owner of a document its first changes
+/// create, and the writer its actors are bound to.
 #[derive(Debug, Clone)]
 pub struct Creator {
     pub organisation_id: String,
     pub volunteer_id: Option<String>,
+    pub writer: Writer,
 }
 
 struct Loaded {
@@ -92,8 +111,103 @@ struct Loaded {
     /// Heads up to which the document is in the database.
     saved_heads: Vec<ChangeHash>,
     chunks: usize,
+    /// Bytes stored for it (its chunks), what the `document-bytes` quota counts.
+    bytes: u64,
     /// `false` for a document a peer is creating: no row yet.
     persisted: bool,
+}
+
+/// What applying a peer's message prepared for the database.
+struct Prepared {
+    /// Incremental chunk, or the snapshot that replaces every chunk (`compact`), or the
+    /// first snapshot of a new document.
+    data: Vec<u8>,
+    compact: bool,
+    /// Bytes the new changes add (what a device is charged).
+    added: u64,
+    heads: Vec<ChangeHash>,
+    kind: &'static str,
+    summary: Option<CaseSummary>,
+    /// Actors of the new changes, to bind to the writer.
+    actors: Vec<ActorId>,
+}
+
+enum Applied {
+    Unchanged,
+    Changed(Box<Prepared>),
+    Refused(Refusal),
+    Invalid(SessionError),
+}
+
+/// The automerge side of a peer's message, on a blocking worker: apply it, check the
+/// quotas, and prepare what the database stores. Runs without the async workers so that
+/// one peer's large change cannot stall everyone else's sockets.
+fn apply(loaded: &mut Loaded, sync: &mut DocSync, data: &[u8], quotas: &Quotas) -> Applied {
+    let changed = match sync.receive(&mut loaded.doc, data) {
+        Ok(changed) => changed,
+        Err(e) => return Applied::Invalid(e),
+    };
+    if !changed {
+        return Applied::Unchanged;
+    }
+    let mut actors: Vec<ActorId> = loaded
+        .doc
+        .get_changes(&loaded.saved_heads)
+        .iter()
+        .map(|c| c.actor_id().clone())
+        .collect();
+    actors.sort_unstable();
+    actors.dedup();
+    if let Err(refusal) = quotas.check_content(&loaded.doc) {
+        return Applied::Refused(refusal);
+    }
+    let (data, compact, added, bytes) = if loaded.persisted {
+        let chunk =
+            lotse_protocol::save_incremental(&loaded.doc, &loaded.saved_heads).unwrap_or_default();
+        let added = chunk.len() as u64;
+        let grown = loaded.bytes + added;
+        if lotse_protocol::session::compact_now(loaded.chunks)
+            || quotas.check_document_bytes(grown).is_err()
+        {
+            // Near the limit, the document counts as it compacts: incremental chunks
+            // repeat what a snapshot says once.
+            let snapshot = lotse_protocol::save_snapshot(&loaded.doc);
+            let bytes = snapshot.len() as u64;
+            (snapshot, true, added, bytes)
+        } else {
+            (chunk, false, added, grown)
+        }
+    } else {
+        let snapshot = lotse_protocol::save_snapshot(&loaded.doc);
+        let bytes = snapshot.len() as u64;
+        (snapshot, false, bytes, bytes)
+    };
+    if let Err(refusal) = quotas.check_document_bytes(bytes) {
+        return Applied::Refused(refusal);
+    }
+    let kind = kind_of(&loaded.doc);
+    let summary = (kind == "case").then(|| summary_of(&loaded.doc)).flatten();
+    Applied::Changed(Box::new(Prepared {
+        data,
+        compact,
+        added,
+        heads: loaded.doc.get_heads(),
+        kind,
+        summary,
+        actors,
+    }))
+}
+
+/// The distinct actors of every change of `doc`: what a document the server writes binds.
+pub fn actors_of(doc: &Automerge) -> Vec<ActorId> {
+    let mut actors: Vec<ActorId> = doc
+        .get_changes(&[])
+        .iter()
+        .map(|c| c.actor_id().clone())
+        .collect();
+    actors.sort_unstable();
+    actors.dedup();
+    actors
 }
 
 pub struct DocEntry {
@@ -113,6 +227,7 @@ pub struct Hub {
     pub storage_id: String,
     /// Seconds a document stays in memory after its last use (`--doc-idle-secs`).
     doc_idle_secs: std::sync::atomic::AtomicU64,
+    quotas: Mutex<Quotas>,
 }
 
 /// How long an unused document stays in memory unless configured otherwise.
@@ -144,6 +259,7 @@ impl Hub {
             peer_id: format!("lotse-server-{}", &storage_id[..8]),
             storage_id,
             doc_idle_secs: DEFAULT_DOC_IDLE.as_secs().into(),
+            quotas: Mutex::new(Quotas::default()),
         })
     }
 
@@ -212,6 +328,14 @@ impl Hub {
             .store(idle.as_secs().max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
+    pub fn quotas(&self) -> Quotas {
+        *self.quotas.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_quotas(&self, quotas: Quotas) {
+        *self.quotas.lock().unwrap_or_else(|e| e.into_inner()) = quotas;
+    }
+
     pub fn resident(&self) -> usize {
         self.docs.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
@@ -240,15 +364,23 @@ impl Hub {
         if slot.is_none() {
             let chunks = self.store.document_chunks(&entry.id).await?;
             let persisted = !chunks.is_empty();
-            let refs: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
-            let doc = lotse_protocol::load_doc(&refs).map_err(|e| {
+            let count = chunks.len();
+            let bytes = chunks.iter().map(|c| c.len() as u64).sum();
+            let loaded = tokio::task::spawn_blocking(move || {
+                let refs: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+                lotse_protocol::load_doc(&refs)
+            })
+            .await
+            .map_err(|_| HubError::Worker)?;
+            let doc = loaded.map_err(|e| {
                 tracing::error!(document_id = %entry.id, error = %e, "stored chunks do not load");
                 HubError::Load(entry.id)
             })?;
             *slot = Some(Loaded {
                 saved_heads: doc.get_heads(),
                 doc,
-                chunks: chunks.len(),
+                chunks: count,
+                bytes,
                 persisted,
             });
         }
@@ -257,12 +389,14 @@ impl Hub {
 
     /// Applies a peer's sync message and, if it brought changes, commits them to the
     /// database before returning. Only then may anyone advertise the new heads. On a
-    /// storage error the in-memory copy is dropped so it cannot run ahead of the database.
+    /// storage error or a refusal the in-memory copy is dropped so it cannot run ahead of
+    /// the database. The automerge work runs on a blocking worker while the document's
+    /// lock is held, so other documents' peers never wait for it.
     pub async fn receive(
         &self,
         id: DocumentId,
         sync: &mut DocSync,
-        data: &[u8],
+        data: Vec<u8>,
         origin: u64,
         creator: &Creator,
         create_only: bool,
@@ -276,64 +410,94 @@ impl Hub {
         if create_only && loaded.persisted {
             return Err(HubError::NotYours(id));
         }
-        let changed = match sync.receive(&mut loaded.doc, data) {
-            Ok(changed) => changed,
-            Err(e) => {
-                if matches!(e, SessionError::Panicked) {
-                    *slot = None;
+        let mut loaded = slot.take().expect("loaded above");
+        let mut owned_sync = std::mem::take(sync);
+        let quotas = self.quotas();
+        let worked = tokio::task::spawn_blocking(move || {
+            let applied = apply(&mut loaded, &mut owned_sync, &data, &quotas);
+            (loaded, owned_sync, applied)
+        })
+        .await;
+        // A panic leaves the slot empty: the document reloads from the database.
+        let (mut loaded, owned_sync, applied) = worked.map_err(|_| HubError::Worker)?;
+        *sync = owned_sync;
+        let prepared = match applied {
+            Applied::Unchanged => {
+                let stored = loaded.persisted;
+                *slot = Some(loaded);
+                return Ok(Received {
+                    changed: false,
+                    created: false,
+                    stored,
+                });
+            }
+            Applied::Invalid(e) => {
+                if !matches!(e, SessionError::Panicked) {
+                    // Nothing was applied: the copy is still what the database holds.
+                    *slot = Some(loaded);
                 }
                 return Err(e.into());
             }
+            Applied::Refused(refusal) => return Err(HubError::Refused(refusal)),
+            Applied::Changed(prepared) => prepared,
         };
-        if !changed {
-            return Ok(Received {
-                changed: false,
-                created: false,
-                stored: loaded.persisted,
-            });
-        }
-        let heads = loaded.doc.get_heads();
         let created = !loaded.persisted;
-        let kind = kind_of(&loaded.doc);
-        let summary = (kind == "case").then(|| summary_of(&loaded.doc)).flatten();
+        let authored = Authored {
+            writer: &creator.writer,
+            actors: &prepared.actors,
+        };
+        let device_limit = Some(quotas.device_bytes);
         let result = if loaded.persisted {
-            let compact = lotse_protocol::session::compact_now(loaded.chunks);
-            let chunk = lotse_protocol::save_incremental(&loaded.doc, &loaded.saved_heads)
-                .unwrap_or_default();
-            let snapshot = compact.then(|| lotse_protocol::save_snapshot(&loaded.doc));
+            let (chunk, snapshot) = if prepared.compact {
+                (&[][..], Some(prepared.data.as_slice()))
+            } else {
+                (prepared.data.as_slice(), None)
+            };
             self.store
                 .append_changes(
                     &id,
-                    &chunk,
-                    snapshot.as_deref(),
-                    &heads,
-                    kind,
-                    summary.as_ref(),
+                    chunk,
+                    snapshot,
+                    &prepared.heads,
+                    prepared.kind,
+                    prepared.summary.as_ref(),
+                    &authored,
+                    device_limit,
+                    prepared.added,
                 )
                 .await
-                .map(|()| if compact { 1 } else { loaded.chunks + 1 })
+                .map(|()| {
+                    if prepared.compact {
+                        (1, prepared.data.len() as u64)
+                    } else {
+                        (loaded.chunks + 1, loaded.bytes + prepared.data.len() as u64)
+                    }
+                })
         } else {
-            let snapshot = lotse_protocol::save_snapshot(&loaded.doc);
             self.store
                 .create_document(NewDocument {
                     id,
                     organisation_id: &creator.organisation_id,
-                    kind,
+                    kind: prepared.kind,
                     owner_volunteer_id: creator.volunteer_id.as_deref(),
-                    chunk: &snapshot,
-                    heads: &heads,
+                    chunk: &prepared.data,
+                    heads: &prepared.heads,
                     shared_with: &[],
-                    summary: summary.as_ref(),
+                    summary: prepared.summary.as_ref(),
                     created_by: None,
+                    authored: Some(authored),
+                    device_limit,
                 })
                 .await
-                .map(|()| 1)
+                .map(|()| (1, prepared.data.len() as u64))
         };
         match result {
-            Ok(chunks) => {
+            Ok((chunks, bytes)) => {
                 loaded.chunks = chunks;
-                loaded.saved_heads = heads;
+                loaded.bytes = bytes;
+                loaded.saved_heads = prepared.heads;
                 loaded.persisted = true;
+                *slot = Some(loaded);
                 drop(slot);
                 let _ = self
                     .changes
@@ -348,20 +512,47 @@ impl Hub {
                     stored: true,
                 })
             }
-            Err(e) => {
-                *slot = None;
-                Err(e.into())
-            }
+            // The slot stays empty: the next use loads what the database holds.
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Ends a peer's sync step under the document's lock: our next message from what is
     /// durably stored, and whether there is anything stored at all.
-    pub async fn finish(&self, id: DocumentId, task: &mut DocTask) -> Result<Exchanged, HubError> {
+    /// Generating a message for a large document is real work too, so it runs on a
+    /// blocking worker like applying one. The outer `Err` means the task is lost (the
+    /// runtime is shutting down): the connection can only end.
+    pub async fn finish(
+        &self,
+        id: DocumentId,
+        mut task: DocTask,
+    ) -> Result<(DocTask, Result<Exchanged, HubError>), HubError> {
         let entry = self.entry(id);
         let mut slot = entry.state.lock().await;
-        let loaded = self.ensure_loaded(&entry, &mut slot).await?;
-        Ok(task.finish(&loaded.doc))
+        if let Err(e) = self.ensure_loaded(&entry, &mut slot).await {
+            return Ok((task, Err(e)));
+        }
+        let Some(loaded) = slot.take() else {
+            return Ok((task, Err(HubError::Load(id))));
+        };
+        let (loaded, task, done) = tokio::task::spawn_blocking(move || {
+            let done =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.finish(&loaded.doc)));
+            (loaded, task, done)
+        })
+        .await
+        .map_err(|_| HubError::Worker)?;
+        match done {
+            Ok(done) => {
+                *slot = Some(loaded);
+                Ok((task, Ok(done)))
+            }
+            // The copy may be broken: it reloads from the database on next use.
+            Err(_) => {
+                tracing::error!(document_id = %id, "generating a sync message panicked");
+                Ok((task, Err(HubError::Worker)))
+            }
+        }
     }
 
     /// Reads a document under its lock.
@@ -381,10 +572,12 @@ impl Hub {
     pub async fn create(&self, new: NewDocument<'_>, doc: Automerge) -> Result<(), HubError> {
         let id = new.id;
         let grantees = new.grantees();
+        let bytes = new.chunk.len() as u64;
         self.store.create_document(new).await?;
         let entry = self.entry(id);
         *entry.state.lock().await = Some(Loaded {
             saved_heads: doc.get_heads(),
+            bytes,
             doc,
             chunks: 1,
             persisted: true,

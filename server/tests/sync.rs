@@ -589,6 +589,9 @@ async fn a_peer_allowed_only_to_create_cannot_touch_an_existing_document(backend
     let stranger = Creator {
         organisation_id: "someone-else".into(),
         volunteer_id: Some("someone".into()),
+        writer: lotse_server::store::Writer::Volunteer {
+            volunteer_id: "someone".into(),
+        },
     };
     let message = DocSync::new().generate(&mine).expect("a first message");
     let heads_before = w.s.store.document(&w.case).await.unwrap().unwrap().heads;
@@ -596,7 +599,14 @@ async fn a_peer_allowed_only_to_create_cannot_touch_an_existing_document(backend
         .s
         .state
         .hub
-        .receive(w.case, &mut DocSync::new(), &message, 0, &stranger, true)
+        .receive(
+            w.case,
+            &mut DocSync::new(),
+            message.clone(),
+            0,
+            &stranger,
+            true,
+        )
         .await
     {
         Err(HubError::NotYours(id)) => assert_eq!(id, w.case),
@@ -611,7 +621,7 @@ async fn a_peer_allowed_only_to_create_cannot_touch_an_existing_document(backend
     assert!(
         w.s.state
             .hub
-            .receive(w.case, &mut DocSync::new(), &message, 0, &stranger, false)
+            .receive(w.case, &mut DocSync::new(), message, 0, &stranger, false)
             .await
             .is_ok()
     );

@@ -264,8 +264,12 @@ pub enum DocSyncStatus {
     Synced,
     /// Changes wait for the server.
     Pending,
-    /// The server refused the document.
-    Failed { reason: String },
+    /// The server refused the document; `rule` names the quota it would break (a code:
+    /// `document-bytes`, `entries`, `text-length`, `device-bytes`, `foreign-actor`).
+    Failed {
+        reason: String,
+        rule: Option<String>,
+    },
 }
 
 impl From<SyncStatus> for DocSyncStatus {
@@ -273,7 +277,7 @@ impl From<SyncStatus> for DocSyncStatus {
         match s {
             SyncStatus::Synced => Self::Synced,
             SyncStatus::Pending => Self::Pending,
-            SyncStatus::Error { reason } => Self::Failed { reason },
+            SyncStatus::Error { reason, rule } => Self::Failed { reason, rule },
         }
     }
 }

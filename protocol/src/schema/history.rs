@@ -125,6 +125,41 @@ pub fn authors_by_actor(doc: &Automerge, view: &CaseView) -> HashMap<ActorId, St
     out
 }
 
+/// The automerge actor whose change created each note and hours entry, by entry id:
+/// who really wrote it, whatever its `author` field says. Servers bind actors to writers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Creators {
+    pub notes: HashMap<String, ActorId>,
+    pub hours: HashMap<String, ActorId>,
+}
+
+impl Creators {
+    /// Every actor that created an entry, each once.
+    pub fn actors(&self) -> Vec<ActorId> {
+        let mut out: Vec<ActorId> = self
+            .notes
+            .values()
+            .chain(self.hours.values())
+            .cloned()
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+pub fn creators(doc: &Automerge, view: &CaseView) -> Creators {
+    let of = |map: &str, ids: Vec<&str>| {
+        ids.into_iter()
+            .filter_map(|id| creator(doc, map, id).map(|a| (id.to_owned(), a)))
+            .collect()
+    };
+    Creators {
+        notes: of("notes", view.notes.iter().map(|n| n.id.as_str()).collect()),
+        hours: of("hours", view.hours.iter().map(|h| h.id.as_str()).collect()),
+    }
+}
+
 fn creator(doc: &Automerge, map: &str, key: &str) -> Option<ActorId> {
     let (_, obj) = doc.get(ROOT, map).ok()??;
     match doc.get(&obj, key).ok()??.1 {
@@ -181,5 +216,15 @@ mod tests {
         let authors = authors_by_actor(&doc, &view);
         assert_eq!(authors.len(), 1, "only the phone wrote notes and hours");
         assert_eq!(authors.get(phone.get_actor()), Some(&"vol-1".to_owned()));
+        let created = creators(&doc, &view);
+        assert_eq!(
+            created.notes.values().collect::<Vec<_>>(),
+            [phone.get_actor()]
+        );
+        assert_eq!(
+            created.hours.values().collect::<Vec<_>>(),
+            [phone.get_actor()]
+        );
+        assert_eq!(created.actors(), [phone.get_actor().clone()]);
     }
 }

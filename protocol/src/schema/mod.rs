@@ -21,7 +21,7 @@ pub use case::{
     CaseDoc, CaseSummary, CaseView, HoursId, HoursView, NewCase, NewHours, NewNote, NoteId,
     NoteView,
 };
-pub use history::{ChangeKind, HistoryEntry, authors_by_actor, history};
+pub use history::{ChangeKind, Creators, HistoryEntry, authors_by_actor, creators, history};
 pub use schedule::{AvailabilitySlot, NewSchedule, ScheduleDoc, ScheduleView};
 
 /// The schema version this code writes and the highest it reads.

@@ -42,6 +42,19 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// Whom the actors of a document the server writes for this caller are bound to.
+    pub fn writer(&self) -> crate::store::Writer {
+        match self {
+            Caller::Coordinator(c) => crate::store::Writer::Coordinator {
+                coordinator_id: c.id().to_owned(),
+            },
+            Caller::Device(d) => crate::store::Writer::Device {
+                device_id: d.device.id.clone(),
+                volunteer_id: d.device.volunteer_id.clone(),
+            },
+        }
+    }
+
     /// An audit entry by this caller about a document.
     pub fn audit(&self, action: &'static str, document: &str) -> crate::store::AuditEntry {
         let (organisation_id, actor_kind, actor_id) = match self {

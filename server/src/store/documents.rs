@@ -8,6 +8,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::authorship::{self, Authored, Writer};
 use super::{Result, Store, StoreError, json_column, now_ms, to_json};
 
 #[derive(Debug, Clone)]
@@ -48,6 +49,30 @@ pub struct NewDocument<'a> {
     /// The audit line of the creation, written in the same transaction; `None` where the
     /// caller records it otherwise (a sync connection) or nobody asked (the demo).
     pub created_by: Option<&'a super::AuditEntry>,
+    /// Who wrote the first changes, with which actors (bound in the same transaction).
+    pub authored: Option<Authored<'a>>,
+    /// A device's writes count against its quota (`device-bytes`) of this many bytes.
+    pub device_limit: Option<u64>,
+}
+
+/// Charges a device writer for `bytes`, within the caller's transaction.
+async fn charge(
+    conn: &mut sqlx::AnyConnection,
+    authored: Option<&Authored<'_>>,
+    bytes: u64,
+    limit: Option<u64>,
+) -> Result<()> {
+    if let (
+        Some(Authored {
+            writer: Writer::Device { device_id, .. },
+            ..
+        }),
+        Some(limit),
+    ) = (authored, limit)
+    {
+        Store::charge_device(conn, device_id, bytes, limit).await?;
+    }
+    Ok(())
 }
 
 impl NewDocument<'_> {
@@ -273,6 +298,16 @@ impl Store {
         if let Some(entry) = new.created_by {
             super::audit::insert(&mut tx, entry).await?;
         }
+        if let Some(authored) = &new.authored {
+            authorship::bind(&mut tx, new.organisation_id, authored).await?;
+        }
+        charge(
+            &mut tx,
+            new.authored.as_ref(),
+            new.chunk.len() as u64,
+            new.device_limit,
+        )
+        .await?;
         self.notify_changed(&mut tx, &id).await?;
         for volunteer in new.grantees() {
             self.notify_shared(&mut tx, &volunteer).await?;
@@ -284,6 +319,10 @@ impl Store {
     /// Appends the changes of one sync step and refreshes kind, heads and index, in one
     /// transaction. With `snapshot`, the document is compacted: the snapshot replaces
     /// every older chunk in the same transaction, so a crash leaves one or the other.
+    /// The writer's actors are bound, and a device charged for the `added` bytes of its
+    /// changes, in the same transaction: a refusal ([`StoreError::Refused`]) stores
+    /// nothing.
+    #[allow(clippy::too_many_arguments)]
     pub async fn append_changes(
         &self,
         id: &DocumentId,
@@ -292,6 +331,9 @@ impl Store {
         heads: &[ChangeHash],
         kind: &str,
         summary: Option<&CaseSummary>,
+        authored: &Authored<'_>,
+        device_limit: Option<u64>,
+        added: u64,
     ) -> Result<()> {
         let id_text = id.to_string();
         let now = now_ms();
@@ -306,6 +348,8 @@ impl Store {
         .ok_or_else(|| StoreError::Corrupt(format!("document {id_text} vanished")))?;
         let organisation_id: String = row.try_get("organisation_id")?;
         let seq: i64 = row.try_get::<i64, _>("last_seq")? + 1;
+        authorship::bind(&mut tx, &organisation_id, authored).await?;
+        charge(&mut tx, Some(authored), added, device_limit).await?;
         let (data, chunk_kind) = match snapshot {
             Some(s) => (s, "snapshot"),
             None => (chunk, "incremental"),

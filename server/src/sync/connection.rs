@@ -41,6 +41,19 @@ pub struct PeerIdentity {
 }
 
 impl PeerIdentity {
+    /// Whom the actors of this connection's changes are bound to.
+    fn writer(&self) -> store::Writer {
+        match (&self.device_id, &self.viewer.volunteer_id) {
+            (Some(device_id), Some(volunteer_id)) => store::Writer::Device {
+                device_id: device_id.clone(),
+                volunteer_id: volunteer_id.clone(),
+            },
+            _ => store::Writer::Coordinator {
+                coordinator_id: self.actor_id.clone(),
+            },
+        }
+    }
+
     /// Whether a right taken away concerns this connection, and how.
     fn affected_by(&self, change: &AccessChange) -> Affected {
         match change {
@@ -127,6 +140,7 @@ pub async fn run(
         creator: Creator {
             organisation_id: who.viewer.organisation_id.clone(),
             volunteer_id: who.viewer.volunteer_id.clone(),
+            writer: who.writer(),
         },
         hub,
         store,
@@ -272,7 +286,11 @@ impl Conn {
                 let state = self.store.sync_state(&id, &peer_key).await.ok().flatten();
                 self.peer.handle_sync_state(id, state);
             }
-            ServerEffect::Exchange(task) => self.exchange(task).await,
+            ServerEffect::Exchange(task) => {
+                if !self.exchange(task).await {
+                    return Err(Closed);
+                }
+            }
             ServerEffect::ListDocuments => {
                 let docs = self
                     .store
@@ -322,8 +340,9 @@ impl Conn {
     }
 
     /// Applies the peer's message under the document's lock and commits it before the
-    /// reply is generated from the stored document (DESIGN.md decision 3).
-    async fn exchange(&mut self, mut task: DocTask) {
+    /// reply is generated from the stored document (DESIGN.md decision 3). `false`: the
+    /// task was lost with its worker (the runtime is going down); the connection ends.
+    async fn exchange(&mut self, mut task: DocTask) -> bool {
         let id = task.id;
         let mut created = false;
         if let Some(data) = task.data.take() {
@@ -333,7 +352,7 @@ impl Conn {
                 .receive(
                     id,
                     task.sync_mut(),
-                    &data,
+                    data,
                     self.id,
                     &self.creator,
                     create_only,
@@ -348,16 +367,29 @@ impl Conn {
                     let failure = match e {
                         HubError::NotYours(_) => ExchangeError::NotYours,
                         HubError::Session(e) => ExchangeError::Invalid(e.to_string()),
+                        HubError::Refused(refusal) => {
+                            tracing::warn!(
+                                document_id = %id,
+                                principal = %self.who.principal,
+                                rule = %refusal.rule,
+                                "refused a document's changes"
+                            );
+                            ExchangeError::Refused(refusal)
+                        }
                         e => {
                             tracing::error!(document_id = %id, error = %e, "could not apply changes");
                             ExchangeError::Storage
                         }
                     };
-                    return self.peer.handle_exchange(task, Err(failure));
+                    self.peer.handle_exchange(task, Err(failure));
+                    return true;
                 }
             }
         }
-        let result = match self.hub.finish(id, &mut task).await {
+        let Ok((task, result)) = self.hub.finish(id, task).await else {
+            return false;
+        };
+        let result = match result {
             Ok(mut done) => {
                 done.created = created;
                 Ok(done)
@@ -368,6 +400,7 @@ impl Conn {
             }
         };
         self.peer.handle_exchange(task, result);
+        true
     }
 
     async fn on_event(&mut self, event: ServerEvent) {
