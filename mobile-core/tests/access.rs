@@ -175,3 +175,67 @@ async fn a_lapsed_lease_destroys_the_keys_and_the_data() {
     }
     server.stop().await;
 }
+
+/// A case the server refuses for a quota fails alone: the phone shows it as failed with
+/// the rule, the other case syncs, and the connection settles instead of retrying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_case_fails_alone_with_its_rule() {
+    use lotse_core::SyncStatus;
+    use lotse_core::lotse_protocol::quota::Quotas;
+    let server = TestServer::start(Backend::Sqlite).await;
+    // Room for a case and a few short notes, not for a long one.
+    server.state.hub.set_quotas(Quotas {
+        document_bytes: 20_000,
+        ..Quotas::default()
+    });
+    let (_, coordinator) = server.new_org("Lotsen Grenze").await;
+    let phone = enrolled_phone(&server, &coordinator).await;
+    let client = &phone.client;
+    let new_case = |label: &str| lotse_core::NewCaseInput {
+        label: label.into(),
+        topic: Topic::Wohnen,
+        languages: vec!["ar".into()],
+    };
+    let big = client.create_case(&new_case("A.B.")).await.unwrap();
+    let small = client.create_case(&new_case("C.D.")).await.unwrap();
+    eventually("both cases on the server", T, || async {
+        client.case_sync_status(&big).await.unwrap() == SyncStatus::Synced
+            && client.case_sync_status(&small).await.unwrap() == SyncStatus::Synced
+    })
+    .await;
+
+    // Random letters: they do not compress below the limit.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let long: String = (0..60_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect();
+    client.add_note(&big, &long).await.unwrap();
+    client.add_note(&small, "Kurz notiert").await.unwrap();
+    client.sync_now().await.unwrap();
+    eventually("the big case failed, the small one synced", T, || async {
+        matches!(
+            client.case_sync_status(&big).await.unwrap(),
+            SyncStatus::Error { rule: Some(ref r), .. } if r == "document-bytes"
+        ) && client.case_sync_status(&small).await.unwrap() == SyncStatus::Synced
+    })
+    .await;
+    eventually("the connection settles", T, || async {
+        client.sync_state() == SyncState::Idle
+    })
+    .await;
+    let stored = server.case(&coordinator, &small).await;
+    assert_eq!(stored["notes"][0]["text"], "Kurz notiert");
+    let stored = server.case(&coordinator, &big).await;
+    assert_eq!(
+        stored["notes"].as_array().unwrap().len(),
+        0,
+        "nothing of it stored"
+    );
+    client.close().await.unwrap();
+    server.stop().await;
+}
