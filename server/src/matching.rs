@@ -59,7 +59,7 @@ pub fn rank(
     volunteers: &[Volunteer],
     load: &dyn Fn(&str) -> i64,
 ) -> Vec<Candidate> {
-    let window = local(request.starts_at).zip(local(request.ends_at));
+    let window = local(request.starts_at.ms()).zip(local(request.ends_at.ms()));
     let mut out: Vec<Candidate> = volunteers
         .iter()
         .filter(|v| v.active)
@@ -194,6 +194,7 @@ pub fn rank(
 mod tests {
     use super::*;
     use crate::store::Slot;
+    use crate::timefmt::Timestamp;
 
     fn volunteer(
         name: &str,
@@ -218,8 +219,8 @@ mod tests {
             active: true,
             pledge_signed_on: None,
             trainings: Vec::new(),
-            created_at: 0,
-            updated_at: 0,
+            created_at: Timestamp::from_ms(0),
+            updated_at: Timestamp::from_ms(0),
         }
     }
 
@@ -242,8 +243,8 @@ mod tests {
             person_label: "A.B.".into(),
             topic: "arbeit".into(),
             languages: vec!["ar".into()],
-            starts_at: 1_772_629_200_000,
-            ends_at: 1_772_629_200_000 + 3_600_000,
+            starts_at: Timestamp::from_ms(1_772_629_200_000),
+            ends_at: Timestamp::from_ms(1_772_629_200_000 + 3_600_000),
             place_area: "Innenstadt".into(),
             place_address: None,
             urgency: "normal".into(),
@@ -251,8 +252,8 @@ mod tests {
             status: "open".into(),
             assigned_volunteer_id: None,
             case_document_id: None,
-            created_at: 0,
-            updated_at: 0,
+            created_at: Timestamp::from_ms(0),
+            updated_at: Timestamp::from_ms(0),
         };
         let vs = vec![
             volunteer("Busy", &["ar"], &["arbeit"], &[(3, "13:00", "18:00")]),

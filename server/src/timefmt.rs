@@ -4,6 +4,48 @@ use serde::{Deserializer, Serializer, de::Error as _};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+/// A moment in a record the API answers with: milliseconds since the epoch in the
+/// database and in code, an RFC 3339 time in UTC in JSON, a `date-time` string in the
+/// OpenAPI document. The type carries all three, so a time field needs no attributes.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::Type, utoipa::ToSchema,
+)]
+#[sqlx(transparent)]
+#[schema(
+    value_type = String,
+    format = DateTime,
+    description = "A time in UTC (RFC 3339), e.g. `2026-03-04T14:10:00.123Z`."
+)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    pub const fn from_ms(ms: i64) -> Self {
+        Self(ms)
+    }
+
+    pub const fn ms(self) -> i64 {
+        self.0
+    }
+}
+
+impl From<i64> for Timestamp {
+    fn from(ms: i64) -> Self {
+        Self(ms)
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize(&self.0, s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize(d).map(Self)
+    }
+}
+
 pub fn format_ms(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()

@@ -382,7 +382,7 @@ async fn body(
                 dt { (l.t("Lotsin/Lotse", "Volunteer")) } dd { (if volunteers.is_empty() { "–".to_owned() } else { volunteers.join(", ") }) }
                 @if let Some(r) = request {
                     dt { (l.t("Anfrage", "Request")) }
-                    dd { a href=(format!("/dashboard/requests/{}", r.id)) { (r.institution_name) ", " (i18n::window(l, r.starts_at, r.ends_at)) } }
+                    dd { a href=(format!("/dashboard/requests/{}", r.id)) { (r.institution_name) ", " (i18n::window(l, r.starts_at.ms(), r.ends_at.ms())) } }
                 }
                 dt { (l.t("Angelegt", "Created")) } dd { (i18n::datetime(l, v.created_at)) }
                 dt { (l.t("Letzte Änderung", "Last change")) } dd { (row.and_then(|r| r.last_change_at).map(|t| i18n::datetime(l, t)).unwrap_or_else(|| "–".into())) }

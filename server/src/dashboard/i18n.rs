@@ -577,10 +577,12 @@ mod tests {
             )
             .map(|(_, why)| why.reason());
         let refused = [
-            Request::check_window(0, 25 * 3_600_000)
+            Request::check_window(0.into(), (25 * 3_600_000).into())
                 .unwrap_err()
                 .reason(),
-            Request::check_window(1, 0).unwrap_err().reason(),
+            Request::check_window(1.into(), 0.into())
+                .unwrap_err()
+                .reason(),
             Request::check_urgency("sofort").unwrap_err().reason(),
             Volunteer::check_name(" ").unwrap_err().reason(),
             Volunteer::check_name(&"x".repeat(101))

@@ -27,7 +27,7 @@ pub const OVERDUE_WITHIN_MS: i64 = 48 * 3_600_000;
 const LIST_MAX: usize = 10;
 
 pub fn is_overdue(r: &Request, now: i64) -> bool {
-    matches!(r.status.as_str(), "open" | "offered") && r.starts_at < now + OVERDUE_WITHIN_MS
+    matches!(r.status.as_str(), "open" | "offered") && r.starts_at.ms() < now + OVERDUE_WITHIN_MS
 }
 
 fn days_param(s: &Session) -> i64 {
@@ -96,7 +96,7 @@ fn request_table(
                 tbody {
                     @for r in rows {
                         tr {
-                            td { a href=(format!("/dashboard/requests/{}", r.id)) { (i18n::window(l, r.starts_at, r.ends_at)) } }
+                            td { a href=(format!("/dashboard/requests/{}", r.id)) { (i18n::window(l, r.starts_at.ms(), r.ends_at.ms())) } }
                             td { (i18n::topic(l, &r.topic)) }
                             td { (i18n::languages(l, &r.languages)) }
                             td { (r.place_area) }

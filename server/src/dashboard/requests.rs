@@ -101,7 +101,7 @@ pub async fn list(State(state): State<AppState>, s: Session) -> Response {
                     l.t("Status", "Status")], &[], shown.len(), html! {
                     @for r in &shown {
                         tr {
-                            td { a href=(format!("/dashboard/requests/{}", r.id)) { (i18n::window(l, r.starts_at, r.ends_at)) } }
+                            td { a href=(format!("/dashboard/requests/{}", r.id)) { (i18n::window(l, r.starts_at.ms(), r.ends_at.ms())) } }
                             td { (i18n::topic(l, &r.topic)) }
                             td { (i18n::languages(l, &r.languages)) }
                             td { (r.institution_name) }
@@ -121,7 +121,7 @@ pub async fn list(State(state): State<AppState>, s: Session) -> Response {
 
 /// What the form shows: the posted fields, or a request's values for editing.
 fn fields_of(r: &Request) -> Fields {
-    let date = i18n::zoned(r.starts_at)
+    let date = i18n::zoned(r.starts_at.ms())
         .map(|z| z.strftime("%Y-%m-%d").to_string())
         .unwrap_or_default();
     let mut v = vec![
@@ -131,8 +131,8 @@ fn fields_of(r: &Request) -> Fields {
         ("person_label", r.person_label.clone()),
         ("topic", r.topic.clone()),
         ("date", date),
-        ("from", i18n::time_of_day(r.starts_at)),
-        ("to", i18n::time_of_day(r.ends_at)),
+        ("from", i18n::time_of_day(r.starts_at.ms())),
+        ("to", i18n::time_of_day(r.ends_at.ms())),
         ("place_area", r.place_area.clone()),
         ("place_address", r.place_address.clone().unwrap_or_default()),
         ("urgency", r.urgency.clone()),
@@ -699,12 +699,12 @@ async fn detail_with(
         Lang::De => format!(
             "Anfrage: {} am {}",
             i18n::topic(l, &r.topic),
-            i18n::date(l, r.starts_at)
+            i18n::date(l, r.starts_at.ms())
         ),
         Lang::En => format!(
             "Request: {} on {}",
             i18n::topic(l, &r.topic),
-            i18n::date(l, r.starts_at)
+            i18n::date(l, r.starts_at.ms())
         ),
     };
     let mut top_eligible = 0;
@@ -733,7 +733,7 @@ async fn detail_with(
                             dt { (l.t("Fall", "Case")) }
                             dd { a href=(format!("/dashboard/cases/{c}")) { (l.t("Zum Fall", "Open the case")) } }
                         }
-                        dt { (l.t("Termin", "Appointment")) } dd { (i18n::window(l, r.starts_at, r.ends_at)) }
+                        dt { (l.t("Termin", "Appointment")) } dd { (i18n::window(l, r.starts_at.ms(), r.ends_at.ms())) }
                         dt { (l.t("Thema", "Topic")) } dd { (i18n::topic(l, &r.topic)) }
                         dt { (l.t("Sprachen", "Languages")) } dd { (i18n::languages(l, &r.languages)) }
                         dt { (l.t("Einrichtung", "Institution")) } dd { (i18n::institution_kind(l, &r.institution_kind)) ": " (r.institution_name) }
@@ -742,7 +742,7 @@ async fn detail_with(
                         dt { (l.t("Ort", "Place")) } dd { (r.place_area) @if let Some(a) = &r.place_address { ", " (a) } }
                         dt { (l.t("Dringlichkeit", "Urgency")) } dd { (i18n::urgency(l, &r.urgency)) }
                         dt { (l.t("Beschreibung", "Description")) } dd { (if r.description.is_empty() { "–" } else { &r.description }) }
-                        dt { (l.t("Eingegangen", "Received")) } dd { (i18n::datetime(l, r.created_at)) " (" (if r.source == "intake" { l.t("Anfrageformular", "intake form") } else { l.t("Koordination", "coordinator") }) ")" }
+                        dt { (l.t("Eingegangen", "Received")) } dd { (i18n::datetime(l, r.created_at.ms())) " (" (if r.source == "intake" { l.t("Anfrageformular", "intake form") } else { l.t("Koordination", "coordinator") }) ")" }
                     }
                     div.actions {
                         a.button.secondary href=(format!("/dashboard/requests/{}/edit", r.id)) { (l.t("Bearbeiten", "Edit")) }
@@ -837,8 +837,8 @@ async fn detail_with(
                                 tr data-volunteer=(o.volunteer_id) data-offer=(o.status) {
                                     td { (names.volunteer(&o.volunteer_id)) }
                                     td { (badge(&o.status, &i18n::offer_status(l, &o.status))) }
-                                    td { (i18n::datetime(l, o.offered_at)) }
-                                    td { (o.answered_at.map(|t| i18n::datetime(l, t)).unwrap_or_else(|| "–".into())) }
+                                    td { (i18n::datetime(l, o.offered_at.ms())) }
+                                    td { (o.answered_at.map(|t| i18n::datetime(l, t.ms())).unwrap_or_else(|| "–".into())) }
                                 }
                             }
                         }))
@@ -850,7 +850,7 @@ async fn detail_with(
                         &[l.t("Wann", "When"), l.t("Was", "What"), l.t("Wer", "Who")], &[], html! {
                         @for e in &history {
                             tr {
-                                td { (i18n::datetime(l, e.at)) }
+                                td { (i18n::datetime(l, e.at.ms())) }
                                 td { (i18n::request_action(l, &e.action)) @if let Some(v) = &e.volunteer_id { " " (names.volunteer(v)) } }
                                 td { (names.actor(l, &e.actor_kind, &e.actor_id)) }
                             }

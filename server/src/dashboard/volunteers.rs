@@ -30,6 +30,7 @@ use crate::auth;
 use crate::store::{
     Device, NewVolunteer, Slot, Training, Volunteer, VolunteerPatch, VolunteerSync, now_ms,
 };
+use crate::timefmt::Timestamp;
 
 pub async fn list(State(state): State<AppState>, s: Session) -> Response {
     let l = s.lang;
@@ -222,12 +223,12 @@ fn devices_table(s: &Session, devices: &[Device], now: i64) -> Markup {
                     @for d in devices {
                         tr data-device=(d.id) {
                             td { (d.name) }
-                            td { (i18n::datetime(l, d.created_at)) }
-                            td { (d.last_seen_at.map(|t| i18n::datetime(l, t)).unwrap_or_else(|| "–".into())) }
-                            td { (last_sync(l, now, d.last_sync_at, true)) }
+                            td { (i18n::datetime(l, d.created_at.ms())) }
+                            td { (d.last_seen_at.map(|t| i18n::datetime(l, t.ms())).unwrap_or_else(|| "–".into())) }
+                            td { (last_sync(l, now, d.last_sync_at.map(Timestamp::ms), true)) }
                             td {
                                 @if let Some(t) = d.revoked_at {
-                                    (badge("revoked", l.t("gesperrt", "revoked"))) " " (i18n::datetime(l, t))
+                                    (badge("revoked", l.t("gesperrt", "revoked"))) " " (i18n::datetime(l, t.ms()))
                                 } @else {
                                     a.button.danger href=(format!("/dashboard/devices/{}", d.id)) aria-label=(format!("{} {}", l.t("Sperren:", "Revoke:"), d.name)) {
                                         (l.t("Sperren …", "Revoke …"))
@@ -334,7 +335,7 @@ async fn detail_with(
                                     }
                                 }
                             }
-                            dt { (l.t("Dabei seit", "Member since")) } dd { (i18n::date(l, v.created_at)) }
+                            dt { (l.t("Dabei seit", "Member since")) } dd { (i18n::date(l, v.created_at.ms())) }
                         }
                         div.actions {
                             a.button.secondary href=(format!("/dashboard/volunteers/{}/edit", v.id)) { (l.t("Bearbeiten", "Edit")) }
@@ -958,7 +959,7 @@ pub async fn device_page(
                 p { a href=(format!("/dashboard/volunteers/{}", d.volunteer_id)) { "← " (owner) } }
                 h1 { (title) }
                 @if let Some(t) = d.revoked_at {
-                    p role="status" { (badge("revoked", l.t("gesperrt", "revoked"))) " " (i18n::datetime(l, t)) ". "
+                    p role="status" { (badge("revoked", l.t("gesperrt", "revoked"))) " " (i18n::datetime(l, t.ms())) ". "
                         (l.t("Das Gerät kann nichts mehr synchronisieren und löscht seine Daten beim nächsten Kontakt.",
                             "The device can no longer sync and wipes its data at its next contact.")) }
                 }
@@ -966,7 +967,7 @@ pub async fn device_page(
                     h2 #exposure { (l.t("Was das Gerät enthalten kann", "What the device may hold")) }
                     dl.facts {
                         dt { (l.t("Letzter Kontakt", "Last contact")) } dd #last-contact { (when(exposure.last_contact)) }
-                        dt { (l.t("Zuletzt synchronisiert", "Last sync")) } dd { (when(d.last_sync_at)) }
+                        dt { (l.t("Zuletzt synchronisiert", "Last sync")) } dd { (when(d.last_sync_at.map(Timestamp::ms))) }
                         dt { (l.t("Schlüssel vernichtet sich ohne Kontakt am", "Keys destroy themselves without contact on")) }
                         dd #lease-lapses { (when(exposure.lease_lapses_at)) }
                     }

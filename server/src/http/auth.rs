@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::app::address::ClientAddr;
 use crate::app::caller::{Caller, CoordinatorCaller, SESSION_COOKIE};
 use crate::app::error::{Error, ErrorBody, Result};
+use crate::timefmt::Timestamp;
 use crate::auth::{self, SESSION_PREFIX};
 use crate::store::now_ms;
 
@@ -38,9 +39,7 @@ pub struct LoginResponse {
     pub token: String,
     pub coordinator_id: String,
     pub organisation_id: String,
-    #[serde(with = "crate::timefmt")]
-    #[schema(value_type = String, format = DateTime)]
-    pub expires_at: i64,
+    pub expires_at: Timestamp,
 }
 
 /// Log a coordinator in.
@@ -110,7 +109,7 @@ async fn login(
             token,
             coordinator_id: coordinator.id,
             organisation_id: coordinator.organisation_id,
-            expires_at,
+            expires_at: expires_at.into(),
         }),
     ))
 }

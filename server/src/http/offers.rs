@@ -13,6 +13,7 @@ use crate::app::AppState;
 use crate::app::caller::Caller;
 use crate::app::error::{Error, ErrorBody, Result};
 use crate::store::{AcceptOutcome, EnrolledDevice, NewDocument, Request, now_ms};
+use crate::timefmt::Timestamp;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -35,12 +36,8 @@ pub struct Offer {
     pub id: String,
     pub topic: String,
     pub languages: Vec<String>,
-    #[serde(with = "crate::timefmt")]
-    #[schema(value_type = String, format = DateTime)]
-    pub starts_at: i64,
-    #[serde(with = "crate::timefmt")]
-    #[schema(value_type = String, format = DateTime)]
-    pub ends_at: i64,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
     pub place_area: String,
     pub urgency: String,
     pub institution_kind: String,
@@ -138,8 +135,8 @@ async fn ensure_case(
     CaseDoc::add_appointment(
         &mut doc,
         &NewAppointment {
-            start: request.starts_at,
-            end: request.ends_at,
+            start: request.starts_at.ms(),
+            end: request.ends_at.ms(),
             place: request
                 .place_address
                 .clone()
@@ -279,8 +276,8 @@ mod tests {
             id: "6f1c2d3e-0000-4000-8000-000000000001".into(),
             topic: "behoerden".into(),
             languages: vec!["ar".into()],
-            starts_at: 1_772_633_400_123,
-            ends_at: 1_772_640_600_000,
+            starts_at: Timestamp::from_ms(1_772_633_400_123),
+            ends_at: Timestamp::from_ms(1_772_640_600_000),
             place_area: "Nordstadt".into(),
             urgency: "dringend".into(),
             institution_kind: "jobcenter".into(),
@@ -304,8 +301,8 @@ mod tests {
                 id: sent.id,
                 topic: sent.topic,
                 languages: sent.languages,
-                starts_at: sent.starts_at,
-                ends_at: sent.ends_at,
+                starts_at: sent.starts_at.ms(),
+                ends_at: sent.ends_at.ms(),
                 place_area: sent.place_area,
                 urgency: sent.urgency,
                 institution_kind: sent.institution_kind,

@@ -16,6 +16,7 @@ use crate::store::{
     Actor, Invalid, NewRequest, OfferStatus, Request, RequestDraft, RequestError, RequestEvent,
     RequestPatch, Volunteer, now_ms,
 };
+use crate::timefmt::Timestamp;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -253,8 +254,14 @@ async fn update_request(
             .languages
             .map(|v| checked("languages", Volunteer::check_languages(&v)))
             .transpose()?,
-        starts_at: b.starts_at.map(|v| time("starts_at", &v)).transpose()?,
-        ends_at: b.ends_at.map(|v| time("ends_at", &v)).transpose()?,
+        starts_at: b
+            .starts_at
+            .map(|v| time("starts_at", &v).map(Timestamp::from))
+            .transpose()?,
+        ends_at: b
+            .ends_at
+            .map(|v| time("ends_at", &v).map(Timestamp::from))
+            .transpose()?,
         place_area: b
             .place_area
             .map(|v| checked("place_area", Request::check_place_area(&v)))

@@ -247,6 +247,9 @@ async fn create_enrollment_code(
     tracing::info!(volunteer_id = %id, "enrollment code created");
     Ok((
         StatusCode::CREATED,
-        axum::Json(EnrollmentCode { code, expires_at }),
+        axum::Json(EnrollmentCode {
+            code,
+            expires_at: expires_at.into(),
+        }),
     ))
 }

@@ -4,6 +4,8 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::timefmt::Timestamp;
+
 use super::access::AccessChange;
 use super::audit::Audit;
 use super::{Result, Store, StoreError, new_id, now_ms};
@@ -13,19 +15,11 @@ pub struct Device {
     pub id: String,
     pub volunteer_id: String,
     pub name: String,
-    #[serde(with = "crate::timefmt")]
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: i64,
-    #[serde(with = "crate::timefmt::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub last_seen_at: Option<i64>,
+    pub created_at: Timestamp,
+    pub last_seen_at: Option<Timestamp>,
     /// Last time the device synced documents.
-    #[serde(with = "crate::timefmt::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub last_sync_at: Option<i64>,
-    #[serde(with = "crate::timefmt::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub revoked_at: Option<i64>,
+    pub last_sync_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
 }
 
 /// A device found by its token, with what access checks need.
@@ -48,9 +42,7 @@ impl EnrolledDevice {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EnrollmentCode {
     pub code: String,
-    #[serde(with = "crate::timefmt")]
-    #[schema(value_type = String, format = DateTime)]
-    pub expires_at: i64,
+    pub expires_at: Timestamp,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -209,8 +201,8 @@ impl Store {
                 id: device_id,
                 volunteer_id,
                 name: device_name.to_owned(),
-                created_at: now,
-                last_seen_at: Some(now),
+                created_at: now.into(),
+                last_seen_at: Some(now.into()),
                 last_sync_at: None,
                 revoked_at: None,
             },
@@ -244,7 +236,7 @@ impl Store {
         let now = now_ms();
         if device
             .last_seen_at
-            .is_some_and(|seen| now - seen < LAST_SEEN_RESOLUTION_MS)
+            .is_some_and(|seen| now - seen.ms() < LAST_SEEN_RESOLUTION_MS)
         {
             return Ok(());
         }

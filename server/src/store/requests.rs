@@ -7,6 +7,8 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::timefmt::Timestamp;
+
 use super::invalid::{Invalid, check_one_of, check_optional, check_text};
 use super::{
     Notice, Query, Recipients, Result, Store, StoreError, Volunteer, enqueue_each, json_column,
@@ -43,8 +45,8 @@ pub struct NewRequest {
     pub person_label: String,
     pub topic: String,
     pub languages: Vec<String>,
-    pub starts_at: i64,
-    pub ends_at: i64,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
     pub place_area: String,
     pub place_address: Option<String>,
     pub urgency: String,
@@ -64,12 +66,8 @@ pub struct Request {
     pub person_label: String,
     pub topic: String,
     pub languages: Vec<String>,
-    #[serde(with = "crate::timefmt")]
-    #[schema(value_type = String, format = DateTime)]
-    pub starts_at: i64,
-    #[serde(with = "crate::timefmt")]
-    #[schema(value_type = String, format = DateTime)]
-    pub ends_at: i64,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
     pub place_area: String,
     pub place_address: Option<String>,
     pub urgency: String,
@@ -78,19 +76,13 @@ pub struct Request {
     pub status: String,
     pub assigned_volunteer_id: Option<String>,
     pub case_document_id: Option<String>,
-    #[serde(with = "crate::timefmt")]
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: i64,
-    #[serde(with = "crate::timefmt")]
-    #[schema(value_type = String, format = DateTime)]
-    pub updated_at: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RequestEvent {
-    #[serde(with = "crate::timefmt")]
-    #[schema(value_type = String, format = DateTime)]
-    pub at: i64,
+    pub at: Timestamp,
     pub actor_kind: String,
     pub actor_id: String,
     /// created, updated, offered, accepted, declined, taken, cancelled, done, expired.
@@ -103,12 +95,8 @@ pub struct OfferStatus {
     pub volunteer_id: String,
     /// offered, accepted, declined, taken (someone else won), withdrawn.
     pub status: String,
-    #[serde(with = "crate::timefmt")]
-    #[schema(value_type = String, format = DateTime)]
-    pub offered_at: i64,
-    #[serde(with = "crate::timefmt::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub answered_at: Option<i64>,
+    pub offered_at: Timestamp,
+    pub answered_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -119,8 +107,8 @@ pub struct RequestPatch {
     pub person_label: Option<String>,
     pub topic: Option<String>,
     pub languages: Option<Vec<String>>,
-    pub starts_at: Option<i64>,
-    pub ends_at: Option<i64>,
+    pub starts_at: Option<Timestamp>,
+    pub ends_at: Option<Timestamp>,
     pub place_area: Option<String>,
     pub place_address: Option<Option<String>>,
     pub urgency: Option<String>,
@@ -220,11 +208,11 @@ impl Request {
     }
 
     /// Ends after it starts, at most [`Request::MAX_WINDOW_HOURS`] later.
-    pub fn check_window(starts_at: i64, ends_at: i64) -> Result<(), Invalid> {
+    pub fn check_window(starts_at: Timestamp, ends_at: Timestamp) -> Result<(), Invalid> {
         if ends_at <= starts_at {
             return Err(Invalid::EndBeforeStart);
         }
-        if ends_at - starts_at > Self::MAX_WINDOW_HOURS * 3_600_000 {
+        if ends_at.ms() - starts_at.ms() > Self::MAX_WINDOW_HOURS * 3_600_000 {
             return Err(Invalid::WindowTooLong {
                 hours: Self::MAX_WINDOW_HOURS,
             });
@@ -258,11 +246,14 @@ impl NewRequest {
         );
         let topic = refused.keep("topic", Request::check_topic(&draft.topic));
         let languages = refused.keep("languages", Volunteer::check_languages(&draft.languages));
-        let window = match (draft.starts_at, draft.ends_at) {
+        let window = match (
+            draft.starts_at.map(Timestamp::from),
+            draft.ends_at.map(Timestamp::from),
+        ) {
             (Some(start), Some(end)) => refused.keep(
                 "ends_at",
                 Request::check_window(start, end).and_then(|()| {
-                    if now.is_some_and(|now| end <= now) {
+                    if now.is_some_and(|now| end.ms() <= now) {
                         Err(Invalid::InThePast)
                     } else {
                         Ok((start, end))
@@ -552,8 +543,8 @@ fn notice(kind: NoticeKind, r: &Request) -> Notice {
         request_id: r.id.clone(),
         topic: r.topic.clone(),
         languages: r.languages.clone(),
-        window_start: r.starts_at,
-        window_end: r.ends_at,
+        window_start: r.starts_at.ms(),
+        window_end: r.ends_at.ms(),
     }
 }
 
@@ -647,8 +638,8 @@ impl Store {
             status: "open".into(),
             assigned_volunteer_id: None,
             case_document_id: None,
-            created_at: now,
-            updated_at: now,
+            created_at: now.into(),
+            updated_at: now.into(),
         };
         let mut tx = self.begin_write().await?;
         let insert = sqlx::query(safe_sql!(
@@ -772,7 +763,7 @@ impl Store {
         if let Some(to) = patch.status {
             r.status = to;
         }
-        r.updated_at = now_ms();
+        r.updated_at = now_ms().into();
         let update = sqlx::query(
             "UPDATE requests SET institution_kind = $1, institution_name = $2, contact = $3, person_label = $4, \
              topic = $5, languages = $6, starts_at = $7, ends_at = $8, place_area = $9, place_address = $10, \
@@ -845,7 +836,7 @@ impl Store {
         }
         if r.status == "open" && !fresh.is_empty() {
             r.status = "offered".into();
-            r.updated_at = now;
+            r.updated_at = now.into();
             sqlx::query("UPDATE requests SET status = 'offered', updated_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(&r.id)

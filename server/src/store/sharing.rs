@@ -9,6 +9,7 @@ use lotse_protocol::DocumentId;
 use super::access::AccessChange;
 use super::audit::Audit;
 use super::{Result, Store, StoreError, now_ms};
+use crate::timefmt::Timestamp;
 
 /// What replacing a case's volunteers did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,8 +199,11 @@ impl Store {
         else {
             return Ok(None);
         };
-        let last_contact = device.last_seen_at.max(device.last_sync_at);
-        let since = last_contact.unwrap_or(device.created_at);
+        let last_contact = device
+            .last_seen_at
+            .max(device.last_sync_at)
+            .map(Timestamp::ms);
+        let since = last_contact.unwrap_or(device.created_at.ms());
         let mut ids: BTreeSet<String> = sqlx::query_scalar(
             "SELECT id FROM documents WHERE organisation_id = $1 AND kind = 'case' AND \
              (owner_volunteer_id = $2 OR id IN \

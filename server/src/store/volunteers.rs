@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::timefmt::Timestamp;
+
 use super::access::AccessChange;
 use super::audit::Audit;
 use super::invalid::Invalid;
@@ -45,12 +47,8 @@ pub struct Volunteer {
     pub pledge_signed_on: Option<String>,
     /// Completed trainings, oldest first.
     pub trainings: Vec<Training>,
-    #[serde(with = "crate::timefmt")]
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: i64,
-    #[serde(with = "crate::timefmt")]
-    #[schema(value_type = String, format = DateTime)]
-    pub updated_at: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 pub struct NewVolunteer {
@@ -255,8 +253,8 @@ impl Store {
             active: new.active,
             pledge_signed_on: new.pledge_signed_on,
             trainings: new.trainings,
-            created_at: now,
-            updated_at: now,
+            created_at: now.into(),
+            updated_at: now.into(),
         };
         let mut tx = self.begin_write().await?;
         let insert = sqlx::query(safe_sql!(
@@ -320,7 +318,7 @@ impl Store {
             pledge_signed_on,
             trainings,
         );
-        v.updated_at = now_ms();
+        v.updated_at = now_ms().into();
         let update = sqlx::query(
             "UPDATE volunteers SET display_name = $1, languages = $2, topics = $3, \
              availability = $4, active = $5, pledge_signed_on = $6, trainings = $7, \
@@ -341,7 +339,7 @@ impl Store {
         .write(&mut tx)
         .await?;
         let shrunk = if was_active && !v.active {
-            offboard(&mut tx, organisation_id, actor_id, id, v.updated_at).await?
+            offboard(&mut tx, organisation_id, actor_id, id, v.updated_at.ms()).await?
         } else {
             Vec::new()
         };
