@@ -432,24 +432,26 @@ async fn offer_to(
     .await?)
 }
 
-/// Records a volunteer's answer (`accepted`, `declined`) to their offer.
+/// Records a volunteer's answer (`accepted`, `declined`), given on their phone: the
+/// offer's status, and the same word in the request's history.
 async fn answer_offer(
     conn: &mut sqlx::AnyConnection,
     request_id: &str,
     volunteer_id: &str,
-    status: &str,
+    device_id: &str,
+    answer: &str,
     now: i64,
 ) -> Result<()> {
     sqlx::query(
         "UPDATE offers SET status = $1, answered_at = $2 WHERE request_id = $3 AND volunteer_id = $4",
     )
-    .bind(status)
+    .bind(answer)
     .bind(now)
     .bind(request_id)
     .bind(volunteer_id)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    device_event(conn, request_id, device_id, answer, volunteer_id).await
 }
 
 /// Closes the offers of `request_id` nobody answered yet, but the one to `except` (a
@@ -917,7 +919,15 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::Corrupt("request vanished".into()))?;
         if won.rows_affected() == 1 {
-            answer_offer(&mut tx, request_id, volunteer_id, "accepted", now).await?;
+            answer_offer(
+                &mut tx,
+                request_id,
+                volunteer_id,
+                device_id,
+                "accepted",
+                now,
+            )
+            .await?;
             let losers: Vec<String> = sqlx::query_scalar(
                 "SELECT volunteer_id FROM offers WHERE request_id = $1 AND volunteer_id <> $2 AND status = 'offered'",
             )
@@ -926,7 +936,6 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
             close_open_offers(&mut tx, request_id, "taken", volunteer_id).await?;
-            device_event(&mut tx, request_id, device_id, "accepted", volunteer_id).await?;
             let org = r.organisation_id.clone();
             let notices = [
                 (Recipients::Volunteers(&losers), NoticeKind::Taken),
@@ -980,8 +989,15 @@ impl Store {
             return Ok(None);
         };
         if status == "offered" {
-            answer_offer(&mut tx, request_id, volunteer_id, "declined", now_ms()).await?;
-            device_event(&mut tx, request_id, device_id, "declined", volunteer_id).await?;
+            answer_offer(
+                &mut tx,
+                request_id,
+                volunteer_id,
+                device_id,
+                "declined",
+                now_ms(),
+            )
+            .await?;
             tx.commit().await?;
             return Ok(Some("declined".into()));
         }
