@@ -44,12 +44,19 @@ pub trait Listener: Send + Sync + 'static {
     fn on_offer_answered(&self, answer: OfferAnswer) {
         let _ = answer;
     }
+    /// The network deleted this case (a coordinator, or its retention period ran out):
+    /// it and its key are gone from the phone, with any changes to it that had not
+    /// synced. Say so to the user ("Fall vom Netzwerk gelöscht").
+    fn on_case_deleted(&self, id: DocumentId) {
+        let _ = id;
+    }
 }
 
 enum Event {
     State(SyncState),
     Changed(Vec<DocumentId>),
     Offer(OfferAnswer),
+    Deleted(DocumentId),
 }
 
 #[derive(Default)]
@@ -86,6 +93,10 @@ impl Events {
         }
     }
 
+    pub fn case_deleted(&self, id: DocumentId) {
+        self.send(|| Event::Deleted(id));
+    }
+
     pub fn offer_answered(&self, answer: OfferAnswer) {
         self.send(|| Event::Offer(answer.clone()));
     }
@@ -115,6 +126,7 @@ impl Events {
                             Event::State(s) => listener.on_sync_state(s),
                             Event::Changed(ids) => listener.on_documents_changed(ids),
                             Event::Offer(answer) => listener.on_offer_answered(answer),
+                            Event::Deleted(id) => listener.on_case_deleted(id),
                         }));
                 }
             });

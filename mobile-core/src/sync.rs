@@ -520,6 +520,21 @@ impl Session<'_> {
                 }
                 self.shared.events.changed(vec![id]);
             }
+            ClientEffect::Deleted(id) => {
+                let held = {
+                    let mut guard = self.shared.repo.lock().await;
+                    let repo = guard.as_mut().ok_or(Ended::Shutdown)?;
+                    let held = repo.docs.contains_key(&id);
+                    // Its key goes with it: what is left in the file cannot be read.
+                    repo.remove(&id).await.map_err(Ended::Failed)?;
+                    held
+                };
+                if held {
+                    tracing::info!(document_id = %id, "deleted by the network; removed with its key");
+                    self.shared.events.changed(vec![id]);
+                    self.shared.events.case_deleted(id);
+                }
+            }
             ClientEffect::Wipe => return Err(Ended::Revoked),
             ClientEffect::RenewLease(lease_ms) => {
                 let mut guard = self.shared.repo.lock().await;

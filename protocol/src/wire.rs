@@ -155,6 +155,14 @@ pub enum Message {
         rule: String,
         limit: u64,
     },
+    /// `lotse-deleted`, server -> client: the network deleted the document (a coordinator,
+    /// or the retention period). Delete the local copy and its key; changes to it are
+    /// refused for ever.
+    Deleted {
+        sender_id: String,
+        target_id: String,
+        document_id: DocumentId,
+    },
 }
 
 /// Why a frame is not a message. The text is meant for the peer (in an `error` message)
@@ -210,6 +218,7 @@ mod types {
     pub const SHARED: &str = "lotse-shared";
     pub const LEASE: &str = "lotse-lease";
     pub const REFUSED: &str = "lotse-refused";
+    pub const DELETED: &str = "lotse-deleted";
 }
 
 impl Message {
@@ -233,6 +242,7 @@ impl Message {
             Self::Shared { .. } => types::SHARED,
             Self::Lease { .. } => types::LEASE,
             Self::Refused { .. } => types::REFUSED,
+            Self::Deleted { .. } => types::DELETED,
         }
     }
 
@@ -248,6 +258,7 @@ impl Message {
                 | Self::Shared { .. }
                 | Self::Lease { .. }
                 | Self::Refused { .. }
+                | Self::Deleted { .. }
         )
     }
 
@@ -269,7 +280,8 @@ impl Message {
             | Self::Revoked { sender_id, .. }
             | Self::Shared { sender_id, .. }
             | Self::Lease { sender_id, .. }
-            | Self::Refused { sender_id, .. } => sender_id,
+            | Self::Refused { sender_id, .. }
+            | Self::Deleted { sender_id, .. } => sender_id,
         }
     }
 
@@ -291,7 +303,8 @@ impl Message {
             | Self::Revoked { target_id, .. }
             | Self::Shared { target_id, .. }
             | Self::Lease { target_id, .. }
-            | Self::Refused { target_id, .. } => Some(target_id),
+            | Self::Refused { target_id, .. }
+            | Self::Deleted { target_id, .. } => Some(target_id),
         }
     }
 
@@ -302,7 +315,8 @@ impl Message {
             | Self::DocUnavailable { document_id, .. }
             | Self::Ephemeral { document_id, .. }
             | Self::RemoteHeadsChanged { document_id, .. }
-            | Self::Refused { document_id, .. } => Some(document_id),
+            | Self::Refused { document_id, .. }
+            | Self::Deleted { document_id, .. } => Some(document_id),
             _ => None,
         }
     }
@@ -413,6 +427,11 @@ impl Message {
                 document_id: f.document_id()?,
                 rule: f.text("rule")?,
                 limit: f.number("limit")?,
+            },
+            types::DELETED => Self::Deleted {
+                sender_id: f.text("senderId")?,
+                target_id: f.text("targetId")?,
+                document_id: f.document_id()?,
             },
             _ => return Err(WireError::UnknownType(ty)),
         };
@@ -565,6 +584,15 @@ impl Message {
                 m.document_id(document_id);
                 m.text("rule", rule);
                 m.uint("limit", *limit);
+            }
+            Self::Deleted {
+                sender_id,
+                target_id,
+                document_id,
+            } => {
+                m.text("senderId", sender_id);
+                m.text("targetId", target_id);
+                m.document_id(document_id);
             }
             Self::InSync {
                 sender_id,

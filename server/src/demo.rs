@@ -8,8 +8,8 @@ use lotse_protocol::{
 
 use crate::auth;
 use crate::store::{
-    Actor, NewCoordinator, NewDocument, NewRequest, NewVolunteer, RequestPatch, Slot, Store,
-    Training, now_ms,
+    Actor, Authored, NewCoordinator, NewDocument, NewRequest, NewVolunteer, RequestPatch, Slot,
+    Store, Training, Writer, now_ms,
 };
 
 pub const ORG: &str = "Integrationslotsen Musterstadt";
@@ -321,6 +321,11 @@ async fn seed_cases(
             CaseDoc::set_status(&mut doc, c.status, now - 59 * DAY)?;
         }
         let summary = CaseDoc::summary(&doc, now)?;
+        // The invented volunteer wrote it all, without a phone.
+        let writer = Writer::Volunteer {
+            volunteer_id: volunteer.clone(),
+        };
+        let actors = crate::hub::actors_of(&doc);
         store
             .create_document(NewDocument {
                 id: DocumentId::random(),
@@ -332,6 +337,11 @@ async fn seed_cases(
                 shared_with: std::slice::from_ref(volunteer),
                 summary: Some(&summary),
                 created_by: None,
+                authored: Some(Authored {
+                    writer: &writer,
+                    actors: &actors,
+                }),
+                device_limit: None,
             })
             .await?;
     }

@@ -71,6 +71,9 @@ pub enum HubError {
     /// was stored or announced.
     #[error("refused: {}", .0.rule)]
     Refused(Refusal),
+    /// The network deleted the document; nothing of it is written again.
+    #[error("the document was deleted")]
+    Deleted,
     /// The automerge work panicked on its worker; the document reloads on next use.
     #[error("the document's worker failed")]
     Worker,
@@ -80,6 +83,7 @@ impl From<StoreError> for HubError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Refused(refusal) => Self::Refused(refusal),
+            StoreError::Tombstoned => Self::Deleted,
             e => Self::Storage(e),
         }
     }
@@ -305,8 +309,40 @@ impl Hub {
     /// instances when it committed them.
     pub fn access_shrank(&self, changes: impl IntoIterator<Item = AccessChange>) {
         for change in changes {
+            if let AccessChange::Deleted { document_id } = &change
+                && let Ok(id) = document_id.parse::<DocumentId>()
+            {
+                // Nothing of it stays in memory either.
+                self.docs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
+            }
             // No receiver just means nobody is connected.
             let _ = self.changes.send(HubEvent::Access(Arc::new(change)));
+        }
+    }
+
+    /// Deletes a document of the organisation for good (its tombstone stays) and tells
+    /// the connections that follow it; `false`: no such document there.
+    pub async fn delete(
+        &self,
+        organisation_id: &str,
+        id: &DocumentId,
+        reason: crate::store::DeletionReason,
+        audit: &crate::store::AuditEntry,
+    ) -> Result<bool, HubError> {
+        match self
+            .store
+            .delete_document(organisation_id, id, reason, audit)
+            .await?
+        {
+            Some(change) => {
+                self.access_shrank([change]);
+                tracing::info!(document_id = %id, reason = reason.code(), "document deleted");
+                Ok(true)
+            }
+            None => Ok(false),
         }
     }
 

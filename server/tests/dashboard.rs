@@ -1498,6 +1498,8 @@ async fn report_case(
                 shared_with: &[],
                 summary: Some(&summary),
                 created_by: None,
+                authored: None,
+                device_limit: None,
             },
             doc,
         )

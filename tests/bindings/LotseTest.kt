@@ -117,6 +117,7 @@ fun listenerHearsStates() {
             latch.countDown()
         }
         override fun onDocumentsChanged(ids: List<String>) {}
+        override fun onCaseDeleted(id: String) {}
     })
     expect(latch.await(10, TimeUnit.SECONDS), "current state delivered")
     expect(synchronized(states) { states.first() } is SyncStateRecord.Offline, "not enrolled: offline")

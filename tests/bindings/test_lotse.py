@@ -114,6 +114,9 @@ def test_listener_hears_the_current_state(tmp_path):
         def on_documents_changed(self, ids):
             pass
 
+        def on_case_deleted(self, id):
+            pass
+
     handle = client.subscribe(Listener())
     assert got.wait(10)
     assert states[0] == lc.SyncStateRecord.OFFLINE()

@@ -509,6 +509,9 @@ pub trait SyncListener: Send + Sync {
     fn on_sync_state(&self, state: SyncStateRecord);
     /// Ids of documents (cases, schedule) whose content or sync status changed.
     fn on_documents_changed(&self, ids: Vec<String>);
+    /// The network deleted this case; it and its key are gone from the phone, with any
+    /// changes to it that had not synced. Tell the user.
+    fn on_case_deleted(&self, id: String);
 }
 
 struct ForeignListener(Arc<dyn SyncListener>);
@@ -520,6 +523,9 @@ impl Listener for ForeignListener {
     fn on_documents_changed(&self, ids: Vec<DocumentId>) {
         self.0
             .on_documents_changed(ids.iter().map(ToString::to_string).collect());
+    }
+    fn on_case_deleted(&self, id: DocumentId) {
+        self.0.on_case_deleted(id.to_string());
     }
 }
 

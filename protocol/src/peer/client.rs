@@ -127,6 +127,8 @@ pub enum ClientEffect {
         id: DocumentId,
         rule: Option<Refusal>,
     },
+    /// The network deleted the document: delete it and its key, and tell the app.
+    Deleted(DocumentId),
     /// The device was revoked: wipe every local document.
     Wipe,
     /// The server renewed the lease: the documents stay readable for this long (ms) from
@@ -589,6 +591,12 @@ impl ClientPeer {
             Message::Shared { .. } => self.queue_catch_up(),
             Message::Lease { lease_ms, .. } => {
                 self.q.effects.push_back(ClientEffect::RenewLease(lease_ms));
+            }
+            Message::Deleted { document_id, .. } => {
+                self.known.remove(&document_id);
+                self.requested.remove(&document_id);
+                self.differing.remove(&document_id);
+                self.q.effects.push_back(ClientEffect::Deleted(document_id));
             }
             Message::Refused {
                 document_id,

@@ -90,7 +90,7 @@ impl MemoryDocs {
                     }
                 }
             }
-            ClientEffect::Forget(id) => {
+            ClientEffect::Forget(id) | ClientEffect::Deleted(id) => {
                 self.docs.remove(&id);
             }
             ClientEffect::Refused { id, .. } => {

@@ -67,6 +67,9 @@ pub enum Access {
     Unknown,
     /// It exists and is not the peer's. Answered exactly like [`Access::Unknown`].
     Denied,
+    /// The network deleted it (a tombstone): it can never be created again. Our clients
+    /// that may have held it hear `lotse-deleted`; anyone else `doc-unavailable`.
+    Deleted,
 }
 
 /// One sync step on one document, lent to the driver: apply the peer's message (if any)
@@ -136,6 +139,8 @@ pub enum ExchangeError {
     /// was stored, and the driver dropped what it had applied in memory. Only this
     /// document is refused; the connection goes on.
     Refused(Refusal),
+    /// The network deleted the document meanwhile: nothing was stored.
+    Deleted,
 }
 
 /// What the driver must do for the machine. The ones marked "answer" stop the machine
@@ -228,6 +233,7 @@ enum Job {
     Shared,
     Revoke,
     End(String),
+    Deleted(DocumentId),
 }
 
 /// The server's side of one connection.
@@ -356,6 +362,12 @@ impl ServerPeer {
         }
     }
 
+    /// The network deleted the document: a peer that follows it is told at once; the
+    /// rest learn when they next ask (the access check answers [`Access::Deleted`]).
+    pub fn handle_doc_deleted(&mut self, id: DocumentId) {
+        self.push(Job::Deleted(id));
+    }
+
     /// Documents were shared with this peer's volunteer.
     pub fn handle_shared(&mut self) {
         self.push(Job::Shared);
@@ -427,8 +439,9 @@ impl ServerPeer {
                 self.allowed.insert(id);
                 self.denied.remove(&id);
             }
-            Access::Denied => {
+            Access::Denied | Access::Deleted => {
                 self.denied.insert(id);
+                self.allowed.remove(&id);
             }
             Access::Unknown => {}
         }
@@ -483,6 +496,11 @@ impl ServerPeer {
             Err(ExchangeError::Load) => {
                 return self
                     .violate("the server could not load a document; try again later".into());
+            }
+            Err(ExchangeError::Deleted) => {
+                self.allowed.remove(&id);
+                self.denied.insert(id);
+                self.tell_deleted(id);
             }
             Err(ExchangeError::Refused(refusal)) => {
                 // What the peer's state says we received was dropped: start afresh, so a
@@ -659,6 +677,7 @@ impl ServerPeer {
                 Job::Relay(r) => self.on_relay(*r),
                 Job::Shared => self.on_shared(),
                 Job::Revoke => self.on_revoke(),
+                Job::Deleted(id) => self.on_deleted(id),
                 Job::End(reason) => {
                     self.q.events.push_back(ServerEvent::Ended);
                     self.send_error(reason);
@@ -761,6 +780,7 @@ impl ServerPeer {
             | Message::Shared { .. }
             | Message::Lease { .. }
             | Message::Refused { .. }
+            | Message::Deleted { .. }
             | Message::Join { .. } => {
                 self.violate(format!("{} is a server message", message.type_name()));
             }
@@ -827,6 +847,7 @@ impl ServerPeer {
                         self.syncs.remove(&id);
                         return self.unavailable(id, is_request);
                     }
+                    Access::Deleted => return self.tell_deleted(id),
                     Access::Unknown if is_request => return self.unavailable(id, true),
                     Access::Unknown => true,
                     Access::Allowed => false,
@@ -848,6 +869,8 @@ impl ServerPeer {
             AfterAccess::Push => {
                 if access == Access::Allowed {
                     self.with_state(id, ANNOUNCE);
+                } else if access == Access::Deleted {
+                    self.tell_deleted(id);
                 } else {
                     self.syncs.remove(&id);
                 }
@@ -953,6 +976,31 @@ impl ServerPeer {
             // request for a denied id stays indistinguishable from one for a missing id.
             self.handle_access_changed(Some(id));
             self.with_access(id, AfterAccess::Wanted);
+        }
+    }
+
+    /// A deleted document the peer follows: our clients delete their copy; a plain
+    /// automerge-repo peer hears `doc-unavailable`, all the protocol lets us say.
+    fn on_deleted(&mut self, id: DocumentId) {
+        let follows = self.syncs.contains_key(&id) || (self.extended && self.allowed.contains(&id));
+        self.allowed.remove(&id);
+        self.denied.insert(id);
+        self.forget_wanted(id);
+        if follows && self.peer_id.is_some() {
+            self.tell_deleted(id);
+        }
+    }
+
+    fn tell_deleted(&mut self, id: DocumentId) {
+        self.syncs.remove(&id);
+        if self.extended {
+            self.q.transmit.push_back(Message::Deleted {
+                sender_id: self.cfg.server_id.clone(),
+                target_id: self.target(),
+                document_id: id,
+            });
+        } else {
+            self.unavailable(id, false);
         }
     }
 

@@ -160,6 +160,11 @@ fn every_message() -> Vec<Message> {
             rule: "document-bytes".into(),
             limit: 8 * 1024 * 1024,
         },
+        Message::Deleted {
+            sender_id: "server".into(),
+            target_id: "phone-1".into(),
+            document_id: DocumentId::random(),
+        },
     ]
 }
 
@@ -830,6 +835,11 @@ fn arb_message() -> impl Strategy<Value = Message> {
                     entries,
                 }
             }),
+        (id, id, doc.clone()).prop_map(|(s, t, d)| Message::Deleted {
+            sender_id: s,
+            target_id: t,
+            document_id: d,
+        }),
         (id, id, doc, "[a-z-]{1,20}", any::<u64>()).prop_map(|(s, t, d, rule, limit)| {
             Message::Refused {
                 sender_id: s,
@@ -865,7 +875,7 @@ proptest! {
 
     #[test]
     fn truncated_and_flipped_frames_never_panic(
-        index in 0usize..19, cut in any::<proptest::sample::Index>(), flip in any::<(proptest::sample::Index, u8)>()
+        index in 0usize..20, cut in any::<proptest::sample::Index>(), flip in any::<(proptest::sample::Index, u8)>()
     ) {
         let messages = every_message();
         let frame = messages[index % messages.len()].encode();

@@ -88,8 +88,11 @@ pub async fn list(State(state): State<AppState>, s: Session) -> Response {
 struct Loaded {
     view: CaseView,
     history: Vec<HistoryEntry>,
-    /// Actor -> the author id it wrote into notes and hours.
+    /// Actor -> the author id it wrote into notes and hours (a claim; for actors not
+    /// bound to a writer, from before authorship was recorded).
     authors: HashMap<ActorId, String>,
+    /// The actor that created each note and hours entry.
+    created: history::Creators,
     concerns: Vec<Concern>,
 }
 
@@ -97,6 +100,7 @@ fn read(doc: &Automerge) -> Option<Loaded> {
     let view = CaseDoc::read(doc).ok()?;
     Some(Loaded {
         authors: history::authors_by_actor(doc, &view),
+        created: history::creators(doc, &view),
         history: history::history(doc),
         concerns: lookat::inspect(doc),
         view,
@@ -338,12 +342,29 @@ async fn body(
             .cloned()
             .unwrap_or_else(|| names.actor(l, "coordinator", author))
     };
+    let by = state
+        .store
+        .attribute(s.org(), &c.created, &c.view)
+        .await
+        .map_err(|e| layout::failed(l, "authorship", e))?;
+    // Who wrote a change: the device or coordinator its actor is bound to; for actors
+    // from before authorship was recorded, what their entries claim.
     let who = |actor: &ActorId| -> String {
-        match c.authors.get(actor) {
-            Some(author) => person(author),
-            None => {
+        match (by.writers.get(actor), c.authors.get(actor)) {
+            (Some(writer), _) => person(writer.author_id()),
+            (None, Some(author)) => person(author),
+            (None, None) => {
                 let hex = actor.to_hex_string();
                 format!("{} {}", l.t("Kennung", "ID"), &hex[..hex.len().min(8)])
+            }
+        }
+    };
+    // The author shown, and a warning where the entry names someone else.
+    let written_by = |a: &crate::store::Attribution| -> Markup {
+        html! {
+            (person(a.author()))
+            @if a.mismatch() {
+                " " (badge("bad", &format!("{} {}", l.t("Eintrag nennt", "entry names"), person(&a.claimed))))
             }
         }
     };
@@ -396,7 +417,7 @@ async fn body(
             @for n in &v.notes {
                 article.note data-note=(n.id.as_str()) {
                     p.muted {
-                        (person(&n.author)) " · " (i18n::datetime(l, n.created_at))
+                        (written_by(&by.note(n.id.as_str(), &n.author))) " · " (i18n::datetime(l, n.created_at))
                         @if n.updated_at != n.created_at { " · " (l.t("bearbeitet", "edited")) " " (i18n::datetime(l, n.updated_at)) }
                     }
                     p.text { (n.text) }
@@ -440,7 +461,7 @@ async fn body(
                                 tr {
                                     td { (i18n::iso_date(l, &h.date)) }
                                     td { (i18n::hours_kind(l, &h.kind)) }
-                                    td { (person(&h.author)) }
+                                    td { (written_by(&by.hours(h.id.as_str(), &h.author))) }
                                     td.num { (i18n::minutes(i64::from(h.minutes))) }
                                     td.num { (i18n::minutes(i64::from(h.travel_minutes))) }
                                 }

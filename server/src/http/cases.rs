@@ -1,7 +1,7 @@
 //! Cases (Begleitungen): created by a coordinator as automerge documents, synced with the
 //! assigned volunteers' phones, read back as JSON as the server holds them.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use lotse_protocol::automerge::Automerge;
 use lotse_protocol::{CaseDoc, DocumentId, NewCase, Status, Topic};
@@ -16,13 +16,14 @@ use crate::app::caller::{Caller, CoordinatorCaller};
 use crate::app::error::{Error, ErrorBody, Result};
 use crate::hub::HubError;
 use crate::store::{
-    Access, CaseRow, NewDocument, ReassignError, SubjectAuditEvent, Viewer, now_ms,
+    Access, Authored, CaseRow, DeletionReason, NewDocument, ReassignError, SubjectAuditEvent,
+    Viewer, now_ms,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_case, list_cases))
-        .routes(routes!(get_case))
+        .routes(routes!(get_case, delete_case))
         .routes(routes!(set_volunteers))
         .routes(routes!(case_audit))
 }
@@ -123,7 +124,10 @@ async fn create_case(
     let id = DocumentId::random();
     let snapshot = lotse_protocol::save_snapshot(&doc);
     let heads = doc.get_heads();
-    let created = Caller::Coordinator(caller.clone()).audit("document.create", &id.to_string());
+    let by = Caller::Coordinator(caller.clone());
+    let created = by.audit("document.create", &id.to_string());
+    let writer = by.writer();
+    let actors = crate::hub::actors_of(&doc);
     state
         .hub
         .create(
@@ -137,6 +141,11 @@ async fn create_case(
                 shared_with: &volunteers,
                 summary: Some(&summary),
                 created_by: Some(&created),
+                authored: Some(Authored {
+                    writer: &writer,
+                    actors: &actors,
+                }),
+                device_limit: None,
             },
             doc,
         )
@@ -246,17 +255,109 @@ async fn get_case(
         .store
         .audit(&[caller.audit("document.read", &id.to_string())])
         .await?;
-    let view = state
+    let (view, created) = state
         .hub
-        .read(id, CaseDoc::read)
+        .read(id, |doc| {
+            CaseDoc::read(doc).map(|view| {
+                let created = lotse_protocol::schema::creators(doc, &view);
+                (view, created)
+            })
+        })
         .await
         .map_err(hub_error)?
         .map_err(|_| Error::NotFound("case"))?;
-    let mut json = serde_json::to_value(view).map_err(|e| Error::Internal(e.into()))?;
+    let organisation_id = match &caller {
+        Caller::Coordinator(c) => c.organisation_id(),
+        Caller::Device(d) => d.organisation_id.as_str(),
+    };
+    let by = state
+        .store
+        .attribute(organisation_id, &created, &view)
+        .await?;
+    let mut json = serde_json::to_value(&view).map_err(|e| Error::Internal(e.into()))?;
     if let Some(obj) = json.as_object_mut() {
         obj.insert("id".into(), serde_json::Value::String(id.to_string()));
+        attribute_entries(obj.get_mut("notes"), |id, claimed| by.note(id, claimed));
+        attribute_entries(obj.get_mut("hours"), |id, claimed| by.hours(id, claimed));
     }
     Ok(axum::Json(json))
+}
+
+/// Each entry's `author` becomes who wrote it (the actor's device's volunteer, or the
+/// coordinator), never only what the entry claims: `authorVerified` says whether the
+/// writer is known, and where the claim differs it stays visible as `claimedAuthor`
+/// with `authorMismatch: true`.
+fn attribute_entries(
+    entries: Option<&mut serde_json::Value>,
+    attribution: impl Fn(&str, &str) -> crate::store::Attribution,
+) {
+    let Some(serde_json::Value::Array(entries)) = entries else {
+        return;
+    };
+    for entry in entries {
+        let Some(obj) = entry.as_object_mut() else {
+            continue;
+        };
+        let id = obj.get("id").and_then(|v| v.as_str()).unwrap_or_default();
+        let claimed = obj
+            .get("author")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let a = attribution(id, claimed);
+        let author = a.author().to_owned();
+        obj.insert("authorVerified".into(), a.verified().into());
+        obj.insert("authorMismatch".into(), a.mismatch().into());
+        if a.mismatch() {
+            obj.insert("claimedAuthor".into(), a.claimed.clone().into());
+        }
+        obj.insert("author".into(), author.into());
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteCase {
+    /// Why: `mistake` (created by mistake), `person-asked` (the person asked for erasure,
+    /// Art. 17 DSGVO) or `other`. Kept in the tombstone and the audit trail.
+    pub reason: Option<String>,
+}
+
+/// Delete a case for good (coordinators only): its notes, appointments and hours leave
+/// the server, connected phones delete it at once and offline phones at their next
+/// contact, and no client can ever bring it back. What stays is a tombstone (id, time,
+/// reason; no content) and the audit trail.
+#[utoipa::path(delete, path = "/api/v1/cases/{id}", tag = "cases",
+    params(("id" = String, Path, description = "Document id (bs58check) or automerge: URL"), DeleteCase),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn delete_case(
+    State(state): State<AppState>,
+    caller: CoordinatorCaller,
+    Path(raw): Path<String>,
+    Query(q): Query<DeleteCase>,
+) -> Result<StatusCode> {
+    let id = document_id(&raw)?;
+    let reason = match q.reason.as_deref() {
+        None => DeletionReason::Other,
+        Some(code) => DeletionReason::from_code(code)
+            .filter(|r| *r != DeletionReason::Retention)
+            .ok_or_else(|| Error::invalid("reason", "must be mistake, person-asked or other"))?,
+    };
+    match state.store.document(&id).await? {
+        Some(d) if d.organisation_id == caller.organisation_id() && d.kind == "case" => {}
+        _ => return Err(Error::NotFound("case")),
+    }
+    // The reason is kept in the tombstone.
+    let audit = Caller::Coordinator(caller.clone()).audit("document.delete", &id.to_string());
+    if !state
+        .hub
+        .delete(caller.organisation_id(), &id, reason, &audit)
+        .await
+        .map_err(hub_error)?
+    {
+        return Err(Error::NotFound("case"));
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Who read and changed a case (coordinators only): creation, reads through the API and

@@ -12,7 +12,7 @@ use super::extract::Id;
 use crate::app::AppState;
 use crate::app::caller::Caller;
 use crate::app::error::{Error, ErrorBody, Result};
-use crate::store::{AcceptOutcome, EnrolledDevice, NewDocument, Request, now_ms};
+use crate::store::{AcceptOutcome, Authored, EnrolledDevice, NewDocument, Request, now_ms};
 use crate::timefmt::Timestamp;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -152,6 +152,8 @@ async fn ensure_case(
     let snapshot = lotse_protocol::save_snapshot(&doc);
     let heads = doc.get_heads();
     let created = by.audit("document.create", &id.to_string());
+    let writer = by.writer();
+    let actors = crate::hub::actors_of(&doc);
     state
         .hub
         .create(
@@ -165,6 +167,11 @@ async fn ensure_case(
                 shared_with: &[volunteer_id.to_owned()],
                 summary: Some(&summary),
                 created_by: Some(&created),
+                authored: Some(Authored {
+                    writer: &writer,
+                    actors: &actors,
+                }),
+                device_limit: None,
             },
             doc,
         )

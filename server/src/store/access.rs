@@ -24,6 +24,9 @@ pub enum AccessChange {
     SessionEnded { session_hash: String },
     /// Every session of the coordinator ended (logout everywhere).
     SessionsEnded { coordinator_id: String },
+    /// The network deleted the document: every peer that follows it is told, every
+    /// instance drops its copy.
+    Deleted { document_id: String },
 }
 
 impl AccessChange {
@@ -38,6 +41,7 @@ impl AccessChange {
             } => format!("unshared:{volunteer_id}:{document_id}"),
             Self::SessionEnded { session_hash } => format!("session:{session_hash}"),
             Self::SessionsEnded { coordinator_id } => format!("coordinator:{coordinator_id}"),
+            Self::Deleted { document_id } => format!("deleted:{document_id}"),
         }
     }
 
@@ -60,6 +64,9 @@ impl AccessChange {
             },
             "coordinator" => Self::SessionsEnded {
                 coordinator_id: id(rest)?,
+            },
+            "deleted" => Self::Deleted {
+                document_id: id(rest)?,
             },
             _ => return None,
         })

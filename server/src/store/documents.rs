@@ -35,6 +35,8 @@ pub enum Access {
     Unknown,
     /// Exists, but not for this viewer; callers answer exactly as for a missing one.
     Denied,
+    /// The viewer's organisation deleted it: it can never be created again.
+    Deleted,
 }
 
 pub struct NewDocument<'a> {
@@ -193,7 +195,13 @@ impl Store {
     /// Decides whether `viewer` may sync `id` (DESIGN.md decision 6).
     pub async fn document_access(&self, viewer: &Viewer, id: &DocumentId) -> Result<Access> {
         let Some(doc) = self.document(id).await? else {
-            return Ok(Access::Unknown);
+            // A tombstone of another organisation is answered as any document of theirs
+            // would be: it exists, not for you (and cannot be created either).
+            return Ok(match self.tombstone(id).await? {
+                Some(t) if t.organisation_id == viewer.organisation_id => Access::Deleted,
+                Some(_) => Access::Denied,
+                None => Access::Unknown,
+            });
         };
         if doc.organisation_id != viewer.organisation_id {
             return Ok(Access::Denied);
@@ -265,6 +273,16 @@ impl Store {
         let id = new.id.to_string();
         let now = now_ms();
         let mut tx = self.begin_write().await?;
+        // However a writer got here (a stale access decision, another instance not yet
+        // told), a deleted document is never created again.
+        if sqlx::query("SELECT 1 FROM tombstones WHERE document_id = $1")
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some()
+        {
+            return Err(StoreError::Tombstoned);
+        }
         sqlx::query(
             "INSERT INTO documents (id, organisation_id, kind, owner_volunteer_id, heads, chunk_count, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $6)",
@@ -345,7 +363,7 @@ impl Store {
         .bind(&id_text)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("document {id_text} vanished")))?;
+        .ok_or(StoreError::Tombstoned)?;
         let organisation_id: String = row.try_get("organisation_id")?;
         let seq: i64 = row.try_get::<i64, _>("last_seq")? + 1;
         authorship::bind(&mut tx, &organisation_id, authored).await?;

@@ -86,6 +86,12 @@ impl PeerIdentity {
                     return Affected::SessionEnded;
                 }
             }
+            // Every connection hears it; the machine tells only peers that follow it.
+            AccessChange::Deleted { document_id } => {
+                if let Ok(id) = document_id.parse() {
+                    return Affected::Deleted(id);
+                }
+            }
         }
         Affected::No
     }
@@ -95,6 +101,7 @@ enum Affected {
     No,
     Revoked,
     Document(DocumentId),
+    Deleted(DocumentId),
     SessionEnded,
 }
 
@@ -181,6 +188,7 @@ pub async fn run(
                         conn.peer.handle_access_changed(Some(id));
                         conn.peer.handle_shared();
                     }
+                    Affected::Deleted(id) => conn.peer.handle_doc_deleted(id),
                     Affected::SessionEnded => {
                         tracing::info!("session ended; closing its sync connection");
                         conn.peer.handle_ended("the session ended");
@@ -274,6 +282,7 @@ impl Conn {
                     Ok(store::Access::Allowed(_)) => Ok(Access::Allowed),
                     Ok(store::Access::Unknown) => Ok(Access::Unknown),
                     Ok(store::Access::Denied) => Ok(Access::Denied),
+                    Ok(store::Access::Deleted) => Ok(Access::Deleted),
                     Err(e) => {
                         tracing::error!(error = %e, "access check failed");
                         Err(())
@@ -366,6 +375,7 @@ impl Conn {
                 Err(e) => {
                     let failure = match e {
                         HubError::NotYours(_) => ExchangeError::NotYours,
+                        HubError::Deleted => ExchangeError::Deleted,
                         HubError::Session(e) => ExchangeError::Invalid(e.to_string()),
                         HubError::Refused(refusal) => {
                             tracing::warn!(

@@ -1,0 +1,1 @@
+../sqlite/0012_tombstones.sql

@@ -1,0 +1,167 @@
+//! Deleting a document for good. One transaction removes every chunk, snapshot, sync
+//! state, index row and access row, unlinks the request it came from and leaves a
+//! tombstone (id, organisation, kind, time, reason code; no content), so a purge that
+//! fails halfway leaves the whole document or its tombstone, never half. On SQLite
+//! `secure_delete` overwrites what was deleted and a checkpoint empties the WAL, so the
+//! content cannot be read back from the files either.
+
+use lotse_protocol::DocumentId;
+use sqlx::Row;
+
+use super::access::AccessChange;
+use super::{AuditEntry, Backend, Result, Store, now_ms};
+
+/// Why a document was deleted, as the tombstone and the audit trail keep it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeletionReason {
+    /// Created by mistake (a wrong person, a duplicate).
+    Mistake,
+    /// The person helped asked for erasure (Art. 17 DSGVO).
+    PersonAsked,
+    /// The network's retention period for closed cases ran out (the purge job).
+    Retention,
+    Other,
+}
+
+impl DeletionReason {
+    pub const ALL: [Self; 4] = [
+        Self::Mistake,
+        Self::PersonAsked,
+        Self::Retention,
+        Self::Other,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Mistake => "mistake",
+            Self::PersonAsked => "person-asked",
+            Self::Retention => "retention",
+            Self::Other => "other",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
+    }
+}
+
+/// What a tombstone says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    pub document_id: String,
+    pub organisation_id: String,
+    pub kind: String,
+    pub deleted_at: i64,
+    pub reason: String,
+}
+
+impl Store {
+    /// Deletes a document of the organisation and leaves its tombstone, with the audit
+    /// line in the same transaction. `Ok(None)`: no such document in that organisation
+    /// (which a caller answers as "not found", as for any other missing document).
+    /// The returned change is for the hub: connections that follow the document hear of
+    /// it, and other instances were told by the commit.
+    pub async fn delete_document(
+        &self,
+        organisation_id: &str,
+        id: &DocumentId,
+        reason: DeletionReason,
+        audit: &AuditEntry,
+    ) -> Result<Option<AccessChange>> {
+        let id_text = id.to_string();
+        let mut tx = self.begin_write().await?;
+        let Some(kind) = sqlx::query_scalar::<_, String>(
+            "SELECT kind FROM documents WHERE id = $1 AND organisation_id = $2",
+        )
+        .bind(&id_text)
+        .bind(organisation_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        for table in [
+            "sync_states",
+            "document_chunks",
+            "document_access",
+            "case_index",
+        ] {
+            sqlx::query(safe_sql!("DELETE FROM {table} WHERE document_id = $1"))
+                .bind(&id_text)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM documents WHERE id = $1")
+            .bind(&id_text)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE requests SET case_document_id = NULL WHERE case_document_id = $1")
+            .bind(&id_text)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO tombstones (document_id, organisation_id, kind, deleted_at, reason) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&id_text)
+        .bind(organisation_id)
+        .bind(&kind)
+        .bind(now_ms())
+        .bind(reason.code())
+        .execute(&mut *tx)
+        .await?;
+        super::audit::insert(&mut tx, audit).await?;
+        let change = AccessChange::Deleted {
+            document_id: id_text,
+        };
+        self.notify_access(&mut tx, std::slice::from_ref(&change))
+            .await?;
+        tx.commit().await?;
+        self.scrub_files().await;
+        Ok(Some(change))
+    }
+
+    /// The tombstone of `id`, if it was deleted.
+    pub async fn tombstone(&self, id: &DocumentId) -> Result<Option<Tombstone>> {
+        let row = sqlx::query(
+            "SELECT document_id, organisation_id, kind, deleted_at, reason FROM tombstones WHERE document_id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Tombstone {
+                document_id: r.try_get("document_id")?,
+                organisation_id: r.try_get("organisation_id")?,
+                kind: r.try_get("kind")?,
+                deleted_at: r.try_get("deleted_at")?,
+                reason: r.try_get("reason")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// On SQLite, copies the WAL into the database file and truncates it, so the
+    /// pages that held deleted content (overwritten there by `secure_delete`) leave no
+    /// older copy behind. Best effort: a reader holding an old snapshot can delay it, and
+    /// the next deletion or SQLite's own checkpoints finish the job.
+    async fn scrub_files(&self) {
+        if self.backend != Backend::Sqlite {
+            return;
+        }
+        match sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&self.pool)
+            .await
+        {
+            Ok(row) => {
+                let busy: i64 = row.try_get(0).unwrap_or(1);
+                if busy != 0 {
+                    tracing::warn!(
+                        "the WAL could not be emptied after a deletion; it will be at a later checkpoint"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "checkpoint after a deletion failed"),
+        }
+    }
+}
