@@ -1934,7 +1934,62 @@ async fn access_is_taken_away_through_the_forms(backend: Backend) {
     s.stop().await;
 }
 
+/// A case deleted through its page: only with a reason and an explicit confirmation,
+/// then gone (the page and the API answer 404) with its tombstone naming the reason.
+async fn a_case_is_deleted_through_its_page(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (mut b, _, token) = logged_in(&s, "Lotsen Loeschformular").await;
+    let amira = s.volunteer(&token, "Amira", &["ar"]).await;
+    let case = s
+        .create_case(&token, "F.K.", "gesundheit", &["ar"], &[&amira])
+        .await;
+    let path = format!("/dashboard/cases/{case}");
+    let page = b.get(&path).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains(&format!("action=\"{path}/delete\"")),
+        "a delete form"
+    );
+    let csrf = csrf_of(&page.body);
+
+    let unconfirmed = b
+        .submit(&format!("{path}/delete"), &csrf, &[("reason", "mistake")])
+        .await;
+    assert_eq!(unconfirmed.status, 422, "{}", unconfirmed.body);
+    let retention = b
+        .submit(
+            &format!("{path}/delete"),
+            &csrf,
+            &[("reason", "retention"), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(
+        retention.status, 422,
+        "the purge job's reason is not a coordinator's"
+    );
+    assert_eq!(b.get(&path).await.status, 200, "still there");
+
+    let done = b
+        .submit(
+            &format!("{path}/delete"),
+            &csrf,
+            &[("reason", "mistake"), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location, "/dashboard/cases?deleted=1");
+    let list = b.get(&done.location).await;
+    assert!(list.body.contains("Der Fall ist gelöscht"), "{}", list.body);
+    assert_eq!(b.get(&path).await.status, 404);
+    let (status, _) = s.get(&format!("/api/v1/cases/{case}"), Some(&token)).await;
+    assert_eq!(status, 404);
+    let tomb = s.store.tombstone(&case).await.unwrap().unwrap();
+    assert_eq!(tomb.reason, "mistake");
+    s.stop().await;
+}
+
 on_both_backends!(
+    a_case_is_deleted_through_its_page,
     access_is_taken_away_through_the_forms,
     pages_redirect_to_login_when_logged_out,
     forms_reject_a_missing_or_wrong_csrf_token,

@@ -27,7 +27,7 @@ use super::requests::Names;
 use super::session::{Posted, Session};
 use crate::app::AppState;
 use crate::app::caller::Caller;
-use crate::store::{CaseRow, ReassignError, SubjectAuditEvent};
+use crate::store::{CaseRow, DeletionReason, ReassignError, SubjectAuditEvent};
 
 const HISTORY_MAX: usize = 100;
 
@@ -59,6 +59,10 @@ pub async fn list(State(state): State<AppState>, s: Session) -> Response {
             title,
             html! {
                 h1 { (title) }
+                @if s.here.contains("deleted=1") {
+                    p role="status" { (l.t("Der Fall ist gelöscht. Verbundene Telefone löschen ihn sofort, die anderen bei ihrer nächsten Verbindung.",
+                        "The case is deleted. Connected phones delete it at once, the others at their next connection.")) }
+                }
                 (filter_form(l, "/dashboard/cases", l.t("Fälle filtern", "Filter cases"), html! {
                     (filter_select(l, "status", l.t("Status", "Status"),
                         ["active", "paused", "closed"].map(|st| (st, i18n::case_status(l, st))), &status))
@@ -182,6 +186,7 @@ pub async fn detail(
                 p #live-status.live-status role="status" aria-live="polite" {}
                 div #case data-live=(format!("/dashboard/fragments/cases/{id}")) { (body) }
                 (team)
+                (delete_form(&s, &id))
                 (audit_trail(l, &trail))
             },
         ),
@@ -227,6 +232,83 @@ async fn team_form(state: &AppState, s: &Session, id: &DocumentId) -> Result<Mar
             }
         }
     })
+}
+
+/// Deleting the case for good, behind a reason and an explicit confirmation.
+fn delete_form(s: &Session, id: &DocumentId) -> Markup {
+    let l = s.lang;
+    let reasons = [
+        (
+            DeletionReason::PersonAsked,
+            l.t(
+                "Die begleitete Person hat die Löschung verlangt (Art. 17 DSGVO)",
+                "The person helped asked for erasure (Art. 17 GDPR)",
+            ),
+        ),
+        (
+            DeletionReason::Mistake,
+            l.t("Irrtümlich angelegt", "Created by mistake"),
+        ),
+        (DeletionReason::Other, l.t("Anderer Grund", "Other reason")),
+    ];
+    html! {
+        section.card aria-labelledby="loeschen" {
+            h2 #loeschen { (l.t("Fall löschen", "Delete the case")) }
+            p { (l.t(
+                "Notizen, Termine und Stunden werden vom Server und von allen Telefonen gelöscht und lassen sich nicht wiederherstellen. Was ein Telefon noch nicht übertragen hat, geht verloren. Die Berichte behalten nur anonyme Zahlen.",
+                "Notes, appointments and hours are deleted from the server and from every phone and cannot be restored. What a phone has not synced yet is lost. Reports keep anonymous figures only.")) }
+            form method="post" action=(format!("/dashboard/cases/{id}/delete")) {
+                (csrf(s))
+                label for="delete-reason" { (l.t("Grund", "Reason")) }
+                select #delete-reason name="reason" required {
+                    @for (reason, text) in reasons {
+                        option value=(reason.code()) { (text) }
+                    }
+                }
+                div.check {
+                    input #delete-confirm type="checkbox" name="confirm" value="yes" required;
+                    label for="delete-confirm" { (l.t("Ich will diesen Fall endgültig löschen.", "I want to delete this case for good.")) }
+                }
+                button.danger type="submit" { (l.t("Endgültig löschen", "Delete for good")) }
+            }
+        }
+    }
+}
+
+/// `POST /dashboard/cases/{id}/delete`: deletes the case once confirmed.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Posted { s, f }: Posted,
+) -> Response {
+    let l = s.lang;
+    let Ok(id) = raw.parse::<DocumentId>() else {
+        return layout::not_found(l);
+    };
+    let reason =
+        DeletionReason::from_code(&f.get("reason")).filter(|r| *r != DeletionReason::Retention);
+    let (Some(reason), true) = (reason, f.get("confirm") == "yes") else {
+        return layout::error_page(
+            l,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            l.t("Nicht gelöscht", "Not deleted"),
+            l.t(
+                "Bitte einen Grund wählen und das Löschen ausdrücklich bestätigen.",
+                "Please choose a reason and confirm the deletion explicitly.",
+            ),
+        );
+    };
+    match state.store.document(&id).await {
+        Ok(Some(d)) if d.organisation_id == s.org() && d.kind == "case" => {}
+        Ok(_) => return layout::not_found(l),
+        Err(e) => return layout::failed(l, "case lookup", e),
+    }
+    let audit = Caller::Coordinator(s.caller.clone()).audit("document.delete", &id.to_string());
+    match state.hub.delete(s.org(), &id, reason, &audit).await {
+        Ok(true) => Redirect::to("/dashboard/cases?deleted=1").into_response(),
+        Ok(false) => layout::not_found(l),
+        Err(e) => layout::failed(l, "case deletion", e),
+    }
 }
 
 /// `POST /dashboard/cases/{id}/volunteers`: the checked volunteers become the case's.
