@@ -15,6 +15,9 @@ pub mod schema;
 pub mod session;
 pub mod wire;
 
+#[cfg(test)]
+mod testing;
+
 pub use catchup::{CatchupPlan, digest, heads_digest, plan};
 pub use docid::{DocumentId, DocumentIdError};
 pub use notice::{PayloadError, PushKind, PushPayload};

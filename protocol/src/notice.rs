@@ -152,15 +152,8 @@ mod tests {
             assert_eq!(PushPayload::parse(json.as_bytes()).unwrap(), payload);
         }
         let json: serde_json::Value = serde_json::from_str(&offer().to_json()).unwrap();
-        let mut keys: Vec<&str> = json
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        keys.sort_unstable();
         assert_eq!(
-            keys,
+            crate::testing::sorted_keys(&json),
             [
                 "kind",
                 "languages",

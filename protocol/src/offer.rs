@@ -132,17 +132,13 @@ mod tests {
             offer.assignment.unwrap().case_id.as_deref(),
             Some("2dKhP2bUGKFa87U5RquAXHtyfVfM")
         );
-        let sample = full();
-        let mut keys: Vec<&str> = sample
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        keys.sort_unstable();
         let mut listed = OFFER_FIELDS.to_vec();
         listed.sort_unstable();
-        assert_eq!(keys, listed, "the sample has exactly the listed keys");
+        assert_eq!(
+            crate::testing::sorted_keys(&full()),
+            listed,
+            "the sample has exactly the listed keys"
+        );
     }
 
     /// Every listed key is one the reader reads: renamed, the offer does not read or
