@@ -239,3 +239,88 @@ async fn a_refused_case_fails_alone_with_its_rule() {
     client.close().await.unwrap();
     server.stop().await;
 }
+
+/// A case the network deletes leaves both phones of the volunteer: the connected one at
+/// once, the one that was offline with an unsynced note at its next contact (the note is
+/// refused, the server keeps nothing); each tells its app, and the other case stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_deleted_by_the_network_leaves_every_phone() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, coordinator) = server.new_org("Lotsen Loeschen").await;
+    let phone = enrolled_phone(&server, &coordinator).await;
+    let code = server.enrollment_code(&coordinator, &phone.volunteer).await;
+    let dir = TempDir::new("tablet");
+    let tablet = Client::open(config(dir.path(), &server.base, rand_key()))
+        .await
+        .unwrap();
+    tablet.enroll(&code, "Tablet").await.unwrap();
+    let case = server
+        .create_case(&coordinator, "T.K.", "wohnen", &["ar"], &[&phone.volunteer])
+        .await;
+    let other = server
+        .create_case(&coordinator, "M.S.", "arbeit", &["ar"], &[&phone.volunteer])
+        .await;
+    for client in [&phone.client, &tablet] {
+        eventually("both cases on the device", T, || async {
+            let ids: Vec<_> = client
+                .list_cases()
+                .await
+                .unwrap()
+                .iter()
+                .map(|c| c.id)
+                .collect();
+            ids.contains(&case) && ids.contains(&other)
+        })
+        .await;
+    }
+    let (heard, _sub) = listen(&phone.client);
+    let (tablet_heard, _tablet_sub) = listen(&tablet);
+    tablet.set_network_available(false);
+    tablet.add_note(&case, "offline geschrieben").await.unwrap();
+
+    let (status, body) = server
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/cases/{case}?reason=person-asked"),
+            Some(&coordinator),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    eventually("the connected phone dropped the case", T, || async {
+        heard.deleted.lock().unwrap().contains(&case)
+    })
+    .await;
+    assert!(matches!(
+        phone.client.get_case(&case).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(
+        phone.client.get_case(&other).await.is_ok(),
+        "the other case stays"
+    );
+
+    tablet.set_network_available(true);
+    tablet.sync_now().await.unwrap();
+    eventually("the returning tablet dropped the case", T, || async {
+        tablet_heard.deleted.lock().unwrap().contains(&case)
+    })
+    .await;
+    assert!(matches!(
+        tablet.get_case(&case).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(tablet.get_case(&other).await.is_ok());
+    eventually("the tablet settles", T, || async {
+        tablet.sync_state() == SyncState::Idle
+    })
+    .await;
+    let (status, _) = server
+        .get(&format!("/api/v1/cases/{case}"), Some(&coordinator))
+        .await;
+    assert_eq!(status, 404, "the offline note did not bring it back");
+    assert!(server.store.document(&case).await.unwrap().is_none());
+    tablet.close().await.unwrap();
+    phone.client.close().await.unwrap();
+    server.stop().await;
+}

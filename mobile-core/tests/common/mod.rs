@@ -155,6 +155,7 @@ impl CoordinatorPeer {
 pub struct Recorder {
     pub states: std::sync::Mutex<Vec<lotse_core::SyncState>>,
     pub changed: std::sync::Mutex<Vec<DocumentId>>,
+    pub deleted: std::sync::Mutex<Vec<DocumentId>>,
 }
 
 impl lotse_core::Listener for Recorder {
@@ -163,6 +164,9 @@ impl lotse_core::Listener for Recorder {
     }
     fn on_documents_changed(&self, ids: Vec<DocumentId>) {
         self.changed.lock().unwrap().extend(ids);
+    }
+    fn on_case_deleted(&self, id: DocumentId) {
+        self.deleted.lock().unwrap().push(id);
     }
 }
 

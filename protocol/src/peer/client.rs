@@ -224,6 +224,10 @@ pub struct ClientPeer {
     /// Refused by the server in this connection: not offered again until the next one,
     /// and left out of the catch-up's verdict (it cannot match while the server refuses).
     refused: HashSet<DocumentId>,
+    /// Answered `doc-unavailable` while a catch-up was under way: withdrawn, unless the
+    /// server says `lotse-deleted` before its verdict (it says so only once it knows we
+    /// speak the extension, which our catch-up tells it).
+    withdrawn: Vec<DocumentId>,
     closed: bool,
     q: Queues<Job, Waiting, ClientEffect, ClientEvent>,
     last_heard: Instant,
@@ -244,6 +248,7 @@ impl ClientPeer {
             rounds: 0,
             differing: BTreeSet::new(),
             refused: HashSet::new(),
+            withdrawn: Vec::new(),
             closed: false,
             q: Queues::default(),
             last_heard: now,
@@ -560,6 +565,7 @@ impl ClientPeer {
             }
             Message::InSync { .. } => self.on_in_sync(),
             Message::Manifest { entries, .. } => {
+                self.settle_withdrawn();
                 self.barriers.pop_front();
                 self.q
                     .events
@@ -593,6 +599,7 @@ impl ClientPeer {
                 self.q.effects.push_back(ClientEffect::RenewLease(lease_ms));
             }
             Message::Deleted { document_id, .. } => {
+                self.withdrawn.retain(|w| *w != document_id);
                 self.known.remove(&document_id);
                 self.requested.remove(&document_id);
                 self.differing.remove(&document_id);
@@ -636,6 +643,7 @@ impl ClientPeer {
 
     /// The server's recorded heads equal what we held when we asked.
     fn on_in_sync(&mut self) {
+        self.settle_withdrawn();
         self.q
             .events
             .push_back(ClientEvent::Verdict { in_sync: true });
@@ -730,6 +738,16 @@ impl ClientPeer {
             .push_back(ClientEvent::Progress { done, total });
     }
 
+    /// The verdict came: what was answered `doc-unavailable` and not `lotse-deleted`
+    /// since is withdrawn.
+    fn settle_withdrawn(&mut self) {
+        for id in std::mem::take(&mut self.withdrawn) {
+            if self.known.remove(&id).is_some() {
+                self.q.effects.push_back(ClientEffect::Forget(id));
+            }
+        }
+    }
+
     fn on_unavailable(&mut self, id: DocumentId) {
         if self.requested.remove(&id) && self.known.get(&id).is_none_or(|h| h.heads.is_empty()) {
             self.q.events.push_back(ClientEvent::Unavailable(id));
@@ -739,9 +757,14 @@ impl ClientPeer {
             return;
         };
         if held.server_heads.as_ref().is_some_and(|h| !h.is_empty()) {
-            // The server had it and no longer lets us sync it: access was withdrawn.
-            self.known.remove(&id);
-            self.q.effects.push_back(ClientEffect::Forget(id));
+            // The server had it and no longer lets us sync it: access was withdrawn, or
+            // the document deleted, which the verdict of the catch-up under way tells.
+            if self.barriers.is_empty() {
+                self.known.remove(&id);
+                self.q.effects.push_back(ClientEffect::Forget(id));
+            } else if !self.withdrawn.contains(&id) {
+                self.withdrawn.push(id);
+            }
         } else {
             self.q
                 .effects

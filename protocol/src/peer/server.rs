@@ -250,6 +250,9 @@ pub struct ServerPeer {
     /// Refused in this connection: what the peer sends for them is not applied again (it
     /// would be the same changes), and their news is not sent (the reply would bring them).
     refused: HashSet<DocumentId>,
+    /// Deleted documents answered `doc-unavailable` before the peer spoke our extension:
+    /// told `lotse-deleted` once it does, ahead of its catch-up verdict.
+    deleted_untold: Vec<DocumentId>,
     /// The peer spoke our extension first, so we may send ours.
     extended: bool,
     touched: bool,
@@ -272,6 +275,7 @@ impl ServerPeer {
             denied: HashSet::new(),
             wanted: VecDeque::new(),
             refused: HashSet::new(),
+            deleted_untold: Vec::new(),
             extended: false,
             touched: false,
             closed: false,
@@ -751,6 +755,9 @@ impl ServerPeer {
             } => self.on_sync(document_id, data, false),
             Message::Catchup { digest, .. } => {
                 self.extended = true;
+                for id in std::mem::take(&mut self.deleted_untold) {
+                    self.tell_deleted(id);
+                }
                 self.q.waiting = Some(Waiting::Documents { digest });
                 self.q.effects.push_back(ServerEffect::ListDocuments);
             }
@@ -1000,6 +1007,9 @@ impl ServerPeer {
                 document_id: id,
             });
         } else {
+            if self.deleted_untold.len() < MAX_WANTED && !self.deleted_untold.contains(&id) {
+                self.deleted_untold.push(id);
+            }
             self.unavailable(id, false);
         }
     }
