@@ -131,6 +131,63 @@ async fn a_js_client_that_asked_first_gets_the_document_when_it_arrives(backend:
 }
 
 on_both_backends!(
+    a_js_client_cannot_bring_back_a_deleted_case,
     js_client_syncs_through_our_server,
     a_js_client_that_asked_first_gets_the_document_when_it_arrives,
 );
+
+/// The official JS client holding a case the network then deletes: it comes back with an
+/// offline change, hears `doc-unavailable`, and the server keeps nothing of it; a fresh
+/// `find` is unavailable too.
+async fn a_js_client_cannot_bring_back_a_deleted_case(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (_, coordinator) = s.new_org("Lotsen Interop Loeschen").await;
+    let volunteer = s.volunteer(&coordinator, "Sami", &["ar"]).await;
+    let (_, device) = s.device(&coordinator, &volunteer, "Handy").await;
+    let case = s
+        .create_case(&coordinator, "M.A.", "wohnen", &["ar"], &[&volunteer])
+        .await;
+    let url = format!("ws://{}/sync?token={device}", s.addr);
+    let dir = lotse_testkit::TempDir::new("interop-go");
+    let holder = tokio::task::spawn_blocking({
+        let (url, id, dir) = (
+            url.clone(),
+            case.to_string(),
+            dir.path().display().to_string(),
+        );
+        move || js(&["hold", &url, &id, &dir, "{\"offline\": \"geschrieben\"}"])
+    });
+    let held = dir.path().join("held");
+    lotse_testkit::eventually(
+        "the JS client to hold the case",
+        std::time::Duration::from_secs(20),
+        || async { held.exists() },
+    )
+    .await;
+    let (status, body) = s
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/cases/{case}?reason=mistake"),
+            Some(&coordinator),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    std::fs::write(dir.path().join("go"), b"go").unwrap();
+    let came_back = holder.await.unwrap();
+    assert_eq!(came_back["status"], "ok", "{came_back}");
+    assert_eq!(came_back["toldUnavailable"], true, "{came_back}");
+    assert!(
+        s.store.document(&case).await.unwrap().is_none(),
+        "nothing of it stored"
+    );
+    assert!(s.store.tombstone(&case).await.unwrap().is_some());
+    let read = tokio::task::spawn_blocking({
+        let (url, id) = (url.clone(), case.to_string());
+        move || js(&["read", &url, &id])
+    })
+    .await
+    .unwrap();
+    assert_eq!(read, json!({"status": "unavailable"}));
+    s.stop().await;
+}

@@ -4,6 +4,13 @@
 //   node client.mjs create <ws-url> <json>              -> {"status":"ok","documentId":"…","heads":[…]}
 //   node client.mjs read   <ws-url> <documentId>        -> {"status":"ok","doc":{…}} | {"status":"unavailable"}
 //   node client.mjs change <ws-url> <documentId> <json> -> {"status":"ok","heads":[…]}
+//   node client.mjs hold   <ws-url> <documentId> <dir> <json>
+//       -> {"status":"ok","toldUnavailable":…,"heads":[…]}
+//       Fetches the document, keeps only its bytes, writes <dir>/held, and once <dir>/go
+//       exists comes back
+//       with them on a new connection, changes the document offline-style and lets the repo
+//       sync it: a phone that held the document for months. toldUnavailable: the server
+//       answered doc-unavailable (within 5 s of the change).
 //   node client.mjs race   <ws-url-a> <ws-url-b> <n>  -> {"status":"ok","waitedMs":…} | {"status":"unavailable"}
 //       Client A creates n documents; client B asks for the last one at once, before the
 //       server can have it, and waits (one find, no retry) until it arrives. toldUnavailable:
@@ -174,6 +181,32 @@ async function main() {
     await waitUntilServerHas(url, documentId, heads)
     await close(session)
     return { status: "ok", heads }
+  }
+
+  if (command === "hold") {
+    const [idText, dir, json] = args
+    const documentId = checkId(idText)
+    const changes = parseObject(json ?? "{}")
+    const first = await connect(url)
+    const handle = await find(first, documentId)
+    if (handle === "unavailable") throw new Error(`document ${documentId} is unavailable`)
+    const bytes = A.save(handle.doc())
+    await close(first)
+    const { existsSync, writeFileSync } = await import("node:fs")
+    writeFileSync(`${dir}/held`, "held")
+    while (!existsSync(`${dir}/go`)) {
+      if (Date.now() > deadline) throw new Error(`${dir}/go never appeared`)
+      await sleep(20)
+    }
+    const back = await connect(url)
+    const held = back.repo.import(bytes, { docId: documentId })
+    held.change(doc => Object.assign(doc, changes))
+    const heads = A.getHeads(held.doc())
+    const told = Date.now() + 5000
+    while (!back.unavailable.has(documentId) && Date.now() < Math.min(told, deadline)) await sleep(20)
+    const result = { status: "ok", toldUnavailable: back.unavailable.has(documentId), heads }
+    await close(back)
+    return result
   }
 
   if (command === "race") {
