@@ -55,6 +55,15 @@ pub enum Error {
     Store(#[from] StoreError),
 }
 
+impl From<crate::ratelimit::Refused> for Error {
+    fn from(refused: crate::ratelimit::Refused) -> Self {
+        match refused {
+            crate::ratelimit::Refused::Wait(wait) => Self::TooManyAttempts(wait),
+            crate::ratelimit::Refused::Store(e) => Self::Store(e),
+        }
+    }
+}
+
 impl Error {
     pub fn invalid(field: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
         Self::Invalid {

@@ -35,15 +35,16 @@ pub struct Limits {
 }
 
 impl Limits {
-    fn new() -> Self {
+    fn new(store: &Store) -> Self {
         let secs = Duration::from_secs;
+        let limiter = |policy| Limiter::new(store.clone(), policy);
         Self {
-            login_account: Limiter::new(Policy::escalating(5, secs(30), secs(15 * 60))),
+            login_account: limiter(Policy::escalating(5, secs(30), secs(15 * 60))),
             // An office behind one NAT address shares this budget, so it is wider.
-            login_address: Limiter::new(Policy::escalating(20, secs(30), secs(15 * 60))),
-            enroll_address: Limiter::new(Policy::escalating(10, secs(30), secs(60 * 60))),
+            login_address: limiter(Policy::escalating(20, secs(30), secs(15 * 60))),
+            enroll_address: limiter(Policy::escalating(10, secs(30), secs(60 * 60))),
             // Every submission counts: an office may send a few, a bot many.
-            intake_address: Limiter::new(Policy::escalating(20, secs(60), secs(60 * 60))),
+            intake_address: limiter(Policy::escalating(20, secs(60), secs(60 * 60))),
         }
     }
 }
@@ -131,9 +132,9 @@ impl AppState {
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
             hub: Arc::new(Hub::new(store.clone()).await?),
+            limits: Arc::new(Limits::new(&store)),
             store,
             config: Arc::new(config),
-            limits: Arc::new(Limits::new()),
         })
     }
 
@@ -259,6 +260,10 @@ pub async fn serve(
             }
         }
     });
+    let sweeper = tokio::spawn(crate::ratelimit::sweep(
+        state.store.clone(),
+        Duration::from_secs(60),
+    ));
     let app = router(state);
     let served = axum::serve(
         listener,
@@ -267,6 +272,7 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await;
     evictor.abort();
+    sweeper.abort();
     follower.abort();
     if let Some(pusher) = pusher {
         pusher.abort();

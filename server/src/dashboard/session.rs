@@ -9,7 +9,6 @@
 //! a missing or wrong one is answered 403. The session cookie is also `SameSite=Strict`.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Extension;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
@@ -29,6 +28,7 @@ use crate::app::AppState;
 use crate::app::address::ClientAddr;
 use crate::app::caller::{Caller, CoordinatorCaller, SESSION_COOKIE, authenticate};
 use crate::auth::{self, SESSION_PREFIX};
+use crate::ratelimit::Refused;
 use crate::store::now_ms;
 
 const LOGIN_COOKIE: &str = "lotse_login";
@@ -372,18 +372,22 @@ pub async fn login(
     // per address; counted before the password is checked, refunded on success.
     let account_key = format!("login-account:{}:{client}", email.to_lowercase());
     let address_key = format!("login-address:{}", client);
-    let now = Instant::now();
     let limits = &state.limits;
-    let limited = limits
-        .login_account
-        .attempt(&account_key, now)
-        .and_then(|()| {
-            limits
-                .login_address
-                .attempt(&address_key, now)
-                .inspect_err(|_| limits.login_account.refund(&account_key))
-        });
-    if let Err(wait) = limited {
+    let mut limited = limits.login_account.attempt(&account_key).await;
+    if limited.is_ok() {
+        limited = limits.login_address.attempt(&address_key).await;
+        if limited.is_err() {
+            limits.login_account.refund(&account_key).await;
+        }
+    }
+    if let Err(refused) = limited {
+        let wait = match refused {
+            Refused::Wait(wait) => wait,
+            Refused::Store(e) => {
+                tracing::error!(error = %e, "dashboard: rate limit unavailable");
+                return layout::server_error(l);
+            }
+        };
         let minutes = wait.as_secs().div_ceil(60).max(1);
         let message = match l {
             Lang::De => format!(
@@ -424,8 +428,8 @@ pub async fn login(
             );
         }
     };
-    limits.login_account.success(&account_key);
-    limits.login_address.refund(&address_key);
+    limits.login_account.success(&account_key).await;
+    limits.login_address.refund(&address_key).await;
     let token = auth::new_token(SESSION_PREFIX);
     let expires_at = now_ms() + state.config.session_ttl.as_millis() as i64;
     if let Err(e) = state

@@ -1,7 +1,5 @@
 //! Coordinator login and logout, and `/me` for both kinds of caller.
 
-use std::time::Instant;
-
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::IntoResponse;
@@ -65,17 +63,13 @@ async fn login(
         body.email.trim().to_lowercase()
     );
     let address_key = format!("login-address:{}", client);
-    let now = Instant::now();
     // Counted before the password is checked, so parallel guesses cannot slip through
     // between check and record; a login that succeeds takes its count back.
     let limits = &state.limits;
-    limits
-        .login_account
-        .attempt(&account_key, now)
-        .map_err(Error::TooManyAttempts)?;
-    if let Err(wait) = limits.login_address.attempt(&address_key, now) {
-        limits.login_account.refund(&account_key);
-        return Err(Error::TooManyAttempts(wait));
+    limits.login_account.attempt(&account_key).await?;
+    if let Err(refused) = limits.login_address.attempt(&address_key).await {
+        limits.login_account.refund(&account_key).await;
+        return Err(refused.into());
     }
 
     let coordinator = state.store.coordinator_by_email(&body.email).await?;
@@ -91,8 +85,8 @@ async fn login(
             return Err(Error::InvalidCredentials);
         }
     };
-    limits.login_account.success(&account_key);
-    limits.login_address.refund(&address_key);
+    limits.login_account.success(&account_key).await;
+    limits.login_address.refund(&address_key).await;
 
     let token = auth::new_token(SESSION_PREFIX);
     let expires_at = now_ms() + state.config.session_ttl.as_millis() as i64;

@@ -1,7 +1,5 @@
 //! Volunteers' phones: enrollment with a one-time code, listing, revocation.
 
-use std::time::Instant;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -56,14 +54,9 @@ async fn enroll(
 ) -> Result<(StatusCode, axum::Json<EnrollResponse>)> {
     let device_name = validate_name("device_name", &body.device_name)?;
     let key = format!("enroll-address:{}", client);
-    let now = Instant::now();
     // Counted before the code is tried, so that parallel guesses cannot slip through
     // between check and record; a code that works takes its count back.
-    state
-        .limits
-        .enroll_address
-        .attempt(&key, now)
-        .map_err(Error::TooManyAttempts)?;
+    state.limits.enroll_address.attempt(&key).await?;
     let Some(code_hash) = auth::code_hash(&body.code) else {
         return Err(Error::bad_request(
             "invalid_code",
@@ -79,7 +72,7 @@ async fn enroll(
         Ok(d) => d,
         Err(e) => return Err(e.into()),
     };
-    state.limits.enroll_address.refund(&key);
+    state.limits.enroll_address.refund(&key).await;
     tracing::info!(device_id = %enrolled.device.id, volunteer_id = %enrolled.device.volunteer_id, "device enrolled");
     Ok((
         StatusCode::CREATED,

@@ -3,7 +3,6 @@
 //! JavaScript, validated with German messages, rate-limited, with a honeypot field.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -361,10 +360,14 @@ async fn submit(
         Err(r) => return r,
     };
     let key = format!("intake-address:{}", client);
-    let now = Instant::now();
     // Every submission counts towards the address's budget, accepted or not, counted
     // in the same step as the check.
-    if state.limits.intake_address.attempt(&key, now).is_err() {
+    if let Err(refused) = state.limits.intake_address.attempt(&key).await {
+        if let crate::ratelimit::Refused::Store(e) = refused {
+            tracing::error!(error = %e, "intake: rate limit unavailable");
+            let text = "Interner Fehler / internal error".to_owned();
+            return (StatusCode::INTERNAL_SERVER_ERROR, Html(text)).into_response();
+        }
         return (
             StatusCode::TOO_MANY_REQUESTS,
             Html(page("Zu viele Anfragen", html! { h1 { "Zu viele Anfragen in kurzer Zeit." } p { "Bitte versuchen Sie es später noch einmal oder rufen Sie die Koordination an." } p.en { "Too many requests; please try again later." } }).into_string()),

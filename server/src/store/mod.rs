@@ -30,6 +30,7 @@ mod invalid;
 mod notice;
 mod organisations;
 mod push;
+mod rate_limits;
 mod reports;
 mod requests;
 mod sharing;
@@ -57,6 +58,7 @@ pub use push::{
     PushSubscriptionRef, Recipients, SavedPushSubscription, coordinator_subscriptions, enqueue,
     enqueue_each, enqueue_rows, volunteer_subscriptions,
 };
+pub use rate_limits::Policy as RatePolicy;
 pub use reports::{CaseDocument, ReportRequest, VolunteerSync};
 pub use requests::{
     AcceptOutcome, Actor, INSTITUTION_KINDS, NewRequest, NoticeKind, OfferStatus, Refusals,

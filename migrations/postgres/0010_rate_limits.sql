@@ -1,0 +1,1 @@
+../sqlite/0010_rate_limits.sql
