@@ -135,6 +135,23 @@ pub struct HttpConfig {
         default_value = "4"
     )]
     pub sockets_per_device: usize,
+    /// Seconds a client has to send a request's line and headers; a slower one is
+    /// disconnected, so that connections trickling bytes cannot hold sockets for ever.
+    /// An idle keep-alive connection is closed after as long.
+    #[arg(
+        long = "header-timeout-secs",
+        env = "LOTSE_HEADER_TIMEOUT_SECS",
+        default_value = "10",
+        value_parser = parse_header_secs
+    )]
+    pub header_timeout: Duration,
+}
+
+fn parse_header_secs(s: &str) -> Result<Duration, String> {
+    match s.parse::<u64>() {
+        Ok(n) if (1..=300).contains(&n) => Ok(Duration::from_secs(n)),
+        _ => Err("a whole number of seconds between 1 and 300".into()),
+    }
 }
 
 impl Default for HttpConfig {
@@ -144,6 +161,7 @@ impl Default for HttpConfig {
             session_ttl: Duration::from_secs(12 * 3600),
             trusted_proxies: Vec::new(),
             sockets_per_device: 4,
+            header_timeout: Duration::from_secs(10),
         }
     }
 }

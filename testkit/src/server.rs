@@ -24,6 +24,8 @@ pub struct Options {
     pub push_worker: bool,
     /// `--trusted-proxy`: addresses whose `X-Forwarded-For` the server believes.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `--header-timeout-secs`, shorter for a test of slow clients; `None`: the default.
+    pub header_timeout: Option<std::time::Duration>,
 }
 
 impl Default for Options {
@@ -31,6 +33,7 @@ impl Default for Options {
         Self {
             push_worker: true,
             trusted_proxies: Vec::new(),
+            header_timeout: None,
         }
     }
 }
@@ -76,10 +79,13 @@ impl TestServer {
             push_worker: options.push_worker,
             ..PushConfig::default()
         };
-        let http = HttpConfig {
+        let mut http = HttpConfig {
             trusted_proxies: options.trusted_proxies,
             ..HttpConfig::default()
         };
+        if let Some(t) = options.header_timeout {
+            http.header_timeout = t;
+        }
         let state = AppState::new(store.clone(), http, push).await.unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(lotse_server::serve(state.clone(), listener, async {

@@ -10,9 +10,9 @@
 pub mod address;
 pub mod caller;
 pub mod error;
+mod listen;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -264,13 +264,9 @@ pub async fn serve(
         state.store.clone(),
         Duration::from_secs(60),
     ));
+    let header_timeout = state.config.header_timeout;
     let app = router(state);
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let served = listen::serve_connections(listener, app, header_timeout, shutdown).await;
     evictor.abort();
     sweeper.abort();
     follower.abort();
