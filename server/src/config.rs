@@ -68,10 +68,49 @@ pub struct ServeArgs {
     pub http: HttpConfig,
     #[command(flatten)]
     pub push: PushConfig,
+    /// The server key that seals the secret settings in the database (the VAPID private
+    /// key, the CSRF key): at least 32 characters, e.g. from `openssl rand -base64 32`.
+    /// Without it they are stored in plain text. Set it in the environment: a command
+    /// line is visible to every user of the machine.
+    #[arg(
+        long = "secret-key",
+        env = "LOTSE_SECRET_KEY",
+        hide_env_values = true,
+        value_parser = ServerKeyParser
+    )]
+    pub secret_key: Option<crate::secrets::ServerKey>,
     /// Seconds an unused document stays in memory before it is dropped (it loads again
     /// from the database when a phone or the dashboard asks for it).
     #[arg(long = "doc-idle-secs", env = "LOTSE_DOC_IDLE_SECS", default_value = "120", value_parser = parse_idle_secs)]
     pub doc_idle: Duration,
+}
+
+/// Parses the server key without repeating it in an error (clap's own parsers quote the
+/// value they refuse).
+#[derive(Clone)]
+struct ServerKeyParser;
+
+impl clap::builder::TypedValueParser for ServerKeyParser {
+    type Value = crate::secrets::ServerKey;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let refuse = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("LOTSE_SECRET_KEY: {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refuse("not valid UTF-8".into()))?;
+        crate::secrets::ServerKey::parse(text).map_err(refuse)
+    }
 }
 
 fn parse_idle_secs(s: &str) -> Result<Duration, String> {

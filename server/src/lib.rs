@@ -12,6 +12,7 @@ pub mod hub;
 pub mod matching;
 pub mod push;
 pub mod ratelimit;
+pub mod secrets;
 pub mod store;
 pub mod sync;
 pub mod timefmt;

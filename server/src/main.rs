@@ -50,7 +50,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.bind
         );
     }
-    let store = open_store(&args.db).await?;
+    let store = open_store(&args.db)
+        .await?
+        .with_server_key(args.secret_key.clone());
+    if args.secret_key.is_none() && !args.demo {
+        tracing::warn!(
+            "LOTSE_SECRET_KEY is not set: the VAPID private key and the CSRF key are stored \
+             in the database in plain text, so whoever reads the database or a backup of it \
+             can send pushes as this server and forge dashboard form tokens (see README)"
+        );
+    }
+    // A wrong key, or none for sealed secrets, ends the start before anything listens.
+    store.open_secrets().await?;
     if args.demo {
         if demo::seed_if_empty(&store).await? {
             tracing::info!("seeded the demo network");

@@ -7,6 +7,7 @@ use std::ops::Deref;
 
 use lotse_protocol::DocumentId;
 use lotse_server::config::{HttpConfig, PushConfig};
+use lotse_server::secrets::ServerKey;
 use lotse_server::store::{NewCoordinator, Organisation, Store};
 use lotse_server::{AppState, auth};
 use serde_json::{Value, json};
@@ -26,6 +27,8 @@ pub struct Options {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// `--header-timeout-secs`, shorter for a test of slow clients; `None`: the default.
     pub header_timeout: Option<std::time::Duration>,
+    /// `LOTSE_SECRET_KEY`: the server key that seals the secret settings.
+    pub secret_key: Option<String>,
 }
 
 impl Default for Options {
@@ -34,6 +37,7 @@ impl Default for Options {
             push_worker: true,
             trusted_proxies: Vec::new(),
             header_timeout: None,
+            secret_key: None,
         }
     }
 }
@@ -70,7 +74,8 @@ impl TestServer {
     }
 
     pub async fn start_with(db: TestDb, options: Options) -> Self {
-        let store = Store::connect(&db.url).await.unwrap();
+        let key = options.secret_key.map(|k| ServerKey::parse(&k).unwrap());
+        let store = Store::connect(&db.url).await.unwrap().with_server_key(key);
         store.migrate().await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -124,6 +124,8 @@ impl AppState {
         config: HttpConfig,
         push: PushConfig,
     ) -> Result<Self, crate::store::StoreError> {
+        // A wrong or missing server key stops the start here, not at the first push.
+        store.open_secrets().await?;
         Ok(Self {
             push: Arc::new(Push::new(store.clone(), push).await?),
             case_creation: Arc::new(tokio::sync::Mutex::new(())),

@@ -86,21 +86,22 @@ impl Dash {
         viewed.insert((coordinator.to_owned(), case.to_owned()), now);
     }
 
-    /// The key CSRF tokens are derived with: made once, kept in the database so that
-    /// tokens survive a restart and agree between instances.
+    /// The key CSRF tokens are derived with: made once, kept in the database (sealed
+    /// under the server key when there is one) so that tokens survive a restart and agree
+    /// between instances.
     pub(crate) async fn key(&self, state: &AppState) -> Result<[u8; 32], StoreError> {
         self.csrf_key
             .get_or_try_init(|| async {
                 let text = state
                     .store
-                    .setting_or_insert("dashboard.csrf_key", || {
+                    .secret_or_insert(crate::store::CSRF_KEY, || {
                         hex::encode(rand::thread_rng().r#gen::<[u8; 32]>())
                     })
                     .await?;
                 let bytes = hex::decode(&text)
                     .ok()
                     .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .ok_or_else(|| StoreError::Corrupt("dashboard.csrf_key".into()))?;
+                    .ok_or_else(|| StoreError::Corrupt(crate::store::CSRF_KEY.into()))?;
                 Ok(bytes)
             })
             .await

@@ -11,8 +11,9 @@ use web_push::{PartialVapidSignatureBuilder, SubscriptionInfo, VapidSignature, W
 
 use crate::store::{Store, StoreError};
 
-/// The settings key of the private key: the raw 32-byte scalar, base64url.
-const SETTING: &str = "push.vapid_private_key";
+/// The settings key of the private key: the raw 32-byte scalar, base64url (sealed under
+/// the server key when there is one).
+const SETTING: &str = crate::store::VAPID_PRIVATE_KEY;
 
 /// How long a VAPID JWT is valid (RFC 8292 allows at most 24 hours).
 pub const JWT_VALIDITY_SECS: u64 = 12 * 3600;
@@ -34,7 +35,7 @@ impl VapidKey {
     pub async fn load_or_create(store: &Store) -> Result<Self, StoreError> {
         // Two instances starting at once both generate one; the setting keeps the first.
         let stored = store
-            .setting_or_insert(SETTING, || {
+            .secret_or_insert(SETTING, || {
                 let secret = p256::SecretKey::random(&mut rand::rngs::OsRng);
                 URL_SAFE_NO_PAD.encode(secret.to_bytes())
             })

@@ -33,6 +33,7 @@ mod push;
 mod rate_limits;
 mod reports;
 mod requests;
+mod sealed;
 mod sharing;
 mod volunteers;
 
@@ -64,6 +65,7 @@ pub use requests::{
     AcceptOutcome, Actor, INSTITUTION_KINDS, NewRequest, NoticeKind, OfferStatus, Refusals,
     Request, RequestDraft, RequestError, RequestEvent, RequestPatch, STATUSES, URGENCIES,
 };
+pub use sealed::{CSRF_KEY, SecretError, VAPID_PRIVATE_KEY};
 pub use sharing::{Exposure, ReassignError, Reassigned};
 pub use volunteers::{NewVolunteer, Slot, Training, Volunteer, VolunteerPatch};
 
@@ -90,6 +92,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("already exists: {0}")]
     Conflict(&'static str),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -121,6 +125,8 @@ pub struct Store {
     url: std::sync::Arc<str>,
     /// Names this server process in change notifications to other instances.
     instance: std::sync::Arc<str>,
+    /// Seals the secret settings (`sealed.rs`); `None` keeps them in plain text.
+    server_key: Option<std::sync::Arc<crate::secrets::ServerKey>>,
 }
 
 impl Store {
@@ -162,6 +168,7 @@ impl Store {
             backend,
             url: url.into(),
             instance: uuid::Uuid::new_v4().simple().to_string().into(),
+            server_key: None,
         })
     }
 
