@@ -4,6 +4,7 @@
 mod api;
 mod client;
 mod idle;
+mod load;
 mod mobile;
 mod procs;
 mod propagation;

@@ -33,6 +33,21 @@ pub struct Options {
     /// Run only scenario 7 (push fan-out), e.g. while working on the push worker.
     #[arg(long)]
     pub only_push: bool,
+    /// Run only scenario 8 (propagation under load).
+    #[arg(long)]
+    pub only_load: bool,
+    /// Scenario 8: phones connected at once (default 1000; quick: 100).
+    #[arg(long)]
+    pub load_devices: Option<usize>,
+    /// Scenario 8: how many of them write one change a second (default 100; quick: 10).
+    #[arg(long)]
+    pub load_writers: Option<usize>,
+    /// Scenario 8: seconds measured, after 3 s of warm-up (default 30; quick: 3).
+    #[arg(long)]
+    pub load_secs: Option<u64>,
+    /// Scenario 8 on PostgreSQL too (LOTSE_TEST_POSTGRES_URL, else the local server).
+    #[arg(long)]
+    pub load_postgres: bool,
 }
 
 fn server_bin(opts: &Options) -> Result<PathBuf> {
@@ -136,6 +151,17 @@ pub async fn all(opts: Options) -> Result<()> {
     }
     let started = Instant::now();
     let bin = server_bin(&opts)?;
+    if opts.only_load {
+        eprintln!("server binary: {}", bin.display());
+        let mut rows = Vec::new();
+        under_load(&opts, &bin, &mut rows).await?;
+        println!("\n{}", report::markdown(&rows));
+        let header = format!(
+            "lotse-bench --only-load, {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+        return report::write(&opts.out, &rows, &header);
+    }
     let js = procs::js_dir()?;
     let sizes = opts.sizes.clone().unwrap_or(if opts.quick {
         vec![20]
@@ -333,6 +359,9 @@ pub async fn all(opts: Options) -> Result<()> {
         );
     }
 
+    // Scenario 8: propagation under load, on a data set of its own.
+    under_load(&opts, &bin, &mut rows).await?;
+
     // Scenario 4: idle connections, ours and the reference, each on a fresh process.
     {
         let limit = crate::idle::nofile_limit();
@@ -495,6 +524,104 @@ pub async fn all(opts: Options) -> Result<()> {
         "{header}; wrote {}/results.json and results.md",
         opts.out.display()
     );
+    Ok(())
+}
+
+/// Scenario 8: propagation with 1,000 phones connected and 100 writing (quick: 100 and
+/// 10), on SQLite and, with `--load-postgres`, on PostgreSQL.
+async fn under_load(opts: &Options, bin: &Path, rows: &mut Vec<Row>) -> Result<()> {
+    let size = crate::load::Size {
+        devices: opts
+            .load_devices
+            .unwrap_or(if opts.quick { 100 } else { 1000 }),
+        writers: opts
+            .load_writers
+            .unwrap_or(if opts.quick { 10 } else { 100 }),
+        secs: opts.load_secs.unwrap_or(if opts.quick { 3 } else { 30 }),
+    };
+    let limit = crate::idle::nofile_limit();
+    if size.devices as u64 + size.writers as u64 + 200 > limit {
+        eprintln!(
+            "[8] skipping {} phones: open-file limit {limit}",
+            size.devices
+        );
+        return Ok(());
+    }
+    let mut backends = vec![lotse_testkit::Backend::Sqlite];
+    if opts.load_postgres {
+        backends.push(lotse_testkit::Backend::Postgres);
+    }
+    for backend in backends {
+        let name = match backend {
+            lotse_testkit::Backend::Sqlite => "SQLite",
+            lotse_testkit::Backend::Postgres => "PostgreSQL",
+        };
+        eprintln!(
+            "[8] propagation under load on {name}: {} phones, {} writing one change a second for {} s",
+            size.devices, size.writers, size.secs
+        );
+        let db = TestDb::new(backend).await;
+        let budget = Duration::from_secs(180 + size.devices as u64 / 10 + 2 * size.secs);
+        let m = deadline("scenario 8", budget, crate::load::run(bin, db, size)).await?;
+        if m.device_ms.is_empty() || m.dashboard_ms.is_empty() {
+            bail!("scenario 8 measured no change");
+        }
+        let p = crate::mobile::percentile;
+        let max = |v: &[f64]| v.last().copied().unwrap_or(0.0);
+        let sc = format!("8 propagation under load, {name}");
+        ours_only(
+            rows,
+            &sc,
+            size.devices,
+            &[
+                ("writers (one change a second each)", size.writers as f64),
+                ("changes measured", m.changes as f64),
+                ("device to device p50 ms", p(&m.device_ms, 0.5)),
+                ("device to device p99 ms", p(&m.device_ms, 0.99)),
+                ("device to device max ms", max(&m.device_ms)),
+                ("device to dashboard SSE p50 ms", p(&m.dashboard_ms, 0.5)),
+                ("device to dashboard SSE p99 ms", p(&m.dashboard_ms, 0.99)),
+                ("device to dashboard SSE max ms", max(&m.dashboard_ms)),
+                ("writer's change confirmed p50 ms", p(&m.confirmed_ms, 0.5)),
+                ("writer's change confirmed p99 ms", p(&m.confirmed_ms, 0.99)),
+                (
+                    "changes not seen by the other device",
+                    m.device_missed as f64,
+                ),
+                (
+                    "changes not seen on the dashboard",
+                    m.dashboard_missed as f64,
+                ),
+                (
+                    "server CPU % while writing (200 = both cores)",
+                    m.server_cpu_percent,
+                ),
+                (
+                    "bench CPU % while writing (the phones)",
+                    m.bench_cpu_percent,
+                ),
+                ("server RSS MiB", m.server_rss_mib),
+                ("connect + catch up all, s", m.connect_secs),
+            ],
+        );
+        std::fs::create_dir_all(&opts.out)?;
+        let file = opts.out.join(format!("load-{}.csv", name.to_lowercase()));
+        std::fs::write(&file, m.csv())?;
+        let cpu: Vec<String> = m.cpu_per_second.iter().map(|c| format!("{c:.0}")).collect();
+        eprintln!(
+            "  every change: {}; server CPU % per second: {}",
+            file.display(),
+            cpu.join(" ")
+        );
+        eprintln!(
+            "  set up in {:.1} s; dashboard events: {} `case` without a change, {} `lagged`, {} `data` (its poll); {} writer ticks dropped",
+            m.setup_secs,
+            m.dashboard_unmatched,
+            m.dashboard_lagged,
+            m.dashboard_polled,
+            m.ticks_dropped
+        );
+    }
     Ok(())
 }
 
