@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
+pub mod exports;
 pub mod http;
 pub mod hub;
 pub mod matching;

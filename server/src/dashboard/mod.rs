@@ -159,6 +159,7 @@ pub fn router() -> Router<AppState> {
             "/dashboard/cases/{id}/volunteers",
             post(cases::set_volunteers),
         )
+        .route("/dashboard/cases/{id}/delete", post(cases::delete))
         .route(
             "/dashboard/volunteers",
             get(volunteers::list).post(volunteers::create),

@@ -50,7 +50,7 @@ pub struct CreatedCase {
 }
 
 /// A document id from the path: bs58check or an `automerge:` URL.
-fn document_id(raw: &str) -> Result<DocumentId> {
+pub(super) fn document_id(raw: &str) -> Result<DocumentId> {
     DocumentId::from_url(raw)
         .or_else(|_| raw.parse())
         .map_err(|_| Error::bad_request("invalid_id", format!("{raw:?} is not a document id")))

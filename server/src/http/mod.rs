@@ -6,6 +6,7 @@
 mod auth;
 mod cases;
 mod devices;
+mod exports;
 pub mod extract;
 mod health;
 mod intake;
@@ -51,6 +52,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(volunteers::router())
         .merge(devices::router())
         .merge(cases::router())
+        .merge(exports::router())
         .merge(push::router())
         .merge(requests::router())
         .merge(offers::router())

@@ -23,6 +23,8 @@ macro_rules! apply_patch {
 
 mod access;
 mod audit;
+mod authorship;
+mod tombstones;
 mod coordinators;
 mod devices;
 mod documents;
@@ -45,6 +47,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions};
 
 pub use access::{ACCESS_CHANNEL, AccessChange};
+pub use authorship::{Attribution, Attributions, Authored, Writer};
 pub use audit::{AuditEntry, AuditEvent, SUBJECT_AUDIT_LIMIT, SubjectAuditEvent};
 pub use coordinators::{Coordinator, NewCoordinator};
 pub use devices::{Device, EnrolledDevice, EnrollmentCode, EnrollmentError};
@@ -65,6 +68,7 @@ pub use requests::{
     AcceptOutcome, Actor, INSTITUTION_KINDS, NewRequest, NoticeKind, OfferStatus, Refusals,
     Request, RequestDraft, RequestError, RequestEvent, RequestPatch, STATUSES, URGENCIES,
 };
+pub use tombstones::DeletionReason;
 pub use sealed::{CSRF_KEY, SecretError, VAPID_PRIVATE_KEY};
 pub use sharing::{Exposure, ReassignError, Reassigned};
 pub use volunteers::{NewVolunteer, Slot, Training, Volunteer, VolunteerPatch};
@@ -94,6 +98,13 @@ pub enum StoreError {
     Conflict(&'static str),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// A write that would break a quota or borrow another writer's actor; nothing of it
+    /// was stored.
+    #[error("refused: {}", .0.rule)]
+    Refused(lotse_protocol::quota::Refusal),
+    /// The document was deleted by the network; it cannot be written again.
+    #[error("the document was deleted")]
+    Tombstoned,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -155,6 +166,18 @@ impl Store {
                 Backend::Postgres => 16,
             })
             .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Deleted content is overwritten, not left in free pages: a deleted
+                        // case must not be recoverable from the database file.
+                        sqlx::query("PRAGMA secure_delete = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
         if backend == Backend::Sqlite {
