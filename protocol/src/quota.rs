@@ -94,7 +94,7 @@ impl Quotas {
         }
         if let Ok(Some((_, notes))) = doc.get(ROOT, "notes") {
             for note in doc.map_range(&notes, ..) {
-                let len = match doc.get(&note.id(), "text") {
+                let len = match doc.get(note.id(), "text") {
                     Ok(Some((Value::Object(ObjType::Text), text))) => doc.length(&text),
                     Ok(Some((Value::Scalar(s), _))) => s.as_str().map_or(0, |t| t.chars().count()),
                     _ => 0,

@@ -83,6 +83,27 @@ pub struct ServeArgs {
     /// from the database when a phone or the dashboard asks for it).
     #[arg(long = "doc-idle-secs", env = "LOTSE_DOC_IDLE_SECS", default_value = "120", value_parser = parse_idle_secs)]
     pub doc_idle: Duration,
+    /// MiB the server stores for one document at most; a sync message that would take a
+    /// document beyond it is refused for that document alone (`document-bytes`).
+    #[arg(long = "document-quota-mib", env = "LOTSE_DOCUMENT_QUOTA_MIB", default_value = "8",
+        value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub document_quota_mib: u64,
+    /// MiB one device's changes may take on the server over all documents
+    /// (`device-bytes`).
+    #[arg(long = "device-quota-mib", env = "LOTSE_DEVICE_QUOTA_MIB", default_value = "64",
+        value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub device_quota_mib: u64,
+}
+
+impl ServeArgs {
+    /// The quotas of `docs/sync.md`, with the sizes given here.
+    pub fn quotas(&self) -> lotse_protocol::quota::Quotas {
+        lotse_protocol::quota::Quotas {
+            document_bytes: self.document_quota_mib * 1024 * 1024,
+            device_bytes: self.device_quota_mib * 1024 * 1024,
+            ..lotse_protocol::quota::Quotas::default()
+        }
+    }
 }
 
 /// Parses the server key without repeating it in an error (clap's own parsers quote the
@@ -227,4 +248,32 @@ pub struct CreateCoordinatorArgs {
     pub password_stdin: bool,
     #[command(flatten)]
     pub db: DbArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn quotas_come_from_the_command_line_in_mib() {
+        let cli = Cli::try_parse_from([
+            "lotse-server",
+            "serve",
+            "--document-quota-mib",
+            "2",
+            "--device-quota-mib",
+            "16",
+        ])
+        .expect("valid");
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve");
+        };
+        let q = args.quotas();
+        assert_eq!(q.document_bytes, 2 * 1024 * 1024);
+        assert_eq!(q.device_bytes, 16 * 1024 * 1024);
+        assert_eq!(q.entries, lotse_protocol::quota::Quotas::default().entries);
+        assert!(Cli::try_parse_from(["lotse-server", "serve", "--document-quota-mib", "0"]).is_err());
+    }
 }

@@ -80,6 +80,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("Lotse läuft auf / listening on http://{local}");
     let state = AppState::new(store.clone(), args.http, args.push).await?;
     state.hub.set_doc_idle(args.doc_idle);
+    state.hub.set_quotas(args.quotas());
     lotse_server::serve(state, listener, shutdown_signal()).await?;
     store.close().await;
     tracing::info!("stopped");

@@ -987,7 +987,7 @@ mod tests {
         let held = |text: &str| {
             let mut doc = automerge::Automerge::new();
             let mut tx = doc.transaction();
-            tx.put(automerge::ROOT, "x", text).unwrap();
+            tx.put(automerge::ROOT, "x", text).expect("a put");
             tx.commit();
             doc.get_heads()
         };
