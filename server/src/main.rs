@@ -78,9 +78,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     tracing::info!(address = %local, backend = ?store.backend(), "lotse-server listening");
     println!("Lotse läuft auf / listening on http://{local}");
+    let quotas = args.quotas();
     let state = AppState::new(store.clone(), args.http, args.push).await?;
     state.hub.set_doc_idle(args.doc_idle);
-    state.hub.set_quotas(args.quotas());
+    state.hub.set_quotas(quotas);
     lotse_server::serve(state, listener, shutdown_signal()).await?;
     store.close().await;
     tracing::info!("stopped");
