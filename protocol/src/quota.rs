@@ -137,21 +137,9 @@ impl Quotas {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::schema::{CaseDoc, NewCase, NewNote, Status, Topic};
+    use crate::schema::{CaseDoc, NewNote};
+    use crate::testing::sample_case as case;
     use automerge::transaction::Transactable;
-
-    fn case() -> Automerge {
-        let mut doc = Automerge::new();
-        let new = NewCase {
-            organisation_id: "org".into(),
-            label: "A.K.".into(),
-            languages: vec!["ar".into()],
-            topic: Topic::Behoerden,
-            status: Status::Active,
-        };
-        CaseDoc::create(&mut doc, &new, 1_000).unwrap();
-        doc
-    }
 
     fn note(doc: &mut Automerge, text: &str) {
         let note = NewNote {

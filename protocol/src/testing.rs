@@ -12,3 +12,18 @@ pub(crate) fn sorted_keys(object: &serde_json::Value) -> Vec<&str> {
     keys.sort_unstable();
     keys
 }
+
+/// A case as the tests start from: "A.K.", Behörden, Arabic, active, created at 1 s.
+pub(crate) fn sample_case() -> automerge::Automerge {
+    use crate::schema::{CaseDoc, NewCase, Status, Topic};
+    let mut doc = automerge::Automerge::new();
+    let new = NewCase {
+        organisation_id: "org".into(),
+        label: "A.K.".into(),
+        languages: vec!["ar".into()],
+        topic: Topic::Behoerden,
+        status: Status::Active,
+    };
+    CaseDoc::create(&mut doc, &new, 1_000).expect("a valid case");
+    doc
+}

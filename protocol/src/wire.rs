@@ -360,11 +360,24 @@ impl Message {
                 document_id: f.document_id()?,
                 data: f.non_empty_bytes("data")?,
             },
-            types::DOC_UNAVAILABLE => Self::DocUnavailable {
-                sender_id: f.text("senderId")?,
-                target_id: f.text("targetId")?,
-                document_id: f.document_id()?,
-            },
+            // The same fields: what differs is what the receiver does.
+            types::DOC_UNAVAILABLE | types::DELETED => {
+                let (sender_id, target_id) = (f.text("senderId")?, f.text("targetId")?);
+                let document_id = f.document_id()?;
+                if ty == types::DELETED {
+                    Self::Deleted {
+                        sender_id,
+                        target_id,
+                        document_id,
+                    }
+                } else {
+                    Self::DocUnavailable {
+                        sender_id,
+                        target_id,
+                        document_id,
+                    }
+                }
+            }
             types::EPHEMERAL => Self::Ephemeral {
                 sender_id: f.text("senderId")?,
                 target_id: f.text("targetId")?,
@@ -428,11 +441,6 @@ impl Message {
                 rule: f.text("rule")?,
                 limit: f.number("limit")?,
             },
-            types::DELETED => Self::Deleted {
-                sender_id: f.text("senderId")?,
-                target_id: f.text("targetId")?,
-                document_id: f.document_id()?,
-            },
             _ => return Err(WireError::UnknownType(ty)),
         };
         Ok(message)
@@ -481,6 +489,11 @@ impl Message {
                 m.bytes("data", data);
             }
             Self::DocUnavailable {
+                sender_id,
+                target_id,
+                document_id,
+            }
+            | Self::Deleted {
                 sender_id,
                 target_id,
                 document_id,
@@ -584,15 +597,6 @@ impl Message {
                 m.document_id(document_id);
                 m.text("rule", rule);
                 m.uint("limit", *limit);
-            }
-            Self::Deleted {
-                sender_id,
-                target_id,
-                document_id,
-            } => {
-                m.text("senderId", sender_id);
-                m.text("targetId", target_id);
-                m.document_id(document_id);
             }
             Self::InSync {
                 sender_id,

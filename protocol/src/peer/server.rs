@@ -1051,9 +1051,8 @@ impl ServerPeer {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_flood_of_ephemeral_messages_is_cut_to_a_few_a_second() {
-        let start = Instant::now();
+    /// A device's connection after `join`.
+    fn joined(now: Instant) -> ServerPeer {
         let cfg = ServerConfig {
             server_id: "server".into(),
             storage_id: "storage".into(),
@@ -1061,13 +1060,20 @@ mod tests {
             is_device: true,
             lease_ms: None,
         };
-        let mut peer = ServerPeer::new(cfg, start);
+        let mut peer = ServerPeer::new(cfg, now);
         let join = Message::Join {
             sender_id: "phone".into(),
             peer_metadata: PeerMetadata::default(),
             supported_protocol_versions: vec![PROTOCOL_VERSION.into()],
         };
-        peer.handle_message(join, start);
+        peer.handle_message(join, now);
+        peer
+    }
+
+    #[test]
+    fn a_flood_of_ephemeral_messages_is_cut_to_a_few_a_second() {
+        let start = Instant::now();
+        let mut peer = joined(start);
         let id = DocumentId::from_bytes([3; 16]);
         let cursor = |count: u64| Message::Ephemeral {
             sender_id: "phone".into(),
@@ -1100,20 +1106,7 @@ mod tests {
     fn a_refused_document_is_refused_alone() {
         use crate::quota::{Refusal, Rule};
         let now = Instant::now();
-        let cfg = ServerConfig {
-            server_id: "server".into(),
-            storage_id: "storage".into(),
-            principal: "device:d".into(),
-            is_device: true,
-            lease_ms: None,
-        };
-        let mut peer = ServerPeer::new(cfg, now);
-        let join = Message::Join {
-            sender_id: "phone".into(),
-            peer_metadata: PeerMetadata::default(),
-            supported_protocol_versions: vec![PROTOCOL_VERSION.into()],
-        };
-        peer.handle_message(join, now);
+        let mut peer = joined(now);
         peer.handle_message(
             Message::Catchup {
                 sender_id: "phone".into(),

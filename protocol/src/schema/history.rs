@@ -183,16 +183,8 @@ mod tests {
 
     #[test]
     fn the_history_names_what_the_edits_did_and_who_created_what() {
-        use crate::schema::{CaseDoc, NewCase, NewHours, NewNote, Status, Topic};
-        let mut doc = Automerge::new();
-        let new = NewCase {
-            organisation_id: "org".into(),
-            label: "A.K.".into(),
-            languages: vec!["ar".into()],
-            topic: Topic::Behoerden,
-            status: Status::Active,
-        };
-        CaseDoc::create(&mut doc, &new, 1_000).unwrap();
+        use crate::schema::{CaseDoc, NewHours, NewNote};
+        let mut doc = crate::testing::sample_case();
         let mut phone = doc.fork();
         let note = NewNote {
             author: "vol-1".into(),
