@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::app::AppState;
 use crate::app::error::{Error, Result};
 use crate::store::{
-    Access, AuditEvent, Device, Request, SubjectAuditEvent, Viewer, Volunteer, now_ms,
+    Access, Attributions, AuditEvent, Device, Request, SubjectAuditEvent, Viewer, Volunteer, now_ms,
 };
 use crate::timefmt::Timestamp;
 
@@ -79,10 +79,13 @@ fn coordinator_view(organisation_id: &str) -> Viewer {
     }
 }
 
-async fn read_case(
+/// A case's content with who wrote each note and hours entry; `None` if the document
+/// does not read as a case. Access is the caller's to check first.
+pub async fn read_attributed(
     state: &AppState,
+    organisation_id: &str,
     id: DocumentId,
-) -> Result<Option<(CaseView, lotse_protocol::schema::Creators)>> {
+) -> Result<Option<(CaseView, Attributions)>> {
     let read = state
         .hub
         .read(id, |doc| {
@@ -93,7 +96,14 @@ async fn read_case(
         })
         .await
         .map_err(|e| Error::Internal(anyhow::anyhow!(e.to_string())))?;
-    Ok(read.ok())
+    let Ok((view, created)) = read else {
+        return Ok(None);
+    };
+    let by = state
+        .store
+        .attribute(organisation_id, &created, &view)
+        .await?;
+    Ok(Some((view, by)))
 }
 
 /// `None`: no such case in the organisation.
@@ -109,13 +119,9 @@ pub async fn case(
     else {
         return Ok(None);
     };
-    let Some((view, created)) = read_case(state, id).await? else {
+    let Some((view, by)) = read_attributed(state, organisation_id, id).await? else {
         return Ok(None);
     };
-    let by = state
-        .store
-        .attribute(organisation_id, &created, &view)
-        .await?;
     let id_text = id.to_string();
     let request = state
         .store
@@ -192,13 +198,9 @@ pub async fn volunteer(
         let Ok(id) = row.id.parse::<DocumentId>() else {
             continue;
         };
-        let Some((view, created)) = read_case(state, id).await? else {
+        let Some((view, by)) = read_attributed(state, organisation_id, id).await? else {
             continue;
         };
-        let by = state
-            .store
-            .attribute(organisation_id, &created, &view)
-            .await?;
         for h in &view.hours {
             if by.hours(h.id.as_str(), &h.author).author() == volunteer_id {
                 hours.push(VolunteerHours {

@@ -97,12 +97,19 @@ async fn stored_heads(
     heads
 }
 
-/// A device writes a note and hours naming another volunteer: the API and the case
-/// page attribute them to the writing device's volunteer and flag the mismatch. Another
-/// device that writes with the first device's actor is refused for that document.
-async fn authorship_is_derived_from_the_writing_device(backend: Backend) {
+/// Two volunteers on one case, each with a device: the server, the coordinator's token,
+/// the case, and (volunteer id, device token) for Amira and for Olena.
+struct Pair {
+    s: TestServer,
+    coordinator: String,
+    case: DocumentId,
+    amira: (String, String),
+    olena: (String, String),
+}
+
+async fn two_on_a_case(backend: Backend, org: &str) -> Pair {
     let s = TestServer::start(backend).await;
-    let (_, coordinator) = s.new_org("Lotsen Urheber").await;
+    let (_, coordinator) = s.new_org(org).await;
     let amira = s.volunteer(&coordinator, "Amira", &["ar"]).await;
     let olena = s.volunteer(&coordinator, "Olena", &["uk"]).await;
     let case = s
@@ -116,6 +123,26 @@ async fn authorship_is_derived_from_the_writing_device(backend: Backend) {
         .await;
     let (_, amira_token) = s.device(&coordinator, &amira, "Amiras Telefon").await;
     let (_, olena_token) = s.device(&coordinator, &olena, "Olenas Telefon").await;
+    Pair {
+        s,
+        coordinator,
+        case,
+        amira: (amira, amira_token),
+        olena: (olena, olena_token),
+    }
+}
+
+/// A device writes a note and hours naming another volunteer: the API and the case
+/// page attribute them to the writing device's volunteer and flag the mismatch. Another
+/// device that writes with the first device's actor is refused for that document.
+async fn authorship_is_derived_from_the_writing_device(backend: Backend) {
+    let Pair {
+        s,
+        coordinator,
+        case,
+        amira: (amira, amira_token),
+        olena: (olena, olena_token),
+    } = two_on_a_case(backend, "Lotsen Urheber").await;
 
     let mut phone = SyncClient::connect(s.addr, &amira_token, "amira-phone").await;
     extended(&mut phone).await;
@@ -334,22 +361,14 @@ async fn a_document_past_its_quota_is_refused_alone(backend: Backend) {
 /// One device floods ephemeral messages and large changes; another device's change still
 /// reaches a third within a second (a generous bound: loopback takes milliseconds).
 async fn a_flooding_device_does_not_stall_the_others(backend: Backend) {
-    let s = TestServer::start(backend).await;
-    let (_, coordinator) = s.new_org("Lotsen Flut").await;
-    let amira = s.volunteer(&coordinator, "Amira", &["ar"]).await;
-    let olena = s.volunteer(&coordinator, "Olena", &["uk"]).await;
+    let Pair {
+        s,
+        coordinator,
+        case,
+        amira: (amira, amira_token),
+        olena: (_, olena_token),
+    } = two_on_a_case(backend, "Lotsen Flut").await;
     let mallory = s.volunteer(&coordinator, "Mallory", &["en"]).await;
-    let case = s
-        .create_case(
-            &coordinator,
-            "F.K.",
-            "gesundheit",
-            &["ar"],
-            &[&amira, &olena],
-        )
-        .await;
-    let (_, amira_token) = s.device(&coordinator, &amira, "A").await;
-    let (_, olena_token) = s.device(&coordinator, &olena, "O").await;
     let (_, mallory_token) = s.device(&coordinator, &mallory, "M").await;
 
     let mut writer = SyncClient::connect(s.addr, &amira_token, "amira").await;

@@ -255,25 +255,9 @@ async fn get_case(
         .store
         .audit(&[caller.audit("document.read", &id.to_string())])
         .await?;
-    let (view, created) = state
-        .hub
-        .read(id, |doc| {
-            CaseDoc::read(doc).map(|view| {
-                let created = lotse_protocol::schema::creators(doc, &view);
-                (view, created)
-            })
-        })
-        .await
-        .map_err(hub_error)?
-        .map_err(|_| Error::NotFound("case"))?;
-    let organisation_id = match &caller {
-        Caller::Coordinator(c) => c.organisation_id(),
-        Caller::Device(d) => d.organisation_id.as_str(),
-    };
-    let by = state
-        .store
-        .attribute(organisation_id, &created, &view)
-        .await?;
+    let (view, by) = crate::exports::read_attributed(&state, &viewer.organisation_id, id)
+        .await?
+        .ok_or(Error::NotFound("case"))?;
     let mut json = serde_json::to_value(&view).map_err(|e| Error::Internal(e.into()))?;
     if let Some(obj) = json.as_object_mut() {
         obj.insert("id".into(), serde_json::Value::String(id.to_string()));
