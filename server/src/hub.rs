@@ -14,8 +14,8 @@ use lotse_protocol::{CaseDoc, CaseSummary, DocKind, DocSync, DocumentId, Session
 use tokio::sync::broadcast;
 
 use crate::store::{
-    ACCESS_CHANNEL, AccessChange, Authored, CHANGES_CHANNEL, NewDocument, SHARES_CHANNEL, Store,
-    StoreError, Writer, now_ms,
+    ACCESS_CHANNEL, AccessChange, Authored, CHANGES_CHANNEL, CaseFigures, Deleted, Deleting,
+    NewDocument, SHARES_CHANNEL, Store, StoreError, Writer, now_ms,
 };
 
 /// A document changed; connections that share it send their peers a sync message.
@@ -324,7 +324,8 @@ impl Hub {
     }
 
     /// Deletes a document of the organisation for good (its tombstone stays) and tells
-    /// the connections that follow it; `false`: no such document there.
+    /// the connections that follow it; `false`: no such document there. A case's
+    /// de-identified figures are kept in the same transaction.
     pub async fn delete(
         &self,
         organisation_id: &str,
@@ -332,18 +333,92 @@ impl Hub {
         reason: crate::store::DeletionReason,
         audit: &crate::store::AuditEntry,
     ) -> Result<bool, HubError> {
-        match self
-            .store
-            .delete_document(organisation_id, id, reason, audit)
-            .await?
-        {
-            Some(change) => {
-                self.access_shrank([change]);
-                tracing::info!(document_id = %id, reason = reason.code(), "document deleted");
-                Ok(true)
+        let deleted = self
+            .delete_if(organisation_id, id, reason, audit, None)
+            .await?;
+        Ok(matches!(deleted, Deleted::Done(_)))
+    }
+
+    /// `delete`, and with `closed_before` only a case that is still closed and was closed
+    /// at or before that time (the purge; checked in the deleting transaction).
+    ///
+    /// The figures are read from the document under its lock, so no change on this
+    /// instance slips between reading and deleting; a change another instance made
+    /// meanwhile shows as other heads in the transaction, and the figures are read again.
+    pub async fn delete_if(
+        &self,
+        organisation_id: &str,
+        id: &DocumentId,
+        reason: crate::store::DeletionReason,
+        audit: &crate::store::AuditEntry,
+        closed_before: Option<i64>,
+    ) -> Result<Deleted, HubError> {
+        const ATTEMPTS: usize = 3;
+        let entry = self.entry(*id);
+        let mut slot = entry.state.lock().await;
+        for _ in 0..ATTEMPTS {
+            let (heads, figures) = self.figures(organisation_id, &entry, &mut slot).await?;
+            let deleting = Deleting {
+                figures: figures.as_ref(),
+                heads: heads.as_deref(),
+                closed_before,
+            };
+            let deleted = self
+                .store
+                .delete_document(organisation_id, id, reason, audit, deleting)
+                .await?;
+            // Whatever happened, the next use reads what the database holds.
+            *slot = None;
+            match &deleted {
+                Deleted::Done(change) => {
+                    drop(slot);
+                    self.access_shrank([change.clone()]);
+                    tracing::info!(document_id = %id, reason = reason.code(), "document deleted");
+                    return Ok(deleted);
+                }
+                Deleted::Changed => continue,
+                Deleted::Missing | Deleted::NotDue => return Ok(deleted),
             }
-            None => Ok(false),
         }
+        Err(HubError::Storage(StoreError::Conflict(
+            "the document kept changing while it was being deleted",
+        )))
+    }
+
+    /// The heads and, for a case, the figures to keep of the document in `slot`. A case
+    /// whose stored chunks do not load is deleted without figures (the reports could not
+    /// count it either); `None` heads then skip the check that nothing changed.
+    async fn figures(
+        &self,
+        organisation_id: &str,
+        entry: &DocEntry,
+        slot: &mut Option<Loaded>,
+    ) -> Result<(Option<Vec<ChangeHash>>, Option<CaseFigures>), HubError> {
+        let loaded = match self.ensure_loaded(entry, slot).await {
+            Ok(loaded) => loaded,
+            Err(HubError::Load(_)) => return Ok((None, None)),
+            Err(e) => return Err(e),
+        };
+        let heads = loaded.doc.get_heads();
+        if kind_of(&loaded.doc) != "case" {
+            return Ok((Some(heads), None));
+        }
+        let view = match CaseDoc::read(&loaded.doc) {
+            Ok(view) => view,
+            Err(e) => {
+                tracing::warn!(document_id = %entry.id, error = %e, "deleting a case that does not read: no figures kept");
+                return Ok((Some(heads), None));
+            }
+        };
+        let created = lotse_protocol::schema::creators(&loaded.doc, &view);
+        let authors = self
+            .store
+            .attribute(organisation_id, &created, &view)
+            .await?;
+        let figures = CaseFigures::of(&view, |h| {
+            authors.hours(h.id.as_str(), &h.author).author().to_owned()
+        });
+        Ok((Some(heads), Some(figures)))
     }
 
     /// Tells this instance's connections that documents were shared with these

@@ -11,6 +11,7 @@ pub mod exports;
 pub mod http;
 pub mod hub;
 pub mod matching;
+pub mod purge;
 pub mod push;
 pub mod ratelimit;
 pub mod secrets;

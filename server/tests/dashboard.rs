@@ -1931,6 +1931,48 @@ async fn access_is_taken_away_through_the_forms(backend: Backend) {
     assert_eq!(saved.status, 303);
     let (_, settings) = s.get("/api/v1/organisation/settings", Some(&token)).await;
     assert_eq!(settings["device_lease_days"], 14);
+    // The retention periods on the same page (issue 15): each refused at its own field,
+    // 0 allowed where the purge may act at once, and nothing saved while one is wrong.
+    let page = b.get("/dashboard/settings").await;
+    assert!(
+        page.body
+            .contains("Abgeschlossene Fälle löschen nach (Monaten)")
+    );
+    let refused = b
+        .submit(
+            "/dashboard/settings",
+            &csrf,
+            &[
+                ("device_lease_days", "14"),
+                ("case_retention_months", "121"),
+                ("request_retention_days", "0"),
+                ("audit_retention_months", "0"),
+            ],
+        )
+        .await;
+    refused.assert_refused(&["0–120", "1–120"]);
+    let saved = b
+        .submit(
+            "/dashboard/settings",
+            &csrf,
+            &[
+                ("device_lease_days", "14"),
+                ("case_retention_months", "0"),
+                ("request_retention_days", "7"),
+                ("audit_retention_months", "12"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303);
+    let (_, settings) = s.get("/api/v1/organisation/settings", Some(&token)).await;
+    assert_eq!(
+        (
+            &settings["case_retention_months"],
+            &settings["request_retention_days"],
+            &settings["audit_retention_months"],
+        ),
+        (&json!(0), &json!(7), &json!(12))
+    );
     s.stop().await;
 }
 

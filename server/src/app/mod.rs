@@ -244,6 +244,7 @@ pub async fn serve(
         .push_worker
         .then(|| state.push.clone().spawn_worker());
     let follower = tokio::spawn(state.hub.clone().follow_other_instances());
+    let _purger = crate::purge::spawn(state.store.clone(), state.hub.clone());
     let hub = state.hub.clone();
     let evictor = tokio::spawn(async move {
         let idle = hub.doc_idle();

@@ -41,7 +41,7 @@ use rand::Rng;
 use crate::app::AppState;
 use crate::store::StoreError;
 
-pub use reports::Period;
+pub use reports::{Cells, Month, Period, Report, compute};
 
 /// State the dashboard keeps beside `AppState`.
 pub struct Dash {

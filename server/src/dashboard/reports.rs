@@ -9,6 +9,9 @@
 //!   the server holds the case documents after sync.
 //! - A request or case with several languages counts once for each of its languages, so
 //!   the language rows add up to more than the total.
+//! - Deleted cases (by a coordinator, or the purge after the retention period) count by
+//!   the figures kept when they were deleted (start month, topic, languages, hours per
+//!   month), so a past year's report does not change when its cases are deleted.
 //!
 //! **Small cells**: any number below 5 (counts, and hours below 5) is shown as `<5`, in
 //! the page, in the charts (a dashed placeholder bar of fixed size, never the true
@@ -380,6 +383,25 @@ pub async fn compute(
                     c.travel += travel;
                 });
             }
+        }
+    }
+    let kept = state
+        .store
+        .kept_figures(organisation_id, &period.from.code(), &period.to.code())
+        .await
+        .map_err(|e| e.to_string())?;
+    for c in &kept.cases {
+        if let Some(m) = Month::parse(&c.started).filter(|m| period.contains(*m)) {
+            report.cells(&c.topic, &c.languages, Some(m), |c| c.cases += 1);
+        }
+    }
+    for h in &kept.hours {
+        if let Some(m) = Month::parse(&h.month).filter(|m| period.contains(*m)) {
+            let (minutes, travel) = (h.minutes, h.travel_minutes);
+            report.cells(&h.topic, &h.languages, Some(m), |c| {
+                c.minutes += minutes;
+                c.travel += travel;
+            });
         }
     }
     Ok(report)

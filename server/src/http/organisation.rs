@@ -1,5 +1,6 @@
-//! The organisation's own settings (`/api/v1/organisation/settings`), starting with the
-//! device lease. Coordinators only; every change is audited.
+//! The organisation's own settings (`/api/v1/organisation/settings`): the device lease and
+//! the retention periods the purge job carries out. Coordinators only; every change is
+//! audited.
 
 use axum::extract::State;
 use serde::Deserialize;
@@ -37,6 +38,14 @@ async fn get_settings(
 pub struct UpdateSettings {
     /// 1 to 365. Phones learn a new length at their next sync.
     pub device_lease_days: Option<i64>,
+    /// 0 to 120 months after closing before a closed case is deleted; 0 deletes closed
+    /// cases at the next hourly purge.
+    pub case_retention_months: Option<i64>,
+    /// 0 to 730 days after a request is done, cancelled or expired before its contact,
+    /// address, description and person label are erased; 0 erases at the next purge.
+    pub request_retention_days: Option<i64>,
+    /// 1 to 120 months the audit trail is kept.
+    pub audit_retention_months: Option<i64>,
 }
 
 /// Change the organisation's settings (audited).
@@ -54,9 +63,37 @@ async fn update_settings(
         .organisation_settings(caller.organisation_id())
         .await?
         .ok_or(Error::NotFound("organisation"))?;
-    if let Some(days) = body.device_lease_days {
-        settings.device_lease_days = OrganisationSettings::check_lease_days(days)
-            .map_err(|e| Error::invalid("device_lease_days", e.to_string()))?;
+    type Check = fn(i64) -> Result<u32, crate::store::Invalid>;
+    let fields: [(&'static str, Option<i64>, Check, &mut u32); 4] = [
+        (
+            "device_lease_days",
+            body.device_lease_days,
+            OrganisationSettings::check_lease_days,
+            &mut settings.device_lease_days,
+        ),
+        (
+            "case_retention_months",
+            body.case_retention_months,
+            OrganisationSettings::check_case_months,
+            &mut settings.case_retention_months,
+        ),
+        (
+            "request_retention_days",
+            body.request_retention_days,
+            OrganisationSettings::check_request_days,
+            &mut settings.request_retention_days,
+        ),
+        (
+            "audit_retention_months",
+            body.audit_retention_months,
+            OrganisationSettings::check_audit_months,
+            &mut settings.audit_retention_months,
+        ),
+    ];
+    for (name, value, check, field) in fields {
+        if let Some(value) = value {
+            *field = check(value).map_err(|e| Error::invalid(name, e.to_string()))?;
+        }
     }
     state
         .store
@@ -64,6 +101,9 @@ async fn update_settings(
         .await?;
     tracing::info!(
         lease_days = settings.device_lease_days,
+        case_months = settings.case_retention_months,
+        request_days = settings.request_retention_days,
+        audit_months = settings.audit_retention_months,
         "organisation settings changed"
     );
     Ok(axum::Json(settings))

@@ -3,7 +3,7 @@
 //! heads commits here before the sync layer sends anything.
 
 use lotse_protocol::automerge::ChangeHash;
-use lotse_protocol::{CaseSummary, DocumentId};
+use lotse_protocol::{CaseSummary, DocumentId, Status};
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -148,21 +148,30 @@ fn document(row: &AnyRow) -> Result<DocumentRow> {
     })
 }
 
+/// Writes a case's index row. `closed_at` (what the retention period counts from) is the
+/// server's time of the first write that saw the case closed, kept while it stays closed
+/// and cleared when it is reopened. Not the document's own status-change time: that is
+/// the writing phone's clock, and a phone set years back would have its case deleted at
+/// once.
 async fn upsert_index(
     conn: &mut sqlx::AnyConnection,
     id: &str,
     organisation_id: &str,
     s: &CaseSummary,
 ) -> Result<()> {
+    let now = now_ms();
     sqlx::query(
         "INSERT INTO case_index (document_id, organisation_id, label, topic, status, languages, \
-         last_change_at, next_appointment_at, note_count, hours_minutes, travel_minutes, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         last_change_at, next_appointment_at, note_count, hours_minutes, travel_minutes, updated_at, \
+         closed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
          ON CONFLICT (document_id) DO UPDATE SET label = excluded.label, topic = excluded.topic, \
          status = excluded.status, languages = excluded.languages, \
          last_change_at = excluded.last_change_at, next_appointment_at = excluded.next_appointment_at, \
          note_count = excluded.note_count, hours_minutes = excluded.hours_minutes, \
-         travel_minutes = excluded.travel_minutes, updated_at = excluded.updated_at",
+         travel_minutes = excluded.travel_minutes, updated_at = excluded.updated_at, \
+         closed_at = CASE WHEN excluded.closed_at IS NULL THEN NULL \
+         ELSE COALESCE(case_index.closed_at, excluded.closed_at) END",
     )
     .bind(id)
     .bind(organisation_id)
@@ -175,7 +184,8 @@ async fn upsert_index(
     .bind(s.note_count as i64)
     .bind(s.hours_minutes as i64)
     .bind(s.travel_minutes as i64)
-    .bind(now_ms())
+    .bind(now)
+    .bind((s.status == Status::Closed).then_some(now))
     .execute(conn)
     .await?;
     Ok(())

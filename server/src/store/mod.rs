@@ -35,6 +35,7 @@ mod push;
 mod rate_limits;
 mod reports;
 mod requests;
+mod retention;
 mod sealed;
 mod sharing;
 mod volunteers;
@@ -68,7 +69,11 @@ pub use requests::{
     AcceptOutcome, Actor, INSTITUTION_KINDS, NewRequest, NoticeKind, OfferStatus, Refusals,
     Request, RequestDraft, RequestError, RequestEvent, RequestPatch, STATUSES, URGENCIES,
 };
-pub use tombstones::DeletionReason;
+pub use retention::{
+    CaseFigures, HoursFigure, KeptCase, KeptFigures, KeptHours, PURGE_ACTOR, PurgeLock,
+    days_before, local_month, months_before,
+};
+pub use tombstones::{Deleted, Deleting, DeletionReason};
 pub use sealed::{CSRF_KEY, SecretError, VAPID_PRIVATE_KEY};
 pub use sharing::{Exposure, ReassignError, Reassigned};
 pub use volunteers::{NewVolunteer, Slot, Training, Volunteer, VolunteerPatch};

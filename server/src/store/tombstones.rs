@@ -3,13 +3,17 @@
 //! tombstone (id, organisation, kind, time, reason code; no content), so a purge that
 //! fails halfway leaves the whole document or its tombstone, never half. On SQLite
 //! `secure_delete` overwrites what was deleted and a checkpoint empties the WAL, so the
-//! content cannot be read back from the files either.
+//! content cannot be read back from the files either. A case's de-identified figures
+//! (`retention::CaseFigures`) are kept in the same transaction, so the reports about
+//! past years do not change.
 
 use lotse_protocol::DocumentId;
+use lotse_protocol::automerge::ChangeHash;
 use sqlx::Row;
 
 use super::access::AccessChange;
-use super::{AuditEntry, Backend, Result, Store, now_ms};
+use super::retention::{self, CaseFigures};
+use super::{AuditEntry, Backend, Result, Store, heads_to_text, now_ms};
 
 /// Why a document was deleted, as the tombstone and the audit trail keep it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,31 +59,82 @@ pub struct Tombstone {
     pub reason: String,
 }
 
+/// What a deletion keeps and under which conditions it happens, checked inside its
+/// transaction.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Deleting<'a> {
+    /// The case's figures, read from the document at `heads`.
+    pub figures: Option<&'a CaseFigures>,
+    /// The heads the figures were read at: if the document has others by now (another
+    /// instance wrote to it), nothing is deleted ([`Deleted::Changed`]).
+    pub heads: Option<&'a [ChangeHash]>,
+    /// Only a case still closed, and closed at or before this time (the purge).
+    pub closed_before: Option<i64>,
+}
+
+/// What `delete_document` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deleted {
+    /// Deleted; for the hub: connections that follow the document hear of it, and other
+    /// instances were told by the commit.
+    Done(AccessChange),
+    /// No such document in that organisation (which a caller answers as "not found", as
+    /// for any other missing document).
+    Missing,
+    /// The document changed since its figures were read: read them again.
+    Changed,
+    /// Reopened, or not closed long enough: the purge leaves it.
+    NotDue,
+}
+
+/// Takes the document's row lock on PostgreSQL, so a writer on another instance waits
+/// for the deletion (and then finds the tombstone) or the deletion for the writer (and
+/// then sees new heads). SQLite's write transaction holds the whole database already.
+fn row_lock(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    }
+}
+
 impl Store {
     /// Deletes a document of the organisation and leaves its tombstone, with the audit
-    /// line in the same transaction. `Ok(None)`: no such document in that organisation
-    /// (which a caller answers as "not found", as for any other missing document).
-    /// The returned change is for the hub: connections that follow the document hear of
-    /// it, and other instances were told by the commit.
+    /// line and the case's figures in the same transaction, if `deleting`'s conditions
+    /// hold there.
     pub async fn delete_document(
         &self,
         organisation_id: &str,
         id: &DocumentId,
         reason: DeletionReason,
         audit: &AuditEntry,
-    ) -> Result<Option<AccessChange>> {
+        deleting: Deleting<'_>,
+    ) -> Result<Deleted> {
         let id_text = id.to_string();
         let mut tx = self.begin_write().await?;
-        let Some(kind) = sqlx::query_scalar::<_, String>(
-            "SELECT kind FROM documents WHERE id = $1 AND organisation_id = $2",
-        )
+        let Some(row) = sqlx::query(safe_sql!(
+            "SELECT kind, heads FROM documents WHERE id = $1 AND organisation_id = $2{}",
+            row_lock(self.backend)
+        ))
         .bind(&id_text)
         .bind(organisation_id)
         .fetch_optional(&mut *tx)
         .await?
         else {
-            return Ok(None);
+            return Ok(Deleted::Missing);
         };
+        let kind: String = row.try_get("kind")?;
+        let heads: String = row.try_get("heads")?;
+        if deleting
+            .heads
+            .is_some_and(|read| heads_to_text(read) != heads)
+        {
+            return Ok(Deleted::Changed);
+        }
+        if let Some(before) = deleting.closed_before
+            && !retention::still_due(&mut tx, &id_text, before).await?
+        {
+            return Ok(Deleted::NotDue);
+        }
         for table in [
             "sync_states",
             "document_chunks",
@@ -111,6 +166,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         super::audit::insert(&mut tx, audit).await?;
+        if let Some(figures) = deleting.figures {
+            retention::keep(&mut tx, organisation_id, figures).await?;
+        }
         let change = AccessChange::Deleted {
             document_id: id_text,
         };
@@ -118,7 +176,7 @@ impl Store {
             .await?;
         tx.commit().await?;
         self.scrub_files().await;
-        Ok(Some(change))
+        Ok(Deleted::Done(change))
     }
 
     /// The tombstone of `id`, if it was deleted.
@@ -145,7 +203,7 @@ impl Store {
     /// pages that held deleted content (overwritten there by `secure_delete`) leave no
     /// older copy behind. Best effort: a reader holding an old snapshot can delay it, and
     /// the next deletion or SQLite's own checkpoints finish the job.
-    async fn scrub_files(&self) {
+    pub(super) async fn scrub_files(&self) {
         if self.backend != Backend::Sqlite {
             return;
         }
