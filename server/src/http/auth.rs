@@ -12,9 +12,9 @@ use crate::app::AppState;
 use crate::app::address::ClientAddr;
 use crate::app::caller::{Caller, CoordinatorCaller, SESSION_COOKIE};
 use crate::app::error::{Error, ErrorBody, Result};
-use crate::timefmt::Timestamp;
 use crate::auth::{self, SESSION_PREFIX};
 use crate::store::now_ms;
+use crate::timefmt::Timestamp;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
