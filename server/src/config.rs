@@ -274,6 +274,8 @@ mod tests {
         assert_eq!(q.document_bytes, 2 * 1024 * 1024);
         assert_eq!(q.device_bytes, 16 * 1024 * 1024);
         assert_eq!(q.entries, lotse_protocol::quota::Quotas::default().entries);
-        assert!(Cli::try_parse_from(["lotse-server", "serve", "--document-quota-mib", "0"]).is_err());
+        assert!(
+            Cli::try_parse_from(["lotse-server", "serve", "--document-quota-mib", "0"]).is_err()
+        );
     }
 }

@@ -24,7 +24,6 @@ macro_rules! apply_patch {
 mod access;
 mod audit;
 mod authorship;
-mod tombstones;
 mod coordinators;
 mod devices;
 mod documents;
@@ -38,6 +37,7 @@ mod requests;
 mod retention;
 mod sealed;
 mod sharing;
+mod tombstones;
 mod volunteers;
 
 use std::str::FromStr;
@@ -48,8 +48,8 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions};
 
 pub use access::{ACCESS_CHANNEL, AccessChange};
-pub use authorship::{Attribution, Attributions, Authored, Writer};
 pub use audit::{AuditEntry, AuditEvent, SUBJECT_AUDIT_LIMIT, SubjectAuditEvent};
+pub use authorship::{Attribution, Attributions, Authored, Writer};
 pub use coordinators::{Coordinator, NewCoordinator};
 pub use devices::{Device, EnrolledDevice, EnrollmentCode, EnrollmentError};
 pub use documents::{
@@ -73,9 +73,9 @@ pub use retention::{
     CaseFigures, HoursFigure, KeptCase, KeptFigures, KeptHours, PURGE_ACTOR, PurgeLock,
     days_before, local_month, months_before,
 };
-pub use tombstones::{Deleted, Deleting, DeletionReason};
 pub use sealed::{CSRF_KEY, SecretError, VAPID_PRIVATE_KEY};
 pub use sharing::{Exposure, ReassignError, Reassigned};
+pub use tombstones::{Deleted, Deleting, DeletionReason};
 pub use volunteers::{NewVolunteer, Slot, Training, Volunteer, VolunteerPatch};
 
 /// PostgreSQL channel of `'<instance>:<document id>'`: a document changed.
