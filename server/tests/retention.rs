@@ -14,7 +14,9 @@ use lotse_protocol::automerge::Automerge;
 use lotse_protocol::{CaseDoc, DocumentId, Message, NewCase, NewHours, NewNote, Status, Topic};
 use lotse_server::dashboard::{Cells, Month, Period, Report, compute};
 use lotse_server::purge::{self, PurgeReport};
-use lotse_server::store::{NewDocument, months_before};
+use lotse_server::store::{
+    AuditEntry, Deleted, Deleting, DeletionReason, NewDocument, months_before,
+};
 use lotse_testkit::fixtures::{request_body, window, with_fields};
 use lotse_testkit::{Backend, TestServer, eventually, on_both_backends};
 use serde_json::{Value, json};
@@ -628,7 +630,60 @@ async fn the_timer_purges_by_itself(backend: Backend) {
     s.stop().await;
 }
 
+/// What the purge's deletion checks in its own transaction, driven directly: a case
+/// whose heads moved on since its figures were read, or that is not due, stays whole.
+async fn a_deletion_checks_its_conditions_in_its_transaction(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (org, _) = s.new_org("Lotsen Bedingungen").await;
+    let case = closed_case(&s, &org).await;
+    let closed_at: i64 =
+        sqlx::query_scalar("SELECT closed_at FROM case_index WHERE document_id = $1")
+            .bind(case.to_string())
+            .fetch_one(s.store.pool())
+            .await
+            .unwrap();
+    let audit = AuditEntry::document(
+        &org,
+        "system",
+        "retention",
+        "document.delete",
+        &case.to_string(),
+    );
+    let delete = |deleting: Deleting<'static>| {
+        let (store, org, audit) = (s.store.clone(), org.clone(), audit.clone());
+        async move {
+            store
+                .delete_document(&org, &case, DeletionReason::Retention, &audit, deleting)
+                .await
+                .unwrap()
+        }
+    };
+    let stale = delete(Deleting {
+        heads: Some(&[]),
+        ..Deleting::default()
+    })
+    .await;
+    assert_eq!(stale, Deleted::Changed);
+    let early = delete(Deleting {
+        closed_before: Some(closed_at - 1),
+        ..Deleting::default()
+    })
+    .await;
+    assert_eq!(early, Deleted::NotDue);
+    assert!(rows_of(&s, &case).await > 0, "both left it whole");
+    assert!(s.store.tombstone(&case).await.unwrap().is_none());
+    let due = delete(Deleting {
+        closed_before: Some(closed_at),
+        ..Deleting::default()
+    })
+    .await;
+    assert!(matches!(due, Deleted::Done(_)), "{due:?}");
+    assert_eq!(rows_of(&s, &case).await, 0);
+    s.stop().await;
+}
+
 on_both_backends!(
+    a_deletion_checks_its_conditions_in_its_transaction,
     settings_are_kept_checked_and_audited,
     closed_cases_are_purged_and_the_report_stays,
     finished_requests_lose_their_personal_fields,

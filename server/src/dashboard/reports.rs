@@ -385,6 +385,8 @@ pub async fn compute(
             }
         }
     }
+    // Read after the live cases: a case deleted in between was either read above (and
+    // counts twice in this one report) or does not read any more (and counts here once).
     let kept = state
         .store
         .kept_figures(organisation_id, &period.from.code(), &period.to.code())
