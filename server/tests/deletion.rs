@@ -7,10 +7,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::erasure::{found_in_database, rows_of};
 use common::sync_client::SyncClient;
 use lotse_protocol::{CaseDoc, DocumentId, Message, NewNote};
 use lotse_testkit::{Backend, TestServer, on_both_backends};
-use sqlx::Row;
 
 const DISTINCTIVE: &str = "Zahnarzttermin-QX7Z-Bergstrasse";
 
@@ -21,68 +21,6 @@ fn add_note(c: &mut SyncClient, id: DocumentId, author: &str, text: &str) {
         text: text.into(),
     };
     CaseDoc::add_note(doc, &note, 1_772_633_400_000).unwrap();
-}
-
-/// Whether `needle` appears in the database: the SQLite file with its WAL and shm, or
-/// any PostgreSQL row of the tables that hold content.
-async fn found_in_database(s: &TestServer, needle: &str) -> bool {
-    match s.db.url.strip_prefix("sqlite://") {
-        Some(path) => ["", "-wal", "-shm"].iter().any(|suffix| {
-            std::fs::read(format!("{path}{suffix}"))
-                .map(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
-                .unwrap_or(false)
-        }),
-        None => {
-            let pool = sqlx::PgPool::connect(&s.db.url).await.unwrap();
-            let mut found = false;
-            for (table, column) in [("document_chunks", "data"), ("sync_states", "state")] {
-                let sql = format!(
-                    "SELECT COUNT(*) AS n FROM {table} WHERE position($1::bytea in {column}) > 0"
-                );
-                let n: i64 = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(needle.as_bytes())
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap()
-                    .get("n");
-                found |= n > 0;
-            }
-            let n: i64 = sqlx::query(
-                "SELECT COUNT(*) AS n FROM case_index WHERE label LIKE '%' || $1 || '%'",
-            )
-            .bind(needle)
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-            .get("n");
-            pool.close().await;
-            found || n > 0
-        }
-    }
-}
-
-async fn rows_of(s: &TestServer, id: &DocumentId) -> i64 {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&s.db.url).await.unwrap();
-    let mut total = 0;
-    for (table, column) in [
-        ("documents", "id"),
-        ("document_chunks", "document_id"),
-        ("document_access", "document_id"),
-        ("sync_states", "document_id"),
-        ("case_index", "document_id"),
-    ] {
-        let sql = format!("SELECT COUNT(*) AS n FROM {table} WHERE {column} = $1");
-        let n: i64 = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-            .get("n");
-        total += n;
-    }
-    pool.close().await;
-    total
 }
 
 async fn a_deleted_case_is_gone_everywhere(backend: Backend) {
