@@ -61,6 +61,9 @@ pub struct Size {
     pub devices: usize,
     pub writers: usize,
     pub secs: u64,
+    /// Notes each writer puts into its case (one change each) before the clock starts:
+    /// the work per change grows with the document.
+    pub notes: usize,
 }
 
 /// One measured change: when it was sent (seconds into the measured window), and after
@@ -334,6 +337,8 @@ struct Collect {
     changes: HashMap<ChangeHash, Change>,
     /// Per organisation, its changes not yet announced on its dashboard, oldest first.
     pending: Vec<VecDeque<ChangeHash>>,
+    /// Per organisation, whether its writer has sent a change yet.
+    wrote: Vec<bool>,
     dashboard_unmatched: usize,
     dashboard_lagged: usize,
     dashboard_polled: usize,
@@ -347,6 +352,7 @@ impl Collect {
             window: (now + Duration::from_secs(86_400), now),
             changes: HashMap::new(),
             pending: vec![VecDeque::new(); orgs],
+            wrote: vec![false; orgs],
             dashboard_unmatched: 0,
             dashboard_lagged: 0,
             dashboard_polled: 0,
@@ -368,6 +374,7 @@ impl Collect {
             },
         );
         self.pending[org].push_back(hash);
+        self.wrote[org] = true;
     }
 
     /// Another phone holds `hash` since `at`.
@@ -402,6 +409,8 @@ impl Collect {
                     c.dashboard_ms = Some(ms(at.saturating_duration_since(c.t0)));
                 }
             }
+            // Before the first write: a writer's notes written before the clock started.
+            None if !self.wrote[org] => {}
             _ => self.dashboard_unmatched += 1,
         }
     }
@@ -427,6 +436,26 @@ struct Writer {
     case: DocumentId,
     author: String,
     ticks: mpsc::Receiver<()>,
+    /// Notes still to write before the phone is ready.
+    prefill: usize,
+}
+
+fn add_note(doc: &mut lotse_protocol::automerge::Automerge, author: &str) -> Result<ChangeHash> {
+    let before = doc.get_heads();
+    CaseDoc::add_note(
+        doc,
+        &NewNote {
+            author: author.to_owned(),
+            text: "Termin beim Jobcenter bestätigt".into(),
+        },
+        now_ms(),
+    )
+    .map_err(|e| anyhow!("add_note: {e:?}"))?;
+    Ok(doc
+        .get_changes_meta(&before)
+        .last()
+        .context("the note made a change")?
+        .hash)
 }
 
 /// One phone: connects, catches up (says `ready` then), follows every change of the
@@ -454,6 +483,8 @@ async fn phone(
     let mut known: HashMap<DocumentId, Vec<ChangeHash>> = HashMap::new();
     // The writer's last change, until the server's heads include it.
     let mut unconfirmed: Option<(DocumentId, ChangeHash)> = None;
+    // The heads after the notes written before the clock starts.
+    let mut prefilled: Option<Vec<ChangeHash>> = None;
     loop {
         if settle(&mut peer, &mut store) != Outcome::Done {
             bail!("phone {i}: the server ended the session");
@@ -471,7 +502,34 @@ async fn phone(
                 bail!("phone {i}: {e}");
             }
         }
-        if permit.is_some() && peer.is_caught_up() && !store.docs.is_empty() {
+        if let Some(w) = writer.as_mut()
+            && w.prefill > 0
+            && peer.is_caught_up()
+            && let Some(d) = store.docs.get_mut(&w.case)
+        {
+            for _ in 0..w.prefill {
+                add_note(&mut d.doc, &w.author)?;
+            }
+            w.prefill = 0;
+            prefilled = Some(d.doc.get_heads());
+            peer.local_change(vec![w.case]);
+            continue;
+        }
+        // A writer that wrote notes first is ready once the server holds them.
+        let stored = |heads: &Vec<ChangeHash>| {
+            writer.as_ref().is_none_or(|w| {
+                store
+                    .docs
+                    .get(&w.case)
+                    .and_then(|d| d.server_heads.as_ref())
+                    .is_some_and(|s| heads.iter().all(|h| s.contains(h)))
+            })
+        };
+        if permit.is_some()
+            && peer.is_caught_up()
+            && !store.docs.is_empty()
+            && prefilled.as_ref().is_none_or(stored)
+        {
             permit = None;
             for (id, d) in &store.docs {
                 known.insert(*id, d.doc.get_heads());
@@ -524,10 +582,7 @@ async fn phone(
                 let Some(()) = tick else { return Ok(()) };
                 let w = writer.as_ref().context("only writers tick")?;
                 let doc = &mut store.docs.get_mut(&w.case).context("the writer's case arrived")?.doc;
-                let before = doc.get_heads();
-                CaseDoc::add_note(doc, &NewNote { author: w.author.clone(), text: "Termin beim Jobcenter bestätigt".into() }, now_ms())
-                    .map_err(|e| anyhow!("add_note: {e:?}"))?;
-                let hash = doc.get_changes_meta(&before).last().context("the note made a change")?.hash;
+                let hash = add_note(doc, &w.author)?;
                 known.insert(w.case, doc.get_heads());
                 let t0 = Instant::now();
                 lock(&collect).sent(hash, w.org, t0);
@@ -665,6 +720,7 @@ async fn measure(
                 case: hot[p.org],
                 author: p.volunteer.clone(),
                 ticks: rx,
+                prefill: size.notes,
             }
         });
         tasks.push(spawn(Box::pin(phone(

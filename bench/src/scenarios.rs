@@ -45,6 +45,9 @@ pub struct Options {
     /// Scenario 8: seconds measured, after 3 s of warm-up (default 30; quick: 3).
     #[arg(long)]
     pub load_secs: Option<u64>,
+    /// Scenario 8: notes each writer puts into its case before the clock starts (default 0).
+    #[arg(long, default_value_t = 0)]
+    pub load_notes: usize,
     /// Scenario 8 on PostgreSQL too (LOTSE_TEST_POSTGRES_URL, else the local server).
     #[arg(long)]
     pub load_postgres: bool,
@@ -538,6 +541,7 @@ async fn under_load(opts: &Options, bin: &Path, rows: &mut Vec<Row>) -> Result<(
             .load_writers
             .unwrap_or(if opts.quick { 10 } else { 100 }),
         secs: opts.load_secs.unwrap_or(if opts.quick { 3 } else { 30 }),
+        notes: opts.load_notes,
     };
     let limit = crate::idle::nofile_limit();
     if size.devices as u64 + size.writers as u64 + 200 > limit {
@@ -568,7 +572,14 @@ async fn under_load(opts: &Options, bin: &Path, rows: &mut Vec<Row>) -> Result<(
         }
         let p = crate::mobile::percentile;
         let max = |v: &[f64]| v.last().copied().unwrap_or(0.0);
-        let sc = format!("8 propagation under load, {name}");
+        let sc = if size.notes > 0 {
+            format!(
+                "8 propagation under load, {name}, cases of {} notes and more",
+                size.notes
+            )
+        } else {
+            format!("8 propagation under load, {name}")
+        };
         ours_only(
             rows,
             &sc,
