@@ -71,6 +71,9 @@ pub enum HubError {
     /// was stored or announced.
     #[error("refused: {}", .0.rule)]
     Refused(Refusal),
+    /// What the server was to store as a case does not read as one (our own bug).
+    #[error("not a case: {0}")]
+    NotACase(String),
     /// The network deleted the document; nothing of it is written again.
     #[error("the document was deleted")]
     Deleted,
@@ -695,6 +698,44 @@ impl Hub {
         });
         self.shared(grantees, 0);
         Ok(())
+    }
+
+    /// A case the server writes on someone's behalf (a coordinator creating it, a
+    /// device accepting an offer): stored with its index row, its actors bound to
+    /// `writer`, the audit line `created_by(id)` in the same transaction, then shared.
+    pub async fn create_case(
+        &self,
+        doc: Automerge,
+        organisation_id: &str,
+        shared_with: &[String],
+        writer: &Writer,
+        created_by: impl FnOnce(&DocumentId) -> crate::store::AuditEntry,
+    ) -> Result<DocumentId, HubError> {
+        let summary =
+            CaseDoc::summary(&doc, now_ms()).map_err(|e| HubError::NotACase(e.to_string()))?;
+        let id = DocumentId::random();
+        let snapshot = lotse_protocol::save_snapshot(&doc);
+        let heads = doc.get_heads();
+        let actors = actors_of(&doc);
+        let created = created_by(&id);
+        let new = NewDocument {
+            id,
+            organisation_id,
+            kind: "case",
+            owner_volunteer_id: None,
+            chunk: &snapshot,
+            heads: &heads,
+            shared_with,
+            summary: Some(&summary),
+            created_by: Some(&created),
+            authored: Some(Authored {
+                writer,
+                actors: &actors,
+            }),
+            device_limit: None,
+        };
+        self.create(new, doc).await?;
+        Ok(id)
     }
 
     /// Another server instance changed `id`: forget our copy (the next use loads it from

@@ -16,8 +16,7 @@ use crate::app::caller::{Caller, CoordinatorCaller};
 use crate::app::error::{Error, ErrorBody, Result};
 use crate::hub::HubError;
 use crate::store::{
-    Access, Authored, CaseRow, DeletionReason, NewDocument, ReassignError, SubjectAuditEvent,
-    Viewer, now_ms,
+    Access, CaseRow, DeletionReason, ReassignError, SubjectAuditEvent, Viewer, now_ms,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -120,34 +119,15 @@ async fn create_case(
     };
     let now = now_ms();
     CaseDoc::create(&mut doc, &new, now).map_err(|e| Error::invalid("case", e.to_string()))?;
-    let summary = CaseDoc::summary(&doc, now).map_err(|e| Error::Internal(e.into()))?;
-    let id = DocumentId::random();
-    let snapshot = lotse_protocol::save_snapshot(&doc);
-    let heads = doc.get_heads();
     let by = Caller::Coordinator(caller.clone());
-    let created = by.audit("document.create", &id.to_string());
-    let writer = by.writer();
-    let actors = crate::hub::actors_of(&doc);
-    state
+    let id = state
         .hub
-        .create(
-            NewDocument {
-                id,
-                organisation_id: caller.organisation_id(),
-                kind: "case",
-                owner_volunteer_id: None,
-                chunk: &snapshot,
-                heads: &heads,
-                shared_with: &volunteers,
-                summary: Some(&summary),
-                created_by: Some(&created),
-                authored: Some(Authored {
-                    writer: &writer,
-                    actors: &actors,
-                }),
-                device_limit: None,
-            },
+        .create_case(
             doc,
+            caller.organisation_id(),
+            &volunteers,
+            &by.writer(),
+            |id| by.audit("document.create", &id.to_string()),
         )
         .await
         .map_err(hub_error)?;

@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use lotse_protocol::automerge::Automerge;
-use lotse_protocol::{CaseDoc, DocumentId, NewAppointment, NewCase, OfferStatus, Status, Topic};
+use lotse_protocol::{CaseDoc, NewAppointment, NewCase, OfferStatus, Status, Topic};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -12,7 +12,7 @@ use super::extract::Id;
 use crate::app::AppState;
 use crate::app::caller::Caller;
 use crate::app::error::{Error, ErrorBody, Result};
-use crate::store::{AcceptOutcome, Authored, EnrolledDevice, NewDocument, Request, now_ms};
+use crate::store::{AcceptOutcome, EnrolledDevice, Request, now_ms};
 use crate::timefmt::Timestamp;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -147,33 +147,14 @@ async fn ensure_case(
         now,
     )
     .map_err(|e| Error::Internal(e.into()))?;
-    let summary = CaseDoc::summary(&doc, now).map_err(|e| Error::Internal(e.into()))?;
-    let id = DocumentId::random();
-    let snapshot = lotse_protocol::save_snapshot(&doc);
-    let heads = doc.get_heads();
-    let created = by.audit("document.create", &id.to_string());
-    let writer = by.writer();
-    let actors = crate::hub::actors_of(&doc);
-    state
+    let id = state
         .hub
-        .create(
-            NewDocument {
-                id,
-                organisation_id: &request.organisation_id,
-                kind: "case",
-                owner_volunteer_id: None,
-                chunk: &snapshot,
-                heads: &heads,
-                shared_with: &[volunteer_id.to_owned()],
-                summary: Some(&summary),
-                created_by: Some(&created),
-                authored: Some(Authored {
-                    writer: &writer,
-                    actors: &actors,
-                }),
-                device_limit: None,
-            },
+        .create_case(
             doc,
+            &request.organisation_id,
+            &[volunteer_id.to_owned()],
+            &by.writer(),
+            |id| by.audit("document.create", &id.to_string()),
         )
         .await
         .map_err(|e| Error::Internal(anyhow::anyhow!(e.to_string())))?;
