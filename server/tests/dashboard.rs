@@ -1056,9 +1056,15 @@ async fn the_volunteer_flow_through_the_forms(backend: Backend) {
         .filter(|e| e.subject_id == id)
         .map(|e| (e.actor_kind, e.action))
         .collect();
+    // Newest first: a read for each load of the profile page (after the form's redirect
+    // and again above), then the creation.
     assert_eq!(
         actions,
-        [("coordinator".to_owned(), "volunteer.create".to_owned())]
+        [
+            ("coordinator".to_owned(), "volunteer.read".to_owned()),
+            ("coordinator".to_owned(), "volunteer.read".to_owned()),
+            ("coordinator".to_owned(), "volunteer.create".to_owned())
+        ]
     );
 
     // The edit form shows the stored values.

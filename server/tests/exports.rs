@@ -130,4 +130,44 @@ async fn exports_hold_what_the_network_holds_and_nothing_else(backend: Backend) 
     s.stop().await;
 }
 
-on_both_backends!(exports_hold_what_the_network_holds_and_nothing_else);
+/// Reading a request (contact, address) or a volunteer's profile through the API leaves
+/// its audit line (the dashboard's pages write the same lines).
+async fn reads_of_requests_and_profiles_are_audited(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (org, coordinator) = s.new_org("Lotsen Protokoll").await;
+    let amira = s.volunteer(&coordinator, "Amira", &["ar"]).await;
+    let (starts, ends) = lotse_testkit::fixtures::window(3);
+    let request = s
+        .create_request(&coordinator, "behoerden", &["ar"], &starts, &ends)
+        .await;
+    let lines = |action: &'static str, subject: String| {
+        let store = s.store.clone();
+        let org = org.clone();
+        async move {
+            store
+                .audit_events(&org, 1000)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.action == action && e.subject_id == subject)
+                .count()
+        }
+    };
+    assert_eq!(lines("request.read", request.clone()).await, 0);
+    let (status, _) = s
+        .get(&format!("/api/v1/requests/{request}"), Some(&coordinator))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(lines("request.read", request.clone()).await, 1);
+    let (status, _) = s
+        .get(&format!("/api/v1/volunteers/{amira}"), Some(&coordinator))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(lines("volunteer.read", amira.clone()).await, 1);
+    s.stop().await;
+}
+
+on_both_backends!(
+    exports_hold_what_the_network_holds_and_nothing_else,
+    reads_of_requests_and_profiles_are_audited,
+);

@@ -57,11 +57,29 @@ impl Caller {
 
     /// An audit entry by this caller about a document.
     pub fn audit(&self, action: &'static str, document: &str) -> crate::store::AuditEntry {
+        self.audit_of(action, "document", document)
+    }
+
+    /// An audit entry by this caller about any record (`request`, `volunteer`, `report`).
+    pub fn audit_of(
+        &self,
+        action: &'static str,
+        subject_kind: &'static str,
+        subject_id: &str,
+    ) -> crate::store::AuditEntry {
         let (organisation_id, actor_kind, actor_id) = match self {
             Caller::Coordinator(c) => (c.organisation_id(), "coordinator", c.id()),
             Caller::Device(d) => (d.organisation_id.as_str(), "device", d.device.id.as_str()),
         };
-        crate::store::AuditEntry::document(organisation_id, actor_kind, actor_id, action, document)
+        let mut entry = crate::store::AuditEntry::document(
+            organisation_id,
+            actor_kind,
+            actor_id,
+            action,
+            subject_id,
+        );
+        entry.subject_kind = subject_kind;
+        entry
     }
 }
 

@@ -577,9 +577,27 @@ fn query_of(s: &Session) -> String {
         .unwrap_or_default()
 }
 
+/// A report reveals only suppressed figures, but who looked at which period is part of
+/// the trail all the same.
+async fn audit_report(state: &AppState, s: &Session, action: &'static str) -> Result<(), Response> {
+    let line = crate::app::caller::Caller::Coordinator(s.caller.clone()).audit_of(
+        action,
+        "report",
+        &query_of(s).chars().take(120).collect::<String>(),
+    );
+    state
+        .store
+        .audit(&[line])
+        .await
+        .map_err(|e| layout::failed(s.lang, "report audit", e))
+}
+
 pub async fn page(State(state): State<AppState>, s: Session) -> Response {
     let l = s.lang;
     let period = Period::from_query(&query_of(&s), now_ms());
+    if let Err(r) = audit_report(&state, &s, "report.read").await {
+        return r;
+    }
     let report = match compute(&state, s.org(), period).await {
         Ok(r) => Published::of(&r),
         Err(e) => return layout::failed(l, "report", e),
@@ -730,6 +748,9 @@ pub fn to_csv(l: Lang, report: &Published, period: Period) -> String {
 pub async fn csv(State(state): State<AppState>, s: Session) -> Response {
     let l = s.lang;
     let period = Period::from_query(&query_of(&s), now_ms());
+    if let Err(r) = audit_report(&state, &s, "report.export").await {
+        return r;
+    }
     let report = match compute(&state, s.org(), period).await {
         Ok(r) => r,
         Err(e) => return layout::failed(l, "report csv", e),

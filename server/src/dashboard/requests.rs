@@ -570,6 +570,14 @@ pub async fn detail(
     Path(raw): Path<String>,
 ) -> Result<Response, Response> {
     let r = load(&state, &s, &raw).await?;
+    let line = crate::app::caller::Caller::Coordinator(s.caller.clone()).audit_of(
+        "request.read",
+        "request",
+        &r.id,
+    );
+    if let Err(e) = state.store.audit(&[line]).await {
+        return Err(layout::failed(s.lang, "request audit", e));
+    }
     Ok(detail_with(&state, &s, r, None, StatusCode::OK).await)
 }
 

@@ -98,6 +98,14 @@ pub async fn detail(
     Path(raw): Path<String>,
 ) -> Result<Response, Response> {
     let v = load(&state, &s, &raw).await?;
+    let line = crate::app::caller::Caller::Coordinator(s.caller.clone()).audit_of(
+        "volunteer.read",
+        "volunteer",
+        &v.id,
+    );
+    if let Err(e) = state.store.audit(&[line]).await {
+        return Err(layout::failed(s.lang, "volunteer audit", e));
+    }
     Ok(detail_with(&state, &s, &v, None).await)
 }
 

@@ -55,8 +55,7 @@ async fn volunteer_export(
     let export = exports::volunteer(&state, &org, &id)
         .await?
         .ok_or(Error::NotFound("volunteer"))?;
-    let mut line = Caller::Coordinator(caller).audit("volunteer.export", &id);
-    line.subject_kind = "volunteer";
+    let line = Caller::Coordinator(caller).audit_of("volunteer.export", "volunteer", &id);
     state.store.audit(&[line]).await?;
     Ok(axum::Json(export))
 }

@@ -177,6 +177,10 @@ async fn get_request(
         .request(caller.organisation_id(), &id)
         .await?
         .ok_or(Error::NotFound("request"))?;
+    // A request holds a contact and an address: no read without its audit line first.
+    let line =
+        crate::app::caller::Caller::Coordinator(caller).audit_of("request.read", "request", &id);
+    state.store.audit(&[line]).await?;
     Ok(axum::Json(RequestDetail {
         offers: state.store.request_offers(&id).await?,
         history: state.store.request_history(&id).await?,

@@ -154,12 +154,18 @@ async fn get_volunteer(
     caller: CoordinatorCaller,
     Id(id): Id,
 ) -> Result<axum::Json<Volunteer>> {
-    state
+    let volunteer = state
         .store
         .volunteer(caller.organisation_id(), &id)
         .await?
-        .map(axum::Json)
-        .ok_or(Error::NotFound("volunteer"))
+        .ok_or(Error::NotFound("volunteer"))?;
+    let line = crate::app::caller::Caller::Coordinator(caller).audit_of(
+        "volunteer.read",
+        "volunteer",
+        &id,
+    );
+    state.store.audit(&[line]).await?;
+    Ok(axum::Json(volunteer))
 }
 
 /// Change some fields of a volunteer.
