@@ -53,6 +53,8 @@ const GRACE: Duration = Duration::from_secs(5);
 const PERIOD: Duration = Duration::from_secs(1);
 /// How long the server keeps a dashboard stream open before the browser must renew it.
 const RENEWAL: Duration = Duration::from_secs(30);
+/// How often a dashboard stream polls the database (the session, the fingerprint).
+const POLL: Duration = Duration::from_secs(2);
 /// Phones connecting (and catching up) at the same time.
 const CONNECTING: usize = 64;
 
@@ -64,6 +66,9 @@ pub struct Size {
     /// Notes each writer puts into its case (one change each) before the clock starts:
     /// the work per change grows with the document.
     pub notes: usize,
+    /// Open every dashboard stream at the same moment (as after a restart) instead of
+    /// spread over the streams' poll interval and lifetime.
+    pub aligned_dashboards: bool,
 }
 
 /// One measured change: when it was sent (seconds into the measured window), and after
@@ -593,19 +598,26 @@ async fn phone(
     }
 }
 
+/// When the dashboard of an organisation opens its first stream, and when it gives that
+/// stream up (`None`: when the server ends it, after 30 s).
+#[derive(Debug, Clone, Copy)]
+struct Opening {
+    after: Duration,
+    first_for: Option<Duration>,
+}
+
 /// The coordinator's live stream of one organisation, renewed whenever the server ends
-/// it (every 30 s). `ready` once the first stream has started. The first stream is given
-/// up after `first_for`, so that the organisations' renewals are spread over the 30 s as
-/// those of coordinators who opened the dashboard at different times, not all at once.
+/// it (every 30 s). `ready` once the first stream has started.
 async fn dashboard(
     org: usize,
     api: Api,
-    first_for: Duration,
+    opening: Opening,
     collect: Shared,
     ready: mpsc::UnboundedSender<usize>,
 ) -> Result<()> {
+    tokio::time::sleep(opening.after).await;
     let mut first = true;
-    let mut give_up = Some(tokio::time::Instant::now() + first_for);
+    let mut give_up = opening.first_for.map(|d| tokio::time::Instant::now() + d);
     loop {
         let mut r = api
             .http
@@ -741,11 +753,26 @@ async fn measure(
             http: http.clone(),
             token: org.session.clone(),
         };
-        let first_for = RENEWAL.mul_f64((o + 1) as f64 / seed.orgs.len() as f64);
+        // Spread: coordinators who opened the dashboard at different times, so that
+        // neither the streams' two-second polls nor their renewals every 30 s coincide.
+        // Aligned: all at the same moment, as after a restart of the server, when every
+        // open page reconnects within its two-second retry.
+        let share = (o + 1) as f64 / seed.orgs.len() as f64;
+        let opening = if size.aligned_dashboards {
+            Opening {
+                after: Duration::ZERO,
+                first_for: None,
+            }
+        } else {
+            Opening {
+                after: POLL.mul_f64(share),
+                first_for: Some(RENEWAL.mul_f64(share)),
+            }
+        };
         tasks.push(spawn(Box::pin(dashboard(
             o,
             api,
-            first_for,
+            opening,
             collect.clone(),
             dash_tx.clone(),
         ))));

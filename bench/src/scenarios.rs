@@ -48,6 +48,10 @@ pub struct Options {
     /// Scenario 8: notes each writer puts into its case before the clock starts (default 0).
     #[arg(long, default_value_t = 0)]
     pub load_notes: usize,
+    /// Scenario 8: open all dashboard streams at once, as after a restart (default: spread
+    /// over their two-second poll and 30 s lifetime, as pages opened at different times).
+    #[arg(long)]
+    pub load_aligned_dashboards: bool,
     /// Scenario 8 on PostgreSQL too (LOTSE_TEST_POSTGRES_URL, else the local server).
     #[arg(long)]
     pub load_postgres: bool,
@@ -542,6 +546,7 @@ async fn under_load(opts: &Options, bin: &Path, rows: &mut Vec<Row>) -> Result<(
             .unwrap_or(if opts.quick { 10 } else { 100 }),
         secs: opts.load_secs.unwrap_or(if opts.quick { 3 } else { 30 }),
         notes: opts.load_notes,
+        aligned_dashboards: opts.load_aligned_dashboards,
     };
     let limit = crate::idle::nofile_limit();
     if size.devices as u64 + size.writers as u64 + 200 > limit {
@@ -572,14 +577,13 @@ async fn under_load(opts: &Options, bin: &Path, rows: &mut Vec<Row>) -> Result<(
         }
         let p = crate::mobile::percentile;
         let max = |v: &[f64]| v.last().copied().unwrap_or(0.0);
-        let sc = if size.notes > 0 {
-            format!(
-                "8 propagation under load, {name}, cases of {} notes and more",
-                size.notes
-            )
-        } else {
-            format!("8 propagation under load, {name}")
-        };
+        let mut sc = format!("8 propagation under load, {name}");
+        if size.notes > 0 {
+            sc.push_str(&format!(", cases of {} notes and more", size.notes));
+        }
+        if size.aligned_dashboards {
+            sc.push_str(", dashboards aligned");
+        }
         ours_only(
             rows,
             &sc,
