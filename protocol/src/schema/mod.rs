@@ -7,6 +7,7 @@
 mod access;
 pub mod appointment;
 pub mod case;
+pub mod generation;
 pub mod history;
 pub mod schedule;
 
