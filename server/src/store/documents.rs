@@ -153,7 +153,7 @@ fn document(row: &AnyRow) -> Result<DocumentRow> {
 /// and cleared when it is reopened. Not the document's own status-change time: that is
 /// the writing phone's clock, and a phone set years back would have its case deleted at
 /// once.
-async fn upsert_index(
+pub(super) async fn upsert_index(
     conn: &mut sqlx::AnyConnection,
     id: &str,
     organisation_id: &str,

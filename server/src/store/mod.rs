@@ -27,6 +27,7 @@ mod authorship;
 mod coordinators;
 mod devices;
 mod documents;
+mod generations;
 mod invalid;
 mod notice;
 mod organisations;
@@ -55,6 +56,7 @@ pub use devices::{Device, EnrolledDevice, EnrollmentCode, EnrollmentError};
 pub use documents::{
     Access, CaseRow, DocumentRow, NewDocument, Viewer, heads_from_text, heads_to_text,
 };
+pub use generations::{GenerationReason, Successor, Superseded, Superseding};
 pub use invalid::Invalid;
 pub use notice::{MAX_PAYLOAD_BYTES, Notice, Payload, push_topic};
 pub use organisations::{Organisation, OrganisationSettings};

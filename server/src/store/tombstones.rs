@@ -90,11 +90,38 @@ pub enum Deleted {
 /// Takes the document's row lock on PostgreSQL, so a writer on another instance waits
 /// for the deletion (and then finds the tombstone) or the deletion for the writer (and
 /// then sees new heads). SQLite's write transaction holds the whole database already.
-fn row_lock(backend: Backend) -> &'static str {
+pub(super) fn row_lock(backend: Backend) -> &'static str {
     match backend {
         Backend::Postgres => " FOR UPDATE",
         Backend::Sqlite => "",
     }
+}
+
+/// Removes every row of a document (chunks, snapshot, sync states, sharing, index, the
+/// writers carried into it) and unlinks the request it came from, inside the caller's
+/// transaction; the caller leaves the tombstone.
+pub(super) async fn remove_rows(conn: &mut sqlx::AnyConnection, id: &str) -> Result<()> {
+    for table in [
+        "sync_states",
+        "document_chunks",
+        "document_access",
+        "case_index",
+        "carried_creators",
+    ] {
+        sqlx::query(safe_sql!("DELETE FROM {table} WHERE document_id = $1"))
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query("DELETE FROM documents WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE requests SET case_document_id = NULL WHERE case_document_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 impl Store {
@@ -135,25 +162,7 @@ impl Store {
         {
             return Ok(Deleted::NotDue);
         }
-        for table in [
-            "sync_states",
-            "document_chunks",
-            "document_access",
-            "case_index",
-        ] {
-            sqlx::query(safe_sql!("DELETE FROM {table} WHERE document_id = $1"))
-                .bind(&id_text)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("DELETE FROM documents WHERE id = $1")
-            .bind(&id_text)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE requests SET case_document_id = NULL WHERE case_document_id = $1")
-            .bind(&id_text)
-            .execute(&mut *tx)
-            .await?;
+        remove_rows(&mut tx, &id_text).await?;
         sqlx::query(
             "INSERT INTO tombstones (document_id, organisation_id, kind, deleted_at, reason) \
              VALUES ($1, $2, $3, $4, $5)",
