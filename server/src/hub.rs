@@ -3,6 +3,8 @@
 //! announced to other connections after. The sync endpoint, the REST API and the
 //! dashboard all go through it, so it belongs to none of them.
 
+mod generations;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,6 +19,8 @@ use crate::store::{
     ACCESS_CHANNEL, AccessChange, Authored, CHANGES_CHANNEL, CaseFigures, Deleted, Deleting,
     NewDocument, SHARES_CHANNEL, Store, StoreError, Writer, now_ms,
 };
+
+pub use generations::Rewritten;
 
 /// A document changed; connections that share it send their peers a sync message.
 #[derive(Debug, Clone)]
@@ -80,6 +84,9 @@ pub enum HubError {
     /// The automerge work panicked on its worker; the document reloads on next use.
     #[error("the document's worker failed")]
     Worker,
+    /// An entry to erase is not in the case.
+    #[error("the case has no {} {}", .0.kind.as_str(), .0.id)]
+    NoSuchEntry(lotse_protocol::schema::generation::EntryRef),
 }
 
 impl From<StoreError> for HubError {
