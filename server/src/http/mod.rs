@@ -8,6 +8,7 @@ mod cases;
 mod devices;
 mod exports;
 pub mod extract;
+mod generations;
 mod health;
 mod intake;
 mod offers;
@@ -53,6 +54,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(devices::router())
         .merge(cases::router())
         .merge(exports::router())
+        .merge(generations::router())
         .merge(push::router())
         .merge(requests::router())
         .merge(offers::router())

@@ -28,14 +28,10 @@ impl Hub {
         organisation_id: &str,
         id: &DocumentId,
         erase: &[EntryRef],
+        reason: GenerationReason,
         audit: impl Fn(&str) -> AuditEntry,
     ) -> Result<Option<Rewritten>, HubError> {
         const ATTEMPTS: usize = 3;
-        let reason = if erase.is_empty() {
-            GenerationReason::Compacted
-        } else {
-            GenerationReason::Erased
-        };
         let entry = self.entry(*id);
         let mut slot = entry.state.lock().await;
         for _ in 0..ATTEMPTS {

@@ -15,23 +15,24 @@ use lotse_protocol::schema::{CaseSummary, Creators};
 use sqlx::Row;
 
 use super::access::AccessChange;
-use super::tombstones::{remove_rows, row_lock};
+use super::tombstones::{DeletionReason, remove_rows, row_lock};
 use super::{AuditEntry, Result, Store, StoreError, heads_to_text, now_ms};
 
 /// Why a generation was written, as its predecessor's tombstone keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GenerationReason {
-    /// An entry was erased (DSGVO Art. 16/17).
-    Erased,
+    /// Entries were erased (DSGVO Art. 16/17), for this reason.
+    Erased(DeletionReason),
     /// The history was compacted; nothing was erased.
     Compacted,
 }
 
 impl GenerationReason {
-    pub fn code(self) -> &'static str {
+    /// `erased:<reason>` or `compacted`.
+    pub fn code(self) -> String {
         match self {
-            Self::Erased => "erased",
-            Self::Compacted => "compacted",
+            Self::Erased(why) => format!("erased:{}", why.code()),
+            Self::Compacted => "compacted".to_owned(),
         }
     }
 }
