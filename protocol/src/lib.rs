@@ -30,7 +30,7 @@ pub use schema::{
     Topic, doc_kind, last_change,
 };
 pub use session::{DocSync, SessionError, load_doc, save_incremental, save_snapshot};
-pub use wire::{HeadsInfo, Message, PROTOCOL_VERSION, PeerMetadata, WireError};
+pub use wire::{HeadsInfo, Message, PROTOCOL_VERSION, PeerMetadata, Superseded, WireError};
 
 /// Re-exported so callers use exactly the automerge this crate was built with.
 pub use automerge;

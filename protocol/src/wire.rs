@@ -157,12 +157,23 @@ pub enum Message {
     },
     /// `lotse-deleted`, server -> client: the network deleted the document (a coordinator,
     /// or the retention period). Delete the local copy and its key; changes to it are
-    /// refused for ever.
+    /// refused for ever. With `superseded`, the case lives on in a newer generation
+    /// (docs/sync.md): replay unsynced edits onto it before deleting the copy.
     Deleted {
         sender_id: String,
         target_id: String,
         document_id: DocumentId,
+        superseded: Option<Superseded>,
     },
+}
+
+/// Where a rewritten case lives on: `successor` (wire field `successor`, a document id),
+/// and the changes the server held of the document deleted (`known`, the hashes one after
+/// another), so the peer can tell which of its own it must replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superseded {
+    pub successor: DocumentId,
+    pub known: crate::schema::generation::KnownChanges,
 }
 
 /// Why a frame is not a message. The text is meant for the peer (in an `error` message)
@@ -369,6 +380,7 @@ impl Message {
                         sender_id,
                         target_id,
                         document_id,
+                        superseded: f.superseded()?,
                     }
                 } else {
                     Self::DocUnavailable {
@@ -492,15 +504,24 @@ impl Message {
                 sender_id,
                 target_id,
                 document_id,
-            }
-            | Self::Deleted {
-                sender_id,
-                target_id,
-                document_id,
             } => {
                 m.text("senderId", sender_id);
                 m.text("targetId", target_id);
                 m.document_id(document_id);
+            }
+            Self::Deleted {
+                sender_id,
+                target_id,
+                document_id,
+                superseded,
+            } => {
+                m.text("senderId", sender_id);
+                m.text("targetId", target_id);
+                m.document_id(document_id);
+                if let Some(s) = superseded {
+                    m.text("successor", &s.successor.to_string());
+                    m.bytes("known", &s.known.to_bytes());
+                }
             }
             Self::Ephemeral {
                 sender_id,
@@ -782,6 +803,22 @@ impl Fields {
                 expected: "a text string",
             }),
         }
+    }
+
+    /// `successor` and `known` of a `lotse-deleted`, both or neither.
+    fn superseded(&self) -> Result<Option<Superseded>, WireError> {
+        let Some(successor) = self.opt_text("successor")? else {
+            return Ok(None);
+        };
+        let known = crate::schema::generation::KnownChanges::from_bytes(&self.bytes("known")?)
+            .ok_or(WireError::WrongType {
+                field: "known",
+                expected: "change hashes of 32 bytes each",
+            })?;
+        Ok(Some(Superseded {
+            successor: DocumentId::from_bs58check(&successor)?,
+            known,
+        }))
     }
 
     fn peer_metadata(&self) -> Result<PeerMetadata, WireError> {

@@ -1005,6 +1005,7 @@ impl ServerPeer {
                 sender_id: self.cfg.server_id.clone(),
                 target_id: self.target(),
                 document_id: id,
+                superseded: None,
             });
         } else {
             if self.deleted_untold.len() < MAX_WANTED && !self.deleted_untold.contains(&id) {

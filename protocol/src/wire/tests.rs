@@ -164,6 +164,16 @@ fn every_message() -> Vec<Message> {
             sender_id: "server".into(),
             target_id: "phone-1".into(),
             document_id: DocumentId::random(),
+            superseded: None,
+        },
+        Message::Deleted {
+            sender_id: "server".into(),
+            target_id: "phone-1".into(),
+            document_id: DocumentId::random(),
+            superseded: Some(Superseded {
+                successor: DocumentId::random(),
+                known: crate::schema::generation::KnownChanges::of(&crate::testing::sample_case()),
+            }),
         },
     ]
 }
@@ -835,11 +845,25 @@ fn arb_message() -> impl Strategy<Value = Message> {
                     entries,
                 }
             }),
-        (id, id, doc.clone()).prop_map(|(s, t, d)| Message::Deleted {
-            sender_id: s,
-            target_id: t,
-            document_id: d,
-        }),
+        (
+            id,
+            id,
+            doc.clone(),
+            proptest::option::of((
+                doc.clone(),
+                proptest::collection::vec(any::<[u8; 32]>(), 0..4)
+            ))
+        )
+            .prop_map(|(s, t, d, superseded)| Message::Deleted {
+                sender_id: s,
+                target_id: t,
+                document_id: d,
+                superseded: superseded.map(|(successor, hashes)| Superseded {
+                    successor,
+                    known: crate::schema::generation::KnownChanges::from_bytes(&hashes.concat())
+                        .expect("whole hashes"),
+                }),
+            }),
         (id, id, doc, "[a-z-]{1,20}", any::<u64>()).prop_map(|(s, t, d, rule, limit)| {
             Message::Refused {
                 sender_id: s,
