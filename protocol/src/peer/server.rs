@@ -17,7 +17,7 @@ use crate::catchup::{digest, heads_digest};
 use crate::docid::DocumentId;
 use crate::quota::Refusal;
 use crate::session::{DocSync, SessionError};
-use crate::wire::{Message, PROTOCOL_VERSION, PeerMetadata};
+use crate::wire::{Message, PROTOCOL_VERSION, PeerMetadata, Superseded};
 
 /// Frames above this are refused with a protocol error (the socket layer allows a bit
 /// more, so that the peer gets our explanation rather than a bare close code).
@@ -59,7 +59,7 @@ pub struct ServerConfig {
 }
 
 /// The access decision for one document and this peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
     /// The peer may sync it.
     Allowed,
@@ -68,8 +68,9 @@ pub enum Access {
     /// It exists and is not the peer's. Answered exactly like [`Access::Unknown`].
     Denied,
     /// The network deleted it (a tombstone): it can never be created again. Our clients
-    /// that may have held it hear `lotse-deleted`; anyone else `doc-unavailable`.
-    Deleted,
+    /// that may have held it hear `lotse-deleted` (naming where the case lives on, if it
+    /// was rewritten into a newer generation); anyone else `doc-unavailable`.
+    Deleted(Option<Box<Superseded>>),
 }
 
 /// One sync step on one document, lent to the driver: apply the peer's message (if any)
@@ -443,7 +444,7 @@ impl ServerPeer {
                 self.allowed.insert(id);
                 self.denied.remove(&id);
             }
-            Access::Denied | Access::Deleted => {
+            Access::Denied | Access::Deleted(_) => {
                 self.denied.insert(id);
                 self.allowed.remove(&id);
             }
@@ -502,9 +503,10 @@ impl ServerPeer {
                     .violate("the server could not load a document; try again later".into());
             }
             Err(ExchangeError::Deleted) => {
+                // Asked again, for the answer to say where a rewritten case lives on.
                 self.allowed.remove(&id);
-                self.denied.insert(id);
-                self.tell_deleted(id);
+                self.denied.remove(&id);
+                self.with_access(id, AfterAccess::Push);
             }
             Err(ExchangeError::Refused(refusal)) => {
                 // What the peer's state says we received was dropped: start afresh, so a
@@ -755,8 +757,10 @@ impl ServerPeer {
             } => self.on_sync(document_id, data, false),
             Message::Catchup { digest, .. } => {
                 self.extended = true;
+                // Only a peer that synced before its catch-up has any: our clients send the
+                // catch-up first, so what they hold is answered with its successor below.
                 for id in std::mem::take(&mut self.deleted_untold) {
-                    self.tell_deleted(id);
+                    self.tell_deleted(id, None);
                 }
                 self.q.waiting = Some(Waiting::Documents { digest });
                 self.q.effects.push_back(ServerEffect::ListDocuments);
@@ -854,7 +858,7 @@ impl ServerPeer {
                         self.syncs.remove(&id);
                         return self.unavailable(id, is_request);
                     }
-                    Access::Deleted => return self.tell_deleted(id),
+                    Access::Deleted(superseded) => return self.tell_deleted(id, superseded),
                     Access::Unknown if is_request => return self.unavailable(id, true),
                     Access::Unknown => true,
                     Access::Allowed => false,
@@ -876,8 +880,8 @@ impl ServerPeer {
             AfterAccess::Push => {
                 if access == Access::Allowed {
                     self.with_state(id, ANNOUNCE);
-                } else if access == Access::Deleted {
-                    self.tell_deleted(id);
+                } else if let Access::Deleted(superseded) = access {
+                    self.tell_deleted(id, superseded);
                 } else {
                     self.syncs.remove(&id);
                 }
@@ -987,25 +991,29 @@ impl ServerPeer {
     }
 
     /// A deleted document the peer follows: our clients delete their copy; a plain
-    /// automerge-repo peer hears `doc-unavailable`, all the protocol lets us say.
+    /// automerge-repo peer hears `doc-unavailable`, all the protocol lets us say. Access
+    /// is asked once more, for the answer to say where a rewritten case lives on; only
+    /// peers that follow the document cost that question.
     fn on_deleted(&mut self, id: DocumentId) {
         let follows = self.syncs.contains_key(&id) || (self.extended && self.allowed.contains(&id));
         self.allowed.remove(&id);
-        self.denied.insert(id);
+        self.denied.remove(&id);
         self.forget_wanted(id);
         if follows && self.peer_id.is_some() {
-            self.tell_deleted(id);
+            self.with_access(id, AfterAccess::Push);
+        } else {
+            self.denied.insert(id);
         }
     }
 
-    fn tell_deleted(&mut self, id: DocumentId) {
+    fn tell_deleted(&mut self, id: DocumentId, superseded: Option<Box<Superseded>>) {
         self.syncs.remove(&id);
         if self.extended {
             self.q.transmit.push_back(Message::Deleted {
                 sender_id: self.cfg.server_id.clone(),
                 target_id: self.target(),
                 document_id: id,
-                superseded: None,
+                superseded: superseded.map(|s| *s),
             });
         } else {
             if self.deleted_untold.len() < MAX_WANTED && !self.deleted_untold.contains(&id) {

@@ -282,7 +282,22 @@ impl Conn {
                     Ok(store::Access::Allowed(_)) => Ok(Access::Allowed),
                     Ok(store::Access::Unknown) => Ok(Access::Unknown),
                     Ok(store::Access::Denied) => Ok(Access::Denied),
-                    Ok(store::Access::Deleted) => Ok(Access::Deleted),
+                    Ok(store::Access::Deleted) => {
+                        // Where a rewritten case lives on, for the peer to replay onto.
+                        let org = &self.who.viewer.organisation_id;
+                        match self.store.successor(org, &id).await {
+                            Ok(s) => Ok(Access::Deleted(s.map(|s| {
+                                Box::new(lotse_protocol::Superseded {
+                                    successor: s.document_id,
+                                    known: s.known,
+                                })
+                            }))),
+                            Err(e) => {
+                                tracing::error!(error = %e, "successor lookup failed");
+                                Err(())
+                            }
+                        }
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "access check failed");
                         Err(())
