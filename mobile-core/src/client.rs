@@ -4,10 +4,12 @@
 //! hears about it at once. Only the facade lives here: the state it shares with the sync
 //! and offers tasks, and the REST plumbing, are [`crate::shared`]'s.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use lotse_protocol::schema::generation;
 use lotse_protocol::{
     AppointmentId, AppointmentUpdate, AppointmentView, AvailabilitySlot, CaseDoc, CaseView,
     DocKind, DocumentId, HoursId, HoursView, Millis, NewAppointment, NewCase, NewHours, NewNote,
@@ -20,6 +22,7 @@ use crate::crypto::{SecretKey, aad};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::events::{Events, Listener, Subscription, SyncState};
+use crate::generations;
 use crate::offer_types::{OfferAction, OfferAnswer, OfferList};
 use crate::offers;
 use crate::push::{self, PushEvent, PushKeys, PushSubscriptionKeys};
@@ -439,14 +442,26 @@ impl Client {
     pub async fn list_cases(&self) -> Result<Vec<CaseItem>> {
         let now = now();
         self.with_repo(async |repo| {
-            let mut items = Vec::new();
+            // One item a case: while an old generation waits for its successor (or the
+            // other way round, for a moment) both are held; the newer one is the case.
+            let mut newest: BTreeMap<DocumentId, (u64, DocumentId)> = BTreeMap::new();
             for (id, doc) in &repo.docs {
                 if doc.kind() != Some(DocKind::Case) {
                     continue;
                 }
+                let line = generation::lineage(&doc.doc)?;
+                let case_id = generations::case_id_of(repo, id);
+                let slot = newest.entry(case_id).or_insert((line.generation, *id));
+                if line.generation > slot.0 {
+                    *slot = (line.generation, *id);
+                }
+            }
+            let mut items = Vec::new();
+            for (case_id, (_, id)) in newest {
+                let doc = repo.doc(&id, "case")?;
                 let view = CaseDoc::read(&doc.doc)?;
                 items.push(CaseItem {
-                    id: *id,
+                    id: case_id,
                     next_appointment: lotse_protocol::schema::appointment::next_after(
                         &view.appointments,
                         now,
@@ -468,19 +483,38 @@ impl Client {
 
     pub async fn get_case(&self, id: &DocumentId) -> Result<CaseDetail> {
         self.with_repo(async |repo| {
-            let doc = repo.doc(id, "case")?;
+            let held = generations::resolve(repo, id);
+            let doc = repo.doc(&held, "case")?;
             Ok(CaseDetail {
-                id: *id,
-                case: read_case(doc, id)?,
+                id: generations::case_id_of(repo, &held),
+                case: read_case(doc, &held)?,
                 sync: doc.status(),
             })
         })
         .await
     }
 
+    /// Every held document with its whole history, uncompressed (automerge's saved form):
+    /// what a check that erased content is gone from the phone searches, history
+    /// included. Decrypted, so for tests and diagnostics on the device only.
+    #[doc(hidden)]
+    pub async fn saved_documents(&self) -> Result<Vec<(DocumentId, Vec<u8>)>> {
+        self.with_repo(async |repo| {
+            Ok(repo
+                .docs
+                .iter()
+                .map(|(id, d)| (*id, d.doc.save_nocompress()))
+                .collect())
+        })
+        .await
+    }
+
     pub async fn case_sync_status(&self, id: &DocumentId) -> Result<SyncStatus> {
-        self.with_repo(async |repo| Ok(repo.doc(id, "case")?.status()))
-            .await
+        self.with_repo(async |repo| {
+            let held = generations::resolve(repo, id);
+            Ok(repo.doc(&held, "case")?.status())
+        })
+        .await
     }
 
     /// A new case, made offline on this phone (e.g. a long-term mentoring pair); it
@@ -521,19 +555,21 @@ impl Client {
             &mut lotse_protocol::automerge::Automerge,
         ) -> Result<T, lotse_protocol::SchemaError>,
     ) -> Result<T> {
-        let out = self
+        let (held, out) = self
             .with_repo(async |repo| {
-                let doc = repo.doc(id, "case")?;
+                // The app names the case; the edit goes to the document holding it now.
+                let held = generations::resolve(repo, id);
+                let doc = repo.doc(&held, "case")?;
                 if doc.kind() != Some(DocKind::Case) {
                     return Err(Error::NotFound {
                         kind: "case",
                         id: id.to_string(),
                     });
                 }
-                repo.edit(id, "case", edit).await
+                Ok((held, repo.edit(&held, "case", edit).await?))
             })
             .await?;
-        self.edited(*id);
+        self.edited(held);
         Ok(out)
     }
 
@@ -649,7 +685,10 @@ impl Client {
             let mut out = Vec::new();
             for (id, doc) in &repo.docs {
                 let (case_id, appointments) = match doc.kind() {
-                    Some(DocKind::Case) => (Some(*id), read_case(doc, id)?.appointments),
+                    Some(DocKind::Case) => (
+                        Some(generations::case_id_of(repo, id)),
+                        read_case(doc, id)?.appointments,
+                    ),
                     Some(DocKind::Schedule) => (None, ScheduleDoc::read(&doc.doc)?.appointments),
                     None => continue,
                 };

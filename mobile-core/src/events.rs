@@ -50,6 +50,33 @@ pub trait Listener: Send + Sync + 'static {
     fn on_case_deleted(&self, id: DocumentId) {
         let _ = id;
     }
+    /// The network rewrote this case (an entry was erased from its history, or the
+    /// history compacted): the phone moved onto the new document, carrying over what it
+    /// typed offline, except edits to entries that no longer exist (`dropped`: tell the
+    /// user, e.g. "Ihre Änderung an einer gelöschten Notiz wurde verworfen"). The case
+    /// keeps its id.
+    fn on_case_replaced(&self, replaced: CaseReplaced) {
+        let _ = replaced;
+    }
+}
+
+/// A case moved onto its newer generation (see [`Listener::on_case_replaced`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseReplaced {
+    /// The id the app knows the case by; it stays the same.
+    pub case_id: DocumentId,
+    /// The document that holds the case now.
+    pub document_id: DocumentId,
+    /// Offline edits that could not be carried over.
+    pub dropped: Vec<DroppedEdit>,
+}
+
+/// An entry whose offline edits were dropped: it was erased, or removed by someone else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DroppedEdit {
+    /// `note`, `appointment` or `hours`.
+    pub kind: String,
+    pub id: String,
 }
 
 enum Event {
@@ -57,6 +84,7 @@ enum Event {
     Changed(Vec<DocumentId>),
     Offer(OfferAnswer),
     Deleted(DocumentId),
+    Replaced(CaseReplaced),
 }
 
 #[derive(Default)]
@@ -97,6 +125,10 @@ impl Events {
         self.send(|| Event::Deleted(id));
     }
 
+    pub fn case_replaced(&self, replaced: CaseReplaced) {
+        self.send(|| Event::Replaced(replaced.clone()));
+    }
+
     pub fn offer_answered(&self, answer: OfferAnswer) {
         self.send(|| Event::Offer(answer.clone()));
     }
@@ -127,6 +159,7 @@ impl Events {
                             Event::Changed(ids) => listener.on_documents_changed(ids),
                             Event::Offer(answer) => listener.on_offer_answered(answer),
                             Event::Deleted(id) => listener.on_case_deleted(id),
+                            Event::Replaced(r) => listener.on_case_replaced(r),
                         }));
                 }
             });

@@ -9,6 +9,7 @@ mod db;
 mod error;
 mod events;
 pub mod ffi;
+mod generations;
 mod offer_types;
 mod offers;
 mod push;
@@ -22,7 +23,7 @@ pub use client::{
     MAX_TIME, MIN_TIME, MonthTotal, NewCaseInput, ScheduledAppointment,
 };
 pub use error::{Error, Result};
-pub use events::{Listener, Subscription, SyncState};
+pub use events::{CaseReplaced, DroppedEdit, Listener, Subscription, SyncState};
 pub use offer_types::{Assignment, OfferAction, OfferAnswer, OfferList, OfferOutcome, OfferRecord};
 pub use offers::parse_rfc3339;
 pub use push::{PushError, PushEvent, PushKeys, PushKind, PushSubscriptionKeys};

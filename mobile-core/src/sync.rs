@@ -27,7 +27,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::error::{Error, Result};
-use crate::events::SyncState;
+use crate::events::{CaseReplaced, DroppedEdit, SyncState};
+use crate::generations;
 use crate::repo::Repo;
 use crate::shared::{Command, Shared, is_revoked_body, now};
 
@@ -257,6 +258,8 @@ struct Session<'a> {
     shared: &'a Shared,
     socket: Socket,
     peer: ClientPeer,
+    /// Old generations of rewritten cases wait for their successor (`generations`).
+    superseded: bool,
     /// Documents we asked the server for and hold nothing of yet.
     requested: HashMap<DocumentId, (Automerge, DocSync)>,
     waiters: Vec<oneshot::Sender<Result<()>>>,
@@ -309,6 +312,8 @@ async fn session(
     let mut s = Session {
         shared,
         socket,
+        // Checked once at the start: a successor may have arrived before a restart.
+        superseded: true,
         peer: ClientPeer::new(cfg, std::time::Instant::now()),
         requested: HashMap::new(),
         waiters: std::mem::take(waiters),
@@ -437,7 +442,14 @@ impl Session<'_> {
             ClientEffect::Holdings => {
                 let holdings = {
                     let guard = self.shared.repo.lock().await;
-                    guard.as_ref().ok_or(Ended::Shutdown)?.holdings()
+                    let repo = guard.as_ref().ok_or(Ended::Shutdown)?;
+                    let mut holdings = repo.holdings();
+                    // Old generations wait for their successor; the server holds nothing
+                    // of them any more.
+                    for old in generations::waiting(repo).await.map_err(Ended::Failed)? {
+                        holdings.remove(&old);
+                    }
+                    holdings
                 };
                 self.peer.handle_holdings(holdings);
             }
@@ -474,6 +486,25 @@ impl Session<'_> {
                 let applied = self.apply(id, &data).await;
                 self.peer
                     .handle_applied(id, applied.map_err(|e| e.to_string()));
+                if self.superseded {
+                    self.replay_ready().await.map_err(Ended::Failed)?;
+                }
+            }
+            ClientEffect::Superseded {
+                id,
+                successor,
+                known,
+            } => {
+                {
+                    let guard = self.shared.repo.lock().await;
+                    let repo = guard.as_ref().ok_or(Ended::Shutdown)?;
+                    generations::superseded(repo, id, successor, &known)
+                        .await
+                        .map_err(Ended::Failed)?;
+                }
+                tracing::info!(document_id = %id, successor = %successor, "case rewritten by the network");
+                self.superseded = true;
+                self.replay_ready().await.map_err(Ended::Failed)?;
             }
             ClientEffect::ServerHas(docs) => {
                 let changed = {
@@ -605,6 +636,45 @@ impl Session<'_> {
             self.shared.events.changed(vec![id]);
         }
         Ok(applied)
+    }
+
+    /// Moves every waiting old generation whose successor arrived onto it, and tells the
+    /// machine and the app.
+    async fn replay_ready(&mut self) -> Result<()> {
+        let (replaced, left) = {
+            let mut guard = self.shared.repo.lock().await;
+            let repo = guard.as_mut().ok_or(Error::Closed)?;
+            let replaced = generations::replay_ready(repo, now()).await?;
+            let left = !generations::waiting(repo).await?.is_empty();
+            (replaced, left)
+        };
+        self.superseded = left;
+        for r in replaced {
+            tracing::info!(
+                document_id = %r.old,
+                successor = %r.new,
+                edits = r.edits,
+                dropped = r.dropped.len(),
+                "moved onto the case's new generation"
+            );
+            if r.edits > 0 {
+                self.peer.local_change(vec![r.new]);
+            }
+            self.shared.events.changed(vec![r.old, r.new]);
+            self.shared.events.case_replaced(CaseReplaced {
+                case_id: r.case_id,
+                document_id: r.new,
+                dropped: r
+                    .dropped
+                    .into_iter()
+                    .map(|e| DroppedEdit {
+                        kind: e.kind.as_str().to_owned(),
+                        id: e.id,
+                    })
+                    .collect(),
+            });
+        }
+        Ok(())
     }
 
     async fn on_event(&mut self, event: ClientEvent, attempt: &mut u32) -> Result<(), Ended> {

@@ -118,6 +118,7 @@ fun listenerHearsStates() {
         }
         override fun onDocumentsChanged(ids: List<String>) {}
         override fun onCaseDeleted(id: String) {}
+        override fun onCaseReplaced(replaced: CaseReplacedRecord) {}
     })
     expect(latch.await(10, TimeUnit.SECONDS), "current state delivered")
     expect(synchronized(states) { states.first() } is SyncStateRecord.Offline, "not enrolled: offline")

@@ -512,6 +512,25 @@ pub trait SyncListener: Send + Sync {
     /// The network deleted this case; it and its key are gone from the phone, with any
     /// changes to it that had not synced. Tell the user.
     fn on_case_deleted(&self, id: String);
+    /// The network rewrote this case (an entry erased from its history, or compacted);
+    /// the phone moved onto the new document with what it typed offline. Edits to
+    /// entries that no longer exist are listed in `dropped`: tell the user.
+    fn on_case_replaced(&self, replaced: CaseReplacedRecord);
+}
+
+/// A case moved onto its newer generation; `case_id` stays what the app knows.
+#[derive(uniffi::Record)]
+pub struct CaseReplacedRecord {
+    pub case_id: String,
+    pub document_id: String,
+    pub dropped: Vec<DroppedEditRecord>,
+}
+
+/// An entry whose offline edits were dropped. `kind`: `note`, `appointment` or `hours`.
+#[derive(uniffi::Record)]
+pub struct DroppedEditRecord {
+    pub kind: String,
+    pub id: String,
 }
 
 struct ForeignListener(Arc<dyn SyncListener>);
@@ -526,6 +545,20 @@ impl Listener for ForeignListener {
     }
     fn on_case_deleted(&self, id: DocumentId) {
         self.0.on_case_deleted(id.to_string());
+    }
+    fn on_case_replaced(&self, r: crate::CaseReplaced) {
+        self.0.on_case_replaced(CaseReplacedRecord {
+            case_id: r.case_id.to_string(),
+            document_id: r.document_id.to_string(),
+            dropped: r
+                .dropped
+                .into_iter()
+                .map(|d| DroppedEditRecord {
+                    kind: d.kind,
+                    id: d.id,
+                })
+                .collect(),
+        });
     }
 }
 

@@ -156,6 +156,7 @@ pub struct Recorder {
     pub states: std::sync::Mutex<Vec<lotse_core::SyncState>>,
     pub changed: std::sync::Mutex<Vec<DocumentId>>,
     pub deleted: std::sync::Mutex<Vec<DocumentId>>,
+    pub replaced: std::sync::Mutex<Vec<lotse_core::CaseReplaced>>,
 }
 
 impl lotse_core::Listener for Recorder {
@@ -167,6 +168,9 @@ impl lotse_core::Listener for Recorder {
     }
     fn on_case_deleted(&self, id: DocumentId) {
         self.deleted.lock().unwrap().push(id);
+    }
+    fn on_case_replaced(&self, replaced: lotse_core::CaseReplaced) {
+        self.replaced.lock().unwrap().push(replaced);
     }
 }
 

@@ -129,6 +129,16 @@ pub enum ClientEffect {
     },
     /// The network deleted the document: delete it and its key, and tell the app.
     Deleted(DocumentId),
+    /// The case lives on in a newer generation (docs/sync.md): keep the document out of
+    /// what is offered until `successor` is held, then replay onto it what the server did
+    /// not have (`crate::schema::generation::replay` with `known`), announce the successor
+    /// as changed ([`ClientPeer::local_change`]), and delete this document and its key.
+    /// The successor is asked for already.
+    Superseded {
+        id: DocumentId,
+        successor: DocumentId,
+        known: crate::schema::generation::KnownChanges,
+    },
     /// The device was revoked: wipe every local document.
     Wipe,
     /// The server renewed the lease: the documents stay readable for this long (ms) from
@@ -598,12 +608,26 @@ impl ClientPeer {
             Message::Lease { lease_ms, .. } => {
                 self.q.effects.push_back(ClientEffect::RenewLease(lease_ms));
             }
-            Message::Deleted { document_id, .. } => {
+            Message::Deleted {
+                document_id,
+                superseded,
+                ..
+            } => {
                 self.withdrawn.retain(|w| *w != document_id);
                 self.known.remove(&document_id);
                 self.requested.remove(&document_id);
                 self.differing.remove(&document_id);
-                self.q.effects.push_back(ClientEffect::Deleted(document_id));
+                match superseded {
+                    None => self.q.effects.push_back(ClientEffect::Deleted(document_id)),
+                    Some(s) => {
+                        self.q.effects.push_back(ClientEffect::Superseded {
+                            id: document_id,
+                            successor: s.successor,
+                            known: s.known,
+                        });
+                        self.enqueue(Job::Fetch(s.successor));
+                    }
+                }
             }
             Message::Refused {
                 document_id,

@@ -8,6 +8,7 @@ use automerge::{Automerge, ChangeHash};
 
 use super::client::{Applied, ClientEffect, ClientPeer, Holding, Holdings, Offered};
 use crate::docid::DocumentId;
+use crate::schema::generation::{self, EntryRef, KnownChanges};
 use crate::session::DocSync;
 
 /// One document and our sync state with the server.
@@ -39,6 +40,12 @@ pub struct MemoryDocs {
     pub refused: BTreeSet<DocumentId>,
     /// The last lease the server announced (ms).
     pub lease_ms: Option<u64>,
+    /// Old generations of rewritten cases, by the successor they wait for.
+    superseded: BTreeMap<DocumentId, Vec<(Automerge, KnownChanges)>>,
+    /// Entries whose offline edits a replay dropped (erased, or removed by others).
+    pub dropped: Vec<EntryRef>,
+    /// Old generations that did not replay (not readable as a case).
+    pub replay_failures: usize,
 }
 
 impl MemoryDocs {
@@ -82,6 +89,7 @@ impl MemoryDocs {
             ClientEffect::Apply { id, data } => {
                 let applied = self.apply(id, &data);
                 peer.handle_applied(id, applied);
+                self.replay_onto(peer, id);
             }
             ClientEffect::ServerHas(docs) => {
                 for (id, heads) in docs {
@@ -93,18 +101,59 @@ impl MemoryDocs {
             ClientEffect::Forget(id) | ClientEffect::Deleted(id) => {
                 self.docs.remove(&id);
             }
+            ClientEffect::Superseded {
+                id,
+                successor,
+                known,
+            } => {
+                if let Some(old) = self.docs.remove(&id) {
+                    let waiting = self.superseded.entry(successor).or_default();
+                    waiting.push((old.doc, known));
+                }
+                self.replay_onto(peer, successor);
+            }
             ClientEffect::Refused { id, .. } => {
                 self.refused.insert(id);
             }
             ClientEffect::Wipe => {
                 self.docs.clear();
                 self.pending.clear();
+                self.superseded.clear();
                 return Outcome::Wiped;
             }
             ClientEffect::RenewLease(ms) => self.lease_ms = Some(ms),
             ClientEffect::Close => return Outcome::Close,
         }
         Outcome::Done
+    }
+
+    /// Once `successor` has content, the old generations waiting for it replay onto it
+    /// what the server did not have, and the machine hears of the change.
+    fn replay_onto(&mut self, peer: &mut ClientPeer, successor: DocumentId) {
+        let Some(d) = self
+            .docs
+            .get_mut(&successor)
+            .filter(|d| !d.doc.get_heads().is_empty())
+        else {
+            return;
+        };
+        let Some(waiting) = self.superseded.remove(&successor) else {
+            return;
+        };
+        let mut changed = false;
+        for (old, known) in waiting {
+            // Memory keeps no clock; automerge reads time 0 as "not given".
+            match generation::replay(&old, &known, &mut d.doc, 0) {
+                Ok(replayed) => {
+                    changed |= replayed.edits > 0;
+                    self.dropped.extend(replayed.dropped);
+                }
+                Err(_) => self.replay_failures += 1,
+            }
+        }
+        if changed {
+            peer.local_change(vec![successor]);
+        }
     }
 
     fn offer(&mut self, id: DocumentId, hint: Option<&[ChangeHash]>) -> Offered {

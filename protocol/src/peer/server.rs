@@ -253,7 +253,7 @@ pub struct ServerPeer {
     refused: HashSet<DocumentId>,
     /// Deleted documents answered `doc-unavailable` before the peer spoke our extension:
     /// told `lotse-deleted` once it does, ahead of its catch-up verdict.
-    deleted_untold: Vec<DocumentId>,
+    deleted_untold: Vec<(DocumentId, Option<Box<Superseded>>)>,
     /// The peer spoke our extension first, so we may send ours.
     extended: bool,
     touched: bool,
@@ -757,10 +757,8 @@ impl ServerPeer {
             } => self.on_sync(document_id, data, false),
             Message::Catchup { digest, .. } => {
                 self.extended = true;
-                // Only a peer that synced before its catch-up has any: our clients send the
-                // catch-up first, so what they hold is answered with its successor below.
-                for id in std::mem::take(&mut self.deleted_untold) {
-                    self.tell_deleted(id, None);
+                for (id, superseded) in std::mem::take(&mut self.deleted_untold) {
+                    self.tell_deleted(id, superseded);
                 }
                 self.q.waiting = Some(Waiting::Documents { digest });
                 self.q.effects.push_back(ServerEffect::ListDocuments);
@@ -1016,8 +1014,10 @@ impl ServerPeer {
                 superseded: superseded.map(|s| *s),
             });
         } else {
-            if self.deleted_untold.len() < MAX_WANTED && !self.deleted_untold.contains(&id) {
-                self.deleted_untold.push(id);
+            if self.deleted_untold.len() < MAX_WANTED
+                && !self.deleted_untold.iter().any(|(d, _)| *d == id)
+            {
+                self.deleted_untold.push((id, superseded));
             }
             self.unavailable(id, false);
         }
