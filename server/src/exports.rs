@@ -101,7 +101,7 @@ pub async fn read_attributed(
     };
     let by = state
         .store
-        .attribute(organisation_id, &created, &view)
+        .attribute(organisation_id, &id, &created, &view)
         .await?;
     Ok(Some((view, by)))
 }

@@ -423,7 +423,7 @@ impl Hub {
         let created = lotse_protocol::schema::creators(&loaded.doc, &view);
         let authors = self
             .store
-            .attribute(organisation_id, &created, &view)
+            .attribute(organisation_id, &entry.id, &created, &view)
             .await?;
         let figures = CaseFigures::of(&view, |h| {
             authors.hours(h.id.as_str(), &h.author).author().to_owned()

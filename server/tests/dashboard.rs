@@ -2036,8 +2036,137 @@ async fn a_case_is_deleted_through_its_page(backend: Backend) {
     s.stop().await;
 }
 
+/// Erasing a note from a case's history through its page (issue 16): the page names the
+/// case by the same id afterwards, shows the rest, keeps its audit trail and says who
+/// wrote the remaining note, as before.
+async fn a_note_is_erased_through_the_case_page(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (mut b, _, token) = logged_in(&s, "Lotsen Radierformular").await;
+    let amira = s.volunteer(&token, "Amira", &["ar"]).await;
+    let case = s
+        .create_case(&token, "F.K.", "gesundheit", &["ar"], &[&amira])
+        .await;
+    let (_, device) = s.device(&token, &amira, "Telefon").await;
+    let mut phone = SyncClient::connect(s.addr, &device, "phone").await;
+    phone.fetch(case).await;
+    {
+        let doc = phone.docs.get_mut(&case).unwrap();
+        for text in [
+            "Befund-QX7Z im falschen Fall",
+            "Termin beim Jobcenter vereinbart",
+        ] {
+            let note = lotse_protocol::NewNote {
+                author: amira.clone(),
+                text: text.into(),
+            };
+            lotse_protocol::CaseDoc::add_note(doc, &note, 1_772_633_400_000).unwrap();
+        }
+    }
+    phone.offer(case).await;
+    phone.wait_until_stored(&s.store, case).await;
+    let path = format!("/dashboard/cases/{case}");
+    let page = b.get(&path).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains(&format!("action=\"{path}/erase\"")),
+        "an erase form"
+    );
+    assert!(page.body.contains("Befund-QX7Z"));
+    let csrf = csrf_of(&page.body);
+    let (_, api) = s.get(&format!("/api/v1/cases/{case}"), Some(&token)).await;
+    let note = |text: &str| {
+        api["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["text"].as_str().unwrap().contains(text))
+            .unwrap()
+            .clone()
+    };
+    let secret = note("Befund-QX7Z")["id"].as_str().unwrap().to_owned();
+    let kept_before = note("Jobcenter");
+    let entry = format!("note:{secret}");
+
+    let unconfirmed = b
+        .submit(
+            &format!("{path}/erase"),
+            &csrf,
+            &[("entry", entry.as_str()), ("reason", "mistake")],
+        )
+        .await;
+    assert_eq!(unconfirmed.status, 422, "{}", unconfirmed.body);
+    let unknown = b
+        .submit(
+            &format!("{path}/erase"),
+            &csrf,
+            &[
+                ("entry", "note:nonesuch"),
+                ("reason", "mistake"),
+                ("confirm", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(unknown.status, 404);
+    let done = b
+        .submit(
+            &format!("{path}/erase"),
+            &csrf,
+            &[
+                ("entry", entry.as_str()),
+                ("reason", "person-asked"),
+                ("confirm", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(
+        done.location,
+        format!("{path}?erased=1"),
+        "the case keeps its id"
+    );
+    let after = b.get(&done.location).await;
+    assert_eq!(after.status, 200);
+    assert!(
+        after.body.contains("Der Eintrag ist gelöscht"),
+        "{}",
+        after.body
+    );
+    assert!(!after.body.contains("Befund-QX7Z"));
+    assert!(after.body.contains("Termin beim Jobcenter vereinbart"));
+
+    // The API names the same case and the same writer for what is left.
+    let (status, api) = s.get(&format!("/api/v1/cases/{case}"), Some(&token)).await;
+    assert_eq!(status, 200, "{api}");
+    assert_eq!(api["id"], case.to_string());
+    assert_ne!(api["documentId"], case.to_string());
+    let kept = &api["notes"][0];
+    assert_eq!(api["notes"].as_array().unwrap().len(), 1);
+    for field in ["id", "author", "authorVerified", "text"] {
+        assert_eq!(kept[field], kept_before[field], "{field}");
+    }
+    // The trail of the case reaches back before the erasure.
+    let (_, trail) = s
+        .get(&format!("/api/v1/cases/{case}/audit"), Some(&token))
+        .await;
+    let actions: Vec<&str> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in ["document.erase", "document.create", "document.read"] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    assert_eq!(
+        s.store.tombstone(&case).await.unwrap().unwrap().reason,
+        "erased:person-asked"
+    );
+    s.stop().await;
+}
+
 on_both_backends!(
     a_case_is_deleted_through_its_page,
+    a_note_is_erased_through_the_case_page,
     access_is_taken_away_through_the_forms,
     pages_redirect_to_login_when_logged_out,
     forms_reject_a_missing_or_wrong_csrf_token,

@@ -130,8 +130,82 @@ async fn a_js_client_that_asked_first_gets_the_document_when_it_arrives(backend:
     s.stop().await;
 }
 
+/// The official JS client holding a case the network then rewrites (compacts, the same
+/// step as erasing an entry: issue 16): it comes back with an offline change and hears
+/// `doc-unavailable`; the case's API names the document that holds the case now, and the
+/// JS client reads it there, with the field it wrote before and the case's id.
+async fn a_js_client_finds_a_rewritten_case_through_the_api(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (_, coordinator) = s.new_org("Lotsen Interop Neufassung").await;
+    let volunteer = s.volunteer(&coordinator, "Sami", &["ar"]).await;
+    let (_, device) = s.device(&coordinator, &volunteer, "Handy").await;
+    let case = s
+        .create_case(&coordinator, "M.A.", "wohnen", &["ar"], &[&volunteer])
+        .await;
+    let url = format!("ws://{}/sync?token={device}", s.addr);
+    let changed = tokio::task::spawn_blocking({
+        let (url, id) = (url.clone(), case.to_string());
+        move || js(&["change", &url, &id, "{\"fromJs\": \"bleibt\"}"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(changed["status"], "ok", "{changed}");
+    let dir = lotse_testkit::TempDir::new("interop-rewrite");
+    let holder = tokio::task::spawn_blocking({
+        let (url, id, dir) = (
+            url.clone(),
+            case.to_string(),
+            dir.path().display().to_string(),
+        );
+        move || js(&["hold", &url, &id, &dir, "{\"offline\": \"geschrieben\"}"])
+    });
+    let held = dir.path().join("held");
+    lotse_testkit::eventually(
+        "the JS client to hold the case",
+        std::time::Duration::from_secs(20),
+        || async { held.exists() },
+    )
+    .await;
+    let (status, body) = s
+        .post(
+            &format!("/api/v1/cases/{case}/compact"),
+            Some(&coordinator),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    std::fs::write(dir.path().join("go"), b"go").unwrap();
+    let came_back = holder.await.unwrap();
+    assert_eq!(came_back["status"], "ok", "{came_back}");
+    assert_eq!(came_back["toldUnavailable"], true, "{came_back}");
+    assert!(s.store.document(&case).await.unwrap().is_none());
+
+    let (status, found) = s.get(&format!("/api/v1/cases/{case}"), Some(&device)).await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["id"], case.to_string());
+    let current = found["documentId"].as_str().unwrap().to_owned();
+    assert_ne!(current, case.to_string());
+    assert_eq!(found["url"], format!("automerge:{current}"));
+    let read = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || js(&["read", &url, &current])
+    })
+    .await
+    .unwrap();
+    assert_eq!(read["status"], "ok", "{read}");
+    assert_eq!(read["doc"]["fromJs"], "bleibt", "{read}");
+    assert_eq!(read["doc"]["caseId"], case.to_string());
+    assert_eq!(read["doc"]["generation"], 2);
+    assert!(
+        read["doc"].get("offline").is_none(),
+        "the refused change stayed out"
+    );
+    s.stop().await;
+}
+
 on_both_backends!(
     a_js_client_cannot_bring_back_a_deleted_case,
+    a_js_client_finds_a_rewritten_case_through_the_api,
     js_client_syncs_through_our_server,
     a_js_client_that_asked_first_gets_the_document_when_it_arrives,
 );

@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use lotse_protocol::automerge::{ActorId, Automerge};
-use lotse_protocol::schema::{HistoryEntry, history};
+use lotse_protocol::schema::{HistoryEntry, generation, history};
 use lotse_protocol::{CaseDoc, CaseView, DocumentId};
 use maud::{Markup, html};
 
@@ -27,7 +27,8 @@ use super::requests::Names;
 use super::session::{Posted, Session};
 use crate::app::AppState;
 use crate::app::caller::Caller;
-use crate::store::{CaseRow, DeletionReason, ReassignError, SubjectAuditEvent};
+use crate::hub::HubError;
+use crate::store::{CaseRow, DeletionReason, GenerationReason, ReassignError, SubjectAuditEvent};
 
 const HISTORY_MAX: usize = 100;
 
@@ -117,8 +118,10 @@ async fn load(
     raw: &str,
 ) -> Result<(DocumentId, Loaded, Option<CaseRow>), Response> {
     let l = s.lang;
-    let Ok(id) = raw.parse::<DocumentId>() else {
-        return Err(layout::not_found(l));
+    let id = match resolve(state, s, raw).await {
+        Ok(Some(id)) => id,
+        Ok(None) => return Err(layout::not_found(l)),
+        Err(e) => return Err(layout::failed(l, "case lookup", e)),
     };
     match state.store.document(&id).await {
         Ok(Some(d)) if d.organisation_id == s.org() && d.kind == "case" => {}
@@ -130,11 +133,34 @@ async fn load(
         Ok(None) => return Err(layout::not_found(l)),
         Err(e) => return Err(layout::failed(l, "case read", e)),
     };
+    let case_id = match state.store.case_of(&id).await {
+        Ok(c) => c,
+        Err(e) => return Err(layout::failed(l, "case lookup", e)),
+    };
     let row = match state.store.cases(s.org()).await {
-        Ok(rows) => rows.into_iter().find(|c| c.id == id.to_string()),
+        Ok(rows) => rows.into_iter().find(|c| c.id == case_id),
         Err(e) => return Err(layout::failed(l, "case index", e)),
     };
     Ok((id, loaded, row))
+}
+
+/// The document holding the case a link names: a case keeps its id when it is rewritten
+/// (docs/sync.md), and an earlier document id leads to the newest. `None`: not an id.
+async fn resolve(
+    state: &AppState,
+    s: &Session,
+    raw: &str,
+) -> Result<Option<DocumentId>, crate::store::StoreError> {
+    let Ok(asked) = raw.parse::<DocumentId>() else {
+        return Ok(None);
+    };
+    Ok(Some(
+        state
+            .store
+            .current_generation(s.org(), &asked)
+            .await?
+            .unwrap_or(asked),
+    ))
 }
 
 /// The case's live part and its label, the coordinator's view written to the audit
@@ -144,11 +170,11 @@ async fn viewed(
     s: &Session,
     raw: &str,
     fresh: bool,
-) -> Result<(DocumentId, String, Markup), Response> {
+) -> Result<(DocumentId, String, Markup, CaseView), Response> {
     let (id, loaded, row) = load(state, s, raw).await?;
     audit_view(state, s, &id, fresh).await?;
-    let body = body(state, s, &loaded, row.as_ref()).await?;
-    Ok((id, loaded.view.label, body))
+    let body = body(state, s, &id, &loaded, row.as_ref()).await?;
+    Ok((id, loaded.view.label.clone(), body, loaded.view))
 }
 
 pub async fn detail(
@@ -156,16 +182,16 @@ pub async fn detail(
     s: Session,
     Path(raw): Path<String>,
 ) -> Response {
-    let (id, label, body) = match viewed(&state, &s, &raw, true).await {
+    let (id, label, body, view) = match viewed(&state, &s, &raw, true).await {
         Ok(x) => x,
         Err(r) => return r,
     };
     let l = s.lang;
-    let trail = match state
-        .store
-        .audit_of_subject(s.org(), "document", &id.to_string())
-        .await
-    {
+    let case_id = match state.store.case_of(&id).await {
+        Ok(c) => c,
+        Err(e) => return layout::failed(l, "case lookup", e),
+    };
+    let trail = match state.store.case_audit_trail(s.org(), &case_id).await {
         Ok(t) => t,
         Err(e) => return layout::failed(l, "case audit trail", e),
     };
@@ -183,9 +209,15 @@ pub async fn detail(
             html! {
                 p { a href="/dashboard/cases" { "← " (l.t("Alle Fälle", "All cases")) } }
                 h1 { (title) }
+                @if s.here.contains("erased=1") {
+                    p.notice role="status" { (l.t(
+                        "Der Eintrag ist gelöscht, auch aus dem Verlauf. Die Telefone übernehmen die neue Fassung bei ihrer nächsten Verbindung.",
+                        "The entry is erased, from the history too. Phones take over the new version at their next connection.")) }
+                }
                 p #live-status.live-status role="status" aria-live="polite" {}
                 div #case data-live=(format!("/dashboard/fragments/cases/{id}")) { (body) }
                 (team)
+                (erase_form(&s, &id, &view))
                 (delete_form(&s, &id))
                 (audit_trail(l, &trail))
             },
@@ -232,6 +264,139 @@ async fn team_form(state: &AppState, s: &Session, id: &DocumentId) -> Result<Mar
             }
         }
     })
+}
+
+/// Erasing one entry from the case and its history (docs/sync.md, generations), behind a
+/// reason and an explicit confirmation. Outside the live part, so a refresh never resets
+/// a choice being made.
+fn erase_form(s: &Session, id: &DocumentId, view: &CaseView) -> Markup {
+    let l = s.lang;
+    let preview = |text: &str| {
+        let short: String = text.chars().take(40).collect();
+        if short.len() < text.len() {
+            format!("{short}…")
+        } else {
+            short
+        }
+    };
+    let entries: Vec<(String, String)> = view
+        .notes
+        .iter()
+        .map(|n| {
+            (
+                format!("note:{}", n.id),
+                format!(
+                    "{} {}: {}",
+                    l.t("Notiz", "Note"),
+                    i18n::datetime(l, n.created_at),
+                    preview(&n.text)
+                ),
+            )
+        })
+        .chain(view.appointments.iter().map(|a| {
+            (
+                format!("appointment:{}", a.id),
+                format!(
+                    "{} {}",
+                    l.t("Termin", "Appointment"),
+                    i18n::window(l, a.start, a.end)
+                ),
+            )
+        }))
+        .chain(view.hours.iter().map(|h| {
+            (
+                format!("hours:{}", h.id),
+                format!(
+                    "{} {}: {}",
+                    l.t("Stunden", "Hours"),
+                    h.date,
+                    i18n::minutes(i64::from(h.minutes))
+                ),
+            )
+        }))
+        .collect();
+    if entries.is_empty() {
+        return html! {};
+    }
+    html! {
+        section.card aria-labelledby="radieren" {
+            h2 #radieren { (l.t("Eintrag aus dem Verlauf löschen", "Erase an entry from the history")) }
+            p { (l.t(
+                "Für einen Eintrag im falschen Fall oder auf Verlangen der Person: Er verschwindet mit allen früheren Fassungen vom Server und von allen Telefonen. Der Fall behält seine Nummer und alles andere; was Telefone offline dazu geschrieben haben, wird übernommen, nur Änderungen an diesem Eintrag nicht.",
+                "For an entry in the wrong case, or when the person asks: it leaves the server and every phone with all its earlier versions. The case keeps its number and everything else; what phones wrote offline is carried over, except changes to this entry.")) }
+            form method="post" action=(format!("/dashboard/cases/{id}/erase")) {
+                (csrf(s))
+                label for="erase-entry" { (l.t("Eintrag", "Entry")) }
+                select #erase-entry name="entry" required {
+                    @for (value, text) in &entries {
+                        option value=(value) { (text) }
+                    }
+                }
+                label for="erase-reason" { (l.t("Grund", "Reason")) }
+                select #erase-reason name="reason" required {
+                    option value=(DeletionReason::Mistake.code()) { (l.t("Falsch oder im falschen Fall eingetragen (Art. 16 DSGVO)", "Wrong, or written into the wrong case (Art. 16 GDPR)")) }
+                    option value=(DeletionReason::PersonAsked.code()) { (l.t("Die Person hat die Löschung verlangt (Art. 17 DSGVO)", "The person asked for erasure (Art. 17 GDPR)")) }
+                    option value=(DeletionReason::Other.code()) { (l.t("Anderer Grund", "Other reason")) }
+                }
+                div.check {
+                    input #erase-confirm type="checkbox" name="confirm" value="yes" required;
+                    label for="erase-confirm" { (l.t("Ich will diesen Eintrag endgültig löschen.", "I want to erase this entry for good.")) }
+                }
+                button.danger type="submit" { (l.t("Endgültig löschen", "Erase for good")) }
+            }
+        }
+    }
+}
+
+/// `POST /dashboard/cases/{id}/erase`: erases the chosen entry once confirmed.
+pub async fn erase(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Posted { s, f }: Posted,
+) -> Response {
+    let l = s.lang;
+    let id = match resolve(&state, &s, &raw).await {
+        Ok(Some(id)) => id,
+        Ok(None) => return layout::not_found(l),
+        Err(e) => return layout::failed(l, "case lookup", e),
+    };
+    let reason =
+        DeletionReason::from_code(&f.get("reason")).filter(|r| *r != DeletionReason::Retention);
+    let entry = f.get("entry");
+    let entry = entry.split_once(':').and_then(|(kind, entry_id)| {
+        let kind = generation::EntryKind::parse(kind)?;
+        (!entry_id.is_empty() && entry_id.len() <= 128)
+            .then(|| generation::EntryRef::new(kind, entry_id))
+    });
+    let (Some(reason), Some(entry), true) = (reason, entry, f.get("confirm") == "yes") else {
+        return layout::error_page(
+            l,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            l.t("Nicht gelöscht", "Not erased"),
+            l.t(
+                "Bitte einen Eintrag und einen Grund wählen und das Löschen ausdrücklich bestätigen.",
+                "Please choose an entry and a reason and confirm the erasure explicitly.",
+            ),
+        );
+    };
+    let caller = Caller::Coordinator(s.caller.clone());
+    let erased = state
+        .hub
+        .rewrite(
+            s.org(),
+            &id,
+            std::slice::from_ref(&entry),
+            GenerationReason::Erased(reason),
+            |case| caller.audit("document.erase", case),
+        )
+        .await;
+    match erased {
+        Ok(Some(r)) => {
+            Redirect::to(&format!("/dashboard/cases/{}?erased=1", r.case_id)).into_response()
+        }
+        Ok(None) | Err(HubError::NoSuchEntry(_)) => layout::not_found(l),
+        Err(e) => layout::failed(l, "erasing an entry", e),
+    }
 }
 
 /// Deleting the case for good, behind a reason and an explicit confirmation.
@@ -282,8 +447,10 @@ pub async fn delete(
     Posted { s, f }: Posted,
 ) -> Response {
     let l = s.lang;
-    let Ok(id) = raw.parse::<DocumentId>() else {
-        return layout::not_found(l);
+    let id = match resolve(&state, &s, &raw).await {
+        Ok(Some(id)) => id,
+        Ok(None) => return layout::not_found(l),
+        Err(e) => return layout::failed(l, "case lookup", e),
     };
     let reason =
         DeletionReason::from_code(&f.get("reason")).filter(|r| *r != DeletionReason::Retention);
@@ -318,8 +485,10 @@ pub async fn set_volunteers(
     Posted { s, f }: Posted,
 ) -> Response {
     let l = s.lang;
-    let Ok(id) = raw.parse::<DocumentId>() else {
-        return layout::not_found(l);
+    let id = match resolve(&state, &s, &raw).await {
+        Ok(Some(id)) => id,
+        Ok(None) => return layout::not_found(l),
+        Err(e) => return layout::failed(l, "case lookup", e),
     };
     let chosen = f.all("volunteer");
     match state
@@ -402,7 +571,7 @@ pub async fn fragment(
     Path(raw): Path<String>,
 ) -> Response {
     match viewed(&state, &s, &raw, false).await {
-        Ok((_, _, body)) => body.into_string().into_response(),
+        Ok((_, _, body, _)) => body.into_string().into_response(),
         Err(r) => r,
     }
 }
@@ -410,6 +579,7 @@ pub async fn fragment(
 async fn body(
     state: &AppState,
     s: &Session,
+    id: &DocumentId,
     c: &Loaded,
     row: Option<&CaseRow>,
 ) -> Result<Markup, Response> {
@@ -426,7 +596,7 @@ async fn body(
     };
     let by = state
         .store
-        .attribute(s.org(), &c.created, &c.view)
+        .attribute(s.org(), id, &c.created, &c.view)
         .await
         .map_err(|e| layout::failed(l, "authorship", e))?;
     // Who wrote a change: the device or coordinator its actor is bound to; for actors

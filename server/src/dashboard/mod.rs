@@ -160,6 +160,7 @@ pub fn router() -> Router<AppState> {
             post(cases::set_volunteers),
         )
         .route("/dashboard/cases/{id}/delete", post(cases::delete))
+        .route("/dashboard/cases/{id}/erase", post(cases::erase))
         .route(
             "/dashboard/volunteers",
             get(volunteers::list).post(volunteers::create),

@@ -55,6 +55,22 @@ pub(super) fn document_id(raw: &str) -> Result<DocumentId> {
         .map_err(|_| Error::bad_request("invalid_id", format!("{raw:?} is not a document id")))
 }
 
+/// The document that holds the case `raw` names now: a case keeps its id across its
+/// generations (docs/sync.md), and any earlier generation's id leads to the newest.
+/// Another organisation's or an unknown id stays as asked (its access check says 404).
+pub(super) async fn current_document(
+    state: &AppState,
+    organisation_id: &str,
+    raw: &str,
+) -> Result<DocumentId> {
+    let asked = document_id(raw)?;
+    Ok(state
+        .store
+        .current_generation(organisation_id, &asked)
+        .await?
+        .unwrap_or(asked))
+}
+
 fn hub_error(e: HubError) -> Error {
     match e {
         HubError::Storage(e) => Error::Store(e),
@@ -171,7 +187,7 @@ async fn set_volunteers(
     Path(raw): Path<String>,
     Json(body): Json<CaseVolunteers>,
 ) -> Result<axum::Json<CaseVolunteersChanged>> {
-    let id = document_id(&raw)?;
+    let id = current_document(&state, caller.organisation_id(), &raw).await?;
     let mut volunteers = Vec::with_capacity(body.volunteer_ids.len());
     for raw in &body.volunteer_ids {
         let v = uuid::Uuid::parse_str(raw).map_err(|_| {
@@ -206,9 +222,12 @@ async fn list_cases(
     ))
 }
 
-/// A case's current content (notes, appointments, hours) as the server holds it after sync.
+/// A case's current content (notes, appointments, hours) as the server holds it after
+/// sync. `id` is the case's id, which stays the same when the case is rewritten (an entry
+/// erased from its history); `documentId` and `url` name the document holding it now. Any
+/// earlier document id of the case answers with the case as well.
 #[utoipa::path(get, path = "/api/v1/cases/{id}", tag = "cases",
-    params(("id" = String, Path, description = "Document id (bs58check) or automerge: URL")),
+    params(("id" = String, Path, description = "Case id, any of its document ids (bs58check) or automerge: URL")),
     responses((status = 200, description = "The case document as JSON (camelCase, as in the document)"),
         (status = 404, body = ErrorBody)))]
 async fn get_case(
@@ -216,7 +235,6 @@ async fn get_case(
     caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<axum::Json<serde_json::Value>> {
-    let id = document_id(&raw)?;
     let viewer = match &caller {
         Caller::Coordinator(c) => Viewer {
             organisation_id: c.coordinator.organisation_id.clone(),
@@ -227,9 +245,11 @@ async fn get_case(
             volunteer_id: Some(d.device.volunteer_id.clone()),
         },
     };
+    let id = current_document(&state, &viewer.organisation_id, &raw).await?;
     let Access::Allowed(_) = state.store.document_access(&viewer, &id).await? else {
         return Err(Error::NotFound("case"));
     };
+    let case_id = state.store.case_of(&id).await?;
     // Written before the content leaves: no read without its audit line.
     state
         .store
@@ -240,7 +260,11 @@ async fn get_case(
         .ok_or(Error::NotFound("case"))?;
     let mut json = serde_json::to_value(&view).map_err(|e| Error::Internal(e.into()))?;
     if let Some(obj) = json.as_object_mut() {
-        obj.insert("id".into(), serde_json::Value::String(id.to_string()));
+        // The case's id for good, and the document that holds it now (for automerge-repo
+        // clients: a rewritten case lives on in a new document).
+        obj.insert("id".into(), serde_json::Value::String(case_id));
+        obj.insert("documentId".into(), id.to_string().into());
+        obj.insert("url".into(), id.to_url().into());
         attribute_entries(obj.get_mut("notes"), |id, claimed| by.note(id, claimed));
         attribute_entries(obj.get_mut("hours"), |id, claimed| by.hours(id, claimed));
     }
@@ -300,7 +324,7 @@ async fn delete_case(
     Path(raw): Path<String>,
     Query(q): Query<DeleteCase>,
 ) -> Result<StatusCode> {
-    let id = document_id(&raw)?;
+    let id = current_document(&state, caller.organisation_id(), &raw).await?;
     let reason = match q.reason.as_deref() {
         None => DeletionReason::Other,
         Some(code) => DeletionReason::from_code(code)
@@ -335,18 +359,15 @@ async fn case_audit(
     caller: CoordinatorCaller,
     Path(raw): Path<String>,
 ) -> Result<axum::Json<Vec<SubjectAuditEvent>>> {
-    let id = document_id(&raw)?;
+    let org = caller.organisation_id();
+    let id = current_document(&state, org, &raw).await?;
     let viewer = Viewer {
-        organisation_id: caller.organisation_id().to_owned(),
+        organisation_id: org.to_owned(),
         volunteer_id: None,
     };
     let Access::Allowed(_) = state.store.document_access(&viewer, &id).await? else {
         return Err(Error::NotFound("case"));
     };
-    Ok(axum::Json(
-        state
-            .store
-            .audit_of_subject(caller.organisation_id(), "document", &id.to_string())
-            .await?,
-    ))
+    let case_id = state.store.case_of(&id).await?;
+    Ok(axum::Json(state.store.case_audit_trail(org, &case_id).await?))
 }

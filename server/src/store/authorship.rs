@@ -185,13 +185,21 @@ impl Attributions {
 }
 
 impl Store {
-    /// Attributes a case's notes and hours by the actors that created them.
+    /// Attributes a case's notes and hours by the actors that created them: in the
+    /// document's own history, or, for entries carried over from an earlier generation of
+    /// a rewritten case, as the server recorded when it rewrote it.
     pub async fn attribute(
         &self,
         organisation_id: &str,
+        document: &lotse_protocol::DocumentId,
         created: &Creators,
         view: &CaseView,
     ) -> Result<Attributions> {
+        let carried = self.carried_creators(document).await?;
+        let mut created = created.clone();
+        created.notes.extend(carried.notes);
+        created.hours.extend(carried.hours);
+        let created = &created;
         let writers = self.writers(organisation_id, &created.actors()).await?;
         let attribute = |actor: Option<&ActorId>, claimed: &str| Attribution {
             writer: actor.and_then(|a| writers.get(a)).cloned(),

@@ -476,10 +476,12 @@ impl Store {
 
     /// Cases of an organisation for the dashboard, most recently changed first.
     pub async fn cases(&self, organisation_id: &str) -> Result<Vec<CaseRow>> {
+        // Listed under the case's id, which stays when the case is rewritten.
         let rows = sqlx::query(
-            "SELECT document_id, label, topic, status, languages, last_change_at, next_appointment_at, \
-             note_count, hours_minutes, travel_minutes FROM case_index WHERE organisation_id = $1 \
-             ORDER BY last_change_at DESC, document_id",
+            "SELECT c.document_id, COALESCE(d.case_id, c.document_id) AS case_id, c.label, c.topic, \
+             c.status, c.languages, c.last_change_at, c.next_appointment_at, c.note_count, \
+             c.hours_minutes, c.travel_minutes FROM case_index c JOIN documents d ON d.id = c.document_id \
+             WHERE c.organisation_id = $1 ORDER BY c.last_change_at DESC, c.document_id",
         )
         .bind(organisation_id)
         .fetch_all(&self.pool)
@@ -502,10 +504,10 @@ impl Store {
         }
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let id: String = r.try_get("document_id")?;
-            let volunteer_ids = shared.remove(&id).unwrap_or_default();
+            let document_id: String = r.try_get("document_id")?;
+            let volunteer_ids = shared.remove(&document_id).unwrap_or_default();
             out.push(CaseRow {
-                id,
+                id: r.try_get("case_id")?,
                 label: r.try_get("label")?,
                 topic: r.try_get("topic")?,
                 status: r.try_get("status")?,

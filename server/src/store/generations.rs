@@ -309,6 +309,25 @@ impl Store {
         Ok(ids)
     }
 
+    /// Who read and changed a case, over every document it has been held in, newest first
+    /// (at most `SUBJECT_AUDIT_LIMIT`).
+    pub async fn case_audit_trail(
+        &self,
+        organisation_id: &str,
+        case_id: &str,
+    ) -> Result<Vec<super::SubjectAuditEvent>> {
+        let mut trail = Vec::new();
+        for generation in self.generations_of(organisation_id, case_id).await? {
+            trail.extend(
+                self.audit_of_subject(organisation_id, "document", &generation)
+                    .await?,
+            );
+        }
+        trail.sort_by_key(|e| std::cmp::Reverse(e.at));
+        trail.truncate(usize::try_from(super::SUBJECT_AUDIT_LIMIT).unwrap_or(usize::MAX));
+        Ok(trail)
+    }
+
     /// Who created which entry of a rewritten case in its earlier generations, to lay
     /// over what the new generation's own history says.
     pub async fn carried_creators(&self, id: &DocumentId) -> Result<Creators> {
