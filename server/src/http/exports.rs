@@ -27,8 +27,8 @@ async fn case_export(
     caller: CoordinatorCaller,
     Path(raw): Path<String>,
 ) -> Result<axum::Json<exports::CaseExport>> {
-    let id = super::cases::document_id(&raw)?;
     let org = caller.organisation_id().to_owned();
+    let id = super::cases::current_document(&state, &org, &raw).await?;
     let export = exports::case(&state, &org, id)
         .await?
         .ok_or(Error::NotFound("case"))?;
