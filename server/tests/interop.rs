@@ -150,22 +150,7 @@ async fn a_js_client_finds_a_rewritten_case_through_the_api(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(changed["status"], "ok", "{changed}");
-    let dir = lotse_testkit::TempDir::new("interop-rewrite");
-    let holder = tokio::task::spawn_blocking({
-        let (url, id, dir) = (
-            url.clone(),
-            case.to_string(),
-            dir.path().display().to_string(),
-        );
-        move || js(&["hold", &url, &id, &dir, "{\"offline\": \"geschrieben\"}"])
-    });
-    let held = dir.path().join("held");
-    lotse_testkit::eventually(
-        "the JS client to hold the case",
-        std::time::Duration::from_secs(20),
-        || async { held.exists() },
-    )
-    .await;
+    let (dir, holder) = hold_offline(&url, &case).await;
     let (status, body) = s
         .post(
             &format!("/api/v1/cases/{case}/compact"),
@@ -203,6 +188,32 @@ async fn a_js_client_finds_a_rewritten_case_through_the_api(backend: Backend) {
     s.stop().await;
 }
 
+/// The official JS client takes `case` and holds it with an offline change
+/// (`{"offline": "geschrieben"}`) until the test writes `go` into the folder; then it
+/// comes back and says what the server answered.
+async fn hold_offline(
+    url: &str,
+    case: &lotse_protocol::DocumentId,
+) -> (lotse_testkit::TempDir, tokio::task::JoinHandle<Value>) {
+    let dir = lotse_testkit::TempDir::new("interop-hold");
+    let holder = tokio::task::spawn_blocking({
+        let (url, id, dir) = (
+            url.to_owned(),
+            case.to_string(),
+            dir.path().display().to_string(),
+        );
+        move || js(&["hold", &url, &id, &dir, "{\"offline\": \"geschrieben\"}"])
+    });
+    let held = dir.path().join("held");
+    lotse_testkit::eventually(
+        "the JS client to hold the case",
+        std::time::Duration::from_secs(20),
+        || async { held.exists() },
+    )
+    .await;
+    (dir, holder)
+}
+
 on_both_backends!(
     a_js_client_cannot_bring_back_a_deleted_case,
     a_js_client_finds_a_rewritten_case_through_the_api,
@@ -222,22 +233,7 @@ async fn a_js_client_cannot_bring_back_a_deleted_case(backend: Backend) {
         .create_case(&coordinator, "M.A.", "wohnen", &["ar"], &[&volunteer])
         .await;
     let url = format!("ws://{}/sync?token={device}", s.addr);
-    let dir = lotse_testkit::TempDir::new("interop-go");
-    let holder = tokio::task::spawn_blocking({
-        let (url, id, dir) = (
-            url.clone(),
-            case.to_string(),
-            dir.path().display().to_string(),
-        );
-        move || js(&["hold", &url, &id, &dir, "{\"offline\": \"geschrieben\"}"])
-    });
-    let held = dir.path().join("held");
-    lotse_testkit::eventually(
-        "the JS client to hold the case",
-        std::time::Duration::from_secs(20),
-        || async { held.exists() },
-    )
-    .await;
+    let (dir, holder) = hold_offline(&url, &case).await;
     let (status, body) = s
         .request(
             reqwest::Method::DELETE,

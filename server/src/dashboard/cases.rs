@@ -144,6 +144,45 @@ async fn load(
     Ok((id, loaded, row))
 }
 
+/// `resolve`, or the page that says why not.
+async fn found(state: &AppState, s: &Session, raw: &str) -> Result<DocumentId, Response> {
+    match resolve(state, s, raw).await {
+        Ok(Some(id)) => Ok(id),
+        Ok(None) => Err(layout::not_found(s.lang)),
+        Err(e) => Err(layout::failed(s.lang, "case lookup", e)),
+    }
+}
+
+/// The reason a removal form names, if the coordinator confirmed it; the purge job's
+/// reason is not a coordinator's.
+fn confirmed_reason(f: &super::session::Fields) -> Option<DeletionReason> {
+    DeletionReason::from_code(&f.get("reason"))
+        .filter(|r| *r != DeletionReason::Retention && f.get("confirm") == "yes")
+}
+
+/// A removal form's reason, confirmation and button (`prefix` keeps the ids apart).
+fn removal_controls(
+    l: Lang,
+    prefix: &str,
+    reasons: &[(DeletionReason, &str)],
+    confirm: &str,
+    button: &str,
+) -> Markup {
+    html! {
+        label for=(format!("{prefix}-reason")) { (l.t("Grund", "Reason")) }
+        select id=(format!("{prefix}-reason")) name="reason" required {
+            @for (reason, text) in reasons {
+                option value=(reason.code()) { (text) }
+            }
+        }
+        div.check {
+            input id=(format!("{prefix}-confirm")) type="checkbox" name="confirm" value="yes" required;
+            label for=(format!("{prefix}-confirm")) { (confirm) }
+        }
+        button.danger type="submit" { (button) }
+    }
+}
+
 /// The document holding the case a link names: a case keeps its id when it is rewritten
 /// (docs/sync.md), and an earlier document id leads to the newest. `None`: not an id.
 async fn resolve(
@@ -332,17 +371,12 @@ fn erase_form(s: &Session, id: &DocumentId, view: &CaseView) -> Markup {
                         option value=(value) { (text) }
                     }
                 }
-                label for="erase-reason" { (l.t("Grund", "Reason")) }
-                select #erase-reason name="reason" required {
-                    option value=(DeletionReason::Mistake.code()) { (l.t("Falsch oder im falschen Fall eingetragen (Art. 16 DSGVO)", "Wrong, or written into the wrong case (Art. 16 GDPR)")) }
-                    option value=(DeletionReason::PersonAsked.code()) { (l.t("Die Person hat die Löschung verlangt (Art. 17 DSGVO)", "The person asked for erasure (Art. 17 GDPR)")) }
-                    option value=(DeletionReason::Other.code()) { (l.t("Anderer Grund", "Other reason")) }
-                }
-                div.check {
-                    input #erase-confirm type="checkbox" name="confirm" value="yes" required;
-                    label for="erase-confirm" { (l.t("Ich will diesen Eintrag endgültig löschen.", "I want to erase this entry for good.")) }
-                }
-                button.danger type="submit" { (l.t("Endgültig löschen", "Erase for good")) }
+                (removal_controls(l, "erase", &[
+                    (DeletionReason::Mistake, l.t("Falsch oder im falschen Fall eingetragen (Art. 16 DSGVO)", "Wrong, or written into the wrong case (Art. 16 GDPR)")),
+                    (DeletionReason::PersonAsked, l.t("Die Person hat die Löschung verlangt (Art. 17 DSGVO)", "The person asked for erasure (Art. 17 GDPR)")),
+                    (DeletionReason::Other, l.t("Anderer Grund", "Other reason")),
+                ], l.t("Ich will diesen Eintrag endgültig löschen.", "I want to erase this entry for good."),
+                    l.t("Endgültig löschen", "Erase for good")))
             }
         }
     }
@@ -355,20 +389,17 @@ pub async fn erase(
     Posted { s, f }: Posted,
 ) -> Response {
     let l = s.lang;
-    let id = match resolve(&state, &s, &raw).await {
-        Ok(Some(id)) => id,
-        Ok(None) => return layout::not_found(l),
-        Err(e) => return layout::failed(l, "case lookup", e),
+    let id = match found(&state, &s, &raw).await {
+        Ok(id) => id,
+        Err(r) => return r,
     };
-    let reason =
-        DeletionReason::from_code(&f.get("reason")).filter(|r| *r != DeletionReason::Retention);
     let entry = f.get("entry");
     let entry = entry.split_once(':').and_then(|(kind, entry_id)| {
         let kind = generation::EntryKind::parse(kind)?;
         (!entry_id.is_empty() && entry_id.len() <= 128)
             .then(|| generation::EntryRef::new(kind, entry_id))
     });
-    let (Some(reason), Some(entry), true) = (reason, entry, f.get("confirm") == "yes") else {
+    let (Some(reason), Some(entry)) = (confirmed_reason(&f), entry) else {
         return layout::error_page(
             l,
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -424,17 +455,9 @@ fn delete_form(s: &Session, id: &DocumentId) -> Markup {
                 "Notes, appointments and hours are deleted from the server and from every phone and cannot be restored. What a phone has not synced yet is lost. Reports keep anonymous figures only.")) }
             form method="post" action=(format!("/dashboard/cases/{id}/delete")) {
                 (csrf(s))
-                label for="delete-reason" { (l.t("Grund", "Reason")) }
-                select #delete-reason name="reason" required {
-                    @for (reason, text) in reasons {
-                        option value=(reason.code()) { (text) }
-                    }
-                }
-                div.check {
-                    input #delete-confirm type="checkbox" name="confirm" value="yes" required;
-                    label for="delete-confirm" { (l.t("Ich will diesen Fall endgültig löschen.", "I want to delete this case for good.")) }
-                }
-                button.danger type="submit" { (l.t("Endgültig löschen", "Delete for good")) }
+                (removal_controls(l, "delete", &reasons,
+                    l.t("Ich will diesen Fall endgültig löschen.", "I want to delete this case for good."),
+                    l.t("Endgültig löschen", "Delete for good")))
             }
         }
     }
@@ -447,14 +470,11 @@ pub async fn delete(
     Posted { s, f }: Posted,
 ) -> Response {
     let l = s.lang;
-    let id = match resolve(&state, &s, &raw).await {
-        Ok(Some(id)) => id,
-        Ok(None) => return layout::not_found(l),
-        Err(e) => return layout::failed(l, "case lookup", e),
+    let id = match found(&state, &s, &raw).await {
+        Ok(id) => id,
+        Err(r) => return r,
     };
-    let reason =
-        DeletionReason::from_code(&f.get("reason")).filter(|r| *r != DeletionReason::Retention);
-    let (Some(reason), true) = (reason, f.get("confirm") == "yes") else {
+    let Some(reason) = confirmed_reason(&f) else {
         return layout::error_page(
             l,
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -485,10 +505,9 @@ pub async fn set_volunteers(
     Posted { s, f }: Posted,
 ) -> Response {
     let l = s.lang;
-    let id = match resolve(&state, &s, &raw).await {
-        Ok(Some(id)) => id,
-        Ok(None) => return layout::not_found(l),
-        Err(e) => return layout::failed(l, "case lookup", e),
+    let id = match found(&state, &s, &raw).await {
+        Ok(id) => id,
+        Err(r) => return r,
     };
     let chosen = f.all("volunteer");
     match state

@@ -7,11 +7,12 @@
 //! | `POST /api/v1/cases/{id}/notes/{note_id}/erase` | erases a note (text and history) |
 //! | `POST /api/v1/cases/{id}/appointments/{appointment_id}/erase` | erases an appointment |
 //! | `POST /api/v1/cases/{id}/hours/{hours_id}/erase` | erases an hours entry |
+//!
+//! (one handler: `{entries}` is `notes`, `appointments` or `hours`)
 //! | `POST /api/v1/cases/{id}/compact` | drops the history, erases nothing |
 
 use axum::Json;
 use axum::extract::{Path, State};
-use lotse_protocol::DocumentId;
 use lotse_protocol::schema::generation::{EntryKind, EntryRef};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -25,9 +26,7 @@ use crate::store::{DeletionReason, GenerationReason};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(erase_note))
-        .routes(routes!(erase_appointment))
-        .routes(routes!(erase_hours))
+        .routes(routes!(erase))
         .routes(routes!(compact))
 }
 
@@ -51,68 +50,58 @@ pub struct Generation {
     pub url: String,
 }
 
-/// Erase a note from the case and its history: the server writes the case anew without
-/// it, phones replace their copy (replaying what they typed offline) and the old
-/// document is deleted everywhere.
-#[utoipa::path(post, path = "/api/v1/cases/{id}/notes/{note_id}/erase", tag = "cases",
+/// The entry maps of a case, as the erase route names them.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Entries {
+    Notes,
+    Appointments,
+    Hours,
+}
+
+impl From<Entries> for EntryKind {
+    fn from(e: Entries) -> Self {
+        match e {
+            Entries::Notes => EntryKind::Note,
+            Entries::Appointments => EntryKind::Appointment,
+            Entries::Hours => EntryKind::Hours,
+        }
+    }
+}
+
+/// Erase a note, an appointment or an hours entry from the case and its history: the
+/// server writes the case anew without it, phones move onto the new document (replaying
+/// what they typed offline) and the old document is deleted everywhere. The reports count
+/// the case without it from then on.
+#[utoipa::path(post, path = "/api/v1/cases/{id}/{entries}/{entry_id}/erase", tag = "cases",
     params(("id" = String, Path, description = "Case id or any generation's document id"),
-        ("note_id" = String, Path, description = "The note's id")),
+        ("entries" = Entries, Path, description = "notes, appointments or hours"),
+        ("entry_id" = String, Path, description = "The entry's id")),
     request_body = Erase,
     responses((status = 200, body = Generation), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn erase_note(
+async fn erase(
     State(state): State<AppState>,
     caller: CoordinatorCaller,
-    Path((raw, entry)): Path<(String, String)>,
+    Path((raw, entries, entry)): Path<(String, Entries, String)>,
     Json(body): Json<Erase>,
 ) -> Result<Json<Generation>> {
-    erase(
+    let reason = match body.reason.as_deref() {
+        None => DeletionReason::Other,
+        Some(code) => DeletionReason::from_code(code)
+            .filter(|r| *r != DeletionReason::Retention)
+            .ok_or_else(|| Error::invalid("reason", "must be mistake, person-asked or other"))?,
+    };
+    let entry = EntryRef::new(entries.into(), entry);
+    if entry.id.is_empty() || entry.id.len() > 128 {
+        return Err(Error::NotFound(entry.kind.as_str()));
+    }
+    rewrite(
         &state,
         caller,
         &raw,
-        EntryRef::new(EntryKind::Note, entry),
-        &body,
-    )
-    .await
-}
-
-/// Erase an appointment from the case and its history (see the note's erasure).
-#[utoipa::path(post, path = "/api/v1/cases/{id}/appointments/{appointment_id}/erase", tag = "cases",
-    params(("id" = String, Path, description = "Case id or any generation's document id"),
-        ("appointment_id" = String, Path, description = "The appointment's id")),
-    request_body = Erase,
-    responses((status = 200, body = Generation), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn erase_appointment(
-    State(state): State<AppState>,
-    caller: CoordinatorCaller,
-    Path((raw, entry)): Path<(String, String)>,
-    Json(body): Json<Erase>,
-) -> Result<Json<Generation>> {
-    let entry = EntryRef::new(EntryKind::Appointment, entry);
-    erase(&state, caller, &raw, entry, &body).await
-}
-
-/// Erase an hours entry from the case and its history (see the note's erasure). The
-/// reports count the case without it from then on.
-#[utoipa::path(post, path = "/api/v1/cases/{id}/hours/{hours_id}/erase", tag = "cases",
-    params(("id" = String, Path, description = "Case id or any generation's document id"),
-        ("hours_id" = String, Path, description = "The hours entry's id")),
-    request_body = Erase,
-    responses((status = 200, body = Generation), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn erase_hours(
-    State(state): State<AppState>,
-    caller: CoordinatorCaller,
-    Path((raw, entry)): Path<(String, String)>,
-    Json(body): Json<Erase>,
-) -> Result<Json<Generation>> {
-    erase(
-        &state,
-        caller,
-        &raw,
-        EntryRef::new(EntryKind::Hours, entry),
-        &body,
+        std::slice::from_ref(&entry),
+        GenerationReason::Erased(reason),
     )
     .await
 }
@@ -131,48 +120,6 @@ async fn compact(
     rewrite(&state, caller, &raw, &[], GenerationReason::Compacted).await
 }
 
-async fn erase(
-    state: &AppState,
-    caller: CoordinatorCaller,
-    raw: &str,
-    entry: EntryRef,
-    body: &Erase,
-) -> Result<Json<Generation>> {
-    let reason = match body.reason.as_deref() {
-        None => DeletionReason::Other,
-        Some(code) => DeletionReason::from_code(code)
-            .filter(|r| *r != DeletionReason::Retention)
-            .ok_or_else(|| Error::invalid("reason", "must be mistake, person-asked or other"))?,
-    };
-    if entry.id.is_empty() || entry.id.len() > 128 {
-        return Err(Error::NotFound(entry.kind.as_str()));
-    }
-    rewrite(
-        state,
-        caller,
-        raw,
-        std::slice::from_ref(&entry),
-        GenerationReason::Erased(reason),
-    )
-    .await
-}
-
-/// The document that holds the case `raw` names now, in the caller's organisation.
-pub(crate) async fn current(
-    state: &AppState,
-    organisation_id: &str,
-    raw: &str,
-) -> Result<DocumentId> {
-    let id: DocumentId = DocumentId::from_url(raw)
-        .or_else(|_| raw.parse())
-        .map_err(|_| Error::NotFound("case"))?;
-    state
-        .store
-        .current_generation(organisation_id, &id)
-        .await?
-        .ok_or(Error::NotFound("case"))
-}
-
 async fn rewrite(
     state: &AppState,
     caller: CoordinatorCaller,
@@ -181,7 +128,7 @@ async fn rewrite(
     reason: GenerationReason,
 ) -> Result<Json<Generation>> {
     let org = caller.organisation_id().to_owned();
-    let id = current(state, &org, raw).await?;
+    let id = super::cases::current_document(state, &org, raw).await?;
     let action = match reason {
         GenerationReason::Erased(_) => "document.erase",
         GenerationReason::Compacted => "document.compact",
