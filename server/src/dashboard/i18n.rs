@@ -264,13 +264,149 @@ pub fn request_action(l: Lang, code: &str) -> String {
     l.t(de, en).to_owned()
 }
 
-/// An audit action (`document.read` ...) in words.
+/// An audit action about a case (`document.read` ...) in a word, for the case's own trail;
+/// any other action as on the organisation's trail (`audit_event`).
 pub fn audit_action(l: Lang, code: &str) -> String {
     let (de, en) = match code {
         "document.create" => ("angelegt", "created"),
         "document.read" => ("angesehen", "viewed"),
         "document.sync" => ("synchronisiert", "synced"),
         "document.change" => ("geändert", "changed"),
+        "document.export" => ("Auskunft erstellt", "access export made"),
+        "document.erase" => ("Eintrag gelöscht", "entry erased"),
+        "document.compact" => ("Verlauf verdichtet", "history compacted"),
+        "document.delete" => ("gelöscht", "deleted"),
+        other => return audit_event(l, other),
+    };
+    l.t(de, en).to_owned()
+}
+
+/// Every action the server writes to the audit trail, in the order the filter offers them.
+pub const AUDIT_ACTIONS: [&str; 28] = [
+    "document.read",
+    "document.sync",
+    "document.change",
+    "document.create",
+    "document.export",
+    "document.erase",
+    "document.compact",
+    "document.delete",
+    "request.read",
+    "request.erase",
+    "volunteer.read",
+    "volunteer.create",
+    "volunteer.update",
+    "volunteer.export",
+    "enrollment_code.create",
+    "device.enroll",
+    "device.revoke",
+    "case.share",
+    "case.unshare",
+    "report.read",
+    "report.export",
+    "audit.read",
+    "audit.export",
+    "session.login",
+    "coordinator.create",
+    "organisation.settings",
+    "push_subscription.create",
+    "push_subscription.delete",
+];
+
+/// An audit action in words that stand on their own (the organisation's trail, where the
+/// record is shown beside it); an unknown code as it is.
+pub fn audit_event(l: Lang, code: &str) -> String {
+    let (de, en) = match code {
+        "document.read" => ("Dokument angesehen", "Document viewed"),
+        "document.sync" => ("Dokument synchronisiert", "Document synced"),
+        "document.change" => ("Dokument geändert", "Document changed"),
+        "document.create" => ("Dokument angelegt", "Document created"),
+        "document.export" => (
+            "Auskunft zu einem Fall erstellt (Art. 15 DSGVO)",
+            "Access export of a case (Art. 15 GDPR)",
+        ),
+        "document.erase" => (
+            "Eintrag aus einem Fall gelöscht",
+            "Entry erased from a case",
+        ),
+        "document.compact" => ("Fallverlauf verdichtet", "Case history compacted"),
+        "document.delete" => ("Fall gelöscht", "Case deleted"),
+        "request.read" => ("Anfrage angesehen", "Request viewed"),
+        "request.erase" => (
+            "Persönliche Angaben einer Anfrage gelöscht",
+            "Personal data of a request erased",
+        ),
+        "volunteer.read" => ("Profil angesehen", "Profile viewed"),
+        "volunteer.create" => ("Lotsin/Lotse angelegt", "Volunteer created"),
+        "volunteer.update" => ("Profil geändert", "Profile changed"),
+        "volunteer.export" => (
+            "Auskunft zu einer Lotsin/einem Lotsen erstellt (Art. 15 DSGVO)",
+            "Access export of a volunteer (Art. 15 GDPR)",
+        ),
+        "enrollment_code.create" => ("Anmeldecode erstellt", "Enrollment code created"),
+        "device.enroll" => ("Gerät angemeldet", "Device enrolled"),
+        "device.revoke" => ("Gerät gesperrt", "Device revoked"),
+        "case.share" => ("Fall zugeteilt", "Case given to a volunteer"),
+        "case.unshare" => ("Fall abgenommen", "Case taken from a volunteer"),
+        "report.read" => ("Bericht angesehen", "Report viewed"),
+        "report.export" => ("Bericht heruntergeladen (CSV)", "Report downloaded (CSV)"),
+        "audit.read" => ("Protokoll angesehen", "Audit trail viewed"),
+        "audit.export" => (
+            "Protokoll heruntergeladen (CSV)",
+            "Audit trail downloaded (CSV)",
+        ),
+        "session.login" => ("Im Dashboard angemeldet", "Logged in to the dashboard"),
+        "coordinator.create" => ("Koordinationskonto angelegt", "Coordinator account created"),
+        "organisation.settings" => ("Einstellungen geändert", "Settings changed"),
+        "push_subscription.create" => (
+            "Benachrichtigungen eingeschaltet",
+            "Notifications turned on",
+        ),
+        "push_subscription.delete" => (
+            "Benachrichtigungen ausgeschaltet",
+            "Notifications turned off",
+        ),
+        other => return other.to_owned(),
+    };
+    l.t(de, en).to_owned()
+}
+
+/// The kinds of record the audit trail names, in the order the filter offers them.
+pub const AUDIT_SUBJECTS: [&str; 9] = [
+    "document",
+    "request",
+    "volunteer",
+    "device",
+    "case_volunteer",
+    "coordinator",
+    "organisation",
+    "report",
+    "push_subscription",
+];
+
+/// The kind of record an audit line is about, in words.
+pub fn audit_subject(l: Lang, kind: &str) -> String {
+    let (de, en) = match kind {
+        "document" => ("Fall oder Kalender", "Case or calendar"),
+        "request" => ("Anfrage", "Request"),
+        "volunteer" => ("Lotsin/Lotse", "Volunteer"),
+        "device" => ("Gerät", "Device"),
+        "case_volunteer" => ("Zuteilung eines Falls", "Case assignment"),
+        "coordinator" => ("Koordinationskonto", "Coordinator account"),
+        "organisation" => ("Organisation", "Organisation"),
+        "report" => ("Bericht", "Report"),
+        "push_subscription" => ("Benachrichtigung", "Notification"),
+        other => return other.to_owned(),
+    };
+    l.t(de, en).to_owned()
+}
+
+/// Who wrote an audit line, by kind.
+pub fn audit_actor_kind(l: Lang, kind: &str) -> String {
+    let (de, en) = match kind {
+        "coordinator" => ("Koordination", "Coordinator"),
+        "device" => ("Gerät", "Device"),
+        "system" => ("System", "System"),
         other => return other.to_owned(),
     };
     l.t(de, en).to_owned()
@@ -298,6 +434,11 @@ pub fn change_kind(l: Lang, kind: Option<ChangeKind>) -> &'static str {
         DeleteHours => ("Stunden gelöscht", "hours deleted"),
         CreateSchedule => ("Kalender angelegt", "schedule created"),
         SetAvailability => ("Verfügbarkeit geändert", "availability changed"),
+        NewGeneration => (
+            "neu gefasst (Eintrag gelöscht oder Verlauf gekürzt)",
+            "written anew (entry erased or history compacted)",
+        ),
+        ReplayEdits => ("offline Geschriebenes übernommen", "offline edits carried over"),
     };
     l.t(de, en)
 }
@@ -539,6 +680,30 @@ mod tests {
         );
         assert_eq!(from_accept_language("fr, it"), None);
         assert_eq!(from_accept_language("en;q=0, de-AT"), Some(Lang::De));
+    }
+
+    #[test]
+    fn every_audit_code_has_words() {
+        for l in [Lang::De, Lang::En] {
+            for code in AUDIT_ACTIONS {
+                assert_ne!(audit_event(l, code), code, "{code} has no words in {l:?}");
+                assert_ne!(audit_action(l, code), code, "{code} has no words in {l:?}");
+            }
+            for kind in AUDIT_SUBJECTS {
+                assert_ne!(audit_subject(l, kind), kind, "{kind} has no words in {l:?}");
+            }
+        }
+        let mut words: Vec<String> = AUDIT_ACTIONS
+            .iter()
+            .map(|c| audit_event(Lang::De, c))
+            .collect();
+        words.sort();
+        words.dedup();
+        assert_eq!(
+            words.len(),
+            AUDIT_ACTIONS.len(),
+            "the filter tells them apart"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub enum Nav {
     Cases,
     Volunteers,
     Reports,
+    Audit,
     Settings,
 }
 
@@ -70,6 +71,11 @@ pub fn page(s: &Session, nav: Nav, title: &str, body: Markup) -> Markup {
             Nav::Reports,
             "/dashboard/reports",
             l.t("Berichte", "Reports"),
+        ),
+        (
+            Nav::Audit,
+            "/dashboard/audit",
+            l.t("Protokoll", "Audit trail"),
         ),
         (
             Nav::Settings,
@@ -406,13 +412,36 @@ article.note p.text{white-space:pre-wrap;margin:.25rem 0}
 .live-status{font-size:.875rem;color:var(--muted);margin:0}
 .sr-only{position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;clip:rect(0,0,0,0);white-space:nowrap;border:0}
 @media (max-width:40rem){main{padding:.5rem .75rem 2rem}header.top{padding:.5rem .75rem}.account{margin-left:0}dl.facts{grid-template-columns:1fr}}
+[hidden]{display:none!important}
+.print-only{display:none}
+@media print{
+@page{margin:1.8cm 1.5cm}
+body{background:#fff;font-size:10.5pt;line-height:1.4}
+header.top,footer,.skip,.no-print,.filters,.lang-switch{display:none!important}
+.print-only{display:block}
+main{max-width:none;margin:0;padding:0}
+section.card,div.card{border:0;border-radius:0;padding:0;margin:0 0 1.2rem}
+h2{break-after:avoid;border-bottom:1px solid #000;padding-bottom:.15rem}
+tr,article.note{break-inside:avoid}
+table,th,td{background:#fff!important}
+th,td{border-bottom:1px solid #777}
+.scroll{overflow:visible}
+a{color:inherit;text-decoration:none}
+.badge{border:1px solid #000;background:#fff!important;color:#000!important}
+}
 "#;
 
-/// Progressive enhancement: pages work without it. With it, regions marked
-/// `data-live="<fragment url>"` re-fetch their content whenever the server's event
-/// stream says something changed (a phone synced, a request changed).
+/// Progressive enhancement: pages work without it. With it, `data-print` buttons print
+/// the page, and regions marked `data-live="<fragment url>"` re-fetch their content
+/// whenever the server's event stream says something changed (a phone synced, a request
+/// changed).
 const JS: &str = r#"(function () {
   "use strict";
+  // A print button only makes sense with a script behind it: shown by it.
+  Array.prototype.forEach.call(document.querySelectorAll("[data-print]"), function (b) {
+    b.hidden = false;
+    b.addEventListener("click", function () { window.print(); });
+  });
   var regions = document.querySelectorAll("[data-live]");
   if (!regions.length || !window.EventSource || !window.fetch) return;
   var status = document.getElementById("live-status");

@@ -7,7 +7,9 @@
 //! | `/dashboard/requests[/new, /{id}, /{id}/edit]` | Anfragen: list, create, edit, candidates, offer |
 //! | `/dashboard/cases[/{id}]` | Fälle: list and detail as the server holds them after sync |
 //! | `/dashboard/volunteers[/new, /{id}, /{id}/edit]` | Lotsinnen und Lotsen: list, create, edit, profile, devices, enrollment codes |
+//! | `/dashboard/cases/{id}/export`, `/dashboard/volunteers/{id}/export` | Auskunft nach Art. 15 DSGVO, printable (`exports`) |
 //! | `/dashboard/reports[.csv, /chart/{name}.svg]` | Berichte with small-cell suppression |
+//! | `/dashboard/audit[.csv]` | Protokoll: the organisation's audit trail, filtered, paged, as CSV |
 //! | `/dashboard/events` | the live stream (SSE); `/dashboard/fragments/...` what it refreshes |
 //! | `/dashboard/sw.js` | the service worker that shows coordinators' push notices (`notify`) |
 //!
@@ -16,7 +18,9 @@
 //! needs a coordinator session (else: redirect to the login) and every form a CSRF token
 //! (`session`). Anything of another organisation answers 404, like something missing.
 
+mod audit;
 mod cases;
+mod exports;
 mod i18n;
 mod layout;
 mod live;
@@ -155,6 +159,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/dashboard/cases", get(cases::list))
         .route("/dashboard/cases/{id}", get(cases::detail))
+        .route("/dashboard/cases/{id}/export", get(exports::case))
         .route(
             "/dashboard/cases/{id}/volunteers",
             post(cases::set_volunteers),
@@ -174,6 +179,7 @@ pub fn router() -> Router<AppState> {
             "/dashboard/volunteers/{id}/edit",
             get(volunteers::edit_form),
         )
+        .route("/dashboard/volunteers/{id}/export", get(exports::volunteer))
         .route(
             "/dashboard/volunteers/{id}/enrollment-code",
             post(volunteers::enrollment_code),
@@ -186,6 +192,8 @@ pub fn router() -> Router<AppState> {
             get(settings::page).post(settings::update),
         )
         .route("/dashboard/reports.csv", get(reports::csv))
+        .route("/dashboard/audit", get(audit::page))
+        .route("/dashboard/audit.csv", get(audit::csv))
         .route("/dashboard/reports/chart/{name}", get(reports::chart))
         .layer(axum::middleware::map_response(security_headers))
         .layer(Extension(dash))

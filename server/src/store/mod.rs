@@ -49,7 +49,10 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions};
 
 pub use access::{ACCESS_CHANNEL, AccessChange};
-pub use audit::{AuditEntry, AuditEvent, SUBJECT_AUDIT_LIMIT, SubjectAuditEvent};
+pub use audit::{
+    AUDIT_SEARCH_MAX, AuditActor, AuditCursor, AuditEntry, AuditEvent, AuditFilter, OrgAuditEvent,
+    SUBJECT_AUDIT_LIMIT, SubjectAuditEvent,
+};
 pub use authorship::{Attribution, Attributions, Authored, Writer};
 pub use coordinators::{Coordinator, NewCoordinator};
 pub use devices::{Device, EnrolledDevice, EnrollmentCode, EnrollmentError};
