@@ -27,10 +27,14 @@ pub enum ChangeKind {
     DeleteHours,
     CreateSchedule,
     SetAvailability,
+    /// A case written anew as its next generation (an entry erased, or compacted).
+    NewGeneration,
+    /// A phone's offline edits to an earlier generation, replayed onto this one.
+    ReplayEdits,
 }
 
 impl ChangeKind {
-    pub const ALL: [ChangeKind; 14] = [
+    pub const ALL: [ChangeKind; 16] = [
         Self::CreateCase,
         Self::SetStatus,
         Self::SetTopic,
@@ -45,6 +49,8 @@ impl ChangeKind {
         Self::DeleteHours,
         Self::CreateSchedule,
         Self::SetAvailability,
+        Self::NewGeneration,
+        Self::ReplayEdits,
     ];
 
     /// The automerge change message (stable: stored in every document's history).
@@ -64,6 +70,8 @@ impl ChangeKind {
             Self::DeleteHours => "delete hours",
             Self::CreateSchedule => "create schedule",
             Self::SetAvailability => "set availability",
+            Self::NewGeneration => super::generation::NEW_GENERATION_MESSAGE,
+            Self::ReplayEdits => super::generation::REPLAY_MESSAGE,
         }
     }
 
@@ -75,7 +83,10 @@ impl ChangeKind {
     /// Whether the change writes what a volunteer did for the person (a note, hours), as
     /// opposed to bookkeeping; work written after a case was closed is worth a look.
     pub fn writes_work(self) -> bool {
-        matches!(self, Self::AddNote | Self::EditNote | Self::LogHours)
+        matches!(
+            self,
+            Self::AddNote | Self::EditNote | Self::LogHours | Self::ReplayEdits
+        )
     }
 }
 
