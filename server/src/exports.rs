@@ -129,9 +129,11 @@ pub async fn case(
         .await?
         .into_iter()
         .find(|r| r.case_document_id.as_deref() == Some(id_text.as_str()));
+    // The trail of the case over every document it has been held in.
+    let case_id = state.store.case_of(&id).await?;
     let audit = state
         .store
-        .audit_of_subject(organisation_id, "document", &id_text)
+        .case_audit_trail(organisation_id, &case_id)
         .await?;
     let notes = view
         .notes
@@ -161,7 +163,8 @@ pub async fn case(
         .collect();
     Ok(Some(CaseExport {
         exported_at: Timestamp::from(now_ms()),
-        id: id_text,
+        // The case's id, which stays when the case is rewritten.
+        id: case_id,
         label: view.label.clone(),
         topic: view.topic.as_str().to_owned(),
         status: view.status.as_str().to_owned(),
