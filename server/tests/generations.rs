@@ -92,6 +92,17 @@ async fn erasing_a_note_rewrites_the_case(backend: Backend) {
     let (status, before) = s.get(&path, Some(&coordinator)).await;
     assert_eq!(status, 200, "{before}");
     let secret = note_id(&before, DISTINCTIVE);
+    // The case came from a request (as an accepted offer makes it).
+    let (starts, ends) = lotse_testkit::fixtures::window(3);
+    let request = s
+        .create_request(&coordinator, "gesundheit", &["ar"], &starts, &ends)
+        .await;
+    sqlx::query("UPDATE requests SET case_document_id = $1 WHERE id = $2")
+        .bind(case.to_string())
+        .bind(&request)
+        .execute(s.store.pool())
+        .await
+        .unwrap();
     let period = Period::from_query("", now_ms());
     let report_before = compute(&s.state, &org, period).await.unwrap();
 
@@ -172,6 +183,13 @@ async fn erasing_a_note_rewrites_the_case(backend: Backend) {
     let line = generation::lineage(&doc).unwrap();
     assert_eq!(line.case_id, Some(case.to_string()));
     assert_eq!(line.generation, 2);
+
+    // The request now leads to the new generation.
+    let (status, r) = s
+        .get(&format!("/api/v1/requests/{request}"), Some(&coordinator))
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["case_document_id"], successor.to_string(), "{r}");
 
     // The report counts the same hours.
     let report_after = compute(&s.state, &org, period).await.unwrap();
