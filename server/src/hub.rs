@@ -3,6 +3,7 @@
 //! announced to other connections after. The sync endpoint, the REST API and the
 //! dashboard all go through it, so it belongs to none of them.
 
+mod edits;
 mod generations;
 
 use std::collections::HashMap;
@@ -84,6 +85,10 @@ pub enum HubError {
     /// The automerge work panicked on its worker; the document reloads on next use.
     #[error("the document's worker failed")]
     Worker,
+    /// An edit the server was to write on someone's behalf does not fit the schema (or
+    /// names an entry the case does not have); nothing was written.
+    #[error("{0}")]
+    Invalid(lotse_protocol::SchemaError),
     /// An entry to erase is not in the case.
     #[error("the case has no {} {}", .0.kind.as_str(), .0.id)]
     NoSuchEntry(lotse_protocol::schema::generation::EntryRef),
@@ -164,6 +169,13 @@ fn apply(loaded: &mut Loaded, sync: &mut DocSync, data: &[u8], quotas: &Quotas) 
     if !changed {
         return Applied::Unchanged;
     }
+    prepare(loaded, quotas)
+}
+
+/// What storing the changes made since `saved_heads` takes: the chunk (or the snapshot
+/// that replaces every chunk), the new heads and index row, the actors to bind; or the
+/// quota they break.
+fn prepare(loaded: &Loaded, quotas: &Quotas) -> Applied {
     let mut actors: Vec<ActorId> = loaded
         .doc
         .get_changes(&loaded.saved_heads)
@@ -540,7 +552,7 @@ impl Hub {
         })
         .await;
         // A panic leaves the slot empty: the document reloads from the database.
-        let (mut loaded, owned_sync, applied) = worked.map_err(|_| HubError::Worker)?;
+        let (loaded, owned_sync, applied) = worked.map_err(|_| HubError::Worker)?;
         *sync = owned_sync;
         let prepared = match applied {
             Applied::Unchanged => {
@@ -562,6 +574,23 @@ impl Hub {
             Applied::Refused(refusal) => return Err(HubError::Refused(refusal)),
             Applied::Changed(prepared) => prepared,
         };
+        self.store_prepared(id, slot, loaded, *prepared, creator, origin)
+            .await
+    }
+
+    /// Stores what `prepare` made of a document's new changes, bound to `creator`'s
+    /// writer, then tells the other connections. On a storage error the slot stays empty:
+    /// the next use loads what the database holds.
+    async fn store_prepared(
+        &self,
+        id: DocumentId,
+        mut slot: tokio::sync::MutexGuard<'_, Option<Loaded>>,
+        mut loaded: Loaded,
+        prepared: Prepared,
+        creator: &Creator,
+        origin: u64,
+    ) -> Result<Received, HubError> {
+        let quotas = self.quotas();
         let created = !loaded.persisted;
         let authored = Authored {
             writer: &creator.writer,
