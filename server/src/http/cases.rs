@@ -22,7 +22,7 @@ use crate::store::{
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_case, list_cases))
-        .routes(routes!(get_case, delete_case))
+        .routes(routes!(get_case, delete_case, change_case))
         .routes(routes!(set_volunteers))
         .routes(routes!(case_audit))
 }
@@ -271,6 +271,54 @@ async fn get_case(
     Ok(axum::Json(json))
 }
 
+/// Fields left out stay as they are.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaseChange {
+    /// `active`, `paused` or `closed`.
+    #[schema(value_type = Option<String>)]
+    pub status: Option<lotse_protocol::Status>,
+    /// Pseudonymous (initials or a code), 1 to 40 characters.
+    pub label: Option<String>,
+    /// One of the topics (`gesundheit`, `bildung`, ..., `behoerden`).
+    #[schema(value_type = Option<String>)]
+    pub topic: Option<lotse_protocol::Topic>,
+    /// ISO 639-1 codes; replaces the list (a phone's concurrent additions survive).
+    pub languages: Option<Vec<String>>,
+}
+
+/// Change a case's status, label, topic or languages (coordinators): automerge changes
+/// written on the coordinator's behalf, merged with what phones wrote meanwhile.
+#[utoipa::path(patch, path = "/api/v1/cases/{id}", tag = "cases", request_body = CaseChange,
+    params(("id" = String, Path, description = "Case id or any of its document ids")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+async fn change_case(
+    State(state): State<AppState>,
+    caller: CoordinatorCaller,
+    Path(raw): Path<String>,
+    Json(body): Json<CaseChange>,
+) -> Result<StatusCode> {
+    let now = crate::store::now_ms();
+    super::case_edits::edit(&state, caller, &raw, |doc| {
+        if let Some(status) = body.status {
+            CaseDoc::set_status(doc, status, now)?;
+        }
+        if let Some(label) = &body.label {
+            CaseDoc::set_label(doc, label, now)?;
+        }
+        if let Some(topic) = body.topic {
+            CaseDoc::set_topic(doc, topic, now)?;
+        }
+        if let Some(languages) = &body.languages {
+            CaseDoc::set_languages(doc, languages, now)?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Each entry's `author` becomes who wrote it (the actor's device's volunteer, or the
 /// coordinator), never only what the entry claims: `authorVerified` says whether the
 /// writer is known, and where the claim differs it stays visible as `claimedAuthor`
@@ -369,5 +417,7 @@ async fn case_audit(
         return Err(Error::NotFound("case"));
     };
     let case_id = state.store.case_of(&id).await?;
-    Ok(axum::Json(state.store.case_audit_trail(org, &case_id).await?))
+    Ok(axum::Json(
+        state.store.case_audit_trail(org, &case_id).await?,
+    ))
 }

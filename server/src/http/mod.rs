@@ -4,6 +4,7 @@
 //! the root router are the application root's (`crate::app`).
 
 mod auth;
+mod case_edits;
 mod cases;
 mod devices;
 mod exports;
@@ -53,6 +54,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(volunteers::router())
         .merge(devices::router())
         .merge(cases::router())
+        .merge(case_edits::router())
         .merge(exports::router())
         .merge(generations::router())
         .merge(push::router())
