@@ -2164,8 +2164,89 @@ async fn a_note_is_erased_through_the_case_page(backend: Backend) {
     s.stop().await;
 }
 
+/// A coordinator writes into a case through its page (issue 18): a note, an appointment,
+/// the status and label; the API shows them, the note by that coordinator.
+async fn a_coordinator_writes_through_the_case_page(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (mut b, _, token) = logged_in(&s, "Lotsen Schreibformular").await;
+    let amira = s.volunteer(&token, "Amira", &["ar"]).await;
+    let case = s
+        .create_case(&token, "F.K.", "gesundheit", &["ar"], &[&amira])
+        .await;
+    let path = format!("/dashboard/cases/{case}");
+    let page = b.get(&path).await;
+    assert_eq!(page.status, 200);
+    let csrf = csrf_of(&page.body);
+    let empty = b
+        .submit(&format!("{path}/notes"), &csrf, &[("text", "  ")])
+        .await;
+    assert_eq!(empty.status, 422);
+    let saved = b
+        .submit(
+            &format!("{path}/notes"),
+            &csrf,
+            &[("text", "Rückruf beim Jobcenter")],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    assert_eq!(saved.location, format!("{path}?saved=1"));
+    let wrong_times = b
+        .submit(
+            &format!("{path}/appointments"),
+            &csrf,
+            &[("date", "2026-12-09"), ("from", "11:00"), ("to", "10:00")],
+        )
+        .await;
+    assert_eq!(wrong_times.status, 422, "ends before it starts");
+    let appointment = b
+        .submit(
+            &format!("{path}/appointments"),
+            &csrf,
+            &[
+                ("date", "2026-12-09"),
+                ("from", "10:00"),
+                ("to", "11:30"),
+                ("place", "Ausländerbehörde"),
+                ("purpose", "Termin"),
+            ],
+        )
+        .await;
+    assert_eq!(appointment.status, 303, "{}", appointment.body);
+    let closed = b
+        .submit(
+            &format!("{path}/edit"),
+            &csrf,
+            &[("status", "closed"), ("label", "F.K.")],
+        )
+        .await;
+    assert_eq!(closed.status, 303, "{}", closed.body);
+    let page = b.get(&closed.location).await;
+    assert!(
+        page.body.contains("Rückruf beim Jobcenter"),
+        "{}",
+        page.body
+    );
+
+    let (_, me) = s.get("/api/v1/me", Some(&token)).await;
+    let (status, got) = s.get(&format!("/api/v1/cases/{case}"), Some(&token)).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["status"], "closed");
+    assert_eq!(got["notes"][0]["text"], "Rückruf beim Jobcenter");
+    assert_eq!(got["notes"][0]["author"], me["coordinator_id"]);
+    assert_eq!(got["notes"][0]["authorVerified"], true);
+    let a = &got["appointments"][0];
+    assert_eq!(a["place"], "Ausländerbehörde");
+    // 10:00 in Berlin in December is 09:00 UTC.
+    assert_eq!(
+        a["end"].as_i64().unwrap() - a["start"].as_i64().unwrap(),
+        90 * 60_000
+    );
+    s.stop().await;
+}
+
 on_both_backends!(
     a_case_is_deleted_through_its_page,
+    a_coordinator_writes_through_the_case_page,
     a_note_is_erased_through_the_case_page,
     access_is_taken_away_through_the_forms,
     pages_redirect_to_login_when_logged_out,

@@ -248,6 +248,11 @@ pub async fn detail(
             html! {
                 p { a href="/dashboard/cases" { "← " (l.t("Alle Fälle", "All cases")) } }
                 h1 { (title) }
+                @if s.here.contains("saved=1") {
+                    p.notice role="status" { (l.t(
+                        "Gespeichert. Die Telefone des Falls bekommen die Änderung bei ihrer nächsten Verbindung.",
+                        "Saved. The case's phones get the change at their next connection.")) }
+                }
                 @if s.here.contains("erased=1") {
                     p.notice role="status" { (l.t(
                         "Der Eintrag ist gelöscht, auch aus dem Verlauf. Die Telefone übernehmen die neue Fassung bei ihrer nächsten Verbindung.",
@@ -256,6 +261,7 @@ pub async fn detail(
                 p #live-status.live-status role="status" aria-live="polite" {}
                 div #case data-live=(format!("/dashboard/fragments/cases/{id}")) { (body) }
                 (team)
+                (edit_forms(&s, &id, &view))
                 (erase_form(&s, &id, &view))
                 (delete_form(&s, &id))
                 (audit_trail(l, &trail))
@@ -303,6 +309,172 @@ async fn team_form(state: &AppState, s: &Session, id: &DocumentId) -> Result<Mar
             }
         }
     })
+}
+
+/// What a coordinator writes into the case (issue 18): a note, an appointment, the
+/// status and label. Each is an automerge change by this coordinator that merges with
+/// what phones typed offline. Outside the live part, so a refresh never clears a form.
+fn edit_forms(s: &Session, id: &DocumentId, view: &CaseView) -> Markup {
+    let l = s.lang;
+    html! {
+        section.card aria-labelledby="schreiben" {
+            h2 #schreiben { (l.t("In den Fall schreiben", "Write into the case")) }
+            form method="post" action=(format!("/dashboard/cases/{id}/notes")) {
+                (csrf(s))
+                label for="note-text" { (l.t("Notiz der Koordination", "Coordinator's note")) }
+                textarea #note-text name="text" rows="4" maxlength="100000" required {}
+                button type="submit" { (l.t("Notiz speichern", "Save note")) }
+            }
+            form method="post" action=(format!("/dashboard/cases/{id}/appointments")) {
+                (csrf(s))
+                fieldset {
+                    legend { (l.t("Termin hinzufügen", "Add an appointment")) }
+                    label for="appt-date" { (l.t("Tag", "Day")) }
+                    input #appt-date type="date" name="date" required;
+                    label for="appt-from" { (l.t("von", "from")) }
+                    input #appt-from type="time" name="from" required;
+                    label for="appt-to" { (l.t("bis", "to")) }
+                    input #appt-to type="time" name="to" required;
+                    label for="appt-place" { (l.t("Ort", "Place")) }
+                    input #appt-place type="text" name="place" maxlength="200";
+                    label for="appt-purpose" { (l.t("Anlass", "Purpose")) }
+                    input #appt-purpose type="text" name="purpose" maxlength="200";
+                }
+                button type="submit" { (l.t("Termin speichern", "Save appointment")) }
+            }
+            form method="post" action=(format!("/dashboard/cases/{id}/edit")) {
+                (csrf(s))
+                label for="case-status" { (l.t("Status", "Status")) }
+                select #case-status name="status" {
+                    @for st in lotse_protocol::Status::ALL {
+                        option value=(st.as_str()) selected[st == view.status] { (i18n::case_status(l, st.as_str())) }
+                    }
+                }
+                label for="case-label" { (l.t("Kürzel", "Label")) }
+                input #case-label type="text" name="label" maxlength="40" required value=(view.label);
+                button type="submit" { (l.t("Ändern", "Change")) }
+            }
+        }
+    }
+}
+
+/// `POST /dashboard/cases/{id}/notes`: a coordinator's note.
+pub async fn add_note(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Posted { s, f }: Posted,
+) -> Response {
+    let l = s.lang;
+    let note = lotse_protocol::NewNote {
+        author: s.caller.id().to_owned(),
+        text: f.get("text"),
+    };
+    if note.text.trim().is_empty() {
+        return layout::error_page(
+            l,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            l.t("Nicht gespeichert", "Not saved"),
+            l.t("Die Notiz ist leer.", "The note is empty."),
+        );
+    }
+    write(&state, &s, &raw, |doc| {
+        CaseDoc::add_note(doc, &note, crate::store::now_ms()).map(|_| ())
+    })
+    .await
+}
+
+/// `POST /dashboard/cases/{id}/appointments`: an appointment, in local time.
+pub async fn add_appointment(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Posted { s, f }: Posted,
+) -> Response {
+    let l = s.lang;
+    let date = f.get("date");
+    let (Some(start), Some(end)) = (
+        crate::timefmt::local_ms(&date, &f.get("from")),
+        crate::timefmt::local_ms(&date, &f.get("to")),
+    ) else {
+        return layout::error_page(
+            l,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            l.t("Nicht gespeichert", "Not saved"),
+            l.t(
+                "Bitte Tag und Uhrzeiten angeben.",
+                "Please give the day and the times.",
+            ),
+        );
+    };
+    let new = lotse_protocol::schema::NewAppointment {
+        start,
+        end,
+        place: f.get("place"),
+        purpose: f.get("purpose"),
+        case_id: None,
+    };
+    write(&state, &s, &raw, |doc| {
+        CaseDoc::add_appointment(doc, &new, crate::store::now_ms()).map(|_| ())
+    })
+    .await
+}
+
+/// `POST /dashboard/cases/{id}/edit`: status and label.
+pub async fn change(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Posted { s, f }: Posted,
+) -> Response {
+    let status = f.get("status").parse::<lotse_protocol::Status>();
+    let label = f.get("label");
+    write(&state, &s, &raw, |doc| {
+        let now = crate::store::now_ms();
+        CaseDoc::set_status(doc, status?, now)?;
+        CaseDoc::set_label(doc, &label, now)
+    })
+    .await
+}
+
+/// Writes `edit` into the case as this coordinator, audits it, and goes back to the page.
+async fn write(
+    state: &AppState,
+    s: &Session,
+    raw: &str,
+    edit: impl FnOnce(&mut Automerge) -> Result<(), lotse_protocol::SchemaError>,
+) -> Response {
+    let l = s.lang;
+    let id = match found(state, s, raw).await {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let caller = Caller::Coordinator(s.caller.clone());
+    match state
+        .hub
+        .edit_case(s.org(), &id, &caller.writer(), edit)
+        .await
+    {
+        Ok(Some(())) => {}
+        Ok(None) => return layout::not_found(l),
+        Err(HubError::Invalid(e)) => {
+            return layout::error_page(
+                l,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                l.t("Nicht gespeichert", "Not saved"),
+                &e.to_string(),
+            );
+        }
+        Err(e) => return layout::failed(l, "writing into a case", e),
+    }
+    if let Err(e) = state
+        .store
+        .audit(&[caller.audit("document.change", &id.to_string())])
+        .await
+    {
+        return layout::failed(l, "audit", e);
+    }
+    match state.store.case_of(&id).await {
+        Ok(case) => Redirect::to(&format!("/dashboard/cases/{case}?saved=1")).into_response(),
+        Err(e) => layout::failed(l, "case lookup", e),
+    }
 }
 
 /// Erasing one entry from the case and its history (docs/sync.md, generations), behind a

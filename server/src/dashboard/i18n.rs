@@ -438,7 +438,10 @@ pub fn change_kind(l: Lang, kind: Option<ChangeKind>) -> &'static str {
             "neu gefasst (Eintrag gelöscht oder Verlauf gekürzt)",
             "written anew (entry erased or history compacted)",
         ),
-        ReplayEdits => ("offline Geschriebenes übernommen", "offline edits carried over"),
+        ReplayEdits => (
+            "offline Geschriebenes übernommen",
+            "offline edits carried over",
+        ),
     };
     l.t(de, en)
 }

@@ -166,6 +166,12 @@ pub fn router() -> Router<AppState> {
         )
         .route("/dashboard/cases/{id}/delete", post(cases::delete))
         .route("/dashboard/cases/{id}/erase", post(cases::erase))
+        .route("/dashboard/cases/{id}/notes", post(cases::add_note))
+        .route(
+            "/dashboard/cases/{id}/appointments",
+            post(cases::add_appointment),
+        )
+        .route("/dashboard/cases/{id}/edit", post(cases::change))
         .route(
             "/dashboard/volunteers",
             get(volunteers::list).post(volunteers::create),
