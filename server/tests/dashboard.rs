@@ -2244,8 +2244,27 @@ async fn a_coordinator_writes_through_the_case_page(backend: Backend) {
     s.stop().await;
 }
 
+/// The dashboard has an icon, and the browser's own request for `/favicon.ico` finds it.
+async fn the_dashboard_has_an_icon(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (mut b, _, _) = logged_in(&s, "Lotsen Symbol").await;
+    let page = b.get("/dashboard").await;
+    assert!(
+        page.body.contains(r#"rel="icon""#),
+        "the pages name the icon"
+    );
+    let ico = b.get("/favicon.ico").await;
+    assert_eq!(ico.status, 308);
+    assert_eq!(ico.location, "/dashboard/static/icon.svg");
+    let icon = b.get(&ico.location).await;
+    assert_eq!(icon.status, 200);
+    assert!(icon.body.starts_with("<svg") && icon.body.contains("</svg>"));
+    s.stop().await;
+}
+
 on_both_backends!(
     a_case_is_deleted_through_its_page,
+    the_dashboard_has_an_icon,
     a_coordinator_writes_through_the_case_page,
     a_note_is_erased_through_the_case_page,
     access_is_taken_away_through_the_forms,

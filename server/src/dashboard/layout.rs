@@ -33,6 +33,7 @@ fn head(l: Lang, title: &str) -> Markup {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
             title { (title) " · Lotse" }
+            link rel="icon" type="image/svg+xml" href="/dashboard/static/icon.svg";
             link rel="stylesheet" href="/dashboard/static/app.css";
             script src="/dashboard/static/app.js" defer {}
             meta name="lotse-lang" content=(l.code());
@@ -293,6 +294,13 @@ pub fn found_table(
 pub fn static_css() -> Response {
     static_asset("text/css; charset=utf-8", CSS)
 }
+
+/// The dashboard's icon: a ship's wheel, since a Lotse is a ship's pilot.
+pub fn static_icon() -> Response {
+    static_asset("image/svg+xml", ICON)
+}
+
+const ICON: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64"><title>Lotse</title><rect width="64" height="64" rx="14" fill="#1f4e79"/><circle cx="32" cy="32" r="17" fill="none" stroke="#fff" stroke-width="5"/><path d="M32 9v14M32 41v14M9 32h14M41 32h14" stroke="#fff" stroke-width="5" stroke-linecap="round"/><circle cx="32" cy="32" r="5" fill="#f2b134"/></svg>"##;
 
 pub fn static_js() -> Response {
     static_asset("text/javascript; charset=utf-8", JS)

@@ -131,6 +131,15 @@ pub fn router() -> Router<AppState> {
             get(|| async { layout::static_css() }),
         )
         .route(
+            "/dashboard/static/icon.svg",
+            get(|| async { layout::static_icon() }),
+        )
+        // Browsers ask for it on their own, also on pages that name the icon.
+        .route(
+            "/favicon.ico",
+            get(|| async { Redirect::permanent("/dashboard/static/icon.svg") }),
+        )
+        .route(
             "/dashboard/static/app.js",
             get(|| async { layout::static_js() }),
         )
