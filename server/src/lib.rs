@@ -15,6 +15,7 @@ pub mod purge;
 pub mod push;
 pub mod ratelimit;
 pub mod secrets;
+pub mod statements;
 pub mod store;
 pub mod sync;
 pub mod timefmt;

@@ -2262,8 +2262,123 @@ async fn the_dashboard_has_an_icon(backend: Backend) {
     s.stop().await;
 }
 
+/// A volunteer's monthly statement (issue 18) adds up to the hours they wrote on their
+/// cases that month, and nobody else's; the month's totals and both CSVs agree.
+async fn a_monthly_statement_adds_up(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (mut b, _, token) = logged_in(&s, "Lotsen Abrechnung").await;
+    let amira = s.volunteer(&token, "Amira", &["ar"]).await;
+    let olena = s.volunteer(&token, "Olena", &["uk"]).await;
+    let first = s
+        .create_case(&token, "F.K.", "gesundheit", &["ar"], &[&amira, &olena])
+        .await;
+    let second = s
+        .create_case(&token, "M.S.", "wohnen", &["ar"], &[&amira])
+        .await;
+    let (_, amira_phone) = s.device(&token, &amira, "Amiras Telefon").await;
+    let (_, olena_phone) = s.device(&token, &olena, "Olenas Telefon").await;
+    let log = |date: &str, minutes: u32, travel: u32, author: &str| lotse_protocol::NewHours {
+        author: author.to_owned(),
+        date: date.into(),
+        minutes,
+        travel_minutes: travel,
+        kind: "begleitung".into(),
+    };
+    let mut phone = SyncClient::connect(s.addr, &amira_phone, "amira").await;
+    for (case, entries) in [
+        (
+            first,
+            vec![
+                log("2026-10-02", 90, 20, &amira),
+                log("2026-11-01", 30, 0, &amira),
+            ],
+        ),
+        (
+            second,
+            vec![
+                log("2026-10-15", 45, 15, &amira),
+                log("2026-10-31", 60, 10, &amira),
+            ],
+        ),
+    ] {
+        phone.fetch(case).await;
+        let doc = phone.docs.get_mut(&case).unwrap();
+        for h in &entries {
+            lotse_protocol::CaseDoc::log_hours(doc, h, 1_772_633_400_000).unwrap();
+        }
+        phone.offer(case).await;
+        phone.wait_until_stored(&s.store, case).await;
+    }
+    // Olena's hours in the same case and month are hers, even if they claim to be Amira's.
+    let mut other = SyncClient::connect(s.addr, &olena_phone, "olena").await;
+    other.fetch(first).await;
+    let doc = other.docs.get_mut(&first).unwrap();
+    lotse_protocol::CaseDoc::log_hours(doc, &log("2026-10-03", 120, 30, &amira), 1_772_633_400_000)
+        .unwrap();
+    other.offer(first).await;
+    other.wait_until_stored(&s.store, first).await;
+
+    let page = b
+        .get(&format!(
+            "/dashboard/volunteers/{amira}/statement?month=2026-10"
+        ))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Unterschrift"), "signature lines");
+    assert!(
+        page.body.contains("3:15 h"),
+        "90 + 45 + 60 minutes: {}",
+        page.body
+    );
+    assert!(
+        page.body.contains("0:45 h"),
+        "20 + 15 + 10 minutes of travel"
+    );
+    let csv = b
+        .get(&format!(
+            "/dashboard/volunteers/{amira}/statement.csv?month=2026-10"
+        ))
+        .await;
+    assert_eq!(csv.status, 200);
+    let total = csv.body.lines().last().unwrap().to_owned();
+    assert_eq!(total, ";Summe;;195;45", "{}", csv.body);
+    assert_eq!(
+        csv.body.lines().count(),
+        5,
+        "header, three entries, total: {}",
+        csv.body
+    );
+
+    let all = b.get("/dashboard/statements.csv?month=2026-10").await;
+    let line_of = |name: &str| {
+        all.body
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("{name} in {}", all.body))
+            .to_owned()
+    };
+    assert!(line_of("Amira").ends_with(";3;195;45"), "{}", all.body);
+    assert!(line_of("Olena").ends_with(";1;120;30"), "{}", all.body);
+    assert_eq!(
+        b.get("/dashboard/statements?month=2026-13").await.status,
+        422
+    );
+    let (mut stranger, _, _) = logged_in(&s, "Andere Lotsen").await;
+    let theirs = stranger
+        .get(&format!(
+            "/dashboard/volunteers/{amira}/statement?month=2026-10"
+        ))
+        .await;
+    assert_eq!(
+        theirs.status, 404,
+        "another organisation's volunteer is missing"
+    );
+    s.stop().await;
+}
+
 on_both_backends!(
     a_case_is_deleted_through_its_page,
+    a_monthly_statement_adds_up,
     the_dashboard_has_an_icon,
     a_coordinator_writes_through_the_case_page,
     a_note_is_erased_through_the_case_page,

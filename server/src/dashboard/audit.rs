@@ -11,12 +11,13 @@
 use std::collections::{HashMap, HashSet};
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use jiff::civil::Date;
 use lotse_protocol::DocumentId;
 use maud::{Markup, html};
 
+use super::csv::{self, Csv};
 use super::i18n::{self, Lang, query_param};
 use super::layout::{self, Nav, data_table, filter_form, html_response};
 use super::session::Session;
@@ -634,35 +635,11 @@ fn thousands(l: Lang, n: i64) -> String {
     out
 }
 
-/// A CSV cell: quoted where it holds the separator, a quote or a line break, and led by
-/// `'` where a spreadsheet would take it for a formula (names are typed by people).
-fn csv_cell(v: &str, sep: char) -> String {
-    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{v}")
-    } else {
-        v.to_owned()
-    };
-    if v.contains(sep) || v.contains('"') || v.contains('\n') || v.contains('\r') {
-        format!("\"{}\"", v.replace('"', "\"\""))
-    } else {
-        v
-    }
-}
-
 /// The lines as CSV: UTF-8 with a byte order mark so Excel reads umlauts; German uses
 /// `;` (as German Excel expects), English `,`.
 fn to_csv(l: Lang, lines: &[OrgAuditEvent]) -> String {
-    let sep = match l {
-        Lang::De => ';',
-        Lang::En => ',',
-    };
-    let mut out = String::from("\u{feff}");
-    let mut line = |fields: [&str; 10]| {
-        let cells: Vec<String> = fields.iter().map(|f| csv_cell(f, sep)).collect();
-        out.push_str(&cells.join(&sep.to_string()));
-        out.push_str("\r\n");
-    };
-    line([
+    let mut csv = Csv::new(l);
+    csv.line([
         l.t("Zeit", "Time"),
         l.t("Zeitpunkt (UTC)", "Moment (UTC)"),
         l.t("Wer", "Who"),
@@ -675,7 +652,7 @@ fn to_csv(l: Lang, lines: &[OrgAuditEvent]) -> String {
         l.t("Eintrag", "Entry"),
     ]);
     for e in lines {
-        line([
+        csv.line([
             &moment(l, e.at),
             &crate::timefmt::format_ms(e.at),
             &actor_words(l, e),
@@ -688,7 +665,7 @@ fn to_csv(l: Lang, lines: &[OrgAuditEvent]) -> String {
             &e.id,
         ]);
     }
-    out
+    csv.finish()
 }
 
 /// `GET /dashboard/audit.csv`: every line the filter lets through (no pages).
@@ -705,33 +682,12 @@ pub async fn csv(State(state): State<AppState>, s: Session) -> Response {
             .map(|z| z.strftime("%Y-%m-%d").to_string())
             .unwrap_or_default()
     );
-    let mut res = to_csv(l, &lines).into_response();
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    res
+    csv::download(to_csv(l, &lines), &name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_cells_are_no_formulas() {
-        assert_eq!(
-            csv_cell("=HYPERLINK(\"x\")", ';'),
-            "\"'=HYPERLINK(\"\"x\"\")\""
-        );
-        assert_eq!(csv_cell("+49 170", ';'), "'+49 170");
-        assert_eq!(csv_cell("@Amira", ','), "'@Amira");
-        assert_eq!(csv_cell("Amira (Handy)", ';'), "Amira (Handy)");
-        assert_eq!(csv_cell("a;b", ';'), "\"a;b\"");
-    }
 
     #[test]
     fn days_begin_at_local_midnight() {

@@ -422,6 +422,8 @@ article.note p.text{white-space:pre-wrap;margin:.25rem 0}
 @media (max-width:40rem){main{padding:.5rem .75rem 2rem}header.top{padding:.5rem .75rem}.account{margin-left:0}dl.facts{grid-template-columns:1fr}}
 [hidden]{display:none!important}
 .print-only{display:none}
+.signatures{display:flex;gap:3rem;margin-top:3rem}
+.signatures p{flex:1}
 @media print{
 @page{margin:1.8cm 1.5cm}
 body{background:#fff;font-size:10.5pt;line-height:1.4}

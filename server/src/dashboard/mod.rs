@@ -9,6 +9,7 @@
 //! | `/dashboard/volunteers[/new, /{id}, /{id}/edit]` | Lotsinnen und Lotsen: list, create, edit, profile, devices, enrollment codes |
 //! | `/dashboard/cases/{id}/export`, `/dashboard/volunteers/{id}/export` | Auskunft nach Art. 15 DSGVO, printable (`exports`) |
 //! | `/dashboard/reports[.csv, /chart/{name}.svg]` | Berichte with small-cell suppression |
+//! | `/dashboard/statements[.csv]`, `/dashboard/volunteers/{id}/statement[.csv]` | Abrechnung: monthly hours and travel per volunteer, printable and as CSV |
 //! | `/dashboard/audit[.csv]` | Protokoll: the organisation's audit trail, filtered, paged, as CSV |
 //! | `/dashboard/events` | the live stream (SSE); `/dashboard/fragments/...` what it refreshes |
 //! | `/dashboard/sw.js` | the service worker that shows coordinators' push notices (`notify`) |
@@ -20,6 +21,7 @@
 
 mod audit;
 mod cases;
+mod csv;
 mod exports;
 mod i18n;
 mod layout;
@@ -31,6 +33,7 @@ mod reports;
 mod requests;
 mod session;
 mod settings;
+mod statements;
 mod volunteers;
 
 use std::collections::HashMap;
@@ -207,6 +210,16 @@ pub fn router() -> Router<AppState> {
             get(settings::page).post(settings::update),
         )
         .route("/dashboard/reports.csv", get(reports::csv))
+        .route("/dashboard/statements", get(statements::totals))
+        .route("/dashboard/statements.csv", get(statements::totals_csv))
+        .route(
+            "/dashboard/volunteers/{id}/statement",
+            get(statements::statement),
+        )
+        .route(
+            "/dashboard/volunteers/{id}/statement.csv",
+            get(statements::statement_csv),
+        )
         .route("/dashboard/audit", get(audit::page))
         .route("/dashboard/audit.csv", get(audit::csv))
         .route("/dashboard/reports/chart/{name}", get(reports::chart))

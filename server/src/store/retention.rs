@@ -348,6 +348,35 @@ impl Store {
 
     /// The kept figures of deleted cases for the months `from` to `to` (`YYYY-MM`,
     /// inclusive): the cases that began then and the hours spent then.
+    /// Minutes and travel minutes of deleted cases' hours in `month` (`YYYY-MM`), by
+    /// whose time they were: what monthly statements add for cases gone since.
+    pub async fn kept_hours_by_author(
+        &self,
+        organisation_id: &str,
+        month: &str,
+    ) -> Result<std::collections::HashMap<String, (u64, u64)>> {
+        let rows = sqlx::query(
+            // PostgreSQL sums BIGINT to NUMERIC: cast back for one reader on both.
+            "SELECT author_id, CAST(SUM(minutes) AS BIGINT) AS minutes, \
+             CAST(SUM(travel_minutes) AS BIGINT) AS travel \
+             FROM kept_hours WHERE organisation_id = $1 AND month = $2 GROUP BY author_id",
+        )
+        .bind(organisation_id)
+        .bind(month)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let minutes: i64 = r.try_get("minutes")?;
+                let travel: i64 = r.try_get("travel")?;
+                Ok((
+                    r.try_get("author_id")?,
+                    (minutes.max(0) as u64, travel.max(0) as u64),
+                ))
+            })
+            .collect()
+    }
+
     pub async fn kept_figures(
         &self,
         organisation_id: &str,
