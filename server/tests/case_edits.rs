@@ -42,6 +42,15 @@ async fn a_coordinator_writes_into_a_case(backend: Backend) {
         text: "offline beim Amt gewesen".into(),
     };
     CaseDoc::add_note(offline.get_mut(&case).unwrap(), &note, 1_772_633_400_000).unwrap();
+    let hours = lotse_protocol::NewHours {
+        author: amira.clone(),
+        date: "2026-11-30".into(),
+        minutes: 90,
+        travel_minutes: 20,
+        kind: "begleitung".into(),
+    };
+    let hours_id =
+        CaseDoc::log_hours(offline.get_mut(&case).unwrap(), &hours, 1_772_633_400_000).unwrap();
 
     let path = format!("/api/v1/cases/{case}");
     let (status, added) = s
@@ -153,6 +162,54 @@ async fn a_coordinator_writes_into_a_case(backend: Backend) {
     assert_eq!(by_coordinator["authorVerified"], true, "{by_coordinator}");
     assert_eq!(by_coordinator["author"], coordinator_id.as_str());
     assert_eq!(got["status"], "closed");
+
+    // The coordinator corrects the phone's hours, then removes them, each with a reason.
+    let hours_path = format!("{path}/hours/{hours_id}");
+    let (status, body) = s
+        .patch(
+            &hours_path,
+            Some(&coordinator),
+            json!({"minutes": 60, "reason": "because"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = s
+        .patch(
+            &hours_path,
+            Some(&coordinator),
+            json!({"minutes": 60, "reason": "wrong-amount"}),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (_, got) = s.get(&path, Some(&coordinator)).await;
+    assert_eq!(got["hours"][0]["minutes"], 60);
+    assert_eq!(got["hours"][0]["correction"]["reason"], "wrong-amount");
+    assert_eq!(got["hours"][0]["correction"]["by"], coordinator_id.as_str());
+    assert_eq!(
+        got["hours"][0]["author"],
+        amira.as_str(),
+        "still the volunteer's time"
+    );
+    let (status, _) = s
+        .request(
+            reqwest::Method::DELETE,
+            &format!("{hours_path}?reason=duplicate"),
+            Some(&coordinator),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (_, got) = s.get(&path, Some(&coordinator)).await;
+    assert_eq!(got["hours"].as_array().unwrap().len(), 0, "removed: {got}");
+    let (status, _) = s
+        .request(
+            reqwest::Method::DELETE,
+            &format!("{path}/hours/nonesuch?reason=duplicate"),
+            Some(&coordinator),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
     let (_, trail) = s.get(&format!("{path}/audit"), Some(&coordinator)).await;
     let changes = trail
         .as_array()
@@ -160,7 +217,7 @@ async fn a_coordinator_writes_into_a_case(backend: Backend) {
         .iter()
         .filter(|e| e["action"] == "document.change" && e["actor_kind"] == "coordinator")
         .count();
-    assert_eq!(changes, 4, "one line per edit: {trail}");
+    assert_eq!(changes, 6, "one line per edit: {trail}");
     s.stop().await;
 }
 

@@ -137,6 +137,30 @@ pub struct HoursView {
     pub minutes: u32,
     pub travel_minutes: u32,
     pub kind: String,
+    /// The last correction by a coordinator, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correction: Option<Correction>,
+}
+
+/// Who changed or removed an hours entry, when and why (a short reason code such as
+/// `duplicate`, `wrong-amount`, `wrong-case`, `other`; never free text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Correction {
+    pub reason: String,
+    /// The coordinator's id.
+    pub by: String,
+    pub at: Millis,
+}
+
+/// A correction of an hours entry: fields left `None` stay.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HoursChange {
+    pub date: Option<String>,
+    pub minutes: Option<u32>,
+    pub travel_minutes: Option<u32>,
+    pub kind: Option<String>,
 }
 
 /// One row of the coordinators' dashboard index.
@@ -397,6 +421,66 @@ impl CaseDoc {
         })
     }
 
+    /// A coordinator corrects an hours entry: the fields that differ, and the correction
+    /// (reason, who, when) kept in the entry so the volunteer sees why.
+    pub fn correct_hours(
+        doc: &mut Automerge,
+        id: &HoursId,
+        change: &HoursChange,
+        why: &Correction,
+        now: Millis,
+    ) -> Result<(), SchemaError> {
+        if let Some(date) = &change.date {
+            validate_date(date)?;
+        }
+        if let Some(m) = change.minutes {
+            validate_minutes("minutes", m, 1, MINUTES_PER_DAY)?;
+        }
+        if let Some(m) = change.travel_minutes {
+            validate_minutes("travelMinutes", m, 0, MINUTES_PER_DAY)?;
+        }
+        if let Some(kind) = &change.kind {
+            validate_token("kind", kind)?;
+        }
+        validate_token("reason", &why.reason)?;
+        access::check_doc(doc, TYPE)?;
+        access::change(doc, now, ChangeKind::CorrectHours, |tx| {
+            let map = access::obj(tx, &ROOT, "hours", "", ObjType::Map)?;
+            let h = access::entry(tx, &map, id.as_str(), "hours entry", "hours.")?;
+            if let Some(date) = &change.date {
+                tx.put(&h, "date", date.as_str())?;
+            }
+            if let Some(m) = change.minutes {
+                tx.put(&h, "minutes", i64::from(m))?;
+            }
+            if let Some(m) = change.travel_minutes {
+                tx.put(&h, "travelMinutes", i64::from(m))?;
+            }
+            if let Some(kind) = &change.kind {
+                tx.put(&h, "kind", kind.as_str())?;
+            }
+            put_correction(tx, &h, "correction", why)
+        })
+    }
+
+    /// A coordinator removes an hours entry with a reason: it stays in the document,
+    /// marked, so the volunteer sees what was removed and why; readers and reports leave
+    /// it out.
+    pub fn remove_hours(
+        doc: &mut Automerge,
+        id: &HoursId,
+        why: &Correction,
+        now: Millis,
+    ) -> Result<(), SchemaError> {
+        validate_token("reason", &why.reason)?;
+        access::check_doc(doc, TYPE)?;
+        access::change(doc, now, ChangeKind::RemoveHours, |tx| {
+            let map = access::obj(tx, &ROOT, "hours", "", ObjType::Map)?;
+            let h = access::entry(tx, &map, id.as_str(), "hours entry", "hours.")?;
+            put_correction(tx, &h, "removed", why)
+        })
+    }
+
     pub fn delete_hours(doc: &mut Automerge, id: &HoursId, now: Millis) -> Result<(), SchemaError> {
         access::check_doc(doc, TYPE)?;
         access::change(doc, now, ChangeKind::DeleteHours, |tx| {
@@ -406,6 +490,36 @@ impl CaseDoc {
             Ok(())
         })
     }
+}
+
+fn put_correction(
+    tx: &mut automerge::transaction::Transaction<'_>,
+    entry: &ObjId,
+    key: &str,
+    why: &Correction,
+) -> Result<(), SchemaError> {
+    let c = tx.put_object(entry, key, ObjType::Map)?;
+    tx.put(&c, "reason", why.reason.as_str())?;
+    tx.put(&c, "by", why.by.as_str())?;
+    tx.put(&c, "at", why.at)?;
+    Ok(())
+}
+
+fn read_correction<R: ReadDoc>(
+    doc: &R,
+    entry: &ObjId,
+    key: &str,
+    prefix: &str,
+) -> Result<Option<Correction>, SchemaError> {
+    let Some(c) = access::opt_obj(doc, entry, key, prefix, ObjType::Map)? else {
+        return Ok(None);
+    };
+    let prefix = format!("{prefix}{key}.");
+    Ok(Some(Correction {
+        reason: access::string(doc, &c, "reason", &prefix)?,
+        by: access::opt_string(doc, &c, "by", &prefix)?.unwrap_or_default(),
+        at: access::opt_int(doc, &c, "at", &prefix)?.unwrap_or(0),
+    }))
 }
 
 fn map(doc: &Automerge, key: &str) -> Result<Option<ObjId>, SchemaError> {
@@ -450,7 +564,11 @@ fn read_hours(doc: &Automerge) -> Result<Vec<HoursView>, SchemaError> {
         .into_iter()
         .map(|(key, h)| {
             let prefix = format!("hours.{key}.");
-            Ok(HoursView {
+            // Removed by a coordinator: kept in the document for the record only.
+            if access::opt_obj(doc, &h, "removed", &prefix, ObjType::Map)?.is_some() {
+                return Ok(None);
+            }
+            Ok(Some(HoursView {
                 author: access::opt_string(doc, &h, "author", &prefix)?.unwrap_or_default(),
                 date: access::string(doc, &h, "date", &prefix)?,
                 minutes: access::count(doc, &h, "minutes", &prefix)?,
@@ -459,9 +577,11 @@ fn read_hours(doc: &Automerge) -> Result<Vec<HoursView>, SchemaError> {
                     .transpose()?
                     .unwrap_or(0),
                 kind: access::string(doc, &h, "kind", &prefix)?,
+                correction: read_correction(doc, &h, "correction", &prefix)?,
                 id: HoursId(key),
-            })
+            }))
         })
+        .filter_map(Result::transpose)
         .collect::<Result<Vec<_>, SchemaError>>()?;
     out.sort_by(|a, b| (&a.date, &a.id).cmp(&(&b.date, &b.id)));
     Ok(out)

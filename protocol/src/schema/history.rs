@@ -27,6 +27,9 @@ pub enum ChangeKind {
     DeleteHours,
     CreateSchedule,
     SetAvailability,
+    /// A coordinator corrected an hours entry, or removed one (with a reason).
+    CorrectHours,
+    RemoveHours,
     /// A case written anew as its next generation (an entry erased, or compacted).
     NewGeneration,
     /// A phone's offline edits to an earlier generation, replayed onto this one.
@@ -34,7 +37,7 @@ pub enum ChangeKind {
 }
 
 impl ChangeKind {
-    pub const ALL: [ChangeKind; 16] = [
+    pub const ALL: [ChangeKind; 18] = [
         Self::CreateCase,
         Self::SetStatus,
         Self::SetTopic,
@@ -49,6 +52,8 @@ impl ChangeKind {
         Self::DeleteHours,
         Self::CreateSchedule,
         Self::SetAvailability,
+        Self::CorrectHours,
+        Self::RemoveHours,
         Self::NewGeneration,
         Self::ReplayEdits,
     ];
@@ -70,6 +75,8 @@ impl ChangeKind {
             Self::DeleteHours => "delete hours",
             Self::CreateSchedule => "create schedule",
             Self::SetAvailability => "set availability",
+            Self::CorrectHours => "correct hours",
+            Self::RemoveHours => "remove hours",
             Self::NewGeneration => super::generation::NEW_GENERATION_MESSAGE,
             Self::ReplayEdits => super::generation::REPLAY_MESSAGE,
         }

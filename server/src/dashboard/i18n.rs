@@ -434,6 +434,8 @@ pub fn change_kind(l: Lang, kind: Option<ChangeKind>) -> &'static str {
         DeleteHours => ("Stunden gelöscht", "hours deleted"),
         CreateSchedule => ("Kalender angelegt", "schedule created"),
         SetAvailability => ("Verfügbarkeit geändert", "availability changed"),
+        CorrectHours => ("Stunden berichtigt", "hours corrected"),
+        RemoveHours => ("Stunden entfernt", "hours removed"),
         NewGeneration => (
             "neu gefasst (Eintrag gelöscht oder Verlauf gekürzt)",
             "written anew (entry erased or history compacted)",

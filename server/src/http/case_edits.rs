@@ -10,12 +10,16 @@
 //! | `PATCH /api/v1/cases/{id}/notes/{note_id}` `{text}` | replaces a note's text (only what differs is written) |
 //! | `POST /api/v1/cases/{id}/appointments` | adds an appointment |
 //! | `PATCH /api/v1/cases/{id}/appointments/{appointment_id}` | moves, renames or cancels one |
+//! | `PATCH /api/v1/cases/{id}/hours/{hours_id}` | corrects an hours entry, with a reason |
+//! | `DELETE /api/v1/cases/{id}/hours/{hours_id}?reason=` | removes one, with a reason |
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use lotse_protocol::automerge::Automerge;
-use lotse_protocol::schema::{AppointmentId, AppointmentUpdate, NewAppointment, NoteId};
+use lotse_protocol::schema::{
+    AppointmentId, AppointmentUpdate, Correction, HoursChange, HoursId, NewAppointment, NoteId,
+};
 use lotse_protocol::{CaseDoc, NewNote, SchemaError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -34,6 +38,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(edit_note))
         .routes(routes!(add_appointment))
         .routes(routes!(change_appointment))
+        .routes(routes!(correct_hours, remove_hours))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -165,6 +170,109 @@ async fn change_appointment(
     };
     edit(&state, caller, &raw, |doc| {
         CaseDoc::update_appointment(doc, &id, &update, now_ms())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Why a coordinator corrects or removes hours: `duplicate`, `wrong-amount`,
+/// `wrong-date`, `wrong-case` or `other`. Kept in the entry, so the volunteer sees it.
+const HOURS_REASONS: [&str; 5] = [
+    "duplicate",
+    "wrong-amount",
+    "wrong-date",
+    "wrong-case",
+    "other",
+];
+
+fn hours_reason(reason: &str) -> Result<String> {
+    HOURS_REASONS
+        .contains(&reason)
+        .then(|| reason.to_owned())
+        .ok_or_else(|| {
+            Error::invalid(
+                "reason",
+                "must be duplicate, wrong-amount, wrong-date, wrong-case or other",
+            )
+        })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoursCorrection {
+    /// `YYYY-MM-DD`.
+    pub date: Option<String>,
+    /// 1 to 1440.
+    pub minutes: Option<u32>,
+    /// 0 to 1440.
+    pub travel_minutes: Option<u32>,
+    pub kind: Option<String>,
+    /// `duplicate`, `wrong-amount`, `wrong-date`, `wrong-case` or `other`.
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RemoveHours {
+    /// `duplicate`, `wrong-amount`, `wrong-date`, `wrong-case` or `other`.
+    pub reason: String,
+}
+
+/// Correct an hours entry (coordinators), with a reason the volunteer sees in the entry.
+/// The statements and reports count the corrected figures.
+#[utoipa::path(patch, path = "/api/v1/cases/{id}/hours/{hours_id}", tag = "cases",
+    request_body = HoursCorrection,
+    params(("id" = String, Path, description = "Case id or any of its document ids"),
+        ("hours_id" = String, Path, description = "The hours entry's id")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+async fn correct_hours(
+    State(state): State<AppState>,
+    caller: CoordinatorCaller,
+    Path((raw, hours)): Path<(String, String)>,
+    Json(body): Json<HoursCorrection>,
+) -> Result<StatusCode> {
+    let why = Correction {
+        reason: hours_reason(&body.reason)?,
+        by: caller.id().to_owned(),
+        at: now_ms(),
+    };
+    let change = HoursChange {
+        date: body.date,
+        minutes: body.minutes,
+        travel_minutes: body.travel_minutes,
+        kind: body.kind,
+    };
+    let id = HoursId::new(hours);
+    edit(&state, caller, &raw, |doc| {
+        CaseDoc::correct_hours(doc, &id, &change, &why, now_ms())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Remove an hours entry (coordinators), with a reason: it stays in the case marked as
+/// removed, so the volunteer sees what was removed and why; statements and reports leave
+/// it out.
+#[utoipa::path(delete, path = "/api/v1/cases/{id}/hours/{hours_id}", tag = "cases",
+    params(("id" = String, Path, description = "Case id or any of its document ids"),
+        ("hours_id" = String, Path, description = "The hours entry's id"), RemoveHours),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+async fn remove_hours(
+    State(state): State<AppState>,
+    caller: CoordinatorCaller,
+    Path((raw, hours)): Path<(String, String)>,
+    Query(q): Query<RemoveHours>,
+) -> Result<StatusCode> {
+    let why = Correction {
+        reason: hours_reason(&q.reason)?,
+        by: caller.id().to_owned(),
+        at: now_ms(),
+    };
+    let id = HoursId::new(hours);
+    edit(&state, caller, &raw, |doc| {
+        CaseDoc::remove_hours(doc, &id, &why, now_ms())
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

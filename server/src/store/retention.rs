@@ -438,6 +438,7 @@ mod tests {
 
     fn hours(author: &str, date: &str, minutes: u32, travel: u32) -> HoursView {
         HoursView {
+            correction: None,
             id: HoursId::new(format!("{author}{date}{minutes}")),
             author: author.into(),
             date: date.into(),

@@ -406,3 +406,55 @@ fn newer_schemas_and_other_documents_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_coordinator_corrects_and_removes_hours_with_a_reason() {
+    let mut doc = crate::testing::sample_case();
+    let hours = NewHours {
+        author: "vol-1".into(),
+        date: "2026-10-02".into(),
+        minutes: 90,
+        travel_minutes: 20,
+        kind: "begleitung".into(),
+    };
+    let first = CaseDoc::log_hours(&mut doc, &hours, 2_000).unwrap();
+    let second = CaseDoc::log_hours(&mut doc, &hours, 2_000).unwrap();
+    let why = |reason: &str| Correction {
+        reason: reason.into(),
+        by: "coord-1".into(),
+        at: 5_000,
+    };
+    let change = HoursChange {
+        minutes: Some(60),
+        ..HoursChange::default()
+    };
+    CaseDoc::correct_hours(&mut doc, &first, &change, &why("wrong-amount"), 5_000).unwrap();
+    // A phone offline meanwhile edits the entry the coordinator removes: it stays removed.
+    let mut phone = doc.fork();
+    CaseDoc::remove_hours(&mut doc, &second, &why("duplicate"), 6_000).unwrap();
+    let bad = HoursChange {
+        minutes: Some(0),
+        ..HoursChange::default()
+    };
+    assert!(CaseDoc::correct_hours(&mut phone, &second, &bad, &why("x"), 6_000).is_err());
+    let phone_change = HoursChange {
+        travel_minutes: Some(5),
+        ..HoursChange::default()
+    };
+    CaseDoc::correct_hours(&mut phone, &second, &phone_change, &why("other"), 6_500).unwrap();
+    doc.merge(&mut phone).unwrap();
+
+    let view = CaseDoc::read(&doc).unwrap();
+    assert_eq!(view.hours.len(), 1, "the removed entry is left out");
+    let h = &view.hours[0];
+    assert_eq!((h.id.clone(), h.minutes, h.travel_minutes), (first, 60, 20));
+    assert_eq!(h.correction, Some(why("wrong-amount")));
+    assert!(matches!(
+        CaseDoc::remove_hours(&mut doc, &HoursId::new("nonesuch"), &why("other"), 7_000),
+        Err(SchemaError::NotFound { .. })
+    ));
+    assert!(matches!(
+        CaseDoc::remove_hours(&mut doc, &h.id, &why("Doppelt!"), 7_000),
+        Err(SchemaError::InvalidToken { .. })
+    ));
+}
