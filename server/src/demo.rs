@@ -280,6 +280,12 @@ async fn seed_cases(
             },
             created,
         )?;
+        let kind = if c.label.contains("Patenschaft") {
+            "patenschaft"
+        } else {
+            "einzelbegleitung"
+        };
+        CaseDoc::set_kind(&mut doc, kind, created)?;
         for (days, text) in c.notes {
             CaseDoc::add_note(
                 &mut doc,

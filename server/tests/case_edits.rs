@@ -83,7 +83,7 @@ async fn a_coordinator_writes_into_a_case(backend: Backend) {
         .patch(
             &path,
             Some(&coordinator),
-            json!({"status": "closed", "label": "F.K.2"}),
+            json!({"status": "closed", "label": "F.K.2", "kind": "patenschaft"}),
         )
         .await;
     assert_eq!(status, 204, "{body}");
@@ -93,6 +93,7 @@ async fn a_coordinator_writes_into_a_case(backend: Backend) {
         (format!("{path}/notes/nonesuch"), json!({"text": "x"}), 404),
         (path.clone(), json!({"status": "done"}), 400),
         (path.clone(), json!({"label": ""}), 422),
+        (path.clone(), json!({"kind": "freundschaft"}), 422),
         (
             format!("{path}/appointments"),
             json!({"start": "2026-12-07T10:00:00Z", "end": "2026-12-07T09:00:00Z"}),
@@ -162,6 +163,7 @@ async fn a_coordinator_writes_into_a_case(backend: Backend) {
     assert_eq!(by_coordinator["authorVerified"], true, "{by_coordinator}");
     assert_eq!(by_coordinator["author"], coordinator_id.as_str());
     assert_eq!(got["status"], "closed");
+    assert_eq!(got["kind"], "patenschaft");
 
     // The coordinator corrects the phone's hours, then removes them, each with a reason.
     let hours_path = format!("{path}/hours/{hours_id}");

@@ -16,6 +16,8 @@ use super::{
 };
 
 const TYPE: &str = "case";
+/// The kinds of accompaniment a case can be.
+pub const CASE_KINDS: [&str; 3] = ["einzelbegleitung", "patenschaft", "sprachmittlung"];
 const MAX_LABEL: usize = 40;
 const MAX_ID: usize = 128;
 pub(crate) const MAX_NOTE: usize = 100_000;
@@ -109,6 +111,10 @@ pub struct CaseView {
     pub languages: Vec<String>,
     pub topic: Topic,
     pub status: Status,
+    /// `einzelbegleitung`, `patenschaft` or `sprachmittlung` (`CASE_KINDS`); `None` for a
+    /// case written before cases had a kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     pub created_at: Millis,
     /// Oldest first.
     pub notes: Vec<NoteView>,
@@ -244,6 +250,7 @@ impl CaseDoc {
             languages,
             topic: access::string(doc, &ROOT, "topic", "")?.parse()?,
             status: access::string(doc, &ROOT, "status", "")?.parse()?,
+            kind: access::opt_string(doc, &ROOT, "kind", "")?,
             created_at: access::int(doc, &ROOT, "createdAt", "")?,
             notes: read_notes(doc)?,
             appointments: appointment::read_all(doc, map(doc, "appointments")?.as_ref())?,
@@ -261,6 +268,22 @@ impl CaseDoc {
         access::check_doc(doc, TYPE)?;
         access::change(doc, now, ChangeKind::SetStatus, |tx| {
             tx.put(ROOT, "status", status.as_str())?;
+            Ok(())
+        })
+    }
+
+    /// The kind of accompaniment (`CASE_KINDS`): one-to-one, a long-term mentoring
+    /// (Patenschaft), or language mediation.
+    pub fn set_kind(doc: &mut Automerge, kind: &str, now: Millis) -> Result<(), SchemaError> {
+        if !CASE_KINDS.contains(&kind) {
+            return Err(SchemaError::InvalidToken {
+                field: "kind",
+                expected: "einzelbegleitung, patenschaft or sprachmittlung",
+            });
+        }
+        access::check_doc(doc, TYPE)?;
+        access::change(doc, now, ChangeKind::SetKind, |tx| {
+            tx.put(ROOT, "kind", kind)?;
             Ok(())
         })
     }

@@ -27,6 +27,7 @@ pub enum ChangeKind {
     DeleteHours,
     CreateSchedule,
     SetAvailability,
+    SetKind,
     /// A coordinator corrected an hours entry, or removed one (with a reason).
     CorrectHours,
     RemoveHours,
@@ -37,7 +38,7 @@ pub enum ChangeKind {
 }
 
 impl ChangeKind {
-    pub const ALL: [ChangeKind; 18] = [
+    pub const ALL: [ChangeKind; 19] = [
         Self::CreateCase,
         Self::SetStatus,
         Self::SetTopic,
@@ -52,6 +53,7 @@ impl ChangeKind {
         Self::DeleteHours,
         Self::CreateSchedule,
         Self::SetAvailability,
+        Self::SetKind,
         Self::CorrectHours,
         Self::RemoveHours,
         Self::NewGeneration,
@@ -75,6 +77,7 @@ impl ChangeKind {
             Self::DeleteHours => "delete hours",
             Self::CreateSchedule => "create schedule",
             Self::SetAvailability => "set availability",
+            Self::SetKind => "set kind",
             Self::CorrectHours => "correct hours",
             Self::RemoveHours => "remove hours",
             Self::NewGeneration => super::generation::NEW_GENERATION_MESSAGE,

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 pub use appointment::{AppointmentId, AppointmentUpdate, AppointmentView, NewAppointment};
 pub use case::{
-    CaseDoc, CaseSummary, CaseView, Correction, HoursChange, HoursId, HoursView, NewCase, NewHours,
-    NewNote, NoteId, NoteView,
+    CASE_KINDS, CaseDoc, CaseSummary, CaseView, Correction, HoursChange, HoursId, HoursView,
+    NewCase, NewHours, NewNote, NoteId, NoteView,
 };
 pub use history::{ChangeKind, Creators, HistoryEntry, authors_by_actor, creators, history};
 pub use schedule::{AvailabilitySlot, NewSchedule, ScheduleDoc, ScheduleView};

@@ -434,6 +434,7 @@ pub fn change_kind(l: Lang, kind: Option<ChangeKind>) -> &'static str {
         DeleteHours => ("Stunden gelöscht", "hours deleted"),
         CreateSchedule => ("Kalender angelegt", "schedule created"),
         SetAvailability => ("Verfügbarkeit geändert", "availability changed"),
+        SetKind => ("Art der Begleitung geändert", "kind changed"),
         CorrectHours => ("Stunden berichtigt", "hours corrected"),
         RemoveHours => ("Stunden entfernt", "hours removed"),
         NewGeneration => (

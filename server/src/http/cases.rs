@@ -38,6 +38,10 @@ pub struct CreateCase {
     /// Volunteers whose devices may sync the case.
     #[serde(default)]
     pub volunteer_ids: Vec<String>,
+    /// `einzelbegleitung` (the default), `patenschaft` (long-term mentoring) or
+    /// `sprachmittlung` (language mediation).
+    #[serde(default)]
+    pub kind: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -135,6 +139,8 @@ async fn create_case(
     };
     let now = now_ms();
     CaseDoc::create(&mut doc, &new, now).map_err(|e| Error::invalid("case", e.to_string()))?;
+    let kind = body.kind.as_deref().unwrap_or("einzelbegleitung");
+    CaseDoc::set_kind(&mut doc, kind, now).map_err(|e| Error::invalid("kind", e.to_string()))?;
     let by = Caller::Coordinator(caller.clone());
     let id = state
         .hub
@@ -285,6 +291,8 @@ pub struct CaseChange {
     pub topic: Option<lotse_protocol::Topic>,
     /// ISO 639-1 codes; replaces the list (a phone's concurrent additions survive).
     pub languages: Option<Vec<String>>,
+    /// `einzelbegleitung`, `patenschaft` or `sprachmittlung`.
+    pub kind: Option<String>,
 }
 
 /// Change a case's status, label, topic or languages (coordinators): automerge changes
@@ -312,6 +320,9 @@ async fn change_case(
         }
         if let Some(languages) = &body.languages {
             CaseDoc::set_languages(doc, languages, now)?;
+        }
+        if let Some(kind) = &body.kind {
+            CaseDoc::set_kind(doc, kind, now)?;
         }
         Ok(())
     })

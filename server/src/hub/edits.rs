@@ -34,8 +34,16 @@ impl Hub {
         // with another instance writing the same case at the same moment.
         loaded.doc.set_actor(ActorId::random());
         let before = loaded.doc.get_heads();
-        // Our edits make one transaction each; a refused one is rolled back.
-        let out = edit(&mut loaded.doc).map_err(HubError::Invalid)?;
+        let out = match edit(&mut loaded.doc) {
+            Ok(out) => out,
+            Err(e) => {
+                // Each of our edits is one transaction and a refused one rolls back, but
+                // an edit made of several may have written some before one failed: the
+                // copy goes, and the next use loads what the database holds.
+                *slot = None;
+                return Err(HubError::Invalid(e));
+            }
+        };
         if loaded.doc.get_heads() == before {
             return Ok(Some(out));
         }

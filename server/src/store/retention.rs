@@ -65,7 +65,7 @@ impl CaseFigures {
             started: local_month(view.created_at).unwrap_or_default(),
             topic: view.topic.as_str().to_owned(),
             languages: view.languages.clone(),
-            kind: None,
+            kind: view.kind.clone(),
             hours: sums
                 .into_iter()
                 .map(
@@ -451,6 +451,7 @@ mod tests {
     #[test]
     fn figures_sum_hours_per_person_and_month_and_keep_no_label() {
         let view = CaseView {
+            kind: Some("patenschaft".into()),
             schema: 1,
             organisation_id: "org".into(),
             label: "F.K.".into(),

@@ -61,6 +61,7 @@ fn create_and_read_back() {
             languages: vec!["ar".into(), "de".into()],
             topic: Topic::Behoerden,
             status: Status::Active,
+            kind: None,
             created_at: T0,
             notes: vec![],
             appointments: vec![],
@@ -457,4 +458,19 @@ fn a_coordinator_corrects_and_removes_hours_with_a_reason() {
         CaseDoc::remove_hours(&mut doc, &h.id, &why("Doppelt!"), 7_000),
         Err(SchemaError::InvalidToken { .. })
     ));
+}
+
+#[test]
+fn a_case_has_a_kind() {
+    let mut doc = case();
+    CaseDoc::set_kind(&mut doc, "patenschaft", T0 + 1).unwrap();
+    assert_eq!(
+        CaseDoc::read(&doc).unwrap().kind.as_deref(),
+        Some("patenschaft")
+    );
+    assert!(CaseDoc::set_kind(&mut doc, "freundschaft", T0 + 2).is_err());
+    assert_eq!(
+        CaseDoc::read(&doc).unwrap().kind.as_deref(),
+        Some("patenschaft")
+    );
 }
