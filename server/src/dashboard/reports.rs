@@ -628,6 +628,7 @@ pub async fn page(State(state): State<AppState>, s: Session) -> Response {
                     "Zahlen unter 5 werden als „<5“ gezeigt (auch in Diagrammen und im Export), damit niemand erkennbar wird. Ein „*“ verdeckt eine weitere Zahl, aus der sich sonst mit der Summe eine kleine Zahl ausrechnen ließe. Anfragen zählen nach dem Monat ihres Termins, Fälle nach ihrem Beginn, Stunden nach ihrem Tag. Mehrsprachige Anfragen zählen bei jeder ihrer Sprachen.",
                     "Numbers below 5 are shown as “<5” (in charts and the export too) so that nobody can be identified. A “*” hides another number that, with the total, would give a small one away. Requests count by the month of their appointment, cases by their start, hours by their day. Requests in several languages count for each of them.")) }
                 p { a.button.secondary href=(format!("/dashboard/reports.csv?{}", period.query())) download { (l.t("Als CSV herunterladen (Excel)", "Download as CSV (Excel)")) } }
+                p { a href="/dashboard/statements" { (l.t("Stundennachweise je Lotsin und Lotse (Abrechnung)", "Statements of hours per volunteer (for the expense allowance)")) } }
                 section.card aria-labelledby="summen" {
                     h2 #summen { (l.t("Summen", "Totals")) }
                     dl.facts #totals {
