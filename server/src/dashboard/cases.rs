@@ -246,7 +246,11 @@ pub async fn detail(
             Nav::Cases,
             &title,
             html! {
-                p { a href="/dashboard/cases" { "← " (l.t("Alle Fälle", "All cases")) } }
+                p {
+                    a href="/dashboard/cases" { "← " (l.t("Alle Fälle", "All cases")) }
+                    " · "
+                    a href=(format!("/dashboard/cases/{id}/export")) { (l.t("Auskunft (Art. 15 DSGVO)", "Access export (Art. 15 GDPR)")) }
+                }
                 h1 { (title) }
                 @if s.here.contains("saved=1") {
                     p.notice role="status" { (l.t(

@@ -297,6 +297,11 @@ async fn detail_with(
             html! {
                 p { a href="/dashboard/volunteers" { "← " (l.t("Alle Lotsinnen und Lotsen", "All volunteers")) } }
                 h1 { (v.display_name) }
+                p {
+                    a href=(format!("/dashboard/volunteers/{}/statement", v.id)) { (l.t("Stundennachweis (letzter Monat)", "Statement of hours (last month)")) }
+                    " · "
+                    a href=(format!("/dashboard/volunteers/{}/export", v.id)) { (l.t("Auskunft (Art. 15 DSGVO)", "Access export (Art. 15 GDPR)")) }
+                }
                 @if let Some(n) = notice { div.ok-box role="status" { p { (n) } } }
                 @if let Some(id) = &revoked {
                     div.ok-box role="status" { p { (l.t("Das Gerät ist gesperrt. Es wird beim nächsten Kontakt gelöscht.", "The device is revoked. It wipes its data at its next contact.")) }
