@@ -221,6 +221,7 @@ mod tests {
             trainings: Vec::new(),
             created_at: Timestamp::from_ms(0),
             updated_at: Timestamp::from_ms(0),
+            erased_at: None,
         }
     }
 

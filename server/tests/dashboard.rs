@@ -2036,6 +2036,55 @@ async fn a_case_is_deleted_through_its_page(backend: Backend) {
     s.stop().await;
 }
 
+/// Art. 17 for a volunteer through their page: refused without the confirmation, then
+/// done; the page afterwards says so and offers no edit, code or erasure any more.
+async fn a_volunteer_is_erased_through_their_page(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (mut b, org, token) = logged_in(&s, "Lotsen Art17").await;
+    let amira = s.volunteer(&token, "Amira Kahlil", &["ar"]).await;
+    s.device(&token, &amira, "Amiras Handy").await;
+    let path = format!("/dashboard/volunteers/{amira}");
+    let page = b.get(&path).await;
+    assert!(
+        page.body.contains(&format!("action=\"{path}/erase\"")),
+        "an erase form"
+    );
+    let csrf = csrf_of(&page.body);
+    let unconfirmed = b.submit(&format!("{path}/erase"), &csrf, &[]).await;
+    assert_eq!(unconfirmed.status, 422, "{}", unconfirmed.body);
+    assert!(
+        b.get(&path).await.body.contains("Amira Kahlil"),
+        "still there"
+    );
+
+    let done = b
+        .submit(&format!("{path}/erase"), &csrf, &[("confirm", "yes")])
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location, format!("{path}?erased=1"));
+    let after = b.get(&done.location).await;
+    assert_eq!(after.status, 200);
+    assert!(!after.body.contains("Amira Kahlil"), "{}", after.body);
+    assert!(
+        after.body.contains("Nach Art. 17 DSGVO gelöscht am"),
+        "{}",
+        after.body
+    );
+    for gone in ["/erase\"", "/edit\"", "/enrollment-code\""] {
+        assert!(!after.body.contains(gone), "{gone} is offered still");
+    }
+    assert!(first_device_revoked(&s, &org, &amira).await);
+    let edit = b
+        .submit(
+            &path,
+            &csrf,
+            &[("display_name", "Amira Kahlil"), ("languages", "ar")],
+        )
+        .await;
+    assert_eq!(edit.status, 409, "{}", edit.body);
+    s.stop().await;
+}
+
 /// Erasing a note from a case's history through its page (issue 16): the page names the
 /// case by the same id afterwards, shows the rest, keeps its audit trail and says who
 /// wrote the remaining note, as before.
@@ -2377,6 +2426,7 @@ async fn a_monthly_statement_adds_up(backend: Backend) {
 }
 
 on_both_backends!(
+    a_volunteer_is_erased_through_their_page,
     a_case_is_deleted_through_its_page,
     a_monthly_statement_adds_up,
     the_dashboard_has_an_icon,

@@ -129,7 +129,9 @@ impl Drop for TestDb {
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(async {
+            // Bounded: a database that cannot be dropped is left behind (a uniquely named
+            // leftover) rather than waited for while the test's runtime is blocked here.
+            let drop_it = async {
                 if let Ok(mut conn) =
                     <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await
                 {
@@ -139,6 +141,9 @@ impl Drop for TestDb {
                     .execute(&mut conn)
                     .await;
                 }
+            };
+            rt.block_on(async {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(30), drop_it).await;
             });
         })
         .join();

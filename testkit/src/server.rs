@@ -114,9 +114,27 @@ impl TestServer {
 
     /// Shuts the server down gracefully; its database stays for a successor.
     pub async fn stop_keeping_db(self) -> TestDb {
+        // Bounded, so that a server that cannot stop fails the test with what held it
+        // instead of hanging the run: the server itself gives its sync connections
+        // `lifecycle::DRAIN`, so this allows for that and a slow machine.
+        const WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
         let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
-        self.store.close().await;
+        match tokio::time::timeout(WITHIN, self.task).await {
+            Ok(served) => served.unwrap().unwrap(),
+            Err(_) => panic!(
+                "the server did not stop within {WITHIN:?}: an HTTP request still in flight \
+                 ({} long-lived tasks still running)",
+                self.state.lifecycle.still_running()
+            ),
+        }
+        if tokio::time::timeout(WITHIN, self.store.close())
+            .await
+            .is_err()
+        {
+            panic!(
+                "the database pool did not close within {WITHIN:?}: a connection is still checked out"
+            );
+        }
         self.db
     }
 
@@ -173,7 +191,12 @@ pub struct Client {
 
 impl Client {
     pub fn at(addr: SocketAddr) -> Self {
-        Self::with_http(addr, reqwest::Client::new())
+        // A server that never answers fails the test with the request, not a hung run.
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .expect("a plain HTTP client builds");
+        Self::with_http(addr, http)
     }
 
     pub fn with_http(addr: SocketAddr, http: reqwest::Client) -> Self {

@@ -10,6 +10,7 @@
 pub mod address;
 pub mod caller;
 pub mod error;
+pub mod lifecycle;
 mod listen;
 
 use std::future::Future;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub sockets: Arc<Sockets>,
     /// Password checks running at once (argon2 takes a core and 19 MiB each).
     password_checks: Arc<tokio::sync::Semaphore>,
+    /// Ends sync connections and event streams when the server stops.
+    pub lifecycle: Arc<lifecycle::Lifecycle>,
 }
 
 /// How many sync connections each device holds open here. A phone needs one (two for a
@@ -135,6 +138,7 @@ impl AppState {
             )),
             hub: Arc::new(Hub::new(store.clone()).await?),
             limits: Arc::new(Limits::new(&store)),
+            lifecycle: Arc::default(),
             store,
             config: Arc::new(config),
         })
@@ -171,6 +175,38 @@ impl AppState {
         self.hub.shared_with(done.added.clone());
         tracing::info!(document_id = %id, added = done.added.len(), removed = done.removed.len(), "case volunteers replaced");
         Ok(done)
+    }
+
+    /// Art. 17 for a volunteer (see `Store::erase_volunteer`), then what only they had
+    /// (their schedules) deleted like any document. `Ok(false)`: no such volunteer here.
+    /// A schedule that fails to delete fails the call; erasing again finishes the job.
+    pub async fn erase_volunteer(
+        &self,
+        caller: &crate::app::caller::CoordinatorCaller,
+        volunteer_id: &str,
+    ) -> Result<bool, error::Error> {
+        let org = caller.organisation_id();
+        let Some(erased) = self
+            .store
+            .erase_volunteer(org, caller.id(), volunteer_id)
+            .await?
+        else {
+            return Ok(false);
+        };
+        self.access_shrank(erased.access);
+        let by = caller::Caller::Coordinator(caller.clone());
+        for doc in &erased.own_documents {
+            let Ok(id) = doc.parse::<lotse_protocol::DocumentId>() else {
+                continue;
+            };
+            let audit = by.audit("document.delete", doc);
+            self.hub
+                .delete(org, &id, crate::store::DeletionReason::PersonAsked, &audit)
+                .await
+                .map_err(|e| error::Error::Internal(anyhow::anyhow!("deleting a schedule: {e}")))?;
+        }
+        tracing::info!(%volunteer_id, documents = erased.own_documents.len(), "volunteer erased (Art. 17)");
+        Ok(true)
     }
 
     /// Rights the store has taken away (and told other instances of): this instance's
@@ -268,8 +304,22 @@ pub async fn serve(
         Duration::from_secs(60),
     ));
     let header_timeout = state.config.header_timeout;
+    let lifecycle = state.lifecycle.clone();
+    let stopping = lifecycle.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.begin_stop();
+    };
     let app = router(state);
     let served = listen::serve_connections(listener, app, header_timeout, shutdown).await;
+    // The sync connections write their sync states and audit lines before the caller
+    // closes the database.
+    if !lifecycle.drained(lifecycle::DRAIN).await {
+        tracing::warn!(
+            still_running = lifecycle.still_running(),
+            "sync connections did not end in time; what they had not written is lost"
+        );
+    }
     evictor.abort();
     sweeper.abort();
     follower.abort();

@@ -45,6 +45,8 @@ struct Live {
     ours: HashMap<DocumentId, bool>,
     until: Instant,
     started: bool,
+    /// Ends the stream when the server stops, which otherwise waits for it.
+    running: crate::app::lifecycle::Running,
     /// The browser reconnected with an older fingerprint than the current one.
     missed: bool,
     done: bool,
@@ -116,6 +118,7 @@ async fn next(mut live: Live) -> Option<(Result<Event, Infallible>, Live)> {
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(live.until) => return None,
+            () = live.running.stopping() => return None,
             event = live.hub.recv() => match event {
                 Ok(HubEvent::Changed(c)) => {
                     if live.is_ours(c.id).await {
@@ -171,6 +174,7 @@ pub async fn events(State(state): State<AppState>, headers: HeaderMap, s: Sessio
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let live = Live {
+        running: state.lifecycle.enter(),
         hub: state.hub.subscribe(),
         state,
         org,

@@ -6,7 +6,7 @@
 //! | `/dashboard` | Überblick: requests by state, active cases, stale phones, cases to look at |
 //! | `/dashboard/requests[/new, /{id}, /{id}/edit]` | Anfragen: list, create, edit, candidates, offer |
 //! | `/dashboard/cases[/{id}]` | Fälle: list and detail as the server holds them after sync |
-//! | `/dashboard/volunteers[/new, /{id}, /{id}/edit]` | Lotsinnen und Lotsen: list, create, edit, profile, devices, enrollment codes |
+//! | `/dashboard/volunteers[/new, /{id}, /{id}/edit, /{id}/erase]` | Lotsinnen und Lotsen: list, create, edit, profile, devices, enrollment codes, erasure (Art. 17) |
 //! | `/dashboard/cases/{id}/export`, `/dashboard/volunteers/{id}/export` | Auskunft nach Art. 15 DSGVO, printable (`exports`) |
 //! | `/dashboard/reports[.csv, /chart/{name}.svg]` | Berichte with small-cell suppression |
 //! | `/dashboard/statements[.csv]`, `/dashboard/volunteers/{id}/statement[.csv]` | Abrechnung: monthly hours and travel per volunteer, printable and as CSV |
@@ -198,6 +198,7 @@ pub fn router() -> Router<AppState> {
             get(volunteers::edit_form),
         )
         .route("/dashboard/volunteers/{id}/export", get(exports::volunteer))
+        .route("/dashboard/volunteers/{id}/erase", post(volunteers::erase))
         .route(
             "/dashboard/volunteers/{id}/enrollment-code",
             post(volunteers::enrollment_code),

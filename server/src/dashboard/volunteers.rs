@@ -282,6 +282,11 @@ async fn detail_with(
         ))
     } else if param("saved").as_deref() == Some("1") {
         Some(l.t("Gespeichert.", "Saved."))
+    } else if param("erased").as_deref() == Some("1") {
+        Some(l.t(
+            "Gelöscht. Die Geräte sind gesperrt; die Stunden bleiben ohne Namen in den Berichten.",
+            "Erased. The devices are revoked; the hours stay in the reports without a name.",
+        ))
     } else {
         None
     };
@@ -350,8 +355,12 @@ async fn detail_with(
                             }
                             dt { (l.t("Dabei seit", "Member since")) } dd { (i18n::date(l, v.created_at.ms())) }
                         }
-                        div.actions {
-                            a.button.secondary href=(format!("/dashboard/volunteers/{}/edit", v.id)) { (l.t("Bearbeiten", "Edit")) }
+                        @if let Some(at) = v.erased_at {
+                            p.muted { (l.t("Nach Art. 17 DSGVO gelöscht am", "Erased under Art. 17 GDPR on")) " " (i18n::date(l, at.ms())) }
+                        } @else {
+                            div.actions {
+                                a.button.secondary href=(format!("/dashboard/volunteers/{}/edit", v.id)) { (l.t("Bearbeiten", "Edit")) }
+                            }
                         }
                     }
                     section.card aria-labelledby="begleitungen" {
@@ -374,6 +383,7 @@ async fn detail_with(
                         "Ein verlorenes Handy sperren: es kann sofort nichts mehr synchronisieren und löscht seine Daten beim nächsten Kontakt.",
                         "Revoke a lost phone: it stops syncing at once and wipes its data at its next contact.")) }
                     @if devices.is_empty() { p { (l.t("Noch kein Gerät angemeldet.", "No device enrolled yet.")) } } @else { (devices_table(s, &devices, now)) }
+                    @if v.erased_at.is_none() {
                     form method="post" action=(format!("/dashboard/volunteers/{}/enrollment-code", v.id)) {
                         (csrf(s))
                         div.filters {
@@ -388,7 +398,9 @@ async fn detail_with(
                             button type="submit" { (l.t("Anmeldecode für ein neues Handy erstellen", "Create an enrollment code for a new phone")) }
                         }
                     }
+                    }
                 }
+                @if v.erased_at.is_none() { (erase_form(s, v)) }
             },
         ),
     )
@@ -882,6 +894,9 @@ pub async fn edit_form(
     Path(raw): Path<String>,
 ) -> Result<Response, Response> {
     let v = load(&state, &s, &raw).await?;
+    if v.erased_at.is_some() {
+        return Err(erased_page(s.lang));
+    }
     let form = Form::of(&v);
     Ok(form_page(
         &s,
@@ -899,6 +914,9 @@ pub async fn update(
 ) -> Result<Response, Response> {
     let v = load(&state, &s, &raw).await?;
     let l = s.lang;
+    if v.erased_at.is_some() {
+        return Err(erased_page(l));
+    }
     let here = format!("/dashboard/volunteers/{}", v.id);
     let form = Form::posted(&f);
     let new = validate(l, &form).map_err(|errors| {
@@ -935,6 +953,67 @@ pub async fn update(
             Err(e) => layout::failed(l, "update volunteer", e),
         },
     )
+}
+
+fn erased_page(l: Lang) -> Response {
+    layout::error_page(
+        l,
+        StatusCode::CONFLICT,
+        l.t("Gelöscht", "Erased"),
+        l.t(
+            "Die Angaben dieser Person wurden nach Art. 17 DSGVO gelöscht und können nicht mehr geändert werden.",
+            "This person's data was erased under Art. 17 GDPR and can no longer be changed.",
+        ),
+    )
+}
+
+/// `POST /dashboard/volunteers/{id}/erase`: Art. 17, once confirmed.
+pub async fn erase(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Posted { s, f }: Posted,
+) -> Result<Response, Response> {
+    let v = load(&state, &s, &raw).await?;
+    let l = s.lang;
+    if f.get("confirm") != "yes" {
+        return Err(layout::error_page(
+            l,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            l.t("Nicht gelöscht", "Not erased"),
+            l.t(
+                "Bitte das Löschen ausdrücklich bestätigen.",
+                "Please confirm the erasure explicitly.",
+            ),
+        ));
+    }
+    match state.erase_volunteer(&s.caller, &v.id).await {
+        Ok(true) => {
+            Ok(Redirect::to(&format!("/dashboard/volunteers/{}?erased=1", v.id)).into_response())
+        }
+        Ok(false) => Err(layout::not_found(l)),
+        Err(e) => Err(layout::failed(l, "erase volunteer", e)),
+    }
+}
+
+/// The form that erases a volunteer, with what stays and what goes.
+fn erase_form(s: &Session, v: &Volunteer) -> Markup {
+    let l = s.lang;
+    html! {
+        section.card aria-labelledby="loeschen" {
+            h2 #loeschen { (l.t("Löschen (Art. 17 DSGVO)", "Erase (Art. 17 GDPR)")) }
+            p { (l.t(
+                "Für eine Person, die ausscheidet und die Löschung ihrer Daten verlangt: Name, Sprachen, Themen, Verfügbarkeit, Schulungen und alle Geräte werden gelöscht, jedes Gerät gesperrt, die Person aus allen Fällen genommen. Ihre Stunden bleiben ohne Namen in Berichten und Nachweisen. Das lässt sich nicht rückgängig machen.",
+                "For a person who leaves and asks for their data to be erased: name, languages, topics, availability, trainings and all devices are erased, every device revoked, the person taken off every case. Their hours stay in reports and statements without a name. This cannot be undone.")) }
+            form method="post" action=(format!("/dashboard/volunteers/{}/erase", v.id)) {
+                (csrf(s))
+                div.field {
+                    input #erase-confirm type="checkbox" name="confirm" value="yes" required;
+                    label for="erase-confirm" { (l.t("Ich will die Daten dieser Person endgültig löschen.", "I want to erase this person's data for good.")) }
+                }
+                button.danger type="submit" { (l.t("Endgültig löschen", "Erase for good")) }
+            }
+        }
+    }
 }
 
 /// `GET /dashboard/devices/{id}`: a device before and after it is revoked as lost: what

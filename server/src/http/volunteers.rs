@@ -18,7 +18,7 @@ use crate::store::{
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_volunteer, list_volunteers))
-        .routes(routes!(get_volunteer, update_volunteer))
+        .routes(routes!(get_volunteer, update_volunteer, erase_volunteer))
         .routes(routes!(create_enrollment_code))
 }
 
@@ -178,6 +178,16 @@ async fn update_volunteer(
     Id(id): Id,
     Json(body): Json<UpdateVolunteer>,
 ) -> Result<axum::Json<Volunteer>> {
+    if state
+        .store
+        .volunteer(caller.organisation_id(), &id)
+        .await?
+        .is_some_and(|v| v.erased_at.is_some())
+    {
+        return Err(Error::Conflict(
+            "this volunteer was erased (Art. 17 GDPR) and can no longer be changed",
+        ));
+    }
     let patch = VolunteerPatch {
         display_name: body
             .display_name
@@ -212,6 +222,24 @@ async fn update_volunteer(
     }
     state.access_shrank(shrunk);
     Ok(axum::Json(volunteer))
+}
+
+/// Erase a volunteer (Art. 17 DSGVO): their profile, contact and device data are erased,
+/// every device revoked, they are taken off every case, their own schedules deleted. The
+/// hours they wrote stay in cases, reports and statements, under no name. Cannot be
+/// undone; erasing again changes nothing more.
+#[utoipa::path(delete, path = "/api/v1/volunteers/{id}", tag = "volunteers",
+    params(("id" = String, Path, description = "Volunteer id (UUID)")),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn erase_volunteer(
+    State(state): State<AppState>,
+    caller: CoordinatorCaller,
+    Id(id): Id,
+) -> Result<StatusCode> {
+    if !state.erase_volunteer(&caller, &id).await? {
+        return Err(Error::NotFound("volunteer"));
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -96,11 +96,15 @@ impl Store {
     ) -> Result<Option<()>> {
         let mut tx = self.begin_write().await?;
         let found: Option<String> =
-            sqlx::query_scalar("SELECT id FROM volunteers WHERE organisation_id = $1 AND id = $2")
-                .bind(organisation_id)
-                .bind(volunteer_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+            // An erased volunteer gets no new phone.
+            sqlx::query_scalar(
+                "SELECT id FROM volunteers WHERE organisation_id = $1 AND id = $2 \
+                 AND erased_at IS NULL",
+            )
+            .bind(organisation_id)
+            .bind(volunteer_id)
+            .fetch_optional(&mut *tx)
+            .await?;
         if found.is_none() {
             return Ok(None);
         }

@@ -81,7 +81,9 @@ pub use retention::{
 pub use sealed::{CSRF_KEY, SecretError, VAPID_PRIVATE_KEY};
 pub use sharing::{Exposure, ReassignError, Reassigned};
 pub use tombstones::{Deleted, Deleting, DeletionReason};
-pub use volunteers::{NewVolunteer, Slot, Training, Volunteer, VolunteerPatch};
+pub use volunteers::{
+    ERASED_NAME, Erased, NewVolunteer, Slot, Training, Volunteer, VolunteerPatch,
+};
 
 /// PostgreSQL channel of `'<instance>:<document id>'`: a document changed.
 pub const CHANGES_CHANNEL: &str = "lotse_docs";

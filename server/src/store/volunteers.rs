@@ -49,6 +49,9 @@ pub struct Volunteer {
     pub trainings: Vec<Training>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// When their profile, contact and device data were erased (Art. 17); the row then
+    /// holds nothing but its id, so that their hours keep counting without a name.
+    pub erased_at: Option<Timestamp>,
 }
 
 pub struct NewVolunteer {
@@ -216,8 +219,15 @@ fn minutes_of(hhmm: &str) -> Option<u32> {
 
 const COLUMNS: &str = "id, organisation_id, display_name, languages, topics, availability, \
                        active, pledge_signed_on, trainings, created_at, updated_at";
+/// What is read: the written columns and when the volunteer was erased.
+const READ_COLUMNS: &str = "id, organisation_id, display_name, languages, topics, availability, \
+                            active, pledge_signed_on, trainings, created_at, updated_at, erased_at";
 /// For `load_scoped`.
-const TABLE: (&str, &str) = ("volunteers", COLUMNS);
+const TABLE: (&str, &str) = ("volunteers", READ_COLUMNS);
+
+/// What an erased volunteer is called wherever their id still shows up (reports,
+/// statements, a case's history of shares).
+pub const ERASED_NAME: &str = "(gelöscht)";
 
 fn volunteer(row: &AnyRow) -> Result<Volunteer> {
     Ok(Volunteer {
@@ -232,6 +242,7 @@ fn volunteer(row: &AnyRow) -> Result<Volunteer> {
         trainings: json_column(row.try_get("trainings")?, "volunteer trainings")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        erased_at: row.try_get("erased_at")?,
     })
 }
 
@@ -255,6 +266,7 @@ impl Store {
             trainings: new.trainings,
             created_at: now.into(),
             updated_at: now.into(),
+            erased_at: None,
         };
         let mut tx = self.begin_write().await?;
         let insert = sqlx::query(safe_sql!(
@@ -282,7 +294,7 @@ impl Store {
     /// Volunteers of one organisation, by name. Organisation scoping is part of the query.
     pub async fn volunteers(&self, organisation_id: &str) -> Result<Vec<Volunteer>> {
         let rows = sqlx::query(safe_sql!(
-            "SELECT {COLUMNS} FROM volunteers WHERE organisation_id = $1 ORDER BY display_name, id"
+            "SELECT {READ_COLUMNS} FROM volunteers WHERE organisation_id = $1 ORDER BY display_name, id"
         ))
         .bind(organisation_id)
         .fetch_all(&self.pool)
@@ -322,7 +334,7 @@ impl Store {
         let update = sqlx::query(
             "UPDATE volunteers SET display_name = $1, languages = $2, topics = $3, \
              availability = $4, active = $5, pledge_signed_on = $6, trainings = $7, \
-             updated_at = $8 WHERE organisation_id = $9 AND id = $10",
+             updated_at = $8 WHERE organisation_id = $9 AND id = $10 AND erased_at IS NULL",
         );
         bind_editable(update, &v)
             .bind(v.updated_at)
@@ -347,6 +359,117 @@ impl Store {
         tx.commit().await?;
         Ok(Some((v, shrunk)))
     }
+
+    /// Art. 17 for a volunteer, in one transaction: offboarded as when set inactive (every
+    /// device revoked, open offers withdrawn), taken off every case, their profile emptied,
+    /// their devices' names, tokens and push subscriptions, enrollment codes and sync
+    /// states deleted. The row keeps its id, so hours written under it stay in the
+    /// reports, named [`ERASED_NAME`]. `None`: no such volunteer here; erasing again
+    /// changes nothing more. Returns the rights taken away and the documents the
+    /// volunteer's devices created for them alone (schedules), for the caller to delete.
+    pub async fn erase_volunteer(
+        &self,
+        organisation_id: &str,
+        actor_id: &str,
+        id: &str,
+    ) -> Result<Option<Erased>> {
+        let mut tx = self.begin_write().await?;
+        let Some(v) = load_scoped(&mut tx, TABLE, organisation_id, id, volunteer).await? else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        let mut shrunk = if v.active {
+            offboard(&mut tx, organisation_id, actor_id, id, now).await?
+        } else {
+            Vec::new()
+        };
+        let shared: Vec<String> = sqlx::query_scalar(
+            "SELECT document_id FROM document_access WHERE volunteer_id = $1 ORDER BY document_id",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM document_access WHERE volunteer_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        shrunk.extend(
+            shared
+                .into_iter()
+                .map(|document_id| AccessChange::Unshared {
+                    volunteer_id: id.to_owned(),
+                    document_id,
+                }),
+        );
+        let devices: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM devices WHERE volunteer_id = $1 ORDER BY id")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        for device in &devices {
+            sqlx::query("DELETE FROM push_subscriptions WHERE device_id = $1")
+                .bind(device)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM sync_states WHERE peer_key LIKE $1")
+                .bind(format!("device:{device}:%"))
+                .execute(&mut *tx)
+                .await?;
+            // The token's hash goes too: nothing could ever match the placeholder.
+            sqlx::query(
+                "UPDATE devices SET name = '', token_hash = $1, last_seen_at = NULL, \
+                 revoked_at = COALESCE(revoked_at, $2) WHERE id = $3",
+            )
+            .bind(format!("erased:{device}"))
+            .bind(now)
+            .bind(device)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM enrollment_codes WHERE volunteer_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE volunteers SET display_name = $1, languages = '[]', topics = '[]', \
+             availability = '[]', active = 0, pledge_signed_on = NULL, trainings = '[]', \
+             updated_at = $2, erased_at = COALESCE(erased_at, $2) WHERE id = $3",
+        )
+        .bind(ERASED_NAME)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let own: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM documents WHERE owner_volunteer_id = $1 AND kind <> 'case' ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        Audit::by_coordinator(
+            organisation_id,
+            actor_id,
+            "volunteer.erase",
+            ("volunteer", id),
+        )
+        .write(&mut tx)
+        .await?;
+        self.notify_access(&mut tx, &shrunk).await?;
+        tx.commit().await?;
+        // The old profile must not live on in the WAL's page copies.
+        self.scrub_files().await;
+        Ok(Some(Erased {
+            access: shrunk,
+            own_documents: own,
+        }))
+    }
+}
+
+/// What erasing a volunteer took away, for the hub and the caller.
+pub struct Erased {
+    pub access: Vec<AccessChange>,
+    /// Documents only the volunteer had (their schedules): deleted next, as any document.
+    pub own_documents: Vec<String>,
 }
 
 /// Binds what a coordinator may edit, in the order both the insert's columns and the

@@ -1,10 +1,13 @@
-//! The connection's part of the audit trail (DSGVO): which documents its peer synced,
-//! changed and created, batched between messages (see `docs/sync.md`).
+//! The connection's part of the audit trail (DSGVO): which documents its peer read,
+//! changed and created. A line is written before the content it accounts for leaves:
+//! the connection holds its outgoing messages until the lines noted for them are in the
+//! database (see `docs/sync.md`, "Audit").
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use lotse_protocol::DocumentId;
+use tokio::time::Instant;
 
 use super::connection::PeerIdentity;
 use crate::hub::Received;
@@ -12,37 +15,32 @@ use crate::store::{AuditEntry, Store};
 
 /// A full batch of audit entries is written at once, without waiting for the timer.
 const AUDIT_BATCH: usize = 64;
-/// Pending audit entries are written at the latest this long after the first of them.
+/// Lines that hold back no content are written at the latest this long after the first.
 const AUDIT_EVERY: Duration = Duration::from_secs(1);
-/// After a failed write, the next try waits this long (not for the next full batch).
-const AUDIT_RETRY: Duration = Duration::from_secs(5);
-/// While writes fail, at most this many entries wait; older ones are given up.
-const AUDIT_KEEP: usize = 10_000;
+/// After a failed write, the next try waits this long; content waits with it.
+const AUDIT_RETRY: Duration = Duration::from_secs(1);
+/// A document read again on the same connection (live changes fanned out to it) gets a
+/// new line once this long has passed since its last one: a phone in the foreground
+/// keeps its socket for hours, and the trail should show that it kept reading.
+const RENOTE_AFTER: Duration = Duration::from_secs(60 * 60);
 
-const SYNCED: &str = "document.sync";
+const READ: &str = "document.sync";
 const CHANGED: &str = "document.change";
 const CREATED: &str = "document.create";
 
-/// The connection's part of the audit trail (DSGVO): which documents its peer synced,
-/// changed and created, once per (connection, document, action). Entries are collected
-/// here and written in batches between messages (one short transaction at most about
-/// once a second, not one per sync step); the in-sync reconnect syncs no document and so
-/// writes none.
 pub struct AuditTrail {
     store: Store,
     organisation_id: String,
     actor_kind: &'static str,
     actor_id: String,
-    /// What this connection has already noted.
-    noted: HashSet<(DocumentId, &'static str)>,
+    /// When this connection last noted each (document, action).
+    noted: HashMap<(DocumentId, &'static str), Instant>,
     /// Noted, not yet written, oldest first.
     pending: Vec<AuditEntry>,
     /// When the pending entries are written at the latest; `None` while nothing is pending.
-    pub due: Option<tokio::time::Instant>,
-    /// The last write failed: the next try waits for `due`, not for a full batch.
+    pub due: Option<Instant>,
+    /// The last write failed: the next try waits for `due`.
     failing: bool,
-    /// Entries given up since the last warning about them.
-    dropped: usize,
 }
 
 impl AuditTrail {
@@ -52,35 +50,43 @@ impl AuditTrail {
             organisation_id: who.viewer.organisation_id.clone(),
             actor_kind: who.actor_kind,
             actor_id: who.actor_id.clone(),
-            noted: HashSet::new(),
+            noted: HashMap::new(),
             pending: Vec::new(),
             due: None,
             failing: false,
-            dropped: 0,
         }
     }
 
     /// Notes what a sync message of the peer did to `id`, which it passed the access
-    /// check for. A stored document is read from now on (the server answers with its
-    /// content): `document.sync`, unless this connection created it, which its
-    /// `document.create` already says. Changes the hub committed: `document.change`.
-    /// Nothing for a document that is not stored yet (nothing could be read).
+    /// check for: `document.create` if it created it, `document.change` for changes
+    /// the hub committed. What the peer reads is noted by [`Self::read`].
     pub fn received(&mut self, id: DocumentId, received: Received) {
         if received.created {
             self.note(id, CREATED);
-            self.noted.insert((id, SYNCED));
-        } else if received.stored {
-            self.note(id, SYNCED);
+            // Its creator reads nothing it did not write.
+            self.noted.insert((id, READ), Instant::now());
         }
         if received.changed {
             self.note(id, CHANGED);
         }
     }
 
+    /// The server is about to send the peer something of the stored document `id`.
+    pub fn read(&mut self, id: DocumentId) {
+        self.note(id, READ);
+    }
+
     fn note(&mut self, id: DocumentId, action: &'static str) {
-        if !self.noted.insert((id, action)) {
+        self.note_at(id, action, Instant::now());
+    }
+
+    fn note_at(&mut self, id: DocumentId, action: &'static str, now: Instant) {
+        if let Some(last) = self.noted.get(&(id, action))
+            && now.duration_since(*last) < RENOTE_AFTER
+        {
             return;
         }
+        self.noted.insert((id, action), now);
         self.pending.push(AuditEntry::document(
             &self.organisation_id,
             self.actor_kind,
@@ -88,13 +94,8 @@ impl AuditTrail {
             action,
             &id.to_string(),
         ));
-        if self.pending.len() > AUDIT_KEEP {
-            let excess = self.pending.len() - AUDIT_KEEP;
-            self.pending.drain(..excess);
-            self.dropped += excess;
-        }
         if self.due.is_none() {
-            self.due = Some(tokio::time::Instant::now() + AUDIT_EVERY);
+            self.due = Some(now + AUDIT_EVERY);
         }
     }
 
@@ -103,17 +104,22 @@ impl AuditTrail {
         !self.failing && self.pending.len() >= AUDIT_BATCH
     }
 
-    /// Writes what is pending in one transaction. On failure the entries stay for the
-    /// next try; the connection goes on.
-    pub async fn flush(&mut self) {
-        if self.dropped > 0 {
-            tracing::warn!(
-                dropped = self.dropped,
-                kept = self.pending.len(),
-                "gave up the oldest audit entries of this connection; the database refused them for too long"
-            );
-            self.dropped = 0;
+    /// Whether content may leave now: every line noted so far is written. Writes them
+    /// if they are not, unless a failed write asked to wait until `due`.
+    pub async fn ready_to_send(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return true;
         }
+        if self.failing && self.due.is_some_and(|due| Instant::now() < due) {
+            return false;
+        }
+        self.flush().await;
+        self.pending.is_empty()
+    }
+
+    /// Writes what is pending in one transaction. On failure the entries stay for the
+    /// next try (and the content they account for stays with the connection).
+    pub async fn flush(&mut self) {
         if self.pending.is_empty() {
             self.due = None;
             return;
@@ -138,16 +144,17 @@ impl AuditTrail {
                     tracing::warn!(
                         error = %e,
                         pending = self.pending.len(),
-                        "could not write audit entries; keeping them for the next try"
+                        "could not write audit entries; the connection sends nothing until they are"
                     );
                 }
                 self.failing = true;
-                self.due = Some(tokio::time::Instant::now() + AUDIT_RETRY);
+                self.due = Some(Instant::now() + AUDIT_RETRY);
             }
         }
     }
 
-    /// The connection ends: one last try, then what could not be written is lost.
+    /// The connection ends: one last try for the lines of changes and creations (those
+    /// of reads held back their content, which was then never sent).
     pub async fn finish(&mut self) {
         self.flush().await;
         if !self.pending.is_empty() {
@@ -228,28 +235,32 @@ mod tests {
         let (store, dir, org) = store().await;
         let mut audit = trail(&store, &org);
         let id = DocumentId::random();
-        audit.note(id, SYNCED);
-        audit.note(id, SYNCED);
+        audit.read(id);
+        audit.read(id);
         audit.note(id, CHANGED);
         assert_eq!(audit.pending.len(), 2);
         assert!(audit.due.is_some());
         assert!(!audit.batch_full());
         for _ in 0..AUDIT_BATCH {
-            audit.note(DocumentId::random(), SYNCED);
+            audit.read(DocumentId::random());
         }
         assert!(audit.batch_full());
-        audit.flush().await;
+        assert!(audit.ready_to_send().await);
         assert!(audit.pending.is_empty() && audit.due.is_none());
         assert_eq!(stored(&store).await.len(), AUDIT_BATCH + 2);
-        // Noted once per connection, also after the write.
-        audit.note(id, SYNCED);
+        // Noted once per connection, also after the write...
+        audit.read(id);
         assert!(audit.pending.is_empty());
+        // ...until it is an hour old.
+        audit.note_at(id, READ, Instant::now() + RENOTE_AFTER);
+        assert_eq!(audit.pending.len(), 1);
+        audit.finish().await;
         store.close().await;
         std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[tokio::test]
-    async fn failed_writes_keep_the_newest_lines_for_the_next_try() {
+    async fn content_waits_while_the_lines_cannot_be_written() {
         let (store, dir, org) = store().await;
         let mut audit = trail(&store, &org);
         sqlx::query("ALTER TABLE audit_events RENAME TO audit_events_away")
@@ -258,27 +269,32 @@ mod tests {
             .unwrap();
         let first: Vec<DocumentId> = (0..3).map(|_| DocumentId::random()).collect();
         for id in &first {
-            audit.note(*id, SYNCED);
+            audit.read(*id);
         }
-        audit.flush().await;
+        assert!(
+            !audit.ready_to_send().await,
+            "nothing leaves unaccounted for"
+        );
         assert_eq!(audit.pending.len(), 3, "kept for the next try");
         assert!(audit.failing && audit.due.is_some());
-        for _ in 0..AUDIT_KEEP {
-            audit.note(DocumentId::random(), SYNCED);
-        }
         assert!(!audit.batch_full(), "a failing store waits for the timer");
-        assert_eq!(audit.pending.len(), AUDIT_KEEP);
-        assert_eq!(audit.dropped, 3, "the oldest are given up");
+        assert!(
+            !audit.ready_to_send().await,
+            "before `due` no new try, and still nothing leaves"
+        );
 
         sqlx::query("ALTER TABLE audit_events_away RENAME TO audit_events")
             .execute(store.pool())
             .await
             .unwrap();
-        audit.flush().await;
-        assert!(audit.pending.is_empty() && !audit.failing && audit.dropped == 0);
+        audit.due = Some(Instant::now());
+        assert!(audit.ready_to_send().await);
+        assert!(audit.pending.is_empty() && !audit.failing);
         let ids = stored(&store).await;
-        assert_eq!(ids.len(), AUDIT_KEEP);
-        assert!(first.iter().all(|id| !ids.contains(&id.to_string())));
+        assert!(
+            first.iter().all(|id| ids.contains(&id.to_string())),
+            "none given up"
+        );
         audit.finish().await;
         store.close().await;
         std::fs::remove_dir_all(dir).unwrap();

@@ -115,6 +115,21 @@ struct Conn {
     /// When this device's last sync was last written (at most once a minute).
     recorded: Option<Instant>,
     audit: AuditTrail,
+    /// Messages the machine produced that wait for their audit lines to be written.
+    outbox: std::collections::VecDeque<lotse_protocol::Message>,
+}
+
+/// Effects carried out before what they produced is sent: one audit transaction covers
+/// them, and a catch-up of many documents does not hold much back at a time.
+const EFFECTS_PER_SEND: usize = 32;
+
+/// A message that may hold something of a document's content.
+fn carries_content(m: &lotse_protocol::Message) -> bool {
+    use lotse_protocol::Message;
+    matches!(
+        m,
+        Message::Sync { .. } | Message::Request { .. } | Message::Ephemeral { .. }
+    )
 }
 
 /// The socket is gone or the machine closed the connection.
@@ -129,6 +144,7 @@ pub async fn run(
     store: Store,
     who: PeerIdentity,
     place: Option<crate::app::Socket>,
+    mut running: crate::app::lifecycle::Running,
 ) {
     let mut changes = hub.subscribe();
     let audit = AuditTrail::new(store.clone(), &who);
@@ -155,6 +171,7 @@ pub async fn run(
         peer,
         recorded: None,
         audit,
+        outbox: Default::default(),
     };
     let session_end = conn.who.session.as_ref().map(|(_, expires_at)| {
         let left = u64::try_from(expires_at - store::now_ms()).unwrap_or(0);
@@ -225,6 +242,17 @@ pub async fn run(
                 conn.peer.handle_ended("the session expired");
             }
             () = until(wake) => conn.peer.handle_timeout(Instant::now()),
+            () = running.stopping() => {
+                // Like a dropped network to the phone, which comes back to another
+                // instance or this one restarted; 1012: "service restart".
+                let _ = socket
+                    .send(Frame::Close(Some(CloseFrame {
+                        code: 1012,
+                        reason: "the server is restarting".into(),
+                    })))
+                    .await;
+                break;
+            }
             () = until(conn.audit.due), if conn.audit.due.is_some() => Box::pin(conn.audit.flush()).await,
             frame = socket.recv() => {
                 let now = Instant::now();
@@ -247,27 +275,48 @@ pub async fn run(
     drop(socket);
     drop(place);
     Box::pin(conn.finish()).await;
+    drop(running);
     tracing::debug!("sync connection closed");
 }
 
 impl Conn {
-    /// Sends what the machine wants sent and carries out what it wants done, until it
-    /// waits for the peer or the world.
+    /// Carries out what the machine wants done and sends what it wants sent, until it
+    /// waits for the peer or the world. Effects go first, a batch at a time, so that
+    /// the audit lines they note are written in one transaction before any of the
+    /// content they produced leaves; while the lines cannot be written the messages wait
+    /// in `outbox` (the select loop retries at `audit.due`).
     async fn drive(&mut self, socket: &mut WebSocket) -> Result<(), Closed> {
         loop {
-            while let Some(message) = self.peer.poll_transmit() {
-                socket
-                    .send(Frame::Binary(message.encode().into()))
-                    .await
-                    .map_err(|_| Closed)?;
+            let mut carried = 0;
+            while carried < EFFECTS_PER_SEND {
+                while let Some(event) = self.peer.poll_event() {
+                    self.on_event(event).await;
+                }
+                let Some(effect) = self.peer.poll_effect() else {
+                    break;
+                };
+                self.carry_out(socket, effect).await?;
+                carried += 1;
             }
             while let Some(event) = self.peer.poll_event() {
                 self.on_event(event).await;
             }
-            let Some(effect) = self.peer.poll_effect() else {
+            self.outbox
+                .extend(std::iter::from_fn(|| self.peer.poll_transmit()));
+            if !self.outbox.is_empty() {
+                if !self.audit.ready_to_send().await {
+                    return Ok(());
+                }
+                while let Some(message) = self.outbox.pop_front() {
+                    socket
+                        .send(Frame::Binary(message.encode().into()))
+                        .await
+                        .map_err(|_| Closed)?;
+                }
+            }
+            if carried < EFFECTS_PER_SEND {
                 return Ok(());
-            };
-            self.carry_out(socket, effect).await?;
+            }
         }
     }
 
@@ -343,8 +392,14 @@ impl Conn {
                     .map_err(|_| Closed)?;
             }
             ServerEffect::Close { protocol_error } => {
-                while let Some(message) = self.peer.poll_transmit() {
-                    let _ = socket.send(Frame::Binary(message.encode().into())).await;
+                self.outbox
+                    .extend(std::iter::from_fn(|| self.peer.poll_transmit()));
+                // One try for the lines; without them only what carries no content goes.
+                let accounted = self.audit.ready_to_send().await;
+                for message in self.outbox.drain(..) {
+                    if accounted || !carries_content(&message) {
+                        let _ = socket.send(Frame::Binary(message.encode().into())).await;
+                    }
                 }
                 if protocol_error {
                     let _ = socket
@@ -417,6 +472,9 @@ impl Conn {
         let result = match result {
             Ok(mut done) => {
                 done.created = created;
+                if done.reply.is_some() && !done.empty {
+                    self.audit.read(id);
+                }
                 Ok(done)
             }
             Err(e) => {

@@ -138,6 +138,7 @@ async fn upgrade(
     };
     let hub = state.hub.clone();
     let store = state.store.clone();
+    let running = state.lifecycle.enter();
     // tungstenite preallocates its read buffer per socket (128 KiB by default); thousands
     // of idle phones make that the server's largest cost, so start small (a frame larger
     // than this only takes more reads). 2 KiB: 7.9 KiB per idle connection at 10,000
@@ -145,5 +146,5 @@ async fn upgrade(
     ws.read_buffer_size(2 * 1024)
         .max_message_size(connection::MAX_FRAME_BYTES * 2)
         .max_frame_size(connection::MAX_FRAME_BYTES * 2)
-        .on_upgrade(move |socket| connection::run(socket, hub, store, who, place))
+        .on_upgrade(move |socket| connection::run(socket, hub, store, who, place, running))
 }

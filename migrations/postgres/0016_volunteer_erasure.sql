@@ -1,0 +1,1 @@
+../sqlite/0016_volunteer_erasure.sql
