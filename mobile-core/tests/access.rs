@@ -240,9 +240,35 @@ async fn a_refused_case_fails_alone_with_its_rule() {
     server.stop().await;
 }
 
+const SECRET: &str = "Diagnose Zoeliakie 5512";
+
+/// Whether `needle` is anywhere in the phone's documents, decrypted, history included.
+async fn in_store(client: &Client, needle: &str) -> bool {
+    client
+        .saved_documents()
+        .await
+        .unwrap()
+        .iter()
+        .any(|(_, bytes)| contains(bytes, needle.as_bytes()))
+}
+
+/// Whether `needle` is in any file under the phone's data folder, as stored on disk.
+fn in_files(dir: &std::path::Path, needle: &str) -> bool {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else if std::fs::read(&path).is_ok_and(|bytes| contains(&bytes, needle.as_bytes())) {
+            return true;
+        }
+    }
+    false
+}
+
 /// A case the network deletes leaves both phones of the volunteer: the connected one at
 /// once, the one that was offline with an unsynced note at its next contact (the note is
 /// refused, the server keeps nothing); each tells its app, and the other case stays.
+/// Nothing of the case is left in either phone's decrypted store or its files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_case_deleted_by_the_network_leaves_every_phone() {
     let server = TestServer::start(Backend::Sqlite).await;
@@ -273,6 +299,20 @@ async fn a_case_deleted_by_the_network_leaves_every_phone() {
         })
         .await;
     }
+    // A note only this case holds, synced to the server, so that the search below
+    // has something to miss.
+    phone.client.add_note(&case, SECRET).await.unwrap();
+    eventually("the note reached the server", T, || async {
+        server.case(&coordinator, &case).await["notes"]
+            .to_string()
+            .contains(SECRET)
+    })
+    .await;
+    eventually("the tablet has the note", T, || async {
+        in_store(&tablet, SECRET).await
+    })
+    .await;
+    assert!(in_store(&phone.client, SECRET).await);
     let (heard, _sub) = listen(&phone.client);
     let (tablet_heard, _tablet_sub) = listen(&tablet);
     tablet.set_network_available(false);
@@ -299,6 +339,11 @@ async fn a_case_deleted_by_the_network_leaves_every_phone() {
         phone.client.get_case(&other).await.is_ok(),
         "the other case stays"
     );
+    assert!(
+        !in_store(&phone.client, SECRET).await,
+        "nothing of the case in the phone's decrypted store, history included"
+    );
+    assert!(!in_files(phone.dir.path(), SECRET), "nor in its files");
 
     tablet.set_network_available(true);
     tablet.sync_now().await.unwrap();
@@ -311,6 +356,10 @@ async fn a_case_deleted_by_the_network_leaves_every_phone() {
         Err(Error::NotFound { .. })
     ));
     assert!(tablet.get_case(&other).await.is_ok());
+    for text in [SECRET, "offline geschrieben"] {
+        assert!(!in_store(&tablet, text).await, "{text} left on the tablet");
+        assert!(!in_files(dir.path(), text), "{text} in the tablet's files");
+    }
     eventually("the tablet settles", T, || async {
         tablet.sync_state() == SyncState::Idle
     })

@@ -255,6 +255,7 @@ mod tests {
             case_document_id: None,
             created_at: Timestamp::from_ms(0),
             updated_at: Timestamp::from_ms(0),
+            erased_at: None,
         };
         let vs = vec![
             volunteer("Busy", &["ar"], &["arbeit"], &[(3, "13:00", "18:00")]),

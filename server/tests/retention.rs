@@ -401,6 +401,13 @@ async fn finished_requests_lose_their_personal_fields(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(erased_at, Some(now + 2 * DAY), "marked erased");
+    assert!(!r["erased_at"].is_null(), "the API says so: {r}");
+    // Reopening it, or writing new details into it, would start a request without the
+    // rules a new one goes through.
+    for patch in [json!({"status": "open"}), json!({"contact": "Telefon neu"})] {
+        let (status, body) = s.patch(&path, Some(&coordinator), patch).await;
+        assert_eq!(status, 409, "{body}");
+    }
     assert!(
         !found_in_database(&s, "QX9F").await,
         "the erased fields are gone from the database"

@@ -398,6 +398,14 @@ pub async fn edit_form(
     Path(raw): Path<String>,
 ) -> Result<Response, Response> {
     let r = load(&state, &s, &raw).await?;
+    if r.erased_at.is_some() {
+        return Err(layout::error_page(
+            s.lang,
+            StatusCode::CONFLICT,
+            s.lang.t("Nicht mehr änderbar", "No longer editable"),
+            &request_error(s.lang, RequestError::Erased),
+        ));
+    }
     Ok(form_page(
         &s,
         Some(&r.id),
@@ -507,6 +515,12 @@ fn request_error(l: Lang, e: RequestError) -> String {
             let (code, detail) = why.reason();
             i18n::invalid(l, code, &detail)
         }
+        RequestError::Erased => l
+            .t(
+                "Die persönlichen Angaben dieser Anfrage wurden nach Ablauf der Frist gelöscht; sie kann nicht mehr geändert werden.",
+                "This request's personal data was erased after the retention period; it can no longer be changed.",
+            )
+            .into(),
         RequestError::Store(e) => {
             tracing::error!(error = %e, "dashboard: request change failed");
             l.t(
@@ -751,7 +765,12 @@ async fn detail_with(
                         dt { (l.t("Dringlichkeit", "Urgency")) } dd { (i18n::urgency(l, &r.urgency)) }
                         dt { (l.t("Beschreibung", "Description")) } dd { (if r.description.is_empty() { "–" } else { &r.description }) }
                         dt { (l.t("Eingegangen", "Received")) } dd { (i18n::datetime(l, r.created_at.ms())) " (" (if r.source == "intake" { l.t("Anfrageformular", "intake form") } else { l.t("Koordination", "coordinator") }) ")" }
+                        @if let Some(at) = r.erased_at {
+                            dt { (l.t("Persönliche Angaben", "Personal data")) }
+                            dd #erased { (l.t("nach Ablauf der Frist gelöscht am", "erased after the retention period on")) " " (i18n::date(l, at.ms())) }
+                        }
                     }
+                    @if r.erased_at.is_none() {
                     div.actions {
                         a.button.secondary href=(format!("/dashboard/requests/{}/edit", r.id)) { (l.t("Bearbeiten", "Edit")) }
                         @if matches!(r.status.as_str(), "open" | "offered" | "assigned") {
@@ -772,6 +791,7 @@ async fn detail_with(
                                 button.secondary type="submit" { (l.t("Wieder öffnen", "Reopen")) }
                             }
                         }
+                    }
                     }
                 }
                 @if open {

@@ -35,6 +35,9 @@ impl From<RequestError> for Error {
             RequestError::Closed(_) => Error::bad_request("request_closed", e.to_string()),
             RequestError::NotAVolunteer(_) => Error::invalid("volunteer_ids", e.to_string()),
             RequestError::Window(_) => Error::invalid("ends_at", e.to_string()),
+            RequestError::Erased => Error::Conflict(
+                "the request's personal data was erased after its retention period; it can no longer be changed",
+            ),
             RequestError::Store(e) => Error::Store(e),
         }
     }

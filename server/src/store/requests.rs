@@ -78,6 +78,9 @@ pub struct Request {
     pub case_document_id: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// When the retention purge erased its contact, address, description and label; such
+    /// a request is kept for the figures and can no longer be changed.
+    pub erased_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -329,6 +332,10 @@ pub enum RequestError {
     NotAVolunteer(String),
     #[error("{0}")]
     Window(Invalid),
+    #[error(
+        "the request's personal data was erased after its retention period; it can no longer be changed"
+    )]
+    Erased,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -355,8 +362,13 @@ pub enum AcceptOutcome {
 const COLUMNS: &str = "id, organisation_id, source, institution_kind, institution_name, contact, \
     person_label, topic, languages, starts_at, ends_at, place_area, place_address, urgency, \
     description, status, assigned_volunteer_id, case_document_id, created_at, updated_at";
+/// What is read: the written columns and when the purge erased the request.
+const READ_COLUMNS: &str = "id, organisation_id, source, institution_kind, institution_name, \
+    contact, person_label, topic, languages, starts_at, ends_at, place_area, place_address, \
+    urgency, description, status, assigned_volunteer_id, case_document_id, created_at, \
+    updated_at, erased_at";
 /// For `load_scoped`.
-const TABLE: (&str, &str) = ("requests", COLUMNS);
+const TABLE: (&str, &str) = ("requests", READ_COLUMNS);
 
 fn request(row: &AnyRow) -> Result<Request> {
     Ok(Request {
@@ -380,6 +392,7 @@ fn request(row: &AnyRow) -> Result<Request> {
         case_document_id: row.try_get("case_document_id")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        erased_at: row.try_get("erased_at")?,
     })
 }
 
@@ -642,6 +655,7 @@ impl Store {
             case_document_id: None,
             created_at: now.into(),
             updated_at: now.into(),
+            erased_at: None,
         };
         let mut tx = self.begin_write().await?;
         let insert = sqlx::query(safe_sql!(
@@ -679,7 +693,7 @@ impl Store {
     ) -> Result<Vec<Request>> {
         self.expire_requests().await?;
         let rows = sqlx::query(safe_sql!(
-            "SELECT {COLUMNS} FROM requests WHERE organisation_id = $1 AND ($2 = '' OR status = $2) \
+            "SELECT {READ_COLUMNS} FROM requests WHERE organisation_id = $1 AND ($2 = '' OR status = $2) \
              ORDER BY starts_at, id"
         ))
         .bind(organisation_id)
@@ -738,6 +752,9 @@ impl Store {
         let Some(mut r) = load_scoped(&mut tx, TABLE, organisation_id, id, request).await? else {
             return Ok(None);
         };
+        if r.erased_at.is_some() {
+            return Err(RequestError::Erased);
+        }
         let before = r.status.clone();
         if let Some(to) = &patch.status
             && !transition_allowed(&before, to)
@@ -868,7 +885,7 @@ impl Store {
     pub async fn offers_for(&self, volunteer_id: &str) -> Result<Vec<(Request, OfferStatus)>> {
         self.expire_requests().await?;
         let since = now_ms() - 14 * 24 * 3_600_000;
-        let columns: String = COLUMNS
+        let columns: String = READ_COLUMNS
             .split(", ")
             .map(|c| format!("r.{c}"))
             .collect::<Vec<_>>()
