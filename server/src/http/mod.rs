@@ -6,6 +6,7 @@
 mod auth;
 mod case_edits;
 mod cases;
+mod device_documents;
 mod devices;
 mod exports;
 pub mod extract;
@@ -53,6 +54,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(auth::router())
         .merge(volunteers::router())
         .merge(devices::router())
+        .merge(device_documents::router())
         .merge(cases::router())
         .merge(case_edits::router())
         .merge(exports::router())

@@ -1,0 +1,130 @@
+//! `POST /api/v1/device/documents` (issue 17): what a device on the stock automerge-repo
+//! client learns instead of the catch-up. It lists what the device may hold, names held
+//! documents the network deleted or rewrote (with the successor), and says nothing of a
+//! withdrawn document that it would not also say of another organisation's or an
+//! unknown one. On SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+
+use lotse_protocol::DocumentId;
+use lotse_testkit::{Backend, TestServer, on_both_backends};
+use serde_json::{Value, json};
+
+const PATH: &str = "/api/v1/device/documents";
+
+fn ids(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn a_device_learns_what_to_hold_and_what_to_drop(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (_, coordinator) = s.new_org("Lotsen Web").await;
+    let amira = s.volunteer(&coordinator, "Amira", &["ar"]).await;
+    let olena = s.volunteer(&coordinator, "Olena", &["uk"]).await;
+    let case = |label: &'static str| {
+        let (s, coordinator, amira) = (&s, &coordinator, &amira);
+        async move {
+            s.create_case(coordinator, label, "wohnen", &["ar"], &[amira])
+                .await
+        }
+    };
+    let (kept, withdrawn, deleted, rewritten) = (
+        case("A.A.").await,
+        case("B.B.").await,
+        case("C.C.").await,
+        case("D.D.").await,
+    );
+    let (_, phone) = s.device(&coordinator, &amira, "Browser").await;
+    let (_, other_org) = s.new_org("Andere Stadt").await;
+    let stranger = s.volunteer(&other_org, "Fremd", &["de"]).await;
+    let foreign = s
+        .create_case(&other_org, "X.X.", "arbeit", &["de"], &[&stranger])
+        .await;
+    let unknown = DocumentId::random();
+
+    let (status, body) = s
+        .request(
+            reqwest::Method::PUT,
+            &format!("/api/v1/cases/{withdrawn}/volunteers"),
+            Some(&coordinator),
+            Some(json!({"volunteer_ids": [olena]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = s
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/cases/{deleted}?reason=mistake"),
+            Some(&coordinator),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = s
+        .post(
+            &format!("/api/v1/cases/{rewritten}/compact"),
+            Some(&coordinator),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let successor = body["documentId"].as_str().unwrap().to_owned();
+
+    let held: Vec<String> = [kept, withdrawn, deleted, rewritten, foreign, unknown]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let (status, answer) = s.post(PATH, Some(&phone), json!({ "held": held })).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["schema_version"], 1);
+    assert_eq!(
+        ids(&answer["documents"]),
+        BTreeSet::from([kept.to_string(), successor.clone()]),
+        "{answer}"
+    );
+    let gone: Vec<(String, String, Value)> = answer["gone"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["id"].as_str().unwrap().to_owned(),
+                g["reason"].as_str().unwrap().to_owned(),
+                g["successor"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        gone,
+        [
+            (deleted.to_string(), "deleted".to_owned(), Value::Null),
+            (
+                rewritten.to_string(),
+                "replaced".to_owned(),
+                json!(successor)
+            ),
+        ],
+        "withdrawn, foreign and unknown ids are answered alike: not at all"
+    );
+
+    // Only devices ask; the input is checked.
+    let (status, _) = s.post(PATH, Some(&coordinator), json!({"held": []})).await;
+    assert_eq!(status, 403);
+    let (status, _) = s.post(PATH, None, json!({"held": []})).await;
+    assert_eq!(status, 401);
+    let (status, body) = s
+        .post(PATH, Some(&phone), json!({"held": ["nicht-base58"]}))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let many: Vec<String> = (0..1_001).map(|_| unknown.to_string()).collect();
+    let (status, _) = s.post(PATH, Some(&phone), json!({ "held": many })).await;
+    assert_eq!(status, 422);
+    s.stop().await;
+}
+
+on_both_backends!(a_device_learns_what_to_hold_and_what_to_drop);
