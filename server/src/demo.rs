@@ -108,6 +108,32 @@ const VOLUNTEERS: &[V] = &[
     },
 ];
 
+/// A fresh one-time code for the demo's first active volunteer, valid for a week, so a
+/// newcomer can open the volunteers' web app at once: (volunteer's name, code). `None`
+/// when the demo's coordinator or volunteer is not there (a database seeded otherwise).
+pub async fn enrollment_code(store: &Store) -> anyhow::Result<Option<(String, String)>> {
+    let Some(coordinator) = store.coordinator_by_email(EMAIL).await? else {
+        return Ok(None);
+    };
+    let org = &coordinator.organisation_id;
+    let Some(volunteer) = store
+        .volunteers(org)
+        .await?
+        .into_iter()
+        .find(|v| v.active && v.display_name == VOLUNTEERS[0].name)
+    else {
+        return Ok(None);
+    };
+    let code = auth::new_enrollment_code();
+    let hash = auth::code_hash(&code)
+        .ok_or_else(|| anyhow::anyhow!("a fresh enrollment code does not normalise"))?;
+    let week = 7 * 24 * 3_600_000;
+    store
+        .create_enrollment_code(org, &coordinator.id, &volunteer.id, &hash, now_ms() + week)
+        .await?;
+    Ok(Some((volunteer.display_name, code)))
+}
+
 /// Seeds the demo network if the database is empty; returns whether it did.
 pub async fn seed_if_empty(store: &Store) -> anyhow::Result<bool> {
     if !store.is_empty().await? {

@@ -19,5 +19,6 @@ pub mod statements;
 pub mod store;
 pub mod sync;
 pub mod timefmt;
+pub mod webapp;
 
 pub use app::{AppState, serve};

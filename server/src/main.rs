@@ -78,6 +78,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     tracing::info!(address = %local, backend = ?store.backend(), "lotse-server listening");
     println!("Lotse läuft auf / listening on http://{local}");
+    if args.demo
+        && let Some((name, code)) = demo::enrollment_code(&store).await?
+    {
+        // The code travels in the fragment, which the browser never sends to a server.
+        println!(
+            "App für Lotsinnen und Lotsen / volunteers' app ({name}): http://{local}/app/#code={code}"
+        );
+    }
     let quotas = args.quotas();
     let state = AppState::new(store.clone(), args.http, args.push).await?;
     state.hub.set_doc_idle(args.doc_idle);

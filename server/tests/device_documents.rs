@@ -17,7 +17,7 @@ fn ids(v: &Value) -> BTreeSet<String> {
     v.as_array()
         .unwrap()
         .iter()
-        .map(|d| d.as_str().unwrap().to_owned())
+        .map(|d| d["id"].as_str().unwrap().to_owned())
         .collect()
 }
 
@@ -87,6 +87,15 @@ async fn a_device_learns_what_to_hold_and_what_to_drop(backend: Backend) {
         BTreeSet::from([kept.to_string(), successor.clone()]),
         "{answer}"
     );
+    let listed = answer["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == kept.to_string())
+        .unwrap();
+    let stored = s.store.document(&kept).await.unwrap().unwrap().heads;
+    let heads: Vec<String> = stored.iter().map(ToString::to_string).collect();
+    assert_eq!(listed["heads"], json!(heads), "the server's heads, hex");
     let gone: Vec<(String, String, Value)> = answer["gone"]
         .as_array()
         .unwrap()

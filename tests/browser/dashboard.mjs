@@ -485,6 +485,7 @@ async function main() {
     const code = (await page.locator("#enrollment-code").innerText()).trim()
     assert(/^[0-9A-Z]{5}-[0-9A-Z]{5}$/.test(code), `code ${code}`)
     assert(await page.locator(".qr svg[role=img]").count() === 1, "a QR code")
+    assert((await page.locator("main").innerText()).includes(`/app/#code=${code}`), "the QR code opens the volunteers' app with the code")
     await t.look(page, "09-volunteer-code")
     const enrolled = await api("POST", "/api/v1/devices/enroll", { body: { code, device_name: "Olenas neues Handy" } })
     assert(enrolled.status === 201, `the code enrolls a phone: ${JSON.stringify(enrolled.body)}`)
@@ -640,6 +641,56 @@ async function main() {
     await page.keyboard.press("Tab")
     const next = await page.evaluate(() => document.activeElement.textContent)
     assert(next.includes("Neue Anfrage"), `after skipping: ${next}`)
+  })
+
+  await check("the volunteers' app: enroll by link, the cases appear, it opens offline and syncs what was written offline", async t => {
+    const net = await network()
+    const { caseId } = await net.assignedCase()
+    const code = await net.api("POST", `/api/v1/volunteers/${net.amira}/enrollment-codes`)
+    assert(code.status === 201, `code: ${JSON.stringify(code.body)}`)
+    const context = await t.browser()
+    const page = context.pages()[0] ?? await context.newPage()
+    await page.goto(`${base}/app/#code=${code.body.code}`)
+    const field = page.getByLabel("Anmeldecode")
+    assert(await field.inputValue() === code.body.code, "the link fills in the code")
+    await t.look(page, "app-enroll")
+    await page.getByRole("button", { name: "Anmelden" }).click()
+    await page.getByRole("heading", { level: 1, name: "Meine Fälle" }).waitFor()
+    assert(!page.url().includes(code.body.code), `the code left the address: ${page.url()}`)
+    await page.getByRole("link", { name: "F.K." }).waitFor()
+    await until(() => page.getByText("abgeglichen", { exact: true }).isVisible(), async () => `the case is not shown as synced: ${await page.locator("main").innerText()}`)
+    await t.look(page, "app-cases")
+    await until(() => page.evaluate(() => !!navigator.serviceWorker.controller), () => "no service worker controls the app")
+
+    await context.setOffline(true)
+    await page.reload()
+    await page.getByRole("link", { name: "F.K." }).click()
+    await page.getByRole("heading", { level: 1, name: "F.K." }).waitFor()
+    const note = `Offline notiert ${Date.now()}`
+    await page.getByLabel("Neue Notiz").fill(note)
+    await page.getByRole("button", { name: "Notiz speichern" }).click()
+    await page.getByText(note).waitFor()
+    await page.getByLabel("Minuten", { exact: true }).fill("120")
+    await page.getByLabel("Fahrtzeit (Minuten)").fill("15")
+    await page.getByRole("button", { name: "Stunden eintragen" }).click()
+    await page.getByText(/120 Min\. \+ 15 Min\. Fahrt/).waitFor()
+    await t.look(page, "app-case-offline")
+
+    await context.setOffline(false)
+    await until(async () => {
+      const c = await net.api("GET", `/api/v1/cases/${caseId}`)
+      return c.status === 200 && c.body.notes.some(n => n.text === note) &&
+        c.body.hours.some(h => h.minutes === 120 && h.travelMinutes === 15 && h.authorVerified)
+    }, async () => `the server does not hold the offline work: ${JSON.stringify((await net.api("GET", `/api/v1/cases/${caseId}`)).body)}`,
+    { timeout: 10_000 })
+
+    // A coordinator's note reaches the open app without a reload.
+    await mark(page)
+    const desk = `Von der Koordination ${Date.now()}`
+    const added = await net.api("POST", `/api/v1/cases/${caseId}/notes`, { body: { text: desk } })
+    assert(added.status === 201, `coordinator note: ${JSON.stringify(added.body)}`)
+    await page.getByText(desk).waitFor()
+    assert(await stillMarked(page), "the app reloaded")
   })
 
   await check("log out everywhere", async t => {

@@ -248,6 +248,7 @@ pub fn router(state: AppState) -> Router {
     crate::http::router()
         .merge(crate::dashboard::router())
         .merge(crate::sync::router())
+        .merge(crate::webapp::router())
         // For every route, the API's and the pages' alike: no body larger than the API
         // takes, no request that hangs for ever (a WebSocket or an event stream answers
         // at once and lives on outside this), and the headers below.

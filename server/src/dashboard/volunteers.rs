@@ -6,8 +6,10 @@
 //! The form checks its fields with the API's rules (`Volunteer::check_*` in the store),
 //! so both accept the same data; only the words differ (`i18n::invalid`).
 //!
-//! The QR code holds `lotse://enroll?server=<this server's address>&code=<code>`, so an
-//! app can enroll from one scan; the address is taken from the request's `Host` (and
+//! The QR code holds `<this server's address>/app/#code=<code>`: scanned with a phone's
+//! camera it opens the volunteers' web app, which enrolls with the code (the fragment
+//! never reaches a server or its logs); a native app registered for the server's links
+//! can take the same URL. The address is taken from the request's `Host` (and
 //! `X-Forwarded-Proto` behind a proxy). The code alone, typed by hand, works as well.
 
 use std::collections::{BTreeMap, HashMap};
@@ -186,8 +188,7 @@ pub async fn enrollment_code(
     }
     tracing::info!(volunteer_id = %v.id, "enrollment code created (dashboard)");
     let server = server_address(&headers);
-    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let link = format!("lotse://enroll?server={}&code={}", enc(&server), enc(&code));
+    let link = format!("{server}/app/#code={code}");
     let qr = qr_svg(l, &link).unwrap_or_default();
     let new_code = NewCode {
         code,

@@ -39,10 +39,18 @@ pub struct DeviceDocuments {
     /// The `schema` version the server reads and writes; an app that knows an older one
     /// updates itself before it writes.
     pub schema_version: u64,
-    /// Every document the device may hold, to sync.
-    pub documents: Vec<String>,
+    /// Every document the device may hold, to sync, with the heads the server holds
+    /// (so the device can tell what it has not handed over yet).
+    pub documents: Vec<Listed>,
     /// Held documents the network deleted or rewrote.
     pub gone: Vec<Gone>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Listed {
+    pub id: String,
+    /// Change hashes, hex.
+    pub heads: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -100,7 +108,13 @@ async fn device_documents(
     }
     Ok(axum::Json(DeviceDocuments {
         schema_version: lotse_protocol::schema::SCHEMA_VERSION,
-        documents: allowed.iter().map(|(id, _)| id.to_string()).collect(),
+        documents: allowed
+            .iter()
+            .map(|(id, heads)| Listed {
+                id: id.to_string(),
+                heads: heads.iter().map(ToString::to_string).collect(),
+            })
+            .collect(),
         gone,
     }))
 }
