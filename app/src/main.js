@@ -11,6 +11,9 @@ import { IndexedDBStorageAdapter } from "@automerge/automerge-repo-storage-index
 export const SCHEMA_VERSION = 1;
 const DEVICE = "lotse.device";
 const HELD = "lotse.held";
+/** Answers to offers given offline: [{id, answer: "accept" | "decline"}], sent in order. */
+const ANSWERS = "lotse.answers";
+const OFFERS = "lotse.offers";
 const STORE = "lotse";
 /** How often the app asks which documents it may hold while it is open. */
 const REFRESH_MS = 30_000;
@@ -46,8 +49,11 @@ const net = document.getElementById("net");
 
 let device = readJson(DEVICE);
 let repo = null;
+let storage = null;
 /** id -> DocHandle of every document the device holds. */
 const handles = new Map();
+/** Dropped since the app opened: a `find` still under way must not bring them back. */
+const dropped = new Set();
 /** What the server last said: id -> heads it holds (hex), or null before the first answer. */
 let serverHeads = null;
 let lastError = "";
@@ -180,8 +186,9 @@ async function enroll(e) {
 function connect() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   const url = `${proto}//${location.host}/sync?token=${encodeURIComponent(device.token)}`;
+  storage = new DeviceStorage(STORE);
   repo = new Repo({
-    storage: new IndexedDBStorageAdapter(STORE),
+    storage,
     network: [new BrowserWebSocketClientAdapter(url)],
     sharePolicy: async () => true,
   });
@@ -197,6 +204,18 @@ function connect() {
 
 const urlOf = (id) => `automerge:${id}`;
 
+/**
+ * IndexedDB that writes nothing of a dropped document: a message about it that arrives
+ * after the drop (the server's "unavailable", a save the repo had scheduled) would
+ * otherwise store it again.
+ */
+class DeviceStorage extends IndexedDBStorageAdapter {
+  async save(key, data) {
+    if (dropped.has(key[0])) return;
+    return super.save(key, data);
+  }
+}
+
 /** Opens `id` from storage or the server; a document neither has yet is left for later. */
 async function hold(id) {
   if (handles.has(id)) return;
@@ -206,15 +225,21 @@ async function hold(id) {
   } catch {
     return;
   }
+  if (dropped.has(id)) {
+    // Dropped while it was being opened: the late `find` made it live again.
+    repo.delete(urlOf(id));
+    return;
+  }
   if (handles.has(id)) return;
   handles.set(id, handle);
   handle.on("change", () => rerender(id));
 }
 
 async function drop(id) {
-  const handle = handles.get(id);
+  dropped.add(id);
   handles.delete(id);
-  if (handle) repo.delete(handle.url);
+  // Also when it is not open yet: its stored chunks go either way.
+  repo.delete(urlOf(id));
 }
 
 /** Asks the server what this device may hold; drops what it may no longer. */
@@ -254,11 +279,20 @@ async function refresh() {
   for (const id of held) {
     if (!listed.has(id)) await drop(id);
   }
+  // Whatever a late message wrote for a dropped document since goes too.
+  for (const id of dropped) {
+    if (!listed.has(id)) await storage?.removeRange([id]);
+  }
   serverHeads = listed;
-  for (const id of listed.keys()) await hold(id);
+  for (const id of listed.keys()) {
+    // Shared again after it was withdrawn: welcome back.
+    dropped.delete(id);
+    await hold(id);
+  }
   localStorage.setItem(HELD, JSON.stringify([...listed.keys()]));
   showNet();
   rerender();
+  await syncOffers();
 }
 
 function syncStatus(id) {
@@ -290,8 +324,17 @@ async function wipe(why) {
     // Going away anyway.
   }
   repo = null;
+  // An open connection would hold the deletion back until the page closes.
+  try {
+    (await storage?.dbPromise)?.close();
+  } catch {
+    // Not open: nothing to close.
+  }
+  storage = null;
   localStorage.removeItem(DEVICE);
   localStorage.removeItem(HELD);
+  localStorage.removeItem(ANSWERS);
+  localStorage.removeItem(OFFERS);
   device = null;
   await new Promise((done) => {
     const req = indexedDB.deleteDatabase(STORE);
@@ -318,6 +361,8 @@ function route() {
   const m = location.hash.match(/^#case\/([1-9A-HJ-NP-Za-km-z]+)$/);
   if (m) renderCase(m[1]);
   else if (location.hash === "#device") renderDevice();
+  else if (location.hash === "#offers") renderOffers();
+  else if (location.hash === "#week") renderWeek();
   else renderCases();
 }
 
@@ -358,6 +403,17 @@ function renderCases() {
             ),
           ),
         ),
+    nav(),
+  );
+}
+
+function nav() {
+  const open = (readJson(OFFERS) || []).filter((o) => o.status === "offered").length;
+  return h(
+    "nav",
+    { "aria-label": t("Bereiche", "Sections") },
+    h("p", {}, h("a", { href: "#offers" }, open ? t(`Anfragen (${open} offen)`, `Requests (${open} open)`) : t("Anfragen", "Requests"))),
+    h("p", {}, h("a", { href: "#week" }, t("Termine dieser Woche", "This week's appointments"))),
     h("p", {}, h("a", { href: "#device" }, t("Dieses Gerät", "This device"))),
   );
 }
@@ -393,6 +449,23 @@ function renderCase(id) {
       h("label", { for: "note-text" }, t("Neue Notiz", "New note")),
       h("textarea", { id: "note-text", name: "text", required: true, maxlength: 10000 }),
       h("button", { type: "submit" }, t("Notiz speichern", "Save note")),
+    ),
+    h("h2", { id: "appointments" }, t("Termine", "Appointments")),
+    appointmentsOf(c).length === 0
+      ? h("p", {}, t("Keine Termine.", "No appointments."))
+      : h("ul", { class: "entries", "aria-labelledby": "appointments" }, appointmentsOf(c).map((a) => appointmentItem(id, a))),
+    h(
+      "form",
+      { onsubmit: (e) => addAppointment(e, id) },
+      h("label", { for: "appt-start" }, t("Neuer Termin: Beginn", "New appointment: start")),
+      h("input", { id: "appt-start", name: "start", type: "datetime-local", required: true }),
+      h("label", { for: "appt-minutes" }, t("Dauer (Minuten)", "Duration (minutes)")),
+      h("input", { id: "appt-minutes", name: "minutes", type: "number", min: 5, max: 1440, value: 60, required: true, inputmode: "numeric" }),
+      h("label", { for: "appt-place" }, t("Ort", "Place")),
+      h("input", { id: "appt-place", name: "place", maxlength: 200 }),
+      h("label", { for: "appt-purpose" }, t("Worum es geht", "What it is about")),
+      h("input", { id: "appt-purpose", name: "purpose", maxlength: 200 }),
+      h("button", { type: "submit" }, t("Termin speichern", "Save appointment")),
     ),
     h("h2", { id: "hours" }, t("Stunden", "Hours")),
     hours.length === 0
@@ -454,6 +527,164 @@ function logHours(e, id) {
   });
   document.activeElement?.blur();
   renderCase(id);
+}
+
+const when = (ms) =>
+  new Date(Number(ms)).toLocaleString(lang, { weekday: "short", day: "numeric", month: "numeric", hour: "2-digit", minute: "2-digit" });
+
+function appointmentsOf(c) {
+  return entries(c.appointments).sort((a, b) => Number(a.start) - Number(b.start));
+}
+
+function appointmentItem(id, a) {
+  const cancelled = Boolean(a.cancelled);
+  return h(
+    "li",
+    { class: "appointment" },
+    h("p", {}, cancelled ? h("s", {}, when(a.start)) : when(a.start), " – ", String(a.purpose || ""), a.place ? ` (${a.place})` : "", cancelled ? ` · ${t("abgesagt", "cancelled")}` : ""),
+    cancelled
+      ? null
+      : h(
+          "p",
+          {},
+          h("button", { type: "button", class: "secondary", onclick: () => moveAppointment(id, a.key, 24 * 3_600_000) }, t("Einen Tag später", "One day later")),
+          h("button", { type: "button", class: "danger", onclick: () => cancelAppointment(id, a.key) }, t("Absagen", "Cancel")),
+        ),
+  );
+}
+
+function addAppointment(e, id) {
+  e.preventDefault();
+  const data = new FormData(e.target);
+  const start = new Date(String(data.get("start"))).getTime();
+  const minutes = Number.parseInt(String(data.get("minutes")), 10);
+  if (!Number.isFinite(start) || !(minutes >= 5 && minutes <= 1440)) return;
+  change(id, "add appointment", (d) => {
+    d.appointments[newKey()] = {
+      start,
+      end: start + minutes * 60_000,
+      place: new Automerge.ImmutableString(String(data.get("place") || "").trim()),
+      purpose: new Automerge.ImmutableString(String(data.get("purpose") || "").trim()),
+      cancelled: false,
+    };
+  });
+  document.activeElement?.blur();
+  renderCase(id);
+}
+
+function moveAppointment(id, key, by) {
+  change(id, "update appointment", (d) => {
+    const a = d.appointments[key];
+    a.start = Number(a.start) + by;
+    a.end = Number(a.end) + by;
+  });
+  renderCase(id);
+}
+
+function cancelAppointment(id, key) {
+  change(id, "update appointment", (d) => {
+    d.appointments[key].cancelled = true;
+  });
+  renderCase(id);
+}
+
+function renderWeek() {
+  const from = new Date();
+  from.setHours(0, 0, 0, 0);
+  const until = from.getTime() + 7 * 24 * 3_600_000;
+  const items = [];
+  for (const id of handles.keys()) {
+    const c = caseOf(id);
+    if (!c) continue;
+    for (const a of appointmentsOf(c)) {
+      if (Number(a.start) >= from.getTime() && Number(a.start) < until && !a.cancelled) items.push([id, c, a]);
+    }
+  }
+  items.sort(([, , a], [, , b]) => Number(a.start) - Number(b.start));
+  show(
+    t("Termine dieser Woche", "This week's appointments"),
+    items.length === 0
+      ? h("p", {}, t("Keine Termine in den nächsten sieben Tagen.", "No appointments in the next seven days."))
+      : h("ul", { class: "entries" }, items.map(([id, c, a]) => h("li", {}, h("p", {}, when(a.start), " – ", String(a.purpose || "")), h("p", { class: "meta" }, h("a", { href: `#case/${id}` }, String(c.label)))))),
+    h("p", {}, h("a", { href: "#cases" }, "← ", t("Zu den Fällen", "To the cases"))),
+  );
+}
+
+// ---------------------------------------------------------------- offers
+
+const OFFER_STATUS = {
+  offered: ["offen", "open"],
+  accepted: ["angenommen", "accepted"],
+  declined: ["abgelehnt", "declined"],
+  taken: ["schon vergeben", "taken by someone else"],
+  withdrawn: ["zurückgezogen", "withdrawn"],
+};
+
+/** Fetches the offers, after sending answers given offline (the server decides them). */
+async function syncOffers() {
+  if (!device || !navigator.onLine) return;
+  const queued = readJson(ANSWERS) || [];
+  while (queued.length) {
+    const { id, answer } = queued[0];
+    let res;
+    try {
+      res = await api("POST", `/api/v1/offers/${encodeURIComponent(id)}/${answer}`);
+    } catch {
+      break;
+    }
+    if (res.status >= 500) break;
+    queued.shift();
+    localStorage.setItem(ANSWERS, JSON.stringify(queued));
+  }
+  try {
+    const res = await api("GET", "/api/v1/offers");
+    if (res.status === 200) localStorage.setItem(OFFERS, JSON.stringify(res.json));
+  } catch {
+    // Offline again: the list on the device stays.
+  }
+  if (location.hash === "#offers" || location.hash === "" || location.hash === "#cases") rerender();
+}
+
+function answer(id, what) {
+  const queued = readJson(ANSWERS) || [];
+  queued.push({ id, answer: what });
+  localStorage.setItem(ANSWERS, JSON.stringify(queued));
+  syncOffers().then(renderOffers);
+  renderOffers();
+}
+
+function renderOffers() {
+  const offers = readJson(OFFERS) || [];
+  const pending = new Map((readJson(ANSWERS) || []).map((a) => [a.id, a.answer]));
+  show(
+    t("Anfragen", "Requests"),
+    offers.length === 0
+      ? h("p", {}, t("Keine Anfragen.", "No requests."))
+      : h(
+          "ul",
+          { class: "entries" },
+          offers.map((o) =>
+            h(
+              "li",
+              { class: "offer" },
+              h("p", {}, h("strong", {}, label(TOPICS, o.topic)), " · ", new Date(o.starts_at).toLocaleString(lang), " · ", o.place_area),
+              o.description ? h("p", {}, o.description) : null,
+              pending.has(o.id)
+                ? h("p", { class: "meta" }, pending.get(o.id) === "accept" ? t("Zusage gespeichert – wird gesendet, sobald Netz da ist.", "Acceptance saved – sent when there is a network.") : t("Absage gespeichert – wird gesendet, sobald Netz da ist.", "Decline saved – sent when there is a network."))
+                : h("p", { class: "meta" }, label(OFFER_STATUS, o.status)),
+              o.status === "offered" && !pending.has(o.id)
+                ? h(
+                    "p",
+                    {},
+                    h("button", { type: "button", onclick: () => answer(o.id, "accept") }, t("Annehmen", "Accept")),
+                    h("button", { type: "button", class: "secondary", onclick: () => answer(o.id, "decline") }, t("Ablehnen", "Decline")),
+                  )
+                : null,
+            ),
+          ),
+        ),
+    h("p", {}, h("a", { href: "#cases" }, "← ", t("Zu den Fällen", "To the cases"))),
+  );
 }
 
 function renderDevice() {

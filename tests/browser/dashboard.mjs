@@ -646,10 +646,19 @@ async function main() {
   await check("the volunteers' app: enroll by link, the cases appear, it opens offline and syncs what was written offline", async t => {
     const net = await network()
     const { caseId } = await net.assignedCase()
+    const offered = await net.request()
+    await net.offer(offered, [net.amira])
     const code = await net.api("POST", `/api/v1/volunteers/${net.amira}/enrollment-codes`)
     assert(code.status === 201, `code: ${JSON.stringify(code.body)}`)
     const context = await t.browser()
     const page = context.pages()[0] ?? await context.newPage()
+    // What the first visit transfers, compressed, up to the case list.
+    let wire = 0
+    let counting = true
+    const sizes = []
+    page.on("requestfinished", req => {
+      if (counting) sizes.push(req.sizes().then(s => s.responseBodySize + s.responseHeadersSize).catch(() => 0))
+    })
     await page.goto(`${base}/app/#code=${code.body.code}`)
     const field = page.getByLabel("Anmeldecode")
     assert(await field.inputValue() === code.body.code, "the link fills in the code")
@@ -661,9 +670,19 @@ async function main() {
     await until(() => page.getByText("abgeglichen", { exact: true }).isVisible(), async () => `the case is not shown as synced: ${await page.locator("main").innerText()}`)
     await t.look(page, "app-cases")
     await until(() => page.evaluate(() => !!navigator.serviceWorker.controller), () => "no service worker controls the app")
+    counting = false
+    for (const size of await Promise.all(sizes)) wire += size
+    console.log(`     the app's first load: ${(wire / 1024).toFixed(0)} KiB on the wire (WebAssembly included)`)
+    assert(wire > 0 && wire < 1_500_000, `the first load transfers ${wire} bytes`)
+    await page.getByRole("link", { name: "Anfragen (1 offen)" }).click()
+    await page.getByRole("button", { name: "Annehmen" }).waitFor()
+    await t.look(page, "app-offers")
 
     await context.setOffline(true)
     await page.reload()
+    await page.getByRole("button", { name: "Annehmen" }).click()
+    await page.getByText("Zusage gespeichert").waitFor()
+    await page.getByRole("link", { name: "Zu den Fällen" }).click()
     await page.getByRole("link", { name: "F.K." }).click()
     await page.getByRole("heading", { level: 1, name: "F.K." }).waitFor()
     const note = `Offline notiert ${Date.now()}`
@@ -674,13 +693,20 @@ async function main() {
     await page.getByLabel("Fahrtzeit (Minuten)").fill("15")
     await page.getByRole("button", { name: "Stunden eintragen" }).click()
     await page.getByText(/120 Min\. \+ 15 Min\. Fahrt/).waitFor()
+    await page.getByLabel("Neuer Termin: Beginn").fill(`${inDays(2)}T10:30`)
+    await page.getByLabel("Worum es geht").fill("Anmeldung Kita")
+    await page.getByRole("button", { name: "Termin speichern" }).click()
+    await page.getByText(/Anmeldung Kita/).waitFor()
     await t.look(page, "app-case-offline")
 
     await context.setOffline(false)
     await until(async () => {
       const c = await net.api("GET", `/api/v1/cases/${caseId}`)
+      const r = await net.api("GET", `/api/v1/requests/${offered}`)
       return c.status === 200 && c.body.notes.some(n => n.text === note) &&
-        c.body.hours.some(h => h.minutes === 120 && h.travelMinutes === 15 && h.authorVerified)
+        c.body.hours.some(h => h.minutes === 120 && h.travelMinutes === 15 && h.authorVerified) &&
+        c.body.appointments.some(a => a.purpose === "Anmeldung Kita" && a.end - a.start === 3_600_000) &&
+        r.body.status === "assigned" && r.body.assigned_volunteer_id === net.amira
     }, async () => `the server does not hold the offline work: ${JSON.stringify((await net.api("GET", `/api/v1/cases/${caseId}`)).body)}`,
     { timeout: 10_000 })
 
@@ -691,6 +717,57 @@ async function main() {
     assert(added.status === 201, `coordinator note: ${JSON.stringify(added.body)}`)
     await page.getByText(desk).waitFor()
     assert(await stillMarked(page), "the app reloaded")
+  })
+
+  await check("the volunteers' app drops withdrawn and deleted cases, and wipes itself when revoked", async t => {
+    const net = await network()
+    const kept = (await net.assignedCase()).caseId
+    const withdrawn = (await net.assignedCase()).caseId
+    const deleted = (await net.assignedCase()).caseId
+    const code = await net.api("POST", `/api/v1/volunteers/${net.amira}/enrollment-codes`)
+    const context = await t.browser()
+    const page = context.pages()[0] ?? await context.newPage()
+    await page.goto(`${base}/app/#code=${code.body.code}`)
+    await page.getByRole("button", { name: "Anmelden" }).click()
+    await until(async () => (await page.getByRole("link", { name: "F.K." }).count()) === 3, async () => `three cases: ${await page.locator("main").innerText()}`)
+    /** The keys of the app's automerge storage that name `id`, as JSON. */
+    const stored = id => page.evaluate(id => new Promise(resolve => {
+      const open = indexedDB.open("lotse")
+      open.onerror = () => resolve(["cannot open"])
+      open.onsuccess = () => {
+        const db = open.result
+        const names = [...db.objectStoreNames]
+        if (!names.length) { db.close(); resolve([]); return }
+        const req = db.transaction(names[0]).objectStore(names[0]).getAllKeys()
+        req.onsuccess = () => { db.close(); resolve(req.result.map(k => JSON.stringify(k)).filter(k => k.includes(id))) }
+      }
+    }), id)
+    await until(async () => (await stored(withdrawn)).length > 0 && (await stored(deleted)).length > 0, () => "the cases are in IndexedDB")
+
+    const moved = await net.api("PUT", `/api/v1/cases/${withdrawn}/volunteers`, { body: { volunteer_ids: [net.olena] } })
+    assert(moved.status === 200, `unshare: ${JSON.stringify(moved.body)}`)
+    const gone = await net.api("DELETE", `/api/v1/cases/${deleted}?reason=mistake`)
+    assert(gone.status === 204, `delete: ${gone.status}`)
+    await page.reload()
+    await until(async () => (await page.getByRole("link", { name: "F.K." }).count()) === 1, async () => `one case left: ${await page.locator("main").innerText()}`)
+    await until(async () => (await stored(withdrawn)).length === 0 && (await stored(deleted)).length === 0,
+      async () => `still stored: ${await stored(withdrawn)} ${await stored(deleted)}`)
+    assert((await stored(kept)).length > 0, "the kept case stays")
+
+    const devices = await net.api("GET", `/api/v1/volunteers/${net.amira}/devices`)
+    const browserDevice = devices.body.find(d => d.name === "Browser")
+    assert(browserDevice, `the app's device: ${JSON.stringify(devices.body)}`)
+    const revoked = await net.api("POST", `/api/v1/devices/${browserDevice.id}/revoke`)
+    assert(revoked.status === 200 || revoked.status === 204, `revoke: ${revoked.status}`)
+    await page.reload()
+    await page.getByRole("heading", { level: 1, name: "Abgemeldet" }).waitFor()
+    await t.look(page, "app-revoked")
+    const left = await page.evaluate(async () => ({
+      databases: (await indexedDB.databases()).map(d => d.name),
+      caches: await caches.keys(),
+      token: localStorage.getItem("lotse.device"),
+    }))
+    assert(!left.databases.includes("lotse") && !left.caches.length && !left.token, `left behind: ${JSON.stringify(left)}`)
   })
 
   await check("log out everywhere", async t => {
