@@ -442,7 +442,7 @@ function renderCase(id) {
     h("h2", { id: "notes" }, t("Notizen", "Notes")),
     notes.length === 0
       ? h("p", {}, t("Noch keine Notizen.", "No notes yet."))
-      : h("ul", { class: "entries", "aria-labelledby": "notes" }, notes.map((n) => h("li", { class: "note" }, h("p", {}, String(n.text)), h("p", { class: "meta" }, new Date(Number(n.createdAt)).toLocaleString(lang))))),
+      : h("ul", { class: "entries", "aria-labelledby": "notes" }, notes.map((n) => noteItem(id, n))),
     h(
       "form",
       { onsubmit: (e) => addNote(e, id) },
@@ -485,6 +485,57 @@ function renderCase(id) {
       h("button", { type: "submit" }, t("Stunden eintragen", "Log hours")),
     ),
   );
+}
+
+function noteItem(id, n) {
+  const field = `note-${n.key}`;
+  return h(
+    "li",
+    { class: "note" },
+    h("p", {}, String(n.text)),
+    h("p", { class: "meta" }, new Date(Number(n.createdAt)).toLocaleString(lang)),
+    h(
+      "details",
+      {},
+      h("summary", {}, t("Bearbeiten", "Edit")),
+      h(
+        "form",
+        { onsubmit: (e) => editNote(e, id, n.key) },
+        h("label", { for: field }, t("Notiz", "Note")),
+        h("textarea", { id: field, name: "text", required: true, maxlength: 10000 }, String(n.text)),
+        h("button", { type: "submit" }, t("Änderung speichern", "Save change")),
+      ),
+    ),
+  );
+}
+
+/**
+ * Writes only what changed, as one splice of the note's text (common start and end kept),
+ * so that an edit made elsewhere at the same time, in another part of the text, merges.
+ */
+function editNote(e, id, key) {
+  e.preventDefault();
+  const next = String(new FormData(e.target).get("text") || "");
+  const before = String(caseOf(id)?.notes?.[key]?.text ?? "");
+  // Automerge's JavaScript API counts text in UTF-16 code units, like JS strings; the
+  // bounds are moved off the middle of a surrogate pair.
+  const [a, b] = [before, next];
+  const high = (s, i) => i > 0 && i < s.length && /[\uD800-\uDBFF]/.test(s[i - 1]);
+  let start = 0;
+  while (start < a.length && start < b.length && a[start] === b[start]) start += 1;
+  while (high(a, start) || high(b, start)) start -= 1;
+  let end = 0;
+  while (end < a.length - start && end < b.length - start && a[a.length - 1 - end] === b[b.length - 1 - end]) end += 1;
+  while (end > 0 && (high(a, a.length - end) || high(b, b.length - end))) end -= 1;
+  const del = a.length - start - end;
+  const insert = b.slice(start, b.length - end);
+  if (del === 0 && insert === "") return;
+  change(id, "edit note", (d, now) => {
+    Automerge.splice(d, ["notes", key, "text"], start, del, insert);
+    d.notes[key].updatedAt = now;
+  });
+  document.activeElement?.blur();
+  renderCase(id);
 }
 
 /** One automerge change, with the message and time protocol's history reads. */
@@ -687,9 +738,47 @@ function renderOffers() {
   );
 }
 
+/** The VAPID key as the bytes `pushManager.subscribe` wants. */
+function keyBytes(base64url) {
+  const b64 = base64url.replaceAll("-", "+").replaceAll("_", "/");
+  return Uint8Array.from(atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4)), (c) => c.charCodeAt(0));
+}
+
+async function enablePush(status) {
+  status.textContent = t("Wird eingeschaltet …", "Turning on …");
+  try {
+    if (!("Notification" in self) || !navigator.serviceWorker) throw new Error("unsupported");
+    if ((await Notification.requestPermission()) !== "granted") {
+      status.textContent = t("Benachrichtigungen sind in diesem Browser nicht erlaubt.", "Notifications are not allowed in this browser.");
+      return;
+    }
+    const reg = await navigator.serviceWorker.ready;
+    const key = await api("GET", "/api/v1/push/vapid-public-key");
+    // A browser that cannot reach its push service never settles the subscription.
+    const sub = await Promise.race([
+      reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(key.json.public_key) }),
+      new Promise((_, reject) => setTimeout(() => reject(new Error("no answer")), 10_000)),
+    ]);
+    const saved = await api("POST", "/api/v1/push/subscriptions", sub.toJSON());
+    if (saved.status !== 201 && saved.status !== 200) throw new Error(`status ${saved.status}`);
+    status.textContent = t("Eingeschaltet: neue Anfragen erscheinen als Benachrichtigung.", "On: new requests appear as notifications.");
+  } catch {
+    status.textContent = t(
+      "Benachrichtigungen gehen hier gerade nicht: der Browser erreicht seinen Push-Dienst nicht. Bitte später noch einmal. Auf dem iPhone: erst „Zum Home-Bildschirm“, dann die App von dort öffnen.",
+      "Notifications do not work here right now: the browser cannot reach its push service. Please try again later. On an iPhone: first “Add to Home Screen”, then open the app from there.",
+    );
+  }
+}
+
 function renderDevice() {
+  const pushStatus = h("p", { id: "push-status", role: "status" });
   show(
     t("Dieses Gerät", "This device"),
+    h("h2", {}, t("Benachrichtigungen", "Notifications")),
+    h("p", {}, t("Neue Anfragen als Benachrichtigung, ohne Namen oder Orte.", "New requests as notifications, without names or places.")),
+    h("button", { type: "button", onclick: () => enablePush(pushStatus) }, t("Benachrichtigungen einschalten", "Turn on notifications")),
+    pushStatus,
+    h("h2", {}, t("Daten auf diesem Gerät", "Data on this device")),
     h("p", {}, t("Lotse speichert Ihre Fälle auf diesem Gerät, damit Sie auch ohne Netz arbeiten können. Wer das Gerät entsperrt, kann sie lesen.", "Lotse keeps your cases on this device so you can work offline. Anyone who can unlock the device can read them.")),
     h(
       "button",

@@ -27,6 +27,7 @@ import { fileURLToPath } from "node:url"
 import { createRequire } from "node:module"
 
 import { chromium } from "playwright-core"
+import { ImmutableString, splice } from "@automerge/automerge"
 import { Repo } from "@automerge/automerge-repo"
 import { WebSocketClientAdapter } from "@automerge/automerge-repo-network-websocket"
 
@@ -181,7 +182,13 @@ async function network() {
 
 // ---- the phone -------------------------------------------------------------------
 
-async function phoneWritesNote(net, caseId, text) {
+/**
+ * Amira's phone (the stock automerge-repo client with her device token) makes one change
+ * to the case and keeps its socket open until the server's copy satisfies `held` (the
+ * client sends its sync messages throttled; closing earlier could leave the change on
+ * the "phone").
+ */
+async function phoneChanges(net, caseId, message, edit, held) {
   const deviceToken = net.amiraPhone.token
   const wsUrl = base.replace(/^http/, "ws") + `/sync?token=${encodeURIComponent(deviceToken)}`
   const adapter = new WebSocketClientAdapter(wsUrl)
@@ -189,19 +196,21 @@ async function phoneWritesNote(net, caseId, text) {
   try {
     const handle = await repo.find(caseId, { signal: AbortSignal.timeout(TIMEOUT) })
     const now = Date.now()
-    const key = crypto.randomUUID().replaceAll("-", "")
-    handle.change(doc => {
-      doc.notes[key] = { author: net.amira, createdAt: now, updatedAt: now, text }
-    }, { time: Math.floor(now / 1000), message: "add note" })
-    // Keep the socket open until the server holds the note (the client sends its sync
-    // messages throttled); closing earlier could leave the note on the "phone".
+    handle.change(doc => edit(doc, now), { time: Math.floor(now / 1000), message })
     await until(async () => {
-      const held = await api("GET", `/api/v1/cases/${caseId}`, { token: deviceToken })
-      return held.status === 200 && (held.body.notes ?? []).some(n => n.text === text)
-    }, () => "the server never got the phone's note")
+      const c = await api("GET", `/api/v1/cases/${caseId}`, { token: deviceToken })
+      return c.status === 200 && held(c.body)
+    }, () => `the server never got the phone's ${message}`)
   } finally {
     await repo.shutdown()
   }
+}
+
+async function phoneWritesNote(net, caseId, text) {
+  const key = crypto.randomUUID().replaceAll("-", "")
+  await phoneChanges(net, caseId, "add note", (doc, now) => {
+    doc.notes[key] = { author: new ImmutableString(net.amira), createdAt: now, updatedAt: now, text }
+  }, c => (c.notes ?? []).some(n => n.text === text))
 }
 
 // ---- one check: its own browser, its own findings ------------------------------------
@@ -340,6 +349,60 @@ async function mark(page) {
 }
 async function stillMarked(page) {
   return page.evaluate(() => window.__notReloaded === true)
+}
+
+/**
+ * Watches the service workers of `page`'s browser (call before the page loads the one
+ * wanted): `ready(scope)` waits until the worker of `base + scope` is activated and
+ * running, and gives `deliver(data)`, which hands it a push as a browser's push service
+ * would, and `shown()`, what it asked to show and how that went.
+ *
+ * What the worker shows is read inside the worker, from the calls it makes to
+ * `showNotification` and their outcome. `getNotifications()` is no witness here: Chromium
+ * answers it by reconciling its notification database with what the platform reports as
+ * on screen, and in headless Chromium a notification whose display is still on its way
+ * counts as closed and is dropped from the list for good (seen once in ten runs: the
+ * worker got the push and `showNotification` resolved, yet the list stayed empty; issue
+ * 11). A push reaches only an activated worker.
+ */
+async function pushWitness(page) {
+  const context = page.context()
+  await context.grantPermissions(["notifications"], { origin: base })
+  const cdp = await context.newCDPSession(page)
+  const registrations = new Map()
+  const versions = new Map()
+  cdp.on("ServiceWorker.workerRegistrationUpdated", e => {
+    for (const r of e.registrations) registrations.set(r.registrationId, r)
+  })
+  cdp.on("ServiceWorker.workerVersionUpdated", e => {
+    for (const v of e.versions) versions.set(v.versionId, v)
+  })
+  await cdp.send("ServiceWorker.enable")
+  async function ready(scope, context_ = "") {
+    const reg = await until(
+      () => [...registrations.values()].find(r => r.scopeURL === base + scope && !r.isDeleted &&
+        [...versions.values()].some(v => v.registrationId === r.registrationId && v.status === "activated")),
+      () => `no activated service worker for ${scope}${context_}: ${JSON.stringify([...registrations.values()])} ${JSON.stringify([...versions.values()])}`)
+    const worker = await until(() => context.serviceWorkers().find(w => w.url().startsWith(base + scope)),
+      () => `no running service worker: ${JSON.stringify(context.serviceWorkers().map(w => w.url()))}`)
+    await worker.evaluate(() => {
+      const reg = self.registration
+      const show = reg.showNotification.bind(reg)
+      self.__shown = []
+      reg.showNotification = (title, options = {}) => {
+        const entry = { title, body: options.body, tag: options.tag, data: options.data, outcome: "pending" }
+        self.__shown.push(entry)
+        return show(title, options).then(
+          r => { entry.outcome = "shown"; return r },
+          e => { entry.outcome = `refused: ${e}`; throw e })
+      }
+    })
+    return {
+      deliver: data => cdp.send("ServiceWorker.deliverPushMessage", { origin: base, registrationId: reg.registrationId, data }),
+      shown: () => worker.evaluate(() => self.__shown),
+    }
+  }
+  return { cdp, ready }
 }
 
 // ---- the checks --------------------------------------------------------------------
@@ -535,18 +598,7 @@ async function main() {
   await check("notifications: the card answers clearly and the service worker shows a pushed request", async t => {
     const net = await network()
     const page = await t.loggedIn(net)
-    const context = page.context()
-    await context.grantPermissions(["notifications"], { origin: base })
-    const cdp = await context.newCDPSession(page)
-    const registrations = new Map()
-    const versions = new Map()
-    cdp.on("ServiceWorker.workerRegistrationUpdated", e => {
-      for (const r of e.registrations) registrations.set(r.registrationId, r)
-    })
-    cdp.on("ServiceWorker.workerVersionUpdated", e => {
-      for (const v of e.versions) versions.set(v.versionId, v)
-    })
-    await cdp.send("ServiceWorker.enable")
+    const push = await pushWitness(page)
     await page.goto(base + "/dashboard")
     const card = page.locator("#notifications")
     await card.getByRole("heading", { name: "Benachrichtigungen auf diesem Gerät" }).waitFor()
@@ -565,35 +617,8 @@ async function main() {
     await t.shot(page, "14-notifications")
 
     // The worker registered on the way; a push as the server sends it is shown in German
-    // with topic, languages and time, and leads to the request. A push reaches only an
-    // activated worker, and the card may have answered before that.
-    const reg = await until(
-      () => [...registrations.values()].find(r => r.scopeURL === base + "/dashboard/" && !r.isDeleted &&
-        [...versions.values()].some(v => v.registrationId === r.registrationId && v.status === "activated")),
-      () => `no activated service worker for /dashboard/ (card said: ${said}): ${JSON.stringify([...registrations.values()])} ${JSON.stringify([...versions.values()])}`)
-    // What the worker shows is read inside the worker, from the calls it makes to
-    // `showNotification` and their outcome. `getNotifications()` is no witness here:
-    // Chromium answers it by reconciling its notification database with what the
-    // platform reports as on screen, and in headless Chromium a notification whose display
-    // is still on its way counts as closed and is dropped from the list for good (seen
-    // once in ten runs: the worker got the push and `showNotification` resolved, yet the
-    // list stayed empty; issue 11).
-    const worker = await until(() => context.serviceWorkers().find(w => w.url().startsWith(base + "/dashboard/sw.js")),
-      () => `no running service worker: ${JSON.stringify(context.serviceWorkers().map(w => w.url()))}`)
-    await worker.evaluate(() => {
-      const reg = self.registration
-      const show = reg.showNotification.bind(reg)
-      self.__shown = []
-      reg.showNotification = (title, options = {}) => {
-        const entry = { title, body: options.body, tag: options.tag, url: options.data && options.data.url, outcome: "pending" }
-        self.__shown.push(entry)
-        return show(title, options).then(
-          r => { entry.outcome = "shown"; return r },
-          e => { entry.outcome = `refused: ${e}`; throw e })
-      }
-    })
-    const deliver = data => cdp.send("ServiceWorker.deliverPushMessage", { origin: base, registrationId: reg.registrationId, data })
-    const shown = () => worker.evaluate(() => self.__shown)
+    // with topic, languages and time, and leads to the request.
+    const { deliver, shown } = await push.ready("/dashboard/", ` (card said: ${said})`)
     const requestId = crypto.randomUUID()
     await deliver(JSON.stringify({ v: 1, kind: "accepted", request_id: requestId, topic: "gesundheit", languages: ["ar", "de"],
       window_start: Date.UTC(2027, 0, 13, 13, 0), window_end: Date.UTC(2027, 0, 13, 14, 0) }))
@@ -603,14 +628,14 @@ async function main() {
     assert(n.outcome === "shown", `Chromium did not show it: ${n.outcome}`)
     assert(n.title === "Anfrage angenommen", `title: ${n.title}`)
     assert(n.body.includes("Gesundheit") && n.body.includes("Sprachen: ar, de") && n.body.includes("14:00"), `body: ${n.body}`)
-    assert(n.url === `/dashboard/requests/${requestId}`, `url: ${n.url}`)
+    assert(n.data?.url === `/dashboard/requests/${requestId}`, `url: ${JSON.stringify(n.data)}`)
     // Something unreadable still gives a neutral notice (a push must always show one).
     await deliver("kein JSON")
     const neutral = await until(async () => (notes = await shown()).find(n => n.title === "Lotse" && n.outcome !== "pending"),
       () => `no neutral notification: ${JSON.stringify(notes)}`)
     assert(neutral.outcome === "shown", `Chromium did not show the neutral one: ${neutral.outcome}`)
-    assert(neutral.url === "/dashboard", `neutral url: ${neutral.url}`)
-    await cdp.detach()
+    assert(neutral.data?.url === "/dashboard", `neutral url: ${JSON.stringify(neutral.data)}`)
+    await push.cdp.detach()
   })
 
   await check("switch to English", async t => {
@@ -688,7 +713,7 @@ async function main() {
     const note = `Offline notiert ${Date.now()}`
     await page.getByLabel("Neue Notiz").fill(note)
     await page.getByRole("button", { name: "Notiz speichern" }).click()
-    await page.getByText(note).waitFor()
+    await page.getByRole("paragraph").filter({ hasText: note }).waitFor()
     await page.getByLabel("Minuten", { exact: true }).fill("120")
     await page.getByLabel("Fahrtzeit (Minuten)").fill("15")
     await page.getByRole("button", { name: "Stunden eintragen" }).click()
@@ -715,8 +740,60 @@ async function main() {
     const desk = `Von der Koordination ${Date.now()}`
     const added = await net.api("POST", `/api/v1/cases/${caseId}/notes`, { body: { text: desk } })
     assert(added.status === 201, `coordinator note: ${JSON.stringify(added.body)}`)
-    await page.getByText(desk).waitFor()
+    await page.getByRole("paragraph").filter({ hasText: desk }).waitFor()
     assert(await stillMarked(page), "the app reloaded")
+  })
+
+  await check("the volunteers' app: a push shows a German notice without names that leads to the offers; a note edited in the app and on a phone at once merges", async t => {
+    const net = await network()
+    const { caseId } = await net.assignedCase()
+    const first = "Termin beim Jobcenter"
+    const added = await net.api("POST", `/api/v1/cases/${caseId}/notes`, { body: { text: first } })
+    assert(added.status === 201, `note: ${JSON.stringify(added.body)}`)
+    const code = await net.api("POST", `/api/v1/volunteers/${net.amira}/enrollment-codes`)
+    const context = await t.browser()
+    const page = context.pages()[0] ?? await context.newPage()
+    const push = await pushWitness(page)
+    await page.goto(`${base}/app/#code=${code.body.code}`)
+    await page.getByRole("button", { name: "Anmelden" }).click()
+    await page.getByRole("link", { name: "Dieses Gerät" }).click()
+    await page.getByRole("button", { name: "Benachrichtigungen einschalten" }).click()
+    // No push service in headless Chromium: the app must say so rather than spin.
+    await until(async () => !/Wird eingeschaltet/.test(await page.locator("#push-status").innerText()) &&
+      (await page.locator("#push-status").innerText()).length > 0, () => "the notification switch gave no answer", { timeout: 30_000 })
+    await t.look(page, "app-device")
+
+    const { deliver, shown } = await push.ready("/app/")
+    const requestId = crypto.randomUUID()
+    await deliver(JSON.stringify({ v: 1, kind: "offer", request_id: requestId, topic: "gesundheit", languages: ["ar"],
+      window_start: Date.UTC(2027, 0, 13, 13, 0), window_end: Date.UTC(2027, 0, 13, 14, 0) }))
+    let seen = []
+    const n = await until(async () => (seen = await shown()).find(x => x.tag === requestId && x.outcome !== "pending"),
+      () => `no notification: ${JSON.stringify(seen)}`)
+    assert(n.outcome === "shown", `Chromium did not show it: ${n.outcome}`)
+    assert(n.title === "Neue Anfrage für Sie", `title: ${n.title}`)
+    assert(!/Haddad|Amira|Lindenstraße|Nordstadt|F\.K\./.test(`${n.title} ${n.body}`), `personal data in the notice: ${n.body}`)
+    assert(n.data?.screen === "#offers", `it leads to: ${JSON.stringify(n.data)}`)
+    await push.cdp.detach()
+
+    await page.goto(`${base}/app/#case/${caseId}`)
+    await page.getByText(first).first().waitFor()
+    await context.setOffline(true)
+    await page.getByText("Bearbeiten").click()
+    await page.getByLabel("Notiz", { exact: true }).fill(`${first} – Unterlagen mitbringen`)
+    await page.getByRole("button", { name: "Änderung speichern" }).click()
+    await page.getByRole("paragraph").filter({ hasText: `${first} – Unterlagen mitbringen` }).waitFor()
+    const noteKey = (await net.api("GET", `/api/v1/cases/${caseId}`)).body.notes.find(x => x.text === first).id
+    await phoneChanges(net, caseId, "edit note", (doc, now) => {
+      splice(doc, ["notes", noteKey, "text"], 0, 0, "Heute: ")
+      doc.notes[noteKey].updatedAt = now
+    }, c => c.notes.some(x => x.text.startsWith("Heute: ")))
+    await context.setOffline(false)
+    const merged = `Heute: ${first} – Unterlagen mitbringen`
+    await until(async () => (await net.api("GET", `/api/v1/cases/${caseId}`)).body.notes.some(x => x.text === merged),
+      async () => `not merged on the server: ${JSON.stringify((await net.api("GET", `/api/v1/cases/${caseId}`)).body.notes)}`,
+      { timeout: 10_000 })
+    await page.getByRole("paragraph").filter({ hasText: merged }).waitFor()
   })
 
   await check("the volunteers' app drops withdrawn and deleted cases, and wipes itself when revoked", async t => {

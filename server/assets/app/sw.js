@@ -1,7 +1,7 @@
 // The app's service worker: the shell from the cache (so the app opens offline), and
 // Web Push notices without personal data. VERSION is the build's content hash, so a new
 // build installs a new cache and drops the old one.
-const VERSION = "lotse-9e752e4c06eb1f56";
+const VERSION = "lotse-0788777055ab8589";
 const SHELL = ["./", "app.js", "app.css", "automerge.wasm", "manifest.webmanifest", "icon.svg"];
 
 self.addEventListener("install", (event) => {
