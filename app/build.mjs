@@ -35,15 +35,15 @@ await build({
   plugins: [slimAutomerge],
   logLevel: "warning",
 });
-for (const file of ["index.html", "app.css", "icon.svg", "manifest.webmanifest"]) {
-  copyFileSync(join("src", file), join(out, file));
-}
 copyFileSync("node_modules/@automerge/automerge/dist/automerge.wasm", join(out, "automerge.wasm"));
 
+// The page, style, icon, manifest and service worker are served from src/ as they are;
+// what changes with a build is named by one hash of everything the app is made of.
 const hash = createHash("sha256");
-for (const file of ["index.html", "app.js", "app.css", "icon.svg", "manifest.webmanifest", "automerge.wasm"]) {
-  hash.update(readFileSync(join(out, file)));
+for (const file of ["app.js", "automerge.wasm"]) hash.update(readFileSync(join(out, file)));
+for (const file of ["index.html", "app.css", "icon.svg", "manifest.webmanifest", "sw.js"]) {
+  hash.update(readFileSync(join("src", file)));
 }
 const version = hash.digest("hex").slice(0, 16);
-writeFileSync(join(out, "sw.js"), readFileSync("src/sw.js", "utf8").replace("__VERSION__", version));
+writeFileSync(join(out, "version.js"), `self.LOTSE_VERSION = "${version}";\n`);
 console.log(`built the app into ${out} (version ${version})`);

@@ -1,7 +1,9 @@
 // The app's service worker: the shell from the cache (so the app opens offline), and
-// Web Push notices without personal data. VERSION is the build's content hash, so a new
-// build installs a new cache and drops the old one.
-const VERSION = "lotse-__VERSION__";
+// Web Push notices without personal data. `version.js` (written by the build) names the
+// build's content hash: a browser checks imported scripts for changes too, so a new build
+// installs a new worker with a new cache, and the old cache is dropped.
+importScripts("version.js");
+const VERSION = `lotse-${self.LOTSE_VERSION}`;
 const SHELL = ["./", "app.js", "app.css", "automerge.wasm", "manifest.webmanifest", "icon.svg"];
 
 self.addEventListener("install", (event) => {

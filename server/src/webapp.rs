@@ -1,5 +1,7 @@
-//! The volunteers' web app at `/app/` (issue 17): the files `scripts/build-app` makes from
-//! `app/`, embedded in the binary so a user of the server never runs npm. Each file is
+//! The volunteers' web app at `/app/` (issue 17): its page, style, icon, manifest and
+//! service worker as `app/src` holds them, and what `scripts/build-app` makes of the rest
+//! (the bundled script, automerge's WebAssembly, the build's version), all embedded in the
+//! binary so a user of the server never runs npm. Each file is
 //! gzipped once, at its first request, and served with an ETag; the service worker keeps
 //! the shell for offline use, so these are fetched again only when the app changes.
 
@@ -30,24 +32,33 @@ struct Asset {
 }
 
 macro_rules! asset {
-    ($name:literal, $type:literal) => {
+    ($dir:literal, $name:literal, $type:literal) => {
         Asset {
             name: $name,
             content_type: $type,
-            bytes: include_bytes!(concat!("../assets/app/", $name)),
+            bytes: include_bytes!(concat!($dir, $name)),
             prepared: OnceLock::new(),
         }
     };
 }
 
-static ASSETS: [Asset; 7] = [
-    asset!("index.html", "text/html; charset=utf-8"),
-    asset!("app.js", "text/javascript; charset=utf-8"),
-    asset!("app.css", "text/css; charset=utf-8"),
-    asset!("sw.js", "text/javascript; charset=utf-8"),
-    asset!("automerge.wasm", "application/wasm"),
-    asset!("manifest.webmanifest", "application/manifest+json"),
-    asset!("icon.svg", "image/svg+xml"),
+static ASSETS: [Asset; 8] = [
+    asset!("../../app/src/", "index.html", "text/html; charset=utf-8"),
+    asset!("../../app/src/", "app.css", "text/css; charset=utf-8"),
+    asset!("../../app/src/", "sw.js", "text/javascript; charset=utf-8"),
+    asset!(
+        "../../app/src/",
+        "manifest.webmanifest",
+        "application/manifest+json"
+    ),
+    asset!("../../app/src/", "icon.svg", "image/svg+xml"),
+    asset!("../assets/app/", "app.js", "text/javascript; charset=utf-8"),
+    asset!("../assets/app/", "automerge.wasm", "application/wasm"),
+    asset!(
+        "../assets/app/",
+        "version.js",
+        "text/javascript; charset=utf-8"
+    ),
 ];
 
 impl Asset {

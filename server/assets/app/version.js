@@ -1,0 +1,1 @@
+self.LOTSE_VERSION = "ee5f3253f7052ca5";
