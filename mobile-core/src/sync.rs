@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -411,6 +412,12 @@ impl Session<'_> {
                 out.push(m);
             }
             if !out.is_empty() {
+                // The app said the network is gone: nothing more leaves, not even the
+                // reply to a frame that came in just before (it would carry edits made
+                // after the app said so).
+                if !self.shared.network.load(Ordering::SeqCst) {
+                    return Err(Ended::NetworkOff);
+                }
                 idle = false;
                 self.send_all(out).await.map_err(Ended::Failed)?;
             }

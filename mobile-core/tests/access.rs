@@ -242,16 +242,6 @@ async fn a_refused_case_fails_alone_with_its_rule() {
 
 const SECRET: &str = "Diagnose Zoeliakie 5512";
 
-/// Whether `needle` is anywhere in the phone's documents, decrypted, history included.
-async fn in_store(client: &Client, needle: &str) -> bool {
-    client
-        .saved_documents()
-        .await
-        .unwrap()
-        .iter()
-        .any(|(_, bytes)| contains(bytes, needle.as_bytes()))
-}
-
 /// Whether `needle` is in any file under the phone's data folder, as stored on disk.
 fn in_files(dir: &std::path::Path, needle: &str) -> bool {
     let mut stack = vec![dir.to_path_buf()];
@@ -309,10 +299,10 @@ async fn a_case_deleted_by_the_network_leaves_every_phone() {
     })
     .await;
     eventually("the tablet has the note", T, || async {
-        in_store(&tablet, SECRET).await
+        in_history(&tablet, SECRET).await
     })
     .await;
-    assert!(in_store(&phone.client, SECRET).await);
+    assert!(in_history(&phone.client, SECRET).await);
     let (heard, _sub) = listen(&phone.client);
     let (tablet_heard, _tablet_sub) = listen(&tablet);
     tablet.set_network_available(false);
@@ -340,7 +330,7 @@ async fn a_case_deleted_by_the_network_leaves_every_phone() {
         "the other case stays"
     );
     assert!(
-        !in_store(&phone.client, SECRET).await,
+        !in_history(&phone.client, SECRET).await,
         "nothing of the case in the phone's decrypted store, history included"
     );
     assert!(!in_files(phone.dir.path(), SECRET), "nor in its files");
@@ -357,7 +347,10 @@ async fn a_case_deleted_by_the_network_leaves_every_phone() {
     ));
     assert!(tablet.get_case(&other).await.is_ok());
     for text in [SECRET, "offline geschrieben"] {
-        assert!(!in_store(&tablet, text).await, "{text} left on the tablet");
+        assert!(
+            !in_history(&tablet, text).await,
+            "{text} left on the tablet"
+        );
         assert!(!in_files(dir.path(), text), "{text} in the tablet's files");
     }
     eventually("the tablet settles", T, || async {

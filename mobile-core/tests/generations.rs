@@ -46,16 +46,6 @@ async fn holds(client: &Client, case: &DocumentId, text: &str) -> bool {
     texts(client, case).await.iter().any(|t| t.contains(text))
 }
 
-/// Whether `needle` is anywhere in the phone's documents, history included.
-async fn in_history(client: &Client, needle: &str) -> bool {
-    client
-        .saved_documents()
-        .await
-        .unwrap()
-        .iter()
-        .any(|(_, bytes)| contains(bytes, needle.as_bytes()))
-}
-
 /// The case as the server holds it now.
 async fn on_server(
     server: &TestServer,

@@ -201,6 +201,16 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Whether `needle` is anywhere in the phone's documents, decrypted, history included.
+pub async fn in_history(client: &Client, needle: &str) -> bool {
+    client
+        .saved_documents()
+        .await
+        .unwrap()
+        .iter()
+        .any(|(_, bytes)| contains(bytes, needle.as_bytes()))
+}
+
 /// A case created on the phone with one note: what most tests need written before
 /// they sync, lose or wipe it.
 pub async fn case_with_note(
