@@ -17,6 +17,9 @@ const OFFERS = "lotse.offers";
 const STORE = "lotse";
 /** How often the app asks which documents it may hold while it is open. */
 const REFRESH_MS = 30_000;
+/** How soon it asks again when a document could not be opened or replayed yet. */
+const RETRY_MS = 2_000;
+let retry = null;
 
 const lang = (navigator.language || "de").toLowerCase().startsWith("en") ? "en" : "de";
 const t = (de, en) => (lang === "en" ? en : de);
@@ -189,7 +192,8 @@ function connect() {
   storage = new DeviceStorage(STORE);
   repo = new Repo({
     storage,
-    network: [new BrowserWebSocketClientAdapter(url)],
+    // Back online, the socket is up again within two seconds.
+    network: [new BrowserWebSocketClientAdapter(url, 2_000)],
     sharePolicy: async () => true,
   });
   // What this device held last time opens at once, from IndexedDB, with or without net.
@@ -272,12 +276,18 @@ async function refresh() {
   }
   lastError = "";
   const listed = new Map(res.json.documents.map((d) => [d.id, d.heads]));
+  // An old generation stays until what was typed into it is on its successor.
+  const waiting = new Set();
   for (const gone of res.json.gone) {
+    if (gone.reason === "replaced" && !(await replaceWith(gone.id, gone.successor, new Set(gone.known || [])))) {
+      waiting.add(gone.id);
+      continue;
+    }
     await drop(gone.id);
     if (gone.reason === "deleted") notice(t("Ein Fall wurde vom Netzwerk gelöscht.", "A case was deleted by the network."));
   }
   for (const id of held) {
-    if (!listed.has(id)) await drop(id);
+    if (!listed.has(id) && !waiting.has(id)) await drop(id);
   }
   // Whatever a late message wrote for a dropped document since goes too.
   for (const id of dropped) {
@@ -289,10 +299,149 @@ async function refresh() {
     dropped.delete(id);
     await hold(id);
   }
-  localStorage.setItem(HELD, JSON.stringify([...listed.keys()]));
+  localStorage.setItem(HELD, JSON.stringify([...listed.keys(), ...waiting]));
+  // Just back online, the socket may not be up yet: what could not be opened or
+  // replayed is tried again soon, not only at the next regular refresh.
+  if (waiting.size || [...listed.keys()].some((id) => !handles.has(id))) {
+    clearTimeout(retry);
+    retry = setTimeout(refresh, RETRY_MS);
+  }
   showNet();
   rerender();
   await syncOffers();
+}
+
+// ---------------------------------------------------------------- new generations
+
+/** Root fields a replay leaves alone: identity, lineage, and the entry maps (by entry). */
+const NOT_REPLAYED = new Set(["schema", "type", "organisationId", "createdAt", "caseId", "generation", "erased", "notes", "appointments", "hours"]);
+const ENTRY_MAPS = ["notes", "appointments", "hours"];
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+
+/**
+ * The network rewrote a case as `successor` (an entry erased, or the history compacted).
+ * What this device wrote to the old one offline, the changes the server did not hold
+ * (`known`), is replayed onto the successor, as `lotse-core` does
+ * (`protocol/src/schema/generation.rs`, `replay`): a three-way merge of the old document
+ * as the server knew it, as it is here, and the successor, entry by entry. Edits of an
+ * entry the network erased are dropped, and the app says so.
+ */
+async function replaceWith(old, successor, known) {
+  let oldDoc = handles.get(old)?.doc();
+  if (!oldDoc) {
+    try {
+      oldDoc = (await repo.find(urlOf(old))).doc();
+    } catch {
+      oldDoc = null;
+    }
+  }
+  dropped.delete(successor);
+  await hold(successor);
+  const target = handles.get(successor);
+  // Nothing of ours to carry over: done. No successor yet: try again later.
+  if (!oldDoc) return true;
+  if (!target) return false;
+  const lost = replay(oldDoc, known, target);
+  if (location.hash === `#case/${old}`) location.hash = `#case/${successor}`;
+  if (lost.length) {
+    notice(t(`${lost.length} Änderung(en) betrafen einen gelöschten Eintrag und wurden nicht übernommen.`, `${lost.length} change(s) concerned an erased entry and were not kept.`));
+  }
+  return true;
+}
+
+function replay(oldDoc, known, target) {
+  const changes = Automerge.getAllChanges(oldDoc).map((c) => Automerge.decodeChange(c));
+  if (changes.every((c) => known.has(c.hash))) return [];
+  // The server's part of our history is closed under dependencies: its heads are the
+  // known changes no other known change depends on.
+  const inKnown = changes.filter((c) => known.has(c.hash));
+  const deps = new Set(inKnown.flatMap((c) => c.deps));
+  const heads = inKnown.map((c) => c.hash).filter((h) => !deps.has(h));
+  const base = heads.length ? Automerge.toJS(Automerge.view(oldDoc, heads)) : {};
+  const mine = Automerge.toJS(oldDoc);
+  const lost = [];
+  const now = Date.now();
+  target.change(
+    (d) => {
+      for (const key of new Set([...Object.keys(base), ...Object.keys(mine)])) {
+        if (NOT_REPLAYED.has(key) || same(base[key], mine[key])) continue;
+        if (key === "languages") mergeSet(d, key, base[key] || [], mine[key] || []);
+        else if (mine[key] === undefined) delete d[key];
+        else d[key] = mine[key];
+      }
+      const erased = new Set(Object.keys(d.erased || {}));
+      for (const kind of ENTRY_MAPS) {
+        const [b, m] = [base[kind] || {}, mine[kind] || {}];
+        if (same(b, m)) continue;
+        if (!d[kind]) d[kind] = {};
+        for (const id of new Set([...Object.keys(b), ...Object.keys(m)])) {
+          const [be, me, there] = [b[id], m[id], d[kind][id]];
+          if (same(be, me)) continue;
+          if (be === undefined) {
+            if (erased.has(id)) lost.push(id);
+            else if (there === undefined) d[kind][id] = me;
+          } else if (me === undefined) {
+            if (there !== undefined) delete d[kind][id];
+          } else if (there === undefined) {
+            lost.push(id);
+          } else {
+            for (const f of new Set([...Object.keys(be), ...Object.keys(me)])) {
+              if (same(be[f], me[f])) continue;
+              if (typeof be[f] === "string" && typeof me[f] === "string" && typeof there[f] === "string") {
+                if (!spliceMerge(d, [kind, id, f], String(there[f]), be[f], me[f])) lost.push(id);
+              } else if (me[f] === undefined) delete there[f];
+              else there[f] = me[f];
+            }
+          }
+        }
+      }
+    },
+    { message: "replay offline edits", time: Math.floor(now / 1000) },
+  );
+  return lost;
+}
+
+/** A list used as a set (the case's languages): our additions and removals. */
+function mergeSet(d, key, base, mine) {
+  const [b, m] = [new Set(base.map(String)), new Set(mine.map(String))];
+  if (!d[key]) d[key] = [];
+  for (const v of m) if (!b.has(v) && !d[key].some((x) => String(x) === v)) d[key].push(new Automerge.ImmutableString(v));
+  for (const v of b) {
+    if (m.has(v)) continue;
+    const at = d[key].findIndex((x) => String(x) === v);
+    if (at >= 0) d[key].deleteAt(at);
+  }
+}
+
+/**
+ * Our edit of a text (base -> mine) applied to the successor's text where the edited
+ * stretch stands between the same neighbours, with as much of them as makes the place
+ * unique. `false`: no such place (the text was rewritten meanwhile).
+ */
+function spliceMerge(d, path, now, base, mine) {
+  if (now === mine) return true;
+  let p = 0;
+  while (p < base.length && p < mine.length && base[p] === mine[p]) p += 1;
+  let q = 0;
+  while (q < base.length - p && q < mine.length - p && base[base.length - 1 - q] === mine[mine.length - 1 - q]) q += 1;
+  const deleted = base.slice(p, base.length - q);
+  const inserted = mine.slice(p, mine.length - q);
+  const [left, right] = [base.slice(0, p), base.slice(base.length - q)];
+  for (const k of [32, 16, 8, 4, 2, 1, 0]) {
+    const [kl, kr] = [Math.min(k, left.length), Math.min(k, right.length)];
+    if (kl + kr + deleted.length === 0) continue;
+    const needle = left.slice(left.length - kl) + deleted + right.slice(0, kr);
+    const first = now.indexOf(needle);
+    if (first < 0) continue;
+    if (now.indexOf(needle, first + 1) >= 0) continue;
+    Automerge.splice(d, path, first + kl, deleted.length, inserted);
+    return true;
+  }
+  if (base === "") {
+    Automerge.splice(d, path, now.length, 0, inserted);
+    return true;
+  }
+  return false;
 }
 
 function syncStatus(id) {

@@ -796,6 +796,47 @@ async function main() {
     await page.getByRole("paragraph").filter({ hasText: merged }).waitFor()
   })
 
+  await check("the volunteers' app replays a note typed offline onto the case's new generation", async t => {
+    const net = await network()
+    const { caseId } = await net.assignedCase()
+    const secret = "Vertraulich 9Q falsch eingetragen"
+    const added = await net.api("POST", `/api/v1/cases/${caseId}/notes`, { body: { text: secret } })
+    assert(added.status === 201, `note: ${JSON.stringify(added.body)}`)
+    const code = await net.api("POST", `/api/v1/volunteers/${net.amira}/enrollment-codes`)
+    const context = await t.browser()
+    const page = context.pages()[0] ?? await context.newPage()
+    await page.goto(`${base}/app/#code=${code.body.code}`)
+    await page.getByRole("button", { name: "Anmelden" }).click()
+    await page.getByRole("link", { name: "F.K." }).click()
+    await page.getByRole("paragraph").filter({ hasText: secret }).waitFor()
+    await until(() => page.getByText("abgeglichen", { exact: true }).isVisible(), () => "the case is not synced")
+
+    // Offline for real: an open WebSocket outlives the emulation, a reload does not.
+    await context.setOffline(true)
+    await page.reload()
+    await page.getByRole("heading", { level: 1, name: "F.K." }).waitFor()
+    const offline = `Offline nach der Prüfung ${Date.now()}`
+    await page.getByLabel("Neue Notiz").fill(offline)
+    await page.getByRole("button", { name: "Notiz speichern" }).click()
+    await page.getByRole("paragraph").filter({ hasText: offline }).waitFor()
+    const before = (await net.api("GET", `/api/v1/cases/${caseId}`)).body
+    assert(!before.notes.some(n => n.text === offline), "the note stayed on the phone until now")
+    const noteId = before.notes.find(n => n.text === secret).id
+    const erased = await net.api("POST", `/api/v1/cases/${caseId}/notes/${noteId}/erase`, { body: { reason: "mistake" } })
+    assert(erased.status === 200, `erase: ${JSON.stringify(erased.body)}`)
+    const successor = erased.body.documentId
+    assert(successor && successor !== caseId, `a new generation: ${JSON.stringify(erased.body)}`)
+
+    await context.setOffline(false)
+    await until(async () => {
+      const c = (await net.api("GET", `/api/v1/cases/${caseId}`)).body
+      return c.documentId === successor && c.notes.some(n => n.text === offline) && !c.notes.some(n => n.text === secret)
+    }, async () => `not on the new generation: ${JSON.stringify((await net.api("GET", `/api/v1/cases/${caseId}`)).body)} ${t.violations.join(" ")} held=${await page.evaluate(() => localStorage.getItem("lotse.held"))} url=${page.url()} net=${await page.locator("#net").innerText()} successor=${successor} case=${caseId}`, { timeout: 15_000 })
+    await page.getByRole("paragraph").filter({ hasText: offline }).waitFor()
+    assert(await page.getByText(secret).count() === 0, "the erased note left the app")
+    assert(page.url().endsWith(`#case/${successor}`), `the page follows the case: ${page.url()}`)
+  })
+
   await check("the volunteers' app drops withdrawn and deleted cases, and wipes itself when revoked", async t => {
     const net = await network()
     const kept = (await net.assignedCase()).caseId

@@ -1,1 +1,1 @@
-self.LOTSE_VERSION = "ee5f3253f7052ca5";
+self.LOTSE_VERSION = "342c5f4848daa80b";

@@ -61,6 +61,10 @@ pub struct Gone {
     /// successor, then drop this one).
     pub reason: &'static str,
     pub successor: Option<String>,
+    /// For `replaced`: the hashes (hex) of the changes of this document the server held
+    /// when it rewrote it. The device's other changes were made offline and are replayed
+    /// onto the successor (`protocol::schema::generation::replay` is the reference).
+    pub known: Option<Vec<String>>,
 }
 
 /// The documents this device may hold, and which of those it holds it must drop.
@@ -96,14 +100,22 @@ async fn device_documents(
             // between the two reads: the device tells these apart itself.
             Access::Allowed(_) | Access::Unknown | Access::Denied => continue,
             Access::Deleted => match state.store.successor(&viewer.organisation_id, id).await? {
-                Some(s) => ("replaced", Some(s.document_id.to_string())),
+                Some(s) => (
+                    "replaced",
+                    Some((
+                        s.document_id.to_string(),
+                        s.known.to_bytes().chunks(32).map(hex::encode).collect(),
+                    )),
+                ),
                 None => ("deleted", None),
             },
         };
+        let (successor, known) = successor.unzip();
         gone.push(Gone {
             id: id.to_string(),
             reason,
             successor,
+            known,
         });
     }
     Ok(axum::Json(DeviceDocuments {
