@@ -778,12 +778,17 @@ async function main() {
 
     await page.goto(`${base}/app/#case/${caseId}`)
     await page.getByText(first).first().waitFor()
+    // Offline for real (a reload: an open WebSocket outlives the emulation), so that the
+    // two edits are made without either knowing the other.
     await context.setOffline(true)
+    await page.reload()
+    await page.getByRole("heading", { level: 1, name: "F.K." }).waitFor()
     await page.getByText("Bearbeiten").click()
     await page.getByLabel("Notiz", { exact: true }).fill(`${first} – Unterlagen mitbringen`)
     await page.getByRole("button", { name: "Änderung speichern" }).click()
     await page.getByRole("paragraph").filter({ hasText: `${first} – Unterlagen mitbringen` }).waitFor()
-    const noteKey = (await net.api("GET", `/api/v1/cases/${caseId}`)).body.notes.find(x => x.text === first).id
+    const noteKey = (await net.api("GET", `/api/v1/cases/${caseId}`)).body.notes.find(x => x.text === first)?.id
+    assert(noteKey, "the app's edit stayed on the phone until now")
     await phoneChanges(net, caseId, "edit note", (doc, now) => {
       splice(doc, ["notes", noteKey, "text"], 0, 0, "Heute: ")
       doc.notes[noteKey].updatedAt = now
