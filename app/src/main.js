@@ -14,6 +14,8 @@ const HELD = "lotse.held";
 /** Answers to offers given offline: [{id, answer: "accept" | "decline"}], sent in order. */
 const ANSWERS = "lotse.answers";
 const OFFERS = "lotse.offers";
+/** {at, lease_ms}: when the server last answered, and the lease it named then. */
+const CONTACT = "lotse.contact";
 const STORE = "lotse";
 /** How often the app asks which documents it may hold while it is open. */
 const REFRESH_MS = 30_000;
@@ -246,8 +248,25 @@ async function drop(id) {
   repo.delete(urlOf(id));
 }
 
+/**
+ * The device lease: a device that has not reached the server for longer than its
+ * network's lease destroys what it holds (a lost phone stops being a risk by itself).
+ * `true`: lapsed, and wiped.
+ */
+async function leaseLapsed() {
+  const contact = readJson(CONTACT);
+  if (!device || !contact || !(contact.lease_ms > 0)) return false;
+  if (Date.now() - contact.at <= contact.lease_ms) return false;
+  await wipe(t(
+    "Dieses Gerät hatte zu lange keine Verbindung zum Server. Zum Schutz der Daten wurde alles gelöscht. Bitte neu anmelden.",
+    "This device had no connection to the server for too long. To protect the data, everything was deleted. Please enroll again.",
+  ));
+  return true;
+}
+
 /** Asks the server what this device may hold; drops what it may no longer. */
 async function refresh() {
+  if (await leaseLapsed()) return;
   if (!device || !navigator.onLine) {
     showNet();
     return;
@@ -275,6 +294,7 @@ async function refresh() {
     await reg?.update();
   }
   lastError = "";
+  localStorage.setItem(CONTACT, JSON.stringify({ at: Date.now(), lease_ms: res.json.lease_ms }));
   const listed = new Map(res.json.documents.map((d) => [d.id, d.heads]));
   // An old generation stays until what was typed into it is on its successor.
   const waiting = new Set();
@@ -484,6 +504,7 @@ async function wipe(why) {
   localStorage.removeItem(HELD);
   localStorage.removeItem(ANSWERS);
   localStorage.removeItem(OFFERS);
+  localStorage.removeItem(CONTACT);
   device = null;
   await new Promise((done) => {
     const req = indexedDB.deleteDatabase(STORE);
@@ -955,6 +976,7 @@ async function start() {
   window.addEventListener("online", () => refresh());
   window.addEventListener("offline", showNet);
   showNet();
+  if (await leaseLapsed()) return;
   if (device) connect();
   route();
 }

@@ -82,6 +82,13 @@ async fn a_device_learns_what_to_hold_and_what_to_drop(backend: Backend) {
     let (status, answer) = s.post(PATH, Some(&phone), json!({ "held": held })).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["schema_version"], 1);
+    let lease_days = s
+        .get("/api/v1/organisation/settings", Some(&coordinator))
+        .await
+        .1["device_lease_days"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(answer["lease_ms"], lease_days * 24 * 3_600_000);
     assert_eq!(
         ids(&answer["documents"]),
         BTreeSet::from([kept.to_string(), successor.clone()]),

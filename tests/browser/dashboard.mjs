@@ -893,6 +893,30 @@ async function main() {
     assert(!left.databases.includes("lotse") && !left.caches.length && !left.token, `left behind: ${JSON.stringify(left)}`)
   })
 
+  await check("the volunteers' app wipes itself when its lease ran out without contact", async t => {
+    const net = await network()
+    await net.assignedCase()
+    const code = await net.api("POST", `/api/v1/volunteers/${net.amira}/enrollment-codes`)
+    const context = await t.browser()
+    const page = context.pages()[0] ?? await context.newPage()
+    await page.goto(`${base}/app/#code=${code.body.code}`)
+    await page.getByRole("button", { name: "Anmelden" }).click()
+    await page.getByRole("link", { name: "F.K." }).waitFor()
+    const contact = await until(() => page.evaluate(() => JSON.parse(localStorage.getItem("lotse.contact"))), () => "no contact recorded")
+    assert(contact.lease_ms > 0, `a lease: ${JSON.stringify(contact)}`)
+    // The phone has been in a drawer for longer than the lease, without a network.
+    await page.evaluate(lease => localStorage.setItem("lotse.contact", JSON.stringify({ at: Date.now() - lease - 60_000, lease_ms: lease })), contact.lease_ms)
+    await context.setOffline(true)
+    await page.reload()
+    await page.getByRole("heading", { level: 1, name: "Abgemeldet" }).waitFor()
+    await page.getByText("zu lange keine Verbindung").waitFor()
+    const left = await page.evaluate(async () => ({
+      databases: (await indexedDB.databases()).map(d => d.name),
+      token: localStorage.getItem("lotse.device"),
+    }))
+    assert(!left.databases.includes("lotse") && !left.token, `left behind: ${JSON.stringify(left)}`)
+  })
+
   await check("log out everywhere", async t => {
     const net = await network()
     const page = await t.loggedIn(net)

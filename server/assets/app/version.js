@@ -1,1 +1,1 @@
-self.LOTSE_VERSION = "342c5f4848daa80b";
+self.LOTSE_VERSION = "1b6593febbbae8c4";

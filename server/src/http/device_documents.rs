@@ -39,6 +39,9 @@ pub struct DeviceDocuments {
     /// The `schema` version the server reads and writes; an app that knows an older one
     /// updates itself before it writes.
     pub schema_version: u64,
+    /// The device lease (ms): a device that has not reached the server for this long
+    /// destroys what it holds, as `lotse-core` does with `lotse-lease`. 0: no lease.
+    pub lease_ms: u64,
     /// Every document the device may hold, to sync, with the heads the server holds
     /// (so the device can tell what it has not handed over yet).
     pub documents: Vec<Listed>,
@@ -90,6 +93,12 @@ async fn device_documents(
         volunteer_id: Some(device.device.volunteer_id.clone()),
     };
     let allowed = state.store.documents_for(&viewer).await?;
+    let lease_ms = state
+        .store
+        .organisation_settings(&viewer.organisation_id)
+        .await?
+        .unwrap_or_default()
+        .lease_ms();
     let mut gone = Vec::new();
     for id in &held {
         if allowed.iter().any(|(a, _)| a == id) {
@@ -120,6 +129,7 @@ async fn device_documents(
     }
     Ok(axum::Json(DeviceDocuments {
         schema_version: lotse_protocol::schema::SCHEMA_VERSION,
+        lease_ms,
         documents: allowed
             .iter()
             .map(|(id, heads)| Listed {
