@@ -533,6 +533,7 @@ function route() {
   else if (location.hash === "#device") renderDevice();
   else if (location.hash === "#offers") renderOffers();
   else if (location.hash === "#week") renderWeek();
+  else if (location.hash.startsWith("#hours")) renderHours(location.hash.slice("#hours".length + 1));
   else renderCases();
 }
 
@@ -584,11 +585,13 @@ function nav() {
     { "aria-label": t("Bereiche", "Sections") },
     h("p", {}, h("a", { href: "#offers" }, open ? t(`Anfragen (${open} offen)`, `Requests (${open} open)`) : t("Anfragen", "Requests"))),
     h("p", {}, h("a", { href: "#week" }, t("Termine dieser Woche", "This week's appointments"))),
+    h("p", {}, h("a", { href: "#hours" }, t("Meine Stunden", "My hours"))),
     h("p", {}, h("a", { href: "#device" }, t("Dieses Gerät", "This device"))),
   );
 }
 
-const today = () => new Date().toISOString().slice(0, 10);
+/** Today on this device's calendar (not UTC's), as `YYYY-MM-DD`. */
+const today = () => new Date().toLocaleDateString("sv");
 const newKey = () => crypto.randomUUID().replaceAll("-", "");
 
 function entries(map) {
@@ -827,6 +830,62 @@ function renderWeek() {
     items.length === 0
       ? h("p", {}, t("Keine Termine in den nächsten sieben Tagen.", "No appointments in the next seven days."))
       : h("ul", { class: "entries" }, items.map(([id, c, a]) => h("li", {}, h("p", {}, when(a.start), " – ", String(a.purpose || "")), h("p", { class: "meta" }, h("a", { href: `#case/${id}` }, String(c.label)))))),
+    h("p", {}, h("a", { href: "#cases" }, "← ", t("Zu den Fällen", "To the cases"))),
+  );
+}
+
+/** `YYYY-MM` of a date, and the month before or after it. */
+const monthOf = (d) => d.toISOString().slice(0, 7);
+function shiftMonth(month, by) {
+  const [y, m] = month.split("-").map(Number);
+  return monthOf(new Date(Date.UTC(y, m - 1 + by, 1)));
+}
+
+/**
+ * The volunteer's hours of one month, by case: what the monthly statement for the
+ * expense allowance is made from (the coordinator's statement counts the same entries).
+ * Entries a coordinator removed are left out.
+ */
+function renderHours(month) {
+  const shown = /^\d{4}-\d{2}$/.test(month) ? month : today().slice(0, 7);
+  const rows = [];
+  for (const id of handles.keys()) {
+    const c = caseOf(id);
+    if (!c) continue;
+    const mine = entries(c.hours).filter(
+      (x) => !x.removed && String(x.author) === device.volunteer_id && String(x.date).startsWith(shown),
+    );
+    if (!mine.length) continue;
+    const sum = (f) => mine.reduce((n, x) => n + Number(x[f] || 0), 0);
+    rows.push({ id, label: String(c.label), minutes: sum("minutes"), travel: sum("travelMinutes") });
+  }
+  rows.sort((a, b) => a.label.localeCompare(b.label, lang));
+  const total = (f) => rows.reduce((n, r) => n + r[f], 0);
+  const hm = (min) => `${Math.floor(min / 60)}:${String(min % 60).padStart(2, "0")} h`;
+  const title = new Date(`${shown}-01T12:00:00Z`).toLocaleDateString(lang, { month: "long", year: "numeric" });
+  show(
+    t(`Meine Stunden im ${title}`, `My hours in ${title}`),
+    rows.length === 0
+      ? h("p", {}, t("In diesem Monat keine Stunden.", "No hours this month."))
+      : h(
+          "table",
+          {},
+          h("caption", { class: "sr-only" }, t("Stunden und Fahrtzeit je Fall", "Hours and travel time by case")),
+          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("Fall", "Case")), h("th", { scope: "col" }, t("Einsatz", "Work")), h("th", { scope: "col" }, t("Fahrt", "Travel")))),
+          h(
+            "tbody",
+            {},
+            rows.map((r) => h("tr", {}, h("td", {}, h("a", { href: `#case/${r.id}` }, r.label)), h("td", {}, hm(r.minutes)), h("td", {}, hm(r.travel)))),
+          ),
+          h("tfoot", {}, h("tr", {}, h("th", { scope: "row" }, t("Zusammen", "Total")), h("td", { id: "hours-total" }, hm(total("minutes"))), h("td", { id: "travel-total" }, hm(total("travel"))))),
+        ),
+    h(
+      "p",
+      {},
+      h("a", { href: `#hours/${shiftMonth(shown, -1)}` }, "← ", t("Vormonat", "Previous month")),
+      " · ",
+      h("a", { href: `#hours/${shiftMonth(shown, 1)}` }, t("Folgemonat", "Next month"), " →"),
+    ),
     h("p", {}, h("a", { href: "#cases" }, "← ", t("Zu den Fällen", "To the cases"))),
   );
 }

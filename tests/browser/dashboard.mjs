@@ -742,6 +742,13 @@ async function main() {
     assert(added.status === 201, `coordinator note: ${JSON.stringify(added.body)}`)
     await page.getByRole("paragraph").filter({ hasText: desk }).waitFor()
     assert(await stillMarked(page), "the app reloaded")
+
+    // The month's hours add up what was logged.
+    await page.goto(`${base}/app/#hours`)
+    await page.getByRole("heading", { level: 1, name: /Meine Stunden im/ }).waitFor()
+    assert(await page.locator("#hours-total").innerText() === "2:00 h", `total: ${await page.locator("main").innerText()}`)
+    assert(await page.locator("#travel-total").innerText() === "0:15 h", "travel")
+    await t.look(page, "app-hours")
   })
 
   await check("the volunteers' app: a push shows a German notice without names that leads to the offers; a note edited in the app and on a phone at once merges", async t => {

@@ -1,1 +1,1 @@
-self.LOTSE_VERSION = "1b6593febbbae8c4";
+self.LOTSE_VERSION = "d4483aaa4ed5093d";
