@@ -981,11 +981,14 @@ async function enablePush(status) {
       status.textContent = t("Benachrichtigungen sind in diesem Browser nicht erlaubt.", "Notifications are not allowed in this browser.");
       return;
     }
-    const reg = await navigator.serviceWorker.ready;
-    const key = await api("GET", "/api/v1/push/vapid-public-key");
-    // A browser that cannot reach its push service never settles the subscription.
+    // A browser that cannot reach its push service never settles the subscription (and
+    // one whose worker is not installed yet never gets ready): answer after 10 s anyway.
     const sub = await Promise.race([
-      reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(key.json.public_key) }),
+      (async () => {
+        const reg = await navigator.serviceWorker.ready;
+        const key = await api("GET", "/api/v1/push/vapid-public-key");
+        return reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(key.json.public_key) });
+      })(),
       new Promise((_, reject) => setTimeout(() => reject(new Error("no answer")), 10_000)),
     ]);
     const saved = await api("POST", "/api/v1/push/subscriptions", sub.toJSON());

@@ -763,6 +763,7 @@ async function main() {
     const push = await pushWitness(page)
     await page.goto(`${base}/app/#code=${code.body.code}`)
     await page.getByRole("button", { name: "Anmelden" }).click()
+    await until(() => page.evaluate(() => !!navigator.serviceWorker.controller), () => "no service worker controls the app")
     await page.getByRole("link", { name: "Dieses Gerät" }).click()
     await page.getByRole("button", { name: "Benachrichtigungen einschalten" }).click()
     // No push service in headless Chromium: the app must say so rather than spin.

@@ -1,1 +1,1 @@
-self.LOTSE_VERSION = "d4483aaa4ed5093d";
+self.LOTSE_VERSION = "fc444d5718165dc7";
