@@ -20,7 +20,9 @@
 // Ends with the line `N passed, M failed`; exits 1 on any failure.
 
 import { spawn, spawnSync } from "node:child_process"
+import crypto from "node:crypto"
 import fs from "node:fs"
+import http from "node:http"
 import os from "node:os"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -71,7 +73,8 @@ let base
 
 function startServer() {
   return new Promise((resolve, reject) => {
-    server = spawn(BIN, ["serve", "--bind", "127.0.0.1:0", "--database-url", dbUrl], {
+    // Loopback push endpoints: the app's check runs a push service stand-in on 127.0.0.1.
+    server = spawn(BIN, ["serve", "--bind", "127.0.0.1:0", "--database-url", dbUrl, "--allow-insecure-push-endpoints"], {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" },
     })
@@ -349,6 +352,58 @@ async function mark(page) {
 }
 async function stillMarked(page) {
   return page.evaluate(() => window.__notReloaded === true)
+}
+
+/**
+ * A push service stand-in on loopback for one subscription: its endpoint and keys (a P-256
+ * key pair and an auth secret made here, as a browser would), and `next()`, the next push
+ * the server delivers, decrypted (RFC 8291, aes128gcm, a single record) with those keys:
+ * a check that shares no code with the server's encryption.
+ */
+async function pushStandIn() {
+  const ecdh = crypto.createECDH("prime256v1")
+  const publicKey = ecdh.generateKeys()
+  const auth = crypto.randomBytes(16)
+  const received = []
+  const service = http.createServer((req, res) => {
+    const chunks = []
+    req.on("data", c => chunks.push(c))
+    req.on("end", () => {
+      received.push({ headers: req.headers, body: Buffer.concat(chunks) })
+      res.writeHead(201).end()
+    })
+  })
+  await new Promise(resolve => service.listen(0, "127.0.0.1", resolve))
+  const hkdf = (ikm, salt, info, length) => Buffer.from(crypto.hkdfSync("sha256", ikm, salt, info, length))
+  function decrypt({ headers, body }) {
+    assert(headers["content-encoding"] === "aes128gcm", `content-encoding: ${headers["content-encoding"]}`)
+    const salt = body.subarray(0, 16)
+    const idLength = body[20]
+    const serverKey = body.subarray(21, 21 + idLength)
+    const sealed = body.subarray(21 + idLength)
+    const shared = ecdh.computeSecret(serverKey)
+    const ikm = hkdf(shared, auth, Buffer.concat([Buffer.from("WebPush: info\0"), publicKey, serverKey]), 32)
+    const key = hkdf(ikm, salt, Buffer.from("Content-Encoding: aes128gcm\0"), 16)
+    const nonce = hkdf(ikm, salt, Buffer.from("Content-Encoding: nonce\0"), 12)
+    const decipher = crypto.createDecipheriv("aes-128-gcm", key, nonce)
+    decipher.setAuthTag(sealed.subarray(sealed.length - 16))
+    const padded = Buffer.concat([decipher.update(sealed.subarray(0, sealed.length - 16)), decipher.final()])
+    let end = padded.length - 1
+    while (end > 0 && padded[end] === 0) end -= 1
+    assert(padded[end] === 2, "the last record ends with its delimiter")
+    return padded.subarray(0, end).toString("utf8")
+  }
+  return {
+    subscription: {
+      endpoint: `http://127.0.0.1:${service.address().port}/push/app`,
+      keys: { p256dh: publicKey.toString("base64url"), auth: auth.toString("base64url") },
+    },
+    async next() {
+      const push = await until(() => received.shift(), () => "no push reached the stand-in")
+      return decrypt(push)
+    },
+    close: () => new Promise(resolve => service.close(resolve)),
+  }
 }
 
 /**
@@ -771,10 +826,22 @@ async function main() {
       (await page.locator("#push-status").innerText()).length > 0, () => "the notification switch gave no answer", { timeout: 30_000 })
     await t.look(page, "app-device")
 
+    // The push the server sends for this device: to a stand-in, since headless Chromium
+    // has no push service; the subscription is registered with the app's own token.
+    const standIn = await pushStandIn()
+    const { token } = await page.evaluate(() => JSON.parse(localStorage.getItem("lotse.device")))
+    const subscribed = await api("POST", "/api/v1/push/subscriptions", { token, body: standIn.subscription })
+    assert(subscribed.status === 201 || subscribed.status === 200, `subscription: ${JSON.stringify(subscribed.body)}`)
+    const requestId = await net.request()
+    await net.offer(requestId, [net.amira])
+    const payload = await standIn.next()
+    await standIn.close()
+    const pushed = JSON.parse(payload)
+    assert(pushed.kind === "offer" && pushed.request_id === requestId, `payload: ${payload}`)
+    assert(!/Haddad|Amira|Lindenstraße|Nordstadt|Özdemir|F\.K\.|Befund/.test(payload), `personal data in the push: ${payload}`)
+
     const { deliver, shown } = await push.ready("/app/")
-    const requestId = crypto.randomUUID()
-    await deliver(JSON.stringify({ v: 1, kind: "offer", request_id: requestId, topic: "gesundheit", languages: ["ar"],
-      window_start: Date.UTC(2027, 0, 13, 13, 0), window_end: Date.UTC(2027, 0, 13, 14, 0) }))
+    await deliver(payload)
     let seen = []
     const n = await until(async () => (seen = await shown()).find(x => x.tag === requestId && x.outcome !== "pending"),
       () => `no notification: ${JSON.stringify(seen)}`)
@@ -783,6 +850,10 @@ async function main() {
     assert(!/Haddad|Amira|Lindenstraße|Nordstadt|F\.K\./.test(`${n.title} ${n.body}`), `personal data in the notice: ${n.body}`)
     assert(n.data?.screen === "#offers", `it leads to: ${JSON.stringify(n.data)}`)
     await push.cdp.detach()
+    // Where the notice leads: the offer, to accept.
+    await page.goto(`${base}/app/#offers`)
+    await page.getByRole("heading", { level: 1, name: "Anfragen" }).waitFor()
+    await page.getByRole("button", { name: "Annehmen" }).waitFor()
 
     await page.goto(`${base}/app/#case/${caseId}`)
     await page.getByText(first).first().waitFor()
