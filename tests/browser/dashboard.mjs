@@ -29,7 +29,7 @@ import { fileURLToPath } from "node:url"
 import { createRequire } from "node:module"
 
 import { chromium } from "playwright-core"
-import { ImmutableString, splice } from "@automerge/automerge"
+import { ImmutableString, getBackend, splice } from "@automerge/automerge"
 import { Repo } from "@automerge/automerge-repo"
 import { WebSocketClientAdapter } from "@automerge/automerge-repo-network-websocket"
 
@@ -185,18 +185,25 @@ async function network() {
 
 // ---- the phone -------------------------------------------------------------------
 
-/**
- * Amira's phone (the stock automerge-repo client with her device token) makes one change
- * to the case and keeps its socket open until the server's copy satisfies `held` (the
- * client sends its sync messages throttled; closing earlier could leave the change on
- * the "phone").
- */
-async function phoneChanges(net, caseId, message, edit, held) {
+/** Amira's phone: the stock automerge-repo client with her device token, for `use`. */
+async function withPhone(net, use) {
   const deviceToken = net.amiraPhone.token
   const wsUrl = base.replace(/^http/, "ws") + `/sync?token=${encodeURIComponent(deviceToken)}`
-  const adapter = new WebSocketClientAdapter(wsUrl)
-  const repo = new Repo({ network: [adapter] })
+  const repo = new Repo({ network: [new WebSocketClientAdapter(wsUrl)] })
   try {
+    return await use(repo, deviceToken)
+  } finally {
+    await repo.shutdown()
+  }
+}
+
+/**
+ * Amira's phone makes one change to the case and keeps its socket open until the server's
+ * copy satisfies `held` (the client sends its sync messages throttled; closing earlier
+ * could leave the change on the "phone").
+ */
+async function phoneChanges(net, caseId, message, edit, held) {
+  await withPhone(net, async (repo, deviceToken) => {
     const handle = await repo.find(caseId, { signal: AbortSignal.timeout(TIMEOUT) })
     const now = Date.now()
     handle.change(doc => edit(doc, now), { time: Math.floor(now / 1000), message })
@@ -204,9 +211,42 @@ async function phoneChanges(net, caseId, message, edit, held) {
       const c = await api("GET", `/api/v1/cases/${caseId}`, { token: deviceToken })
       return c.status === 200 && held(c.body)
     }, () => `the server never got the phone's ${message}`)
-  } finally {
-    await repo.shutdown()
-  }
+  })
+}
+
+/** protocol's published shape of a case (`protocol/schema/case.json`). */
+const CASE_SHAPE = JSON.parse(fs.readFileSync(path.resolve(here, "../../protocol/schema/case.json"), "utf8"))
+
+/**
+ * Where the case as the server holds it leaves protocol's shape: each field that shape
+ * does not name, or that has another automerge type than it says (text where protocol
+ * reads a plain string, a float where it reads an integer). A map whose shape is `{"*":
+ * ...}` is keyed by entry ids.
+ */
+async function shapeMisfits(net, caseId) {
+  return withPhone(net, async repo => {
+    const doc = (await repo.find(caseId, { signal: AbortSignal.timeout(TIMEOUT) })).doc()
+    const backend = getBackend(doc)
+    const misfits = []
+    const check = (type, value, expected, at) => {
+      if (expected === undefined) misfits.push(`${at}: not in the schema`)
+      else if (type === "map") {
+        if (typeof expected !== "object" || Array.isArray(expected)) misfits.push(`${at}: a map where the schema has ${JSON.stringify(expected)}`)
+        else walk(value, expected, at)
+      } else if (type === "list") {
+        if (!Array.isArray(expected)) misfits.push(`${at}: a list where the schema has ${JSON.stringify(expected)}`)
+        else for (let i = 0; i < backend.length(value); i++) check(...backend.getWithType(value, i), expected[0], `${at}[]`)
+      } else if (type !== expected) misfits.push(`${at}: "${type}" where the schema has "${expected}"`)
+    }
+    const walk = (obj, allowed, at) => {
+      for (const key of backend.keys(obj)) {
+        const field = "*" in allowed ? "*" : key
+        check(...backend.getWithType(obj, key), allowed[field], `${at}/${field}`)
+      }
+    }
+    walk("_root", CASE_SHAPE, "")
+    return misfits
+  })
 }
 
 async function phoneWritesNote(net, caseId, text) {
@@ -789,6 +829,8 @@ async function main() {
         r.body.status === "assigned" && r.body.assigned_volunteer_id === net.amira
     }, async () => `the server does not hold the offline work: ${JSON.stringify((await net.api("GET", `/api/v1/cases/${caseId}`)).body)}`,
     { timeout: 10_000 })
+    const misfits = await shapeMisfits(net, caseId)
+    assert(!misfits.length, `the app's writes leave protocol's schema (protocol/schema/case.json):\n${misfits.join("\n")}`)
 
     // A coordinator's note reaches the open app without a reload.
     await mark(page)
@@ -878,6 +920,8 @@ async function main() {
       async () => `not merged on the server: ${JSON.stringify((await net.api("GET", `/api/v1/cases/${caseId}`)).body.notes)}`,
       { timeout: 10_000 })
     await page.getByRole("paragraph").filter({ hasText: merged }).waitFor()
+    const misfits = await shapeMisfits(net, caseId)
+    assert(!misfits.length, `the app's edit leaves protocol's schema:\n${misfits.join("\n")}`)
   })
 
   await check("the volunteers' app replays a note typed offline onto the case's new generation", async t => {

@@ -10,6 +10,7 @@ pub mod case;
 pub mod generation;
 pub mod history;
 pub mod schedule;
+pub mod shape;
 
 use std::fmt;
 use std::str::FromStr;
