@@ -16,6 +16,8 @@ const ANSWERS = "lotse.answers";
 const OFFERS = "lotse.offers";
 /** {at, lease_ms}: when the server last answered, and the lease it named then. */
 const CONTACT = "lotse.contact";
+/** The schema version a newer server named, until an app that knows it runs. */
+const NEWER = "lotse.newer-schema";
 const STORE = "lotse";
 /** How often the app asks which documents it may hold while it is open. */
 const REFRESH_MS = 30_000;
@@ -88,7 +90,16 @@ function h(tag, attrs = {}, ...children) {
 
 function show(title, ...content) {
   document.title = `${title} – Lotse`;
-  main.replaceChildren(h("h1", {}, title), ...content.filter(Boolean));
+  const waiting = outdated() && device
+    ? h("div", { class: "alert", role: "alert", id: "update" }, h("p", {}, t(
+        "Eine neue Version der App wird geladen. Bis dahin können Sie lesen, aber nichts ändern.",
+        "A new version of the app is loading. Until then you can read, but not change anything.",
+      )))
+    : null;
+  main.replaceChildren(h("h1", {}, title), ...[waiting, ...content].filter(Boolean));
+  for (const form of main.querySelectorAll("form")) {
+    if (waiting) for (const field of form.elements) field.disabled = true;
+  }
   main.focus();
 }
 
@@ -289,9 +300,11 @@ async function refresh() {
     return;
   }
   if (res.json.schema_version > SCHEMA_VERSION) {
-    // A newer server: fetch the new app before writing anything.
+    // A newer server: this app might write what the server no longer reads. It writes
+    // nothing until the service worker has fetched the app that matches, then reloads.
+    localStorage.setItem(NEWER, String(res.json.schema_version));
     const reg = await navigator.serviceWorker?.getRegistration();
-    await reg?.update();
+    reg?.update().catch(() => {});
   }
   lastError = "";
   localStorage.setItem(CONTACT, JSON.stringify({ at: Date.now(), lease_ms: res.json.lease_ms }));
@@ -505,6 +518,7 @@ async function wipe(why) {
   localStorage.removeItem(ANSWERS);
   localStorage.removeItem(OFFERS);
   localStorage.removeItem(CONTACT);
+  localStorage.removeItem(NEWER);
   device = null;
   await new Promise((done) => {
     const req = indexedDB.deleteDatabase(STORE);
@@ -711,8 +725,14 @@ function editNote(e, id, key) {
   renderCase(id);
 }
 
+/** Whether a newer server asked for a newer app, which has not arrived yet. */
+function outdated() {
+  return Number(localStorage.getItem(NEWER) || 0) > SCHEMA_VERSION;
+}
+
 /** One automerge change, with the message and time protocol's history reads. */
 function change(id, message, edit) {
+  if (outdated()) return;
   const now = Date.now();
   handles.get(id).change((d) => edit(d, now), { message, time: Math.floor(now / 1000) });
 }
@@ -1032,7 +1052,15 @@ function renderDevice() {
 async function start() {
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("sw.js").catch(() => {});
+    // A new app took over (after a newer server asked for it): run it.
+    let had = Boolean(navigator.serviceWorker.controller);
+    navigator.serviceWorker.addEventListener("controllerchange", () => {
+      if (had) location.reload();
+      had = true;
+    });
   }
+  // This app knows the version a newer server asked for: the block is over.
+  if (!outdated()) localStorage.removeItem(NEWER);
   await initializeWasm(new URL("automerge.wasm", location.href).href);
   window.addEventListener("hashchange", route);
   window.addEventListener("online", () => refresh());

@@ -1040,6 +1040,28 @@ async function main() {
     assert(!left.databases.includes("lotse") && !left.token, `left behind: ${JSON.stringify(left)}`)
   })
 
+  await check("the volunteers' app writes nothing while a newer server waits for a newer app", async t => {
+    const net = await network()
+    await net.assignedCase()
+    const code = await net.api("POST", `/api/v1/volunteers/${net.amira}/enrollment-codes`)
+    const context = await t.browser()
+    const page = context.pages()[0] ?? await context.newPage()
+    await page.goto(`${base}/app/#code=${code.body.code}`)
+    await page.getByRole("button", { name: "Anmelden" }).click()
+    await page.getByRole("link", { name: "F.K." }).click()
+    assert(await page.getByLabel("Neue Notiz").isEnabled(), "writable before")
+    // A server one schema version ahead (this one cannot be): its answer, changed so.
+    await page.route("**/api/v1/device/documents", async route => {
+      const response = await route.fetch()
+      await route.fulfill({ response, json: { ...(await response.json()), schema_version: 2 } })
+    })
+    await page.reload()
+    await page.locator("#update").waitFor()
+    assert(await page.getByLabel("Neue Notiz").isDisabled(), "no writing until the new app is there")
+    assert(await page.getByRole("button", { name: "Stunden eintragen" }).isDisabled(), "no hours either")
+    await t.look(page, "app-outdated")
+  })
+
   await check("log out everywhere", async t => {
     const net = await network()
     const page = await t.loggedIn(net)
