@@ -18,6 +18,9 @@ const OFFERS = "lotse.offers";
 const CONTACT = "lotse.contact";
 /** The schema version a newer server named, until an app that knows it runs. */
 const NEWER = "lotse.newer-schema";
+/** The volunteer's weekly availability as last known, and a change not sent yet. */
+const AVAILABILITY = "lotse.availability";
+const AVAILABILITY_PENDING = "lotse.availability.pending";
 const STORE = "lotse";
 /** How often the app asks which documents it may hold while it is open. */
 const REFRESH_MS = 30_000;
@@ -342,6 +345,7 @@ async function refresh() {
   showNet();
   rerender();
   await syncOffers();
+  await syncAvailability();
 }
 
 // ---------------------------------------------------------------- new generations
@@ -519,6 +523,8 @@ async function wipe(why) {
   localStorage.removeItem(OFFERS);
   localStorage.removeItem(CONTACT);
   localStorage.removeItem(NEWER);
+  localStorage.removeItem(AVAILABILITY);
+  localStorage.removeItem(AVAILABILITY_PENDING);
   device = null;
   await new Promise((done) => {
     const req = indexedDB.deleteDatabase(STORE);
@@ -548,6 +554,7 @@ function route() {
   else if (location.hash === "#offers") renderOffers();
   else if (location.hash === "#week") renderWeek();
   else if (location.hash.startsWith("#hours")) renderHours(location.hash.slice("#hours".length + 1));
+  else if (location.hash === "#availability") renderAvailability();
   else renderCases();
 }
 
@@ -600,6 +607,7 @@ function nav() {
     h("p", {}, h("a", { href: "#offers" }, open ? t(`Anfragen (${open} offen)`, `Requests (${open} open)`) : t("Anfragen", "Requests"))),
     h("p", {}, h("a", { href: "#week" }, t("Termine dieser Woche", "This week's appointments"))),
     h("p", {}, h("a", { href: "#hours" }, t("Meine Stunden", "My hours"))),
+    h("p", {}, h("a", { href: "#availability" }, t("Wann ich kann", "When I am available"))),
     h("p", {}, h("a", { href: "#device" }, t("Dieses Gerät", "This device"))),
   );
 }
@@ -908,6 +916,94 @@ function renderHours(month) {
     ),
     h("p", {}, h("a", { href: "#cases" }, "← ", t("Zu den Fällen", "To the cases"))),
   );
+}
+
+const WEEKDAYS = [
+  ["Montag", "Monday"],
+  ["Dienstag", "Tuesday"],
+  ["Mittwoch", "Wednesday"],
+  ["Donnerstag", "Thursday"],
+  ["Freitag", "Friday"],
+  ["Samstag", "Saturday"],
+  ["Sonntag", "Sunday"],
+];
+
+/** Sends a changed availability, and fetches the current one. */
+async function syncAvailability() {
+  if (!device || !navigator.onLine) return;
+  const pending = readJson(AVAILABILITY_PENDING);
+  try {
+    const res = pending
+      ? await api("PUT", "/api/v1/device/availability", { availability: pending })
+      : await api("GET", "/api/v1/device/availability");
+    if (pending && res.status !== 200 && res.status < 500) {
+      // Refused (e.g. a time the server does not take): drop it and show why.
+      localStorage.removeItem(AVAILABILITY_PENDING);
+      lastError = t("Die Verfügbarkeit wurde nicht angenommen.", "The availability was not accepted.");
+    }
+    if (res.status === 200) {
+      localStorage.removeItem(AVAILABILITY_PENDING);
+      localStorage.setItem(AVAILABILITY, JSON.stringify(res.json.availability));
+    }
+  } catch {
+    // Offline again: it is sent next time.
+  }
+}
+
+/** One window per weekday: what the matching of requests ranks by. */
+function renderAvailability() {
+  const slots = readJson(AVAILABILITY_PENDING) || readJson(AVAILABILITY) || [];
+  const on = new Map(slots.map((x) => [x.weekday, x]));
+  const saved = readJson(AVAILABILITY_PENDING)
+    ? h("p", { class: "meta", role: "status" }, t("Gespeichert – wird gesendet, sobald Netz da ist.", "Saved – sent when there is a network."))
+    : null;
+  show(
+    t("Wann ich kann", "When I am available"),
+    h("p", {}, t("Die Koordination sieht das und fragt Sie eher zu diesen Zeiten an.", "Your coordinators see this and ask you for these times first.")),
+    lastError ? h("div", { class: "alert", role: "alert" }, h("p", {}, lastError)) : null,
+    saved,
+    h(
+      "form",
+      { onsubmit: (e) => saveAvailability(e) },
+      WEEKDAYS.map(([de, en], i) => {
+        const day = i + 1;
+        const slot = on.get(day);
+        return h(
+          "fieldset",
+          {},
+          h("legend", {}, t(de, en)),
+          h("label", {}, h("input", { type: "checkbox", name: `day-${day}`, checked: Boolean(slot) }), " ", t("verfügbar", "available")),
+          h("label", { for: `from-${day}` }, t("von", "from")),
+          h("input", { id: `from-${day}`, name: `from-${day}`, type: "time", value: slot?.from || "09:00" }),
+          h("label", { for: `to-${day}` }, t("bis", "until")),
+          h("input", { id: `to-${day}`, name: `to-${day}`, type: "time", value: slot?.to || "17:00" }),
+        );
+      }),
+      h("button", { type: "submit" }, t("Verfügbarkeit speichern", "Save availability")),
+    ),
+    h("p", {}, h("a", { href: "#cases" }, "← ", t("Zu den Fällen", "To the cases"))),
+  );
+}
+
+async function saveAvailability(e) {
+  e.preventDefault();
+  const data = new FormData(e.target);
+  const slots = [];
+  for (let day = 1; day <= 7; day++) {
+    if (!data.get(`day-${day}`)) continue;
+    const [from, to] = [String(data.get(`from-${day}`)), String(data.get(`to-${day}`))];
+    if (from >= to) {
+      lastError = t(`${t(...WEEKDAYS[day - 1])}: „bis“ muss nach „von“ liegen.`, `${t(...WEEKDAYS[day - 1])}: "until" must be after "from".`);
+      renderAvailability();
+      lastError = "";
+      return;
+    }
+    slots.push({ weekday: day, from, to });
+  }
+  localStorage.setItem(AVAILABILITY_PENDING, JSON.stringify(slots));
+  await syncAvailability();
+  document.activeElement?.blur();
+  renderAvailability();
 }
 
 // ---------------------------------------------------------------- offers

@@ -143,4 +143,73 @@ async fn a_device_learns_what_to_hold_and_what_to_drop(backend: Backend) {
     s.stop().await;
 }
 
-on_both_backends!(a_device_learns_what_to_hold_and_what_to_drop);
+/// A volunteer sets their own availability from their device; the coordinators see it,
+/// the matching uses it, the trail names the device.
+async fn a_volunteer_sets_their_own_availability(backend: Backend) {
+    const OWN: &str = "/api/v1/device/availability";
+    let s = TestServer::start(backend).await;
+    let (org, coordinator) = s.new_org("Lotsen Verfuegbar").await;
+    let amira = s.volunteer(&coordinator, "Amira", &["ar"]).await;
+    let (device, phone) = s.device(&coordinator, &amira, "Browser").await;
+    let slots = json!([{"weekday": 2, "from": "14:00", "to": "18:00"}, {"weekday": 6, "from": "09:00", "to": "12:00"}]);
+    let (status, body) = s
+        .request(
+            reqwest::Method::PUT,
+            OWN,
+            Some(&phone),
+            Some(json!({ "availability": slots })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(s.get(OWN, Some(&phone)).await.1["availability"], slots);
+    let (_, v) = s
+        .get(&format!("/api/v1/volunteers/{amira}"), Some(&coordinator))
+        .await;
+    assert_eq!(v["availability"], slots, "the coordinators see it");
+    let trail = s.store.audit_events(&org, 50).await.unwrap();
+    assert!(
+        trail.iter().any(|e| e.action == "volunteer.availability"
+            && e.actor_kind == "device"
+            && e.actor_id == device
+            && e.subject_id == amira),
+        "{trail:?}"
+    );
+
+    // Bad input and the wrong caller.
+    for (bad, expected) in [
+        (
+            json!({"availability": [{"weekday": 8, "from": "14:00", "to": "18:00"}]}),
+            422,
+        ),
+        (
+            json!({"availability": [{"weekday": 1, "from": "18:00", "to": "14:00"}]}),
+            422,
+        ),
+        (json!({"slots": []}), 400),
+    ] {
+        let (status, body) = s
+            .request(reqwest::Method::PUT, OWN, Some(&phone), Some(bad))
+            .await;
+        assert_eq!(status, expected, "{body}");
+    }
+    let (status, _) = s
+        .request(
+            reqwest::Method::PUT,
+            OWN,
+            Some(&coordinator),
+            Some(json!({"availability": []})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        s.get(OWN, Some(&phone)).await.1["availability"],
+        slots,
+        "unchanged"
+    );
+    s.stop().await;
+}
+
+on_both_backends!(
+    a_device_learns_what_to_hold_and_what_to_drop,
+    a_volunteer_sets_their_own_availability,
+);

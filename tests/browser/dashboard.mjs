@@ -840,6 +840,19 @@ async function main() {
     await page.getByRole("paragraph").filter({ hasText: desk }).waitFor()
     assert(await stillMarked(page), "the app reloaded")
 
+    // Her own availability, which the matching ranks by.
+    await page.goto(`${base}/app/#availability`)
+    const tuesday = page.getByRole("group", { name: "Dienstag" })
+    await tuesday.getByLabel("verfügbar").check()
+    await tuesday.getByLabel("von").fill("14:00")
+    await tuesday.getByLabel("bis").fill("18:00")
+    await page.getByRole("button", { name: "Verfügbarkeit speichern" }).click()
+    await until(async () => {
+      const v = await net.api("GET", `/api/v1/volunteers/${net.amira}`)
+      return v.body.availability.some(x => x.weekday === 2 && x.from === "14:00" && x.to === "18:00")
+    }, async () => `availability: ${JSON.stringify((await net.api("GET", `/api/v1/volunteers/${net.amira}`)).body.availability)}`)
+    await t.look(page, "app-availability")
+
     // The month's hours add up what was logged.
     await page.goto(`${base}/app/#hours`)
     await page.getByRole("heading", { level: 1, name: /Meine Stunden im/ }).waitFor()

@@ -1,1 +1,1 @@
-self.LOTSE_VERSION = "1512431e54f788f8";
+self.LOTSE_VERSION = "e99a29b4b97df2c9";

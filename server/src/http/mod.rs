@@ -6,7 +6,7 @@
 mod auth;
 mod case_edits;
 mod cases;
-mod device_documents;
+mod device;
 mod devices;
 mod exports;
 pub mod extract;
@@ -54,7 +54,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(auth::router())
         .merge(volunteers::router())
         .merge(devices::router())
-        .merge(device_documents::router())
+        .merge(device::router())
         .merge(cases::router())
         .merge(case_edits::router())
         .merge(exports::router())

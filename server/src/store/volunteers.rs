@@ -465,6 +465,45 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A volunteer sets their own weekly availability from their device (the matching
+    /// ranks by it). `None`: no active, unerased volunteer of that id here.
+    pub async fn set_own_availability(
+        &self,
+        organisation_id: &str,
+        device_id: &str,
+        volunteer_id: &str,
+        slots: &[Slot],
+    ) -> Result<Option<Vec<Slot>>> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE volunteers SET availability = $1, updated_at = $2 WHERE organisation_id = $3 \
+             AND id = $4 AND active = 1 AND erased_at IS NULL",
+        )
+        .bind(to_json(&slots))
+        .bind(now_ms())
+        .bind(organisation_id)
+        .bind(volunteer_id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        Audit {
+            organisation_id,
+            actor_kind: "device",
+            actor_id: device_id,
+            action: "volunteer.availability",
+            subject_kind: "volunteer",
+            subject_id: volunteer_id,
+        }
+        .write(&mut tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(slots.to_vec()))
+    }
+}
+
 /// What erasing a volunteer took away, for the hub and the caller.
 pub struct Erased {
     pub access: Vec<AccessChange>,

@@ -1,4 +1,5 @@
-//! What a device may hold, for clients that do not speak the catch-up extension (the
+//! What a device asks about itself. What it may hold, for clients that do not speak the
+//! catch-up extension (the
 //! volunteers' web app on the stock automerge-repo client). `lotse-core` learns the same
 //! from `lotse-catchup`'s manifest and the `lotse-deleted` notices; here the device names
 //! the documents it holds and is told which it may hold, which of them the network
@@ -17,14 +18,66 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::extract::Json;
 use crate::app::AppState;
 use crate::app::error::{Error, ErrorBody, Result};
-use crate::store::{Access, EnrolledDevice, Viewer};
+use crate::store::{Access, EnrolledDevice, Slot, Viewer};
 
 /// Far more than a volunteer's phone holds (their cases and schedule), and within the
 /// API's body limit; a longer list is refused rather than checked one by one.
 const MAX_HELD: usize = 1_000;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(device_documents))
+    OpenApiRouter::new()
+        .routes(routes!(device_documents))
+        .routes(routes!(own_availability, set_own_availability))
+}
+
+/// The volunteer's weekly availability, as the matching of requests uses it.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Availability {
+    pub availability: Vec<Slot>,
+}
+
+/// The calling device's volunteer's weekly availability.
+#[utoipa::path(get, path = "/api/v1/device/availability", tag = "devices",
+    responses((status = 200, body = Availability), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn own_availability(
+    State(state): State<AppState>,
+    device: EnrolledDevice,
+) -> Result<axum::Json<Availability>> {
+    let v = state
+        .store
+        .volunteer(&device.organisation_id, &device.device.volunteer_id)
+        .await?
+        .ok_or(Error::NotFound("volunteer"))?;
+    Ok(axum::Json(Availability {
+        availability: v.availability,
+    }))
+}
+
+/// The volunteer sets their own weekly availability from their device (audited as the
+/// device's); the ranking of candidates for requests uses it at once.
+#[utoipa::path(put, path = "/api/v1/device/availability", tag = "devices", request_body = Availability,
+    responses((status = 200, body = Availability), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn set_own_availability(
+    State(state): State<AppState>,
+    device: EnrolledDevice,
+    Json(body): Json<Availability>,
+) -> Result<axum::Json<Availability>> {
+    let slots = super::volunteers::validate_availability(&body.availability)?;
+    let saved = state
+        .store
+        .set_own_availability(
+            &device.organisation_id,
+            &device.device.id,
+            &device.device.volunteer_id,
+            &slots,
+        )
+        .await?
+        .ok_or(Error::NotFound("volunteer"))?;
+    Ok(axum::Json(Availability {
+        availability: saved,
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]
