@@ -296,6 +296,7 @@ const GET_PATHS: &[&str] = &[
     "/dashboard/requests/{request}",
     "/dashboard/requests/{request}/edit",
     "/dashboard/cases",
+    "/dashboard/cases/new",
     "/dashboard/cases/{case}",
     "/dashboard/volunteers",
     "/dashboard/volunteers/new",
@@ -324,6 +325,7 @@ const POST_PATHS: &[&str] = &[
     "/dashboard/volunteers/{volunteer}/enrollment-code",
     "/dashboard/devices/{device}/revoke",
     "/dashboard/cases/{case}/volunteers",
+    "/dashboard/cases/new",
     "/dashboard/settings",
 ];
 
@@ -2036,6 +2038,98 @@ async fn a_case_is_deleted_through_its_page(backend: Backend) {
     s.stop().await;
 }
 
+/// Owned form fields as `submit` takes them.
+fn pairs(fields: &[(String, String)]) -> Vec<(&str, &str)> {
+    fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+/// A coordinator starts a Patenschaft through the form (issue 18): refused without a
+/// label or with an inactive volunteer, then created as the coordinator, shared with both
+/// volunteers, its kind on the page and in the API.
+async fn a_patenschaft_is_started_through_the_form(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (mut b, org, token) = logged_in(&s, "Lotsen Patenschaft").await;
+    let amira = s.volunteer(&token, "Amira Haddad", &["ar"]).await;
+    let olena = s.volunteer(&token, "Olena Kovalenko", &["uk"]).await;
+    let gone = s.volunteer(&token, "Dilan Aydin", &["tr"]).await;
+    let (status, _) = s
+        .patch(
+            &format!("/api/v1/volunteers/{gone}"),
+            Some(&token),
+            serde_json::json!({"active": false}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let list = b.get("/dashboard/cases").await;
+    assert!(
+        list.body.contains("href=\"/dashboard/cases/new\""),
+        "a way to start one"
+    );
+    let form = b.get("/dashboard/cases/new").await;
+    assert_eq!(form.status, 200);
+    assert!(
+        form.body.contains("Amira Haddad") && !form.body.contains("Dilan Aydin"),
+        "active ones to choose"
+    );
+    let csrf = csrf_of(&form.body);
+    let fields = |label: &'static str, volunteers: &[&String]| -> Vec<(String, String)> {
+        let mut f: Vec<(String, String)> = [
+            ("label", label),
+            ("kind", "patenschaft"),
+            ("topic", "bildung"),
+            ("language", "ar"),
+            ("language", "de"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        f.extend(
+            volunteers
+                .iter()
+                .map(|v| ("volunteer".to_owned(), (*v).clone())),
+        );
+        f
+    };
+    let sent = fields("", &[&amira]);
+    let no_label = b.submit("/dashboard/cases/new", &csrf, &pairs(&sent)).await;
+    assert_eq!(no_label.status, 422, "{}", no_label.body);
+    assert!(no_label.body.contains("Kürzel"), "{}", no_label.body);
+    let sent = fields("P.K.", &[&gone]);
+    let inactive = b.submit("/dashboard/cases/new", &csrf, &pairs(&sent)).await;
+    assert_eq!(inactive.status, 422, "{}", inactive.body);
+    assert!(inactive.body.contains("Nur aktive"), "{}", inactive.body);
+
+    let sent = fields("P.K.", &[&amira, &olena]);
+    let done = b.submit("/dashboard/cases/new", &csrf, &pairs(&sent)).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let id = id_in(&done.location, "cases");
+    let page = b.get(&done.location).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Patenschaft"), "the kind shows");
+    let c = s.case(&token, &id.parse().unwrap()).await;
+    assert_eq!(c["kind"], "patenschaft");
+    assert_eq!(c["label"], "P.K.");
+    assert_eq!(c["topic"], "bildung");
+    assert_eq!(c["languages"], serde_json::json!(["ar", "de"]));
+    let row = s
+        .store
+        .cases(&org)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.id == id)
+        .unwrap();
+    let mut shared = row.volunteer_ids.clone();
+    shared.sort();
+    let mut both = vec![amira.clone(), olena.clone()];
+    both.sort();
+    assert_eq!(shared, both, "shared with both");
+    s.stop().await;
+}
+
 /// Art. 17 for a volunteer through their page: refused without the confirmation, then
 /// done; the page afterwards says so and offers no edit, code or erasure any more.
 async fn a_volunteer_is_erased_through_their_page(backend: Backend) {
@@ -2426,6 +2520,7 @@ async fn a_monthly_statement_adds_up(backend: Backend) {
 }
 
 on_both_backends!(
+    a_patenschaft_is_started_through_the_form,
     a_volunteer_is_erased_through_their_page,
     a_case_is_deleted_through_its_page,
     a_monthly_statement_adds_up,

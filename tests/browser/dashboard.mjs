@@ -173,6 +173,13 @@ async function network() {
     assert(accepted.status === 200, `accept: ${JSON.stringify(accepted.body)}`)
     return accepted.body.assignment.case_id
   }
+  /** A case of Amira's (from a request she accepted) with a coordinator's note. */
+  net.caseWithNote = async text => {
+    const { caseId } = await net.assignedCase()
+    const added = await net.api("POST", `/api/v1/cases/${caseId}/notes`, { body: { text } })
+    assert(added.status === 201, `note: ${JSON.stringify(added.body)}`)
+    return caseId
+  }
   /** A request Amira accepted: returns its id and the id of the case it became. */
   net.assignedCase = async () => {
     const requestId = await net.request()
@@ -498,6 +505,22 @@ async function pushWitness(page) {
     }
   }
   return { cdp, ready }
+}
+
+/**
+ * Amira's new device: the volunteers' app in a browser of its own, enrolled by the link
+ * in a fresh code's QR code. `before(page)` runs before the app first loads (to watch its
+ * service worker from the start).
+ */
+async function enrolledApp(t, net, before = async () => {}) {
+  const code = await net.api("POST", `/api/v1/volunteers/${net.amira}/enrollment-codes`)
+  assert(code.status === 201, `code: ${JSON.stringify(code.body)}`)
+  const context = await t.browser()
+  const page = context.pages()[0] ?? await context.newPage()
+  const watched = await before(page)
+  await page.goto(`${base}/app/#code=${code.body.code}`)
+  await page.getByRole("button", { name: "Anmelden" }).click()
+  return { context, page, watched }
 }
 
 // ---- the checks --------------------------------------------------------------------
@@ -863,16 +886,9 @@ async function main() {
 
   await check("the volunteers' app: a push shows a German notice without names that leads to the offers; a note edited in the app and on a phone at once merges", async t => {
     const net = await network()
-    const { caseId } = await net.assignedCase()
     const first = "Termin beim Jobcenter"
-    const added = await net.api("POST", `/api/v1/cases/${caseId}/notes`, { body: { text: first } })
-    assert(added.status === 201, `note: ${JSON.stringify(added.body)}`)
-    const code = await net.api("POST", `/api/v1/volunteers/${net.amira}/enrollment-codes`)
-    const context = await t.browser()
-    const page = context.pages()[0] ?? await context.newPage()
-    const push = await pushWitness(page)
-    await page.goto(`${base}/app/#code=${code.body.code}`)
-    await page.getByRole("button", { name: "Anmelden" }).click()
+    const caseId = await net.caseWithNote(first)
+    const { context, page, watched: push } = await enrolledApp(t, net, pushWitness)
     await until(() => page.evaluate(() => !!navigator.serviceWorker.controller), () => "no service worker controls the app")
     await page.getByRole("link", { name: "Dieses Gerät" }).click()
     await page.getByRole("button", { name: "Benachrichtigungen einschalten" }).click()
@@ -939,15 +955,9 @@ async function main() {
 
   await check("the volunteers' app replays a note typed offline onto the case's new generation", async t => {
     const net = await network()
-    const { caseId } = await net.assignedCase()
     const secret = "Vertraulich 9Q falsch eingetragen"
-    const added = await net.api("POST", `/api/v1/cases/${caseId}/notes`, { body: { text: secret } })
-    assert(added.status === 201, `note: ${JSON.stringify(added.body)}`)
-    const code = await net.api("POST", `/api/v1/volunteers/${net.amira}/enrollment-codes`)
-    const context = await t.browser()
-    const page = context.pages()[0] ?? await context.newPage()
-    await page.goto(`${base}/app/#code=${code.body.code}`)
-    await page.getByRole("button", { name: "Anmelden" }).click()
+    const caseId = await net.caseWithNote(secret)
+    const { context, page } = await enrolledApp(t, net)
     await page.getByRole("link", { name: "F.K." }).click()
     await page.getByRole("paragraph").filter({ hasText: secret }).waitFor()
     await until(() => page.getByText("abgeglichen", { exact: true }).isVisible(), () => "the case is not synced")
@@ -983,11 +993,7 @@ async function main() {
     const kept = (await net.assignedCase()).caseId
     const withdrawn = (await net.assignedCase()).caseId
     const deleted = (await net.assignedCase()).caseId
-    const code = await net.api("POST", `/api/v1/volunteers/${net.amira}/enrollment-codes`)
-    const context = await t.browser()
-    const page = context.pages()[0] ?? await context.newPage()
-    await page.goto(`${base}/app/#code=${code.body.code}`)
-    await page.getByRole("button", { name: "Anmelden" }).click()
+    const { context, page } = await enrolledApp(t, net)
     await until(async () => (await page.getByRole("link", { name: "F.K." }).count()) === 3, async () => `three cases: ${await page.locator("main").innerText()}`)
     /** The keys of the app's automerge storage that name `id`, as JSON. */
     const stored = id => page.evaluate(id => new Promise(resolve => {
@@ -1032,11 +1038,7 @@ async function main() {
   await check("the volunteers' app wipes itself when its lease ran out without contact", async t => {
     const net = await network()
     await net.assignedCase()
-    const code = await net.api("POST", `/api/v1/volunteers/${net.amira}/enrollment-codes`)
-    const context = await t.browser()
-    const page = context.pages()[0] ?? await context.newPage()
-    await page.goto(`${base}/app/#code=${code.body.code}`)
-    await page.getByRole("button", { name: "Anmelden" }).click()
+    const { context, page } = await enrolledApp(t, net)
     await page.getByRole("link", { name: "F.K." }).waitFor()
     const contact = await until(() => page.evaluate(() => JSON.parse(localStorage.getItem("lotse.contact"))), () => "no contact recorded")
     assert(contact.lease_ms > 0, `a lease: ${JSON.stringify(contact)}`)
@@ -1056,11 +1058,7 @@ async function main() {
   await check("the volunteers' app writes nothing while a newer server waits for a newer app", async t => {
     const net = await network()
     await net.assignedCase()
-    const code = await net.api("POST", `/api/v1/volunteers/${net.amira}/enrollment-codes`)
-    const context = await t.browser()
-    const page = context.pages()[0] ?? await context.newPage()
-    await page.goto(`${base}/app/#code=${code.body.code}`)
-    await page.getByRole("button", { name: "Anmelden" }).click()
+    const { context, page } = await enrolledApp(t, net)
     await page.getByRole("link", { name: "F.K." }).click()
     assert(await page.getByLabel("Neue Notiz").isEnabled(), "writable before")
     // A server one schema version ahead (this one cannot be): its answer, changed so.
@@ -1073,6 +1071,28 @@ async function main() {
     assert(await page.getByLabel("Neue Notiz").isDisabled(), "no writing until the new app is there")
     assert(await page.getByRole("button", { name: "Stunden eintragen" }).isDisabled(), "no hours either")
     await t.look(page, "app-outdated")
+  })
+
+  await check("a coordinator starts a Patenschaft with two volunteers", async t => {
+    const net = await network()
+    const page = await t.loggedIn(net)
+    await page.goto(base + "/dashboard/cases")
+    await page.getByRole("link", { name: "Neuer Fall" }).click()
+    await page.getByRole("heading", { level: 1, name: "Neuer Fall" }).waitFor()
+    await t.look(page, "case-new")
+    await page.getByLabel("Kürzel der Person").fill("P.A.")
+    await page.getByLabel("Art").selectOption("patenschaft")
+    await page.getByLabel("Thema").selectOption("bildung")
+    await page.getByRole("checkbox", { name: "Arabisch" }).check()
+    await page.getByRole("checkbox", { name: "Amira Haddad" }).check()
+    await page.getByRole("checkbox", { name: "Olena Kovalenko" }).check()
+    await page.getByRole("button", { name: "Fall anlegen" }).click()
+    await page.getByRole("heading", { level: 1, name: "P.A." }).waitFor()
+    assert(await page.locator("#case-kind").innerText() === "Patenschaft", "the kind shows")
+    await t.look(page, "case-patenschaft")
+    const id = new URL(page.url()).pathname.split("/").pop()
+    const c = await net.api("GET", `/api/v1/cases/${id}`)
+    assert(c.status === 200 && c.body.kind === "patenschaft" && c.body.topic === "bildung", `the API: ${JSON.stringify(c.body)}`)
   })
 
   await check("log out everywhere", async t => {

@@ -177,6 +177,45 @@ impl AppState {
         Ok(done)
     }
 
+    /// A case a coordinator starts (API or dashboard): written as `by`, of `kind`, shared
+    /// with `volunteers`, who must be active volunteers of the organisation (their ids as
+    /// given back: `Err` names the first that is not).
+    pub async fn create_case(
+        &self,
+        by: &crate::app::caller::CoordinatorCaller,
+        new: lotse_protocol::NewCase,
+        kind: &str,
+        volunteers: &[String],
+    ) -> Result<Result<lotse_protocol::DocumentId, String>, error::Error> {
+        let org = by.organisation_id();
+        for id in volunteers {
+            if !self
+                .store
+                .volunteer(org, id)
+                .await?
+                .is_some_and(|v| v.active)
+            {
+                return Ok(Err(id.clone()));
+            }
+        }
+        let mut doc = lotse_protocol::automerge::Automerge::new();
+        let now = crate::store::now_ms();
+        lotse_protocol::CaseDoc::create(&mut doc, &new, now)
+            .map_err(|e| error::Error::invalid("case", e.to_string()))?;
+        lotse_protocol::CaseDoc::set_kind(&mut doc, kind, now)
+            .map_err(|e| error::Error::invalid("kind", e.to_string()))?;
+        let caller = caller::Caller::Coordinator(by.clone());
+        let id = self
+            .hub
+            .create_case(doc, org, volunteers, &caller.writer(), |id| {
+                caller.audit("document.create", &id.to_string())
+            })
+            .await
+            .map_err(|e| error::Error::Internal(anyhow::anyhow!("creating a case: {e}")))?;
+        tracing::info!(document_id = %id, volunteers = volunteers.len(), "case created");
+        Ok(Ok(id))
+    }
+
     /// Art. 17 for a volunteer (see `Store::erase_volunteer`), then what only they had
     /// (their schedules) deleted like any document. `Ok(false)`: no such volunteer here.
     /// A schedule that fails to delete fails the call; erasing again finishes the job.

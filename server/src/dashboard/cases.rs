@@ -60,6 +60,7 @@ pub async fn list(State(state): State<AppState>, s: Session) -> Response {
             title,
             html! {
                 h1 { (title) }
+                p { a.button href="/dashboard/cases/new" { (l.t("Neuer Fall", "New case")) } }
                 @if s.here.contains("deleted=1") {
                     p role="status" { (l.t("Der Fall ist gelöscht. Verbundene Telefone löschen ihn sofort, die anderen bei ihrer nächsten Verbindung.",
                         "The case is deleted. Connected phones delete it at once, the others at their next connection.")) }
@@ -845,6 +846,7 @@ async fn body(
             h2 #fall-angaben { (l.t("Angaben", "Details")) }
             dl.facts {
                 dt { (l.t("Status", "Status")) } dd data-status=(v.status.as_str()) { (badge(v.status.as_str(), &i18n::case_status(l, v.status.as_str()))) }
+                dt { (l.t("Art", "Kind")) } dd #case-kind { (super::new_case::kind_name(l, v.kind.as_deref().unwrap_or("einzelbegleitung"))) }
                 dt { (l.t("Thema", "Topic")) } dd { (i18n::topic(l, v.topic.as_str())) }
                 dt { (l.t("Sprachen", "Languages")) } dd { (i18n::languages(l, &v.languages)) }
                 dt { (l.t("Lotsin/Lotse", "Volunteer")) } dd { (if volunteers.is_empty() { "–".to_owned() } else { volunteers.join(", ") }) }

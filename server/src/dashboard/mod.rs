@@ -27,6 +27,7 @@ mod i18n;
 mod layout;
 mod live;
 mod lookat;
+mod new_case;
 mod notify;
 mod overview;
 mod reports;
@@ -170,6 +171,10 @@ pub fn router() -> Router<AppState> {
             post(requests::set_status),
         )
         .route("/dashboard/cases", get(cases::list))
+        .route(
+            "/dashboard/cases/new",
+            get(new_case::form).post(new_case::create),
+        )
         .route("/dashboard/cases/{id}", get(cases::detail))
         .route("/dashboard/cases/{id}/export", get(exports::case))
         .route(

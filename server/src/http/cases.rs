@@ -3,7 +3,6 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use lotse_protocol::automerge::Automerge;
 use lotse_protocol::{CaseDoc, DocumentId, NewCase, Status, Topic};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -15,9 +14,7 @@ use crate::app::AppState;
 use crate::app::caller::{Caller, CoordinatorCaller};
 use crate::app::error::{Error, ErrorBody, Result};
 use crate::hub::HubError;
-use crate::store::{
-    Access, CaseRow, DeletionReason, ReassignError, SubjectAuditEvent, Viewer, now_ms,
-};
+use crate::store::{Access, CaseRow, DeletionReason, ReassignError, SubjectAuditEvent, Viewer};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -114,22 +111,10 @@ async fn create_case(
             .map_err(|_| Error::invalid("volunteer_ids", format!("{raw:?} is not a volunteer id")))?
             .hyphenated()
             .to_string();
-        if state
-            .store
-            .volunteer(caller.organisation_id(), &id)
-            .await?
-            .is_none()
-        {
-            return Err(Error::invalid(
-                "volunteer_ids",
-                format!("no volunteer {id} in your organisation"),
-            ));
-        }
         if !volunteers.contains(&id) {
             volunteers.push(id);
         }
     }
-    let mut doc = Automerge::new();
     let new = NewCase {
         organisation_id: caller.organisation_id().to_owned(),
         label,
@@ -137,23 +122,16 @@ async fn create_case(
         topic,
         status: Status::Active,
     };
-    let now = now_ms();
-    CaseDoc::create(&mut doc, &new, now).map_err(|e| Error::invalid("case", e.to_string()))?;
     let kind = body.kind.as_deref().unwrap_or("einzelbegleitung");
-    CaseDoc::set_kind(&mut doc, kind, now).map_err(|e| Error::invalid("kind", e.to_string()))?;
-    let by = Caller::Coordinator(caller.clone());
     let id = state
-        .hub
-        .create_case(
-            doc,
-            caller.organisation_id(),
-            &volunteers,
-            &by.writer(),
-            |id| by.audit("document.create", &id.to_string()),
-        )
-        .await
-        .map_err(hub_error)?;
-    tracing::info!(document_id = %id, volunteers = volunteers.len(), "case created");
+        .create_case(&caller, new, kind, &volunteers)
+        .await?
+        .map_err(|id| {
+            Error::invalid(
+                "volunteer_ids",
+                format!("no active volunteer {id} in your organisation"),
+            )
+        })?;
     Ok((
         StatusCode::CREATED,
         axum::Json(CreatedCase {
