@@ -894,10 +894,7 @@ pub async fn edit_form(
     s: Session,
     Path(raw): Path<String>,
 ) -> Result<Response, Response> {
-    let v = load(&state, &s, &raw).await?;
-    if v.erased_at.is_some() {
-        return Err(erased_page(s.lang));
-    }
+    let v = load_editable(&state, &s, &raw).await?;
     let form = Form::of(&v);
     Ok(form_page(
         &s,
@@ -913,11 +910,8 @@ pub async fn update(
     Path(raw): Path<String>,
     Posted { s, f }: Posted,
 ) -> Result<Response, Response> {
-    let v = load(&state, &s, &raw).await?;
+    let v = load_editable(&state, &s, &raw).await?;
     let l = s.lang;
-    if v.erased_at.is_some() {
-        return Err(erased_page(l));
-    }
     let here = format!("/dashboard/volunteers/{}", v.id);
     let form = Form::posted(&f);
     let new = validate(l, &form).map_err(|errors| {
@@ -956,6 +950,15 @@ pub async fn update(
     )
 }
 
+/// A volunteer whose data may still be changed: not one erased under Art. 17.
+async fn load_editable(state: &AppState, s: &Session, raw: &str) -> Result<Volunteer, Response> {
+    let v = load(state, s, raw).await?;
+    if v.erased_at.is_some() {
+        return Err(erased_page(s.lang));
+    }
+    Ok(v)
+}
+
 fn erased_page(l: Lang) -> Response {
     layout::error_page(
         l,
@@ -974,8 +977,8 @@ pub async fn erase(
     Path(raw): Path<String>,
     Posted { s, f }: Posted,
 ) -> Result<Response, Response> {
-    let v = load(&state, &s, &raw).await?;
     let l = s.lang;
+    let v = load(&state, &s, &raw).await?;
     if f.get("confirm") != "yes" {
         return Err(layout::error_page(
             l,
