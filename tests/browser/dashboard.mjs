@@ -29,7 +29,7 @@ import { fileURLToPath } from "node:url"
 import { createRequire } from "node:module"
 
 import { chromium } from "playwright-core"
-import { ImmutableString, getBackend, splice } from "@automerge/automerge"
+import { ImmutableString, getBackend } from "@automerge/automerge"
 import { Repo } from "@automerge/automerge-repo"
 import { WebSocketClientAdapter } from "@automerge/automerge-repo-network-websocket"
 
@@ -219,6 +219,24 @@ async function phoneChanges(net, caseId, message, edit, held) {
       return c.status === 200 && held(c.body)
     }, () => `the server never got the phone's ${message}`)
   })
+}
+
+/**
+ * A phone on lotse-core (its Python bindings, built by run.sh into LOTSE_CORE_PYTHON)
+ * enrolls with `code`, syncs, sets the note's text to `text` and syncs again.
+ */
+async function lotseCorePhoneEdits(code, caseId, noteId, text) {
+  const dir = process.env.LOTSE_CORE_PYTHON
+  assert(dir, "LOTSE_CORE_PYTHON is not set (run.sh builds lotse-core's Python bindings)")
+  const phone = spawn("python3", [path.join(here, "phone_edit.py"), base, code, caseId, noteId, text], {
+    env: { ...process.env, PYTHONPATH: dir },
+    stdio: ["ignore", "pipe", "pipe"],
+  })
+  let out = ""
+  phone.stdout.on("data", c => { out += c })
+  phone.stderr.on("data", c => { out += c })
+  const status = await new Promise(resolve => phone.on("exit", resolve))
+  assert(status === 0, `the lotse-core phone failed (${status}): ${out}`)
 }
 
 /** protocol's published shape of a case (`protocol/schema/case.json`). */
@@ -884,7 +902,7 @@ async function main() {
     await t.look(page, "app-hours")
   })
 
-  await check("the volunteers' app: a push shows a German notice without names that leads to the offers; a note edited in the app and on a phone at once merges", async t => {
+  await check("the volunteers' app: a push shows a German notice without names that leads to the offers; a note edited in the app and on a lotse-core phone at once merges", async t => {
     const net = await network()
     const first = "Termin beim Jobcenter"
     const caseId = await net.caseWithNote(first)
@@ -939,10 +957,11 @@ async function main() {
     await page.getByRole("paragraph").filter({ hasText: `${first} – Unterlagen mitbringen` }).waitFor()
     const noteKey = (await net.api("GET", `/api/v1/cases/${caseId}`)).body.notes.find(x => x.text === first)?.id
     assert(noteKey, "the app's edit stayed on the phone until now")
-    await phoneChanges(net, caseId, "edit note", (doc, now) => {
-      splice(doc, ["notes", noteKey, "text"], 0, 0, "Heute: ")
-      doc.notes[noteKey].updatedAt = now
-    }, c => c.notes.some(x => x.text.startsWith("Heute: ")))
+    // Meanwhile a phone on lotse-core edits the start of the same note.
+    const phoneCode = await net.api("POST", `/api/v1/volunteers/${net.amira}/enrollment-codes`)
+    await lotseCorePhoneEdits(phoneCode.body.code, caseId, noteKey, `Heute: ${first}`)
+    const held = (await net.api("GET", `/api/v1/cases/${caseId}`)).body.notes
+    assert(held.some(x => x.text === `Heute: ${first}`), `the phone's edit on the server: ${JSON.stringify(held)}`)
     await context.setOffline(false)
     const merged = `Heute: ${first} – Unterlagen mitbringen`
     await until(async () => (await net.api("GET", `/api/v1/cases/${caseId}`)).body.notes.some(x => x.text === merged),

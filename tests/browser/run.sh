@@ -29,5 +29,16 @@ if [ -z "${LOTSE_SERVER_BIN:-}" ]; then
   export LOTSE_SERVER_BIN="$root/target/debug/lotse-server"
 fi
 
+if [ -z "${LOTSE_CORE_PYTHON:-}" ]; then
+  # A phone on lotse-core for the web app's concurrent-edit check: its Python bindings.
+  echo "== lotse-core's Python bindings"
+  (cd "$root" && cargo build -p lotse-core -p uniffi-bindgen --locked)
+  export LOTSE_CORE_PYTHON="$root/target/browser-python"
+  mkdir -p "$LOTSE_CORE_PYTHON"
+  "$root/target/debug/uniffi-bindgen" generate --library "$root/target/debug/liblotse_core.so" \
+    --language python --out-dir "$LOTSE_CORE_PYTHON" --no-format
+  cp "$root/target/debug/liblotse_core.so" "$LOTSE_CORE_PYTHON/"
+fi
+
 echo "== dashboard in headless Chromium"
 exec node dashboard.mjs
