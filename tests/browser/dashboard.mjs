@@ -894,6 +894,12 @@ async function main() {
     }, async () => `availability: ${JSON.stringify((await net.api("GET", `/api/v1/volunteers/${net.amira}`)).body.availability)}`)
     await t.look(page, "app-availability")
 
+    // The week's appointments across cases: the one made offline, two days ahead.
+    await page.goto(`${base}/app/#week`)
+    await page.getByRole("heading", { level: 1, name: "Termine dieser Woche" }).waitFor()
+    await page.getByText(/Anmeldung Kita/).waitFor()
+    await t.look(page, "app-week")
+
     // The month's hours add up what was logged.
     await page.goto(`${base}/app/#hours`)
     await page.getByRole("heading", { level: 1, name: /Meine Stunden im/ }).waitFor()
