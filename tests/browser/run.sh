@@ -32,7 +32,9 @@ fi
 if [ -z "${LOTSE_CORE_PYTHON:-}" ]; then
   # A phone on lotse-core for the web app's concurrent-edit check: its Python bindings.
   echo "== lotse-core's Python bindings"
-  (cd "$root" && cargo build -p lotse-core -p uniffi-bindgen --locked)
+  # The same packages as tests/bindings/run.sh builds, so that in scripts/test cargo
+  # finds them built already (features are unified per set of packages).
+  (cd "$root" && cargo build -p lotse-core -p uniffi-bindgen -p lotse-server --locked)
   export LOTSE_CORE_PYTHON="$root/target/browser-python"
   mkdir -p "$LOTSE_CORE_PYTHON"
   "$root/target/debug/uniffi-bindgen" generate --library "$root/target/debug/liblotse_core.so" \
