@@ -131,14 +131,26 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn index(headers: HeaderMap) -> Response {
-    ASSETS[0].respond(&headers)
+    serve(&ASSETS[0], headers).await
 }
 
 async fn file(Path(name): Path<String>, headers: HeaderMap) -> Response {
     match ASSETS.iter().find(|a| a.name == name) {
-        Some(asset) => asset.respond(&headers),
+        Some(asset) => serve(asset, headers).await,
         None => (StatusCode::NOT_FOUND, "not found").into_response(),
     }
+}
+
+/// Gzipping the WebAssembly takes a good part of a second: the first request for each
+/// asset does it on a blocking worker, not on the thread that serves everyone else.
+async fn serve(asset: &'static Asset, headers: HeaderMap) -> Response {
+    if asset.prepared.get().is_none() {
+        let _ = tokio::task::spawn_blocking(move || {
+            asset.prepared();
+        })
+        .await;
+    }
+    asset.respond(&headers)
 }
 
 #[cfg(test)]

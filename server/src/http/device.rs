@@ -73,10 +73,12 @@ async fn set_own_availability(
             &device.device.volunteer_id,
             &slots,
         )
-        .await?
-        .ok_or(Error::NotFound("volunteer"))?;
+        .await?;
+    if !saved {
+        return Err(Error::NotFound("volunteer"));
+    }
     Ok(axum::Json(Availability {
-        availability: saved,
+        availability: slots,
     }))
 }
 
@@ -146,6 +148,7 @@ async fn device_documents(
         volunteer_id: Some(device.device.volunteer_id.clone()),
     };
     let allowed = state.store.documents_for(&viewer).await?;
+    let listed: std::collections::HashSet<&DocumentId> = allowed.iter().map(|(id, _)| id).collect();
     let lease_ms = state
         .store
         .organisation_settings(&viewer.organisation_id)
@@ -154,7 +157,7 @@ async fn device_documents(
         .lease_ms();
     let mut gone = Vec::new();
     for id in &held {
-        if allowed.iter().any(|(a, _)| a == id) {
+        if listed.contains(id) {
             continue;
         }
         let (reason, successor) = match state.store.document_access(&viewer, id).await? {

@@ -467,14 +467,14 @@ impl Store {
 
 impl Store {
     /// A volunteer sets their own weekly availability from their device (the matching
-    /// ranks by it). `None`: no active, unerased volunteer of that id here.
+    /// ranks by it). `false`: no active, unerased volunteer of that id here.
     pub async fn set_own_availability(
         &self,
         organisation_id: &str,
         device_id: &str,
         volunteer_id: &str,
         slots: &[Slot],
-    ) -> Result<Option<Vec<Slot>>> {
+    ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE volunteers SET availability = $1, updated_at = $2 WHERE organisation_id = $3 \
@@ -487,7 +487,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
-            return Ok(None);
+            return Ok(false);
         }
         Audit {
             organisation_id,
@@ -500,7 +500,7 @@ impl Store {
         .write(&mut tx)
         .await?;
         tx.commit().await?;
-        Ok(Some(slots.to_vec()))
+        Ok(true)
     }
 }
 

@@ -288,18 +288,18 @@ impl Conn {
     async fn drive(&mut self, socket: &mut WebSocket) -> Result<(), Closed> {
         loop {
             let mut carried = 0;
-            while carried < EFFECTS_PER_SEND {
+            loop {
                 while let Some(event) = self.peer.poll_event() {
                     self.on_event(event).await;
+                }
+                if carried == EFFECTS_PER_SEND {
+                    break;
                 }
                 let Some(effect) = self.peer.poll_effect() else {
                     break;
                 };
                 self.carry_out(socket, effect).await?;
                 carried += 1;
-            }
-            while let Some(event) = self.peer.poll_event() {
-                self.on_event(event).await;
             }
             self.outbox
                 .extend(std::iter::from_fn(|| self.peer.poll_transmit()));
