@@ -194,6 +194,7 @@ async fn seed(db: &TestDb, size: Size) -> Result<Seed> {
                         display_name: "Koordination",
                         // Nobody logs in: the session below is written directly.
                         password_hash: "unused",
+                        role: lotse_server::store::Role::Leitung,
                     })
                     .await?;
                 let run = uuid::Uuid::new_v4().simple().to_string();

@@ -107,6 +107,7 @@ pub async fn run(count: usize, deadline: Duration) -> Result<FanOut> {
             display_name: "Koordination",
             // Nobody logs in here; the hash only has to be a value.
             password_hash: "unused",
+            role: lotse_server::store::Role::Leitung,
         })
         .await?
         .id;

@@ -68,6 +68,8 @@ pub struct ServeArgs {
     pub http: HttpConfig,
     #[command(flatten)]
     pub push: PushConfig,
+    #[command(flatten)]
+    pub mail: MailConfig,
     /// The server key that seals the secret settings in the database (the VAPID private
     /// key, the CSRF key): at least 32 characters, e.g. from `openssl rand -base64 32`.
     /// Without it they are stored in plain text. Set it in the environment: a command
@@ -205,6 +207,45 @@ pub struct HttpConfig {
         value_parser = parse_header_secs
     )]
     pub header_timeout: Duration,
+    /// Let Leitung (and, where the organisation asks for it, everyone) log in without a
+    /// second factor. For tests and the demo network only: a password alone then opens
+    /// the data of many people. `--demo` implies it.
+    #[arg(long, env = "LOTSE_TWO_FACTOR_OPTIONAL")]
+    pub two_factor_optional: bool,
+    /// The address people reach this server at (e.g. https://lotse.example.org), for the
+    /// links in e-mails. Without it, the address the request came in on is used.
+    #[arg(long, env = "LOTSE_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+}
+
+fn parse_public_url(s: &str) -> Result<String, String> {
+    let trimmed = s.trim_end_matches('/');
+    let ok = (trimmed.starts_with("https://") || trimmed.starts_with("http://"))
+        && !trimmed.contains(['?', '#', ' ']);
+    if ok {
+        Ok(trimmed.to_owned())
+    } else {
+        Err("an http:// or https:// address without query, e.g. https://lotse.example.org".into())
+    }
+}
+
+/// E-mail (invitations, password resets): off unless an SMTP server is named.
+#[derive(Debug, Clone, Default, Args)]
+pub struct MailConfig {
+    /// The SMTP server, e.g. `smtps://user:password@mail.example.org` (TLS),
+    /// `smtp://user:password@mail.example.org:587?tls=required` (STARTTLS) or
+    /// `smtp://127.0.0.1:2525` (plain, for a local relay). Without it no e-mail is sent
+    /// and the dashboard shows the links to hand over instead. Set it in the
+    /// environment: it may hold a password.
+    #[arg(long, env = "LOTSE_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of e-mails.
+    #[arg(
+        long,
+        env = "LOTSE_SMTP_FROM",
+        default_value = "Lotse <lotse@localhost>"
+    )]
+    pub smtp_from: String,
 }
 
 fn parse_header_secs(s: &str) -> Result<Duration, String> {
@@ -222,6 +263,8 @@ impl Default for HttpConfig {
             trusted_proxies: Vec::new(),
             sockets_per_device: 4,
             header_timeout: Duration::from_secs(10),
+            two_factor_optional: false,
+            public_url: None,
         }
     }
 }

@@ -149,6 +149,7 @@ pub async fn seed_if_empty(store: &Store) -> anyhow::Result<bool> {
             email: EMAIL,
             display_name: "Dana Koordination",
             password_hash: &hash,
+            role: crate::store::Role::Leitung,
         })
         .await?;
     let mut ids = Vec::new();

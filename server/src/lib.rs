@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
+pub mod email;
 pub mod exports;
 pub mod http;
 pub mod hub;
@@ -18,6 +19,7 @@ pub mod secrets;
 pub mod statements;
 pub mod store;
 pub mod sync;
+pub mod team;
 pub mod timefmt;
 pub mod webapp;
 

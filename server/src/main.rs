@@ -87,7 +87,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let quotas = args.quotas();
-    let state = AppState::new(store.clone(), args.http, args.push).await?;
+    let mut http = args.http;
+    if args.demo {
+        // The demo's Leitung logs in with the printed password alone; it listens on
+        // loopback only (checked above).
+        http.two_factor_optional = true;
+    } else if http.two_factor_optional {
+        tracing::warn!(
+            "--two-factor-optional: Leitung can log in without a second factor; a password \
+             alone then opens the data of many people. Only for tests."
+        );
+    }
+    let state = AppState::new(store.clone(), http, args.push)
+        .await?
+        .with_mail(&args.mail)?;
+    if state.mail.enabled() {
+        tracing::info!("e-mail through SMTP is on");
+    }
     state.hub.set_doc_idle(args.doc_idle);
     state.hub.set_quotas(quotas);
     lotse_server::serve(state, listener, shutdown_signal()).await?;
@@ -160,6 +176,7 @@ async fn create_coordinator(args: CreateCoordinatorArgs) -> anyhow::Result<()> {
             email,
             display_name: args.name.as_deref().unwrap_or(email),
             password_hash: &hash,
+            role: lotse_server::store::Role::Leitung,
         })
         .await;
     store.close().await;

@@ -66,6 +66,17 @@ pub fn local_ms(date: &str, time: &str) -> Option<i64> {
     Some(dt.to_zoned(tz).ok()?.timestamp().as_millisecond())
 }
 
+/// A moment in the network's time zone as Germans write it ("04.03.2026, 14:00 Uhr"), for
+/// e-mails.
+pub fn local_de(ms: i64) -> String {
+    let Ok(tz) = jiff::tz::TimeZone::get(crate::matching::LOCAL_TZ) else {
+        return format_ms(ms);
+    };
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_zoned(tz).strftime("%d.%m.%Y, %H:%M Uhr").to_string())
+        .unwrap_or_else(|_| format_ms(ms))
+}
+
 pub fn serialize<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_ms(*ms))
 }

@@ -61,6 +61,7 @@ async fn organisations_and_coordinators(backend: Backend) {
         email,
         display_name: "K",
         password_hash: "x",
+        role: lotse_server::store::Role::Leitung,
     };
     let c = store
         .create_coordinator(new("Koord@Example.org"))
@@ -156,6 +157,7 @@ async fn enrollment_is_atomic(backend: Backend) {
             email: "k@a.example",
             display_name: "K",
             password_hash: "x",
+            role: lotse_server::store::Role::Leitung,
         })
         .await
         .unwrap();

@@ -166,6 +166,7 @@ impl TestServer {
                 email,
                 display_name: email,
                 password_hash: &hash,
+                role: lotse_server::store::Role::Leitung,
             })
             .await
             .unwrap();

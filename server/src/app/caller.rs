@@ -18,6 +18,9 @@ pub struct CoordinatorCaller {
     pub session_hash: String,
     /// ms since the epoch.
     pub session_expires_at: i64,
+    /// This coordinator must set up a second factor before anything else: the session
+    /// opens the setup page of the dashboard and nothing more.
+    pub second_factor_setup: bool,
 }
 
 impl CoordinatorCaller {
@@ -27,6 +30,15 @@ impl CoordinatorCaller {
 
     pub fn id(&self) -> &str {
         &self.coordinator.id
+    }
+
+    /// Only Leitung may do `what` (manage the team, the settings, delete or erase).
+    pub fn require_leitung(&self, what: &'static str) -> Result<(), Error> {
+        if self.coordinator.is_leitung() {
+            Ok(())
+        } else {
+            Err(Error::LeitungOnly(what))
+        }
     }
 
     /// This coordinator, as the requests' history names who acted.
@@ -121,10 +133,21 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, Error
             .session(&hash)
             .await?
             .ok_or(Error::Unauthorized)?;
+        let second_factor_setup = !state.config.two_factor_optional
+            && !coordinator.two_factor
+            && crate::team::needs_second_factor(
+                &coordinator,
+                coordinator.is_leitung()
+                    || state
+                        .store
+                        .two_factor_for_all(&coordinator.organisation_id)
+                        .await?,
+            );
         Ok(Caller::Coordinator(CoordinatorCaller {
             coordinator,
             session_hash: hash,
             session_expires_at,
+            second_factor_setup,
         }))
     } else if token.starts_with(DEVICE_PREFIX) {
         let device = state
@@ -152,7 +175,19 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let token = request_token(parts).ok_or(Error::Unauthorized)?;
-        authenticate(state, &token).await
+        let caller = authenticate(state, &token).await?;
+        // A session waiting for its second factor opens nothing in the API but `/me`
+        // (so a client can say why) and logout.
+        if let Caller::Coordinator(c) = &caller
+            && c.second_factor_setup
+            && !matches!(
+                parts.uri.path(),
+                "/api/v1/me" | "/api/v1/auth/logout" | "/api/v1/auth/logout-all"
+            )
+        {
+            return Err(Error::SecondFactorSetup);
+        }
+        Ok(caller)
     }
 }
 

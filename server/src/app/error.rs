@@ -20,6 +20,16 @@ pub enum Error {
     InvalidCredentials,
     #[error("this device was revoked")]
     DeviceRevoked,
+    /// The password was right; the second factor is missing or wrong.
+    #[error("a valid second-factor code (or a recovery code) is required in `code`")]
+    SecondFactor,
+    /// Leitung (or everyone, where the organisation says so) must set up a second
+    /// factor in the dashboard before anything else.
+    #[error("set up a second factor in the dashboard (Mein Konto) first")]
+    SecondFactorSetup,
+    /// Only Leitung may do this.
+    #[error("only Leitung may {0}")]
+    LeitungOnly(&'static str),
     #[error("this endpoint is for {0}")]
     Forbidden(&'static str),
     #[error("{0} not found")]
@@ -81,9 +91,11 @@ impl Error {
 
     fn status(&self) -> StatusCode {
         match self {
-            Self::Unauthorized | Self::DeviceRevoked | Self::InvalidCredentials => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::Unauthorized
+            | Self::DeviceRevoked
+            | Self::InvalidCredentials
+            | Self::SecondFactor => StatusCode::UNAUTHORIZED,
+            Self::SecondFactorSetup | Self::LeitungOnly(_) => StatusCode::FORBIDDEN,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
@@ -104,6 +116,9 @@ impl Error {
             Self::Unauthorized => "unauthorized",
             Self::DeviceRevoked => "device_revoked",
             Self::InvalidCredentials => "invalid_credentials",
+            Self::SecondFactor => "two_factor_required",
+            Self::SecondFactorSetup => "two_factor_setup_required",
+            Self::LeitungOnly(_) => "leitung_only",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::BadRequest { code, .. } => code,

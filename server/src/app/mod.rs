@@ -12,6 +12,8 @@ pub mod caller;
 pub mod error;
 pub mod lifecycle;
 mod listen;
+pub mod login;
+pub mod team;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -57,6 +59,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     pub hub: Arc<Hub>,
     pub push: Arc<Push>,
+    /// E-mail through SMTP, when configured (`--smtp-url`).
+    pub mail: Arc<crate::email::Mail>,
     /// Serialises creating the case of an accepted request (a retried accept must not
     /// create a second one).
     pub case_creation: Arc<tokio::sync::Mutex<()>>,
@@ -131,6 +135,7 @@ impl AppState {
         store.open_secrets().await?;
         Ok(Self {
             push: Arc::new(Push::new(store.clone(), push).await?),
+            mail: Arc::new(crate::email::Mail::disabled(store.clone())),
             case_creation: Arc::new(tokio::sync::Mutex::new(())),
             sockets: Arc::new(Sockets::new(config.sockets_per_device)),
             password_checks: Arc::new(tokio::sync::Semaphore::new(
@@ -142,6 +147,28 @@ impl AppState {
             store,
             config: Arc::new(config),
         })
+    }
+
+    /// With e-mail through the SMTP server `config` names.
+    pub fn with_mail(
+        mut self,
+        config: &crate::config::MailConfig,
+    ) -> Result<Self, crate::email::MailSetupError> {
+        self.mail = Arc::new(crate::email::Mail::new(self.store.clone(), config)?);
+        Ok(self)
+    }
+
+    /// A new argon2id hash of `password`, made off the async workers like a check.
+    pub async fn hash_password(&self, password: String) -> Result<String, error::Error> {
+        let _turn = self
+            .password_checks
+            .acquire()
+            .await
+            .map_err(|e| error::Error::Internal(e.into()))?;
+        tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))
+            .await
+            .map_err(|e| error::Error::Internal(e.into()))?
+            .map_err(|e| error::Error::Internal(anyhow::anyhow!("hashing a password: {e}")))
     }
 
     /// Whether `password` matches `hash`, checked off the async workers and never more
@@ -319,6 +346,7 @@ pub async fn serve(
         .config()
         .push_worker
         .then(|| state.push.clone().spawn_worker());
+    let mailer = state.mail.clone().spawn_worker();
     let follower = tokio::spawn(state.hub.clone().follow_other_instances());
     let _purger = crate::purge::spawn(state.store.clone(), state.hub.clone());
     let hub = state.hub.clone();
@@ -363,6 +391,9 @@ pub async fn serve(
     evictor.abort();
     sweeper.abort();
     follower.abort();
+    if let Some(mailer) = mailer {
+        mailer.abort();
+    }
     if let Some(pusher) = pusher {
         pusher.abort();
     }

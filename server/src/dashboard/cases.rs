@@ -267,8 +267,14 @@ pub async fn detail(
                 div #case data-live=(format!("/dashboard/fragments/cases/{id}")) { (body) }
                 (team)
                 (edit_forms(&s, &id, &view))
-                (erase_form(&s, &id, &view))
-                (delete_form(&s, &id))
+                @if s.caller.coordinator.is_leitung() {
+                    (erase_form(&s, &id, &view))
+                    (delete_form(&s, &id))
+                } @else {
+                    p.hint { (l.t(
+                        "Einträge löschen und Fälle löschen darf nur die Leitung.",
+                        "Only Leitung may erase entries and delete cases.")) }
+                }
                 (audit_trail(l, &trail))
             },
         ),
@@ -566,6 +572,9 @@ pub async fn erase(
     Posted { s, f }: Posted,
 ) -> Response {
     let l = s.lang;
+    if !s.caller.coordinator.is_leitung() {
+        return layout::leitung_only(l);
+    }
     let id = match found(&state, &s, &raw).await {
         Ok(id) => id,
         Err(r) => return r,
@@ -647,6 +656,9 @@ pub async fn delete(
     Posted { s, f }: Posted,
 ) -> Response {
     let l = s.lang;
+    if !s.caller.coordinator.is_leitung() {
+        return layout::leitung_only(l);
+    }
     let id = match found(&state, &s, &raw).await {
         Ok(id) => id,
         Err(r) => return r,

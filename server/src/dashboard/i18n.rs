@@ -282,7 +282,7 @@ pub fn audit_action(l: Lang, code: &str) -> String {
 }
 
 /// Every action the server writes to the audit trail, in the order the filter offers them.
-pub const AUDIT_ACTIONS: [&str; 28] = [
+pub const AUDIT_ACTIONS: [&str; 40] = [
     "document.read",
     "document.sync",
     "document.change",
@@ -308,6 +308,18 @@ pub const AUDIT_ACTIONS: [&str; 28] = [
     "audit.export",
     "session.login",
     "coordinator.create",
+    "coordinator.invite",
+    "coordinator.accept_invite",
+    "coordinator.reset_link",
+    "coordinator.password_reset",
+    "coordinator.password_change",
+    "coordinator.role",
+    "coordinator.deactivate",
+    "coordinator.reactivate",
+    "coordinator.two_factor_on",
+    "coordinator.two_factor_reset",
+    "coordinator.recovery_code",
+    "organisation.two_factor",
     "organisation.settings",
     "push_subscription.create",
     "push_subscription.delete",
@@ -357,6 +369,30 @@ pub fn audit_event(l: Lang, code: &str) -> String {
         ),
         "session.login" => ("Im Dashboard angemeldet", "Logged in to the dashboard"),
         "coordinator.create" => ("Koordinationskonto angelegt", "Coordinator account created"),
+        "coordinator.invite" => ("Koordination eingeladen", "Coordinator invited"),
+        "coordinator.accept_invite" => ("Einladung angenommen", "Invitation accepted"),
+        "coordinator.reset_link" => (
+            "Link für ein neues Passwort erstellt",
+            "Password reset link made",
+        ),
+        "coordinator.password_reset" => (
+            "Passwort über Link neu gesetzt",
+            "Password set through a link",
+        ),
+        "coordinator.password_change" => ("Eigenes Passwort geändert", "Own password changed"),
+        "coordinator.role" => ("Rolle geändert", "Role changed"),
+        "coordinator.deactivate" => ("Koordinationskonto deaktiviert", "Coordinator deactivated"),
+        "coordinator.reactivate" => ("Koordinationskonto reaktiviert", "Coordinator reactivated"),
+        "coordinator.two_factor_on" => ("Zweiten Faktor eingerichtet", "Second factor set up"),
+        "coordinator.two_factor_reset" => ("Zweiten Faktor zurückgesetzt", "Second factor reset"),
+        "coordinator.recovery_code" => (
+            "Mit Wiederherstellungscode angemeldet",
+            "Logged in with a recovery code",
+        ),
+        "organisation.two_factor" => (
+            "Zwei-Faktor-Pflicht geändert",
+            "Two-factor requirement changed",
+        ),
         "organisation.settings" => ("Einstellungen geändert", "Settings changed"),
         "push_subscription.create" => (
             "Benachrichtigungen eingeschaltet",

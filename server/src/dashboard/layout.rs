@@ -21,6 +21,8 @@ pub enum Nav {
     Reports,
     Audit,
     Settings,
+    Team,
+    Account,
 }
 
 pub fn html_response(status: StatusCode, page: Markup) -> Response {
@@ -55,7 +57,7 @@ fn lang_switch(l: Lang, here: &str) -> Markup {
 /// A page for a logged-in coordinator.
 pub fn page(s: &Session, nav: Nav, title: &str, body: Markup) -> Markup {
     let l = s.lang;
-    let items = [
+    let mut items = vec![
         (Nav::Overview, "/dashboard", l.t("Überblick", "Overview")),
         (
             Nav::Requests,
@@ -84,6 +86,9 @@ pub fn page(s: &Session, nav: Nav, title: &str, body: Markup) -> Markup {
             l.t("Einstellungen", "Settings"),
         ),
     ];
+    if s.caller.coordinator.is_leitung() {
+        items.push((Nav::Team, "/dashboard/team", l.t("Team", "Team")));
+    }
     let top = html! {
                     div.brand {
                         span.logo { "Lotse" }
@@ -104,7 +109,11 @@ pub fn page(s: &Session, nav: Nav, title: &str, body: Markup) -> Markup {
                     }
                     div.account {
                         (lang_switch(l, &s.here))
-                        span.who { (s.caller.coordinator.display_name) }
+                        @if nav == Nav::Account {
+                            a.who href="/dashboard/account" aria-current="page" { (s.caller.coordinator.display_name) }
+                        } @else {
+                            a.who href="/dashboard/account" title=(l.t("Mein Konto", "My account")) { (s.caller.coordinator.display_name) }
+                        }
                         form method="post" action="/dashboard/logout" {
                             input type="hidden" name="csrf" value=(s.csrf);
                             button.link type="submit" { (l.t("Abmelden", "Log out")) }
@@ -176,6 +185,19 @@ pub fn not_found(l: Lang) -> Response {
     )
 }
 
+/// What only Leitung may open or do (the team, the settings, deletions): 403.
+pub fn leitung_only(l: Lang) -> Response {
+    error_page(
+        l,
+        StatusCode::FORBIDDEN,
+        l.t("Nur für die Leitung", "Leitung only"),
+        l.t(
+            "Das dürfen nur Koordinatorinnen und Koordinatoren mit der Rolle Leitung. Bitte wenden Sie sich an Ihre Leitung.",
+            "Only coordinators with the role Leitung (management) may do this. Please ask your Leitung.",
+        ),
+    )
+}
+
 pub fn server_error(l: Lang) -> Response {
     error_page(
         l,
@@ -202,6 +224,24 @@ pub fn csrf(s: &Session) -> Markup {
 /// A status badge; the text says it all, the colour only helps.
 pub fn badge(kind: &str, text: &str) -> Markup {
     html! { span class=(format!("badge badge-{kind}")) { (text) } }
+}
+
+/// A QR code as inline SVG, named for screen readers by `label`.
+pub fn qr_svg(label: &str, content: &str) -> Option<String> {
+    use qrcode::{QrCode, render::svg};
+    let code = QrCode::new(content.as_bytes()).ok()?;
+    let image = code
+        .render::<svg::Color<'_>>()
+        .min_dimensions(240, 240)
+        .dark_color(svg::Color("#000000"))
+        .light_color(svg::Color("#ffffff"))
+        .build();
+    let image = image.trim_start_matches(r#"<?xml version="1.0" standalone="yes"?>"#);
+    Some(image.replacen(
+        "<svg ",
+        &format!(r#"<svg role="img" aria-label="{label}" "#),
+        1,
+    ))
 }
 
 /// A table that may scroll sideways on narrow screens, reachable by keyboard.
@@ -405,6 +445,10 @@ button.danger,.button.danger{background:#fff;color:var(--bad);border-color:var(-
 button.danger:hover,.button.danger:hover{background:#fde7e9;color:#6d000c}
 .actions{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;margin:1rem 0}
 .actions form{margin:0}
+td.actions{display:table-cell}
+td.actions .inline-form{display:inline-flex;gap:.35rem;align-items:center;margin:0 .5rem .35rem 0}
+td.actions select{width:auto}
+.recovery{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:1.1rem;columns:2;list-style:none;padding:0}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1.25rem;margin:0}
 dl.facts dt{font-weight:600}
 dl.facts dd{margin:0}

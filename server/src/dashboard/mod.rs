@@ -10,6 +10,9 @@
 //! | `/dashboard/cases/{id}/export`, `/dashboard/volunteers/{id}/export` | Auskunft nach Art. 15 DSGVO, printable (`exports`) |
 //! | `/dashboard/reports[.csv, /chart/{name}.svg]` | Berichte with small-cell suppression |
 //! | `/dashboard/statements[.csv]`, `/dashboard/volunteers/{id}/statement[.csv]` | Abrechnung: monthly hours and travel per volunteer, printable and as CSV |
+//! | `/dashboard/team` | Team (Leitung only): coordinators, roles, invitations, password links, deactivation |
+//! | `/dashboard/account[/two-factor]` | Mein Konto: own password, second factor (TOTP) and recovery codes |
+//! | `/dashboard/welcome?token=` | a one-time link: set the first (or a new) password |
 //! | `/dashboard/audit[.csv]` | Protokoll: the organisation's audit trail, filtered, paged, as CSV |
 //! | `/dashboard/events` | the live stream (SSE); `/dashboard/fragments/...` what it refreshes |
 //! | `/dashboard/sw.js` | the service worker that shows coordinators' push notices (`notify`) |
@@ -19,6 +22,7 @@
 //! needs a coordinator session (else: redirect to the login) and every form a CSRF token
 //! (`session`). Anything of another organisation answers 404, like something missing.
 
+mod account;
 mod audit;
 mod cases;
 mod csv;
@@ -35,6 +39,7 @@ mod requests;
 mod session;
 mod settings;
 mod statements;
+mod team;
 mod volunteers;
 
 use std::collections::HashMap;
@@ -127,6 +132,7 @@ pub fn router() -> Router<AppState> {
             "/dashboard/login",
             get(session::login_page).post(session::login),
         )
+        .route("/dashboard/login/code", post(session::login_code))
         .route("/dashboard/logout", post(session::logout))
         .route("/dashboard/logout-all", post(session::logout_all))
         .route("/dashboard/lang", get(session::switch_language))
@@ -225,6 +231,32 @@ pub fn router() -> Router<AppState> {
         .route(
             "/dashboard/volunteers/{id}/statement.csv",
             get(statements::statement_csv),
+        )
+        .route("/dashboard/team", get(team::page))
+        .route("/dashboard/team/invite", post(team::invite))
+        .route("/dashboard/team/two-factor", post(team::two_factor_for_all))
+        .route("/dashboard/team/{id}/role", post(team::set_role))
+        .route("/dashboard/team/{id}/active", post(team::set_active))
+        .route(
+            "/dashboard/team/{id}/password-link",
+            post(team::password_link),
+        )
+        .route(
+            "/dashboard/team/{id}/two-factor-reset",
+            post(team::reset_two_factor),
+        )
+        .route("/dashboard/account", get(account::page))
+        .route(
+            "/dashboard/account/password",
+            post(account::change_password),
+        )
+        .route(
+            "/dashboard/account/two-factor",
+            get(account::two_factor_page).post(account::confirm_two_factor),
+        )
+        .route(
+            "/dashboard/welcome",
+            get(account::welcome_page).post(account::welcome_submit),
         )
         .route("/dashboard/audit", get(audit::page))
         .route("/dashboard/audit.csv", get(audit::csv))

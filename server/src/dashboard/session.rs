@@ -27,8 +27,8 @@ use super::layout::{self, bare_page, html_response};
 use crate::app::AppState;
 use crate::app::address::ClientAddr;
 use crate::app::caller::{Caller, CoordinatorCaller, SESSION_COOKIE, authenticate};
-use crate::auth::{self, SESSION_PREFIX};
-use crate::ratelimit::Refused;
+use crate::app::login;
+use crate::auth::SESSION_PREFIX;
 use crate::store::now_ms;
 
 const LOGIN_COOKIE: &str = "lotse_login";
@@ -52,7 +52,7 @@ impl Session {
     }
 }
 
-fn mac(key: &[u8; 32], purpose: &str, value: &str) -> String {
+pub(super) fn mac(key: &[u8; 32], purpose: &str, value: &str) -> String {
     // HMAC accepts keys of any length; this cannot fail.
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     m.update(purpose.as_bytes());
@@ -65,7 +65,7 @@ pub fn csrf_for_session(key: &[u8; 32], session_hash: &str) -> String {
     mac(key, "csrf-session", session_hash)
 }
 
-fn same(a: &str, b: &str) -> bool {
+pub(super) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
@@ -141,6 +141,9 @@ impl FromRequestParts<AppState> for Session {
                 return Err(layout::server_error(lang));
             }
         };
+        if caller.second_factor_setup && !setup_allowed(parts.uri.path()) {
+            return Err(Redirect::to("/dashboard/account/two-factor").into_response());
+        }
         let dash = dash_of(parts);
         let key = dash.key(state).await.map_err(|e| {
             tracing::error!(error = %e, "dashboard: no CSRF key");
@@ -162,6 +165,14 @@ impl FromRequestParts<AppState> for Session {
             dash,
         })
     }
+}
+
+/// What a session still waiting for its second factor may open: the setup, and logout.
+fn setup_allowed(path: &str) -> bool {
+    matches!(
+        path,
+        "/dashboard/account/two-factor" | "/dashboard/logout" | "/dashboard/logout-all"
+    )
 }
 
 /// Urlencoded form fields in order; repeated names (checkboxes) keep every value.
@@ -259,6 +270,17 @@ fn cookie_header(
 }
 
 fn login_form(l: Lang, csrf: &str, next: &str, email: &str, error: Option<&str>) -> maud::Markup {
+    login_form_with(l, csrf, next, email, error, false)
+}
+
+fn login_form_with(
+    l: Lang,
+    csrf: &str,
+    next: &str,
+    email: &str,
+    error: Option<&str>,
+    welcome: bool,
+) -> maud::Markup {
     bare_page(
         l,
         l.t("Anmelden", "Log in"),
@@ -266,6 +288,7 @@ fn login_form(l: Lang, csrf: &str, next: &str, email: &str, error: Option<&str>)
         html! {
             h1 { (l.t("Anmelden", "Log in")) }
             p { (l.t("Für die Koordination des Lotsennetzwerks.", "For the coordinators of the guides' network.")) }
+            @if welcome { (super::account::welcome_note(l)) }
             @if let Some(e) = error {
                 div.alert role="alert" { p { (e) } }
             }
@@ -319,7 +342,14 @@ pub async fn login_page(
     );
     let nonce = new_nonce();
     let csrf = mac(&key, "csrf-login", &nonce);
-    let mut res = html_response(StatusCode::OK, login_form(l, &csrf, &next, "", None));
+    let welcome = parts
+        .uri
+        .query()
+        .is_some_and(|q| query_param(q, "welcome").is_some());
+    let mut res = html_response(
+        StatusCode::OK,
+        login_form_with(l, &csrf, &next, "", None, welcome),
+    );
     res.headers_mut().append(
         header::SET_COOKIE,
         cookie_header(&state, LOGIN_COOKIE, &nonce, "/dashboard", 3600, "Strict"),
@@ -359,94 +389,97 @@ pub async fn login(
             login_form(l, &expected, &next, &email, Some(message)),
         )
     };
-    if email.len() > 320 || password.len() > 1024 {
-        return again(
+    match login::password(&state, &email, password, client).await {
+        Ok(login::Step::Done(c)) => logged_in(&state, l, &c, &next).await,
+        Ok(login::Step::NeedsCode(c)) => {
+            // The password was right: a signed, short-lived cookie carries who passed it
+            // to the code form, so the password is not sent twice.
+            let pending = pending_value(&key, &c.id, now_ms() + PENDING_MS);
+            let csrf = mac(&key, "csrf-code", &pending);
+            let mut res = html_response(StatusCode::OK, code_form(l, &csrf, &next, None));
+            res.headers_mut().append(
+                header::SET_COOKIE,
+                cookie_header(
+                    &state,
+                    PENDING_COOKIE,
+                    &pending,
+                    "/dashboard",
+                    PENDING_MS as u64 / 1000,
+                    "Strict",
+                ),
+            );
+            res
+        }
+        Err(e) => login_refused(l, e, again),
+    }
+}
+
+/// A login the server refused, as the form again with the reason.
+fn login_refused(
+    l: Lang,
+    e: crate::app::error::Error,
+    again: impl Fn(StatusCode, &str) -> Response,
+) -> Response {
+    use crate::app::error::Error;
+    match e {
+        Error::TooManyAttempts(wait) => {
+            let minutes = wait.as_secs().div_ceil(60).max(1);
+            let message = match l {
+                Lang::De => format!(
+                    "Zu viele Fehlversuche. Bitte versuchen Sie es in {minutes} Minute(n) noch einmal."
+                ),
+                Lang::En => {
+                    format!("Too many failed attempts. Please try again in {minutes} minute(s).")
+                }
+            };
+            let mut res = again(StatusCode::TOO_MANY_REQUESTS, &message);
+            if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            res
+        }
+        Error::InvalidCredentials => again(
             StatusCode::UNAUTHORIZED,
             l.t(
                 "E-Mail-Adresse oder Passwort ist falsch.",
                 "Wrong email address or password.",
             ),
-        );
-    }
-    // The same budgets as the API's login (`http/auth.rs`): per account and address, and
-    // per address; counted before the password is checked, refunded on success.
-    let account_key = format!("login-account:{}:{client}", email.to_lowercase());
-    let address_key = format!("login-address:{}", client);
-    let limits = &state.limits;
-    let mut limited = limits.login_account.attempt(&account_key).await;
-    if limited.is_ok() {
-        limited = limits.login_address.attempt(&address_key).await;
-        if limited.is_err() {
-            limits.login_account.refund(&account_key).await;
-        }
-    }
-    if let Err(refused) = limited {
-        let wait = match refused {
-            Refused::Wait(wait) => wait,
-            Refused::Store(e) => {
-                tracing::error!(error = %e, "dashboard: rate limit unavailable");
-                return layout::server_error(l);
-            }
-        };
-        let minutes = wait.as_secs().div_ceil(60).max(1);
-        let message = match l {
-            Lang::De => format!(
-                "Zu viele Fehlversuche. Bitte versuchen Sie es in {minutes} Minute(n) noch einmal."
+        ),
+        Error::SecondFactor => again(
+            StatusCode::UNAUTHORIZED,
+            l.t(
+                "Der Code stimmt nicht (oder wurde schon benutzt). Bitte nehmen Sie den aktuellen Code aus Ihrer App oder einen Wiederherstellungscode.",
+                "The code is wrong (or was used already). Please use the current code from your app, or a recovery code.",
             ),
-            Lang::En => {
-                format!("Too many failed attempts. Please try again in {minutes} minute(s).")
-            }
-        };
-        let mut res = again(StatusCode::TOO_MANY_REQUESTS, &message);
-        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            res.headers_mut().insert(header::RETRY_AFTER, v);
+        ),
+        other => {
+            tracing::error!(error = %other, "dashboard: login failed");
+            layout::server_error(l)
         }
-        return res;
     }
-    let coordinator = match state.store.coordinator_by_email(&email).await {
-        Ok(c) => c,
+}
+
+/// Opens the session and goes on to `next` (or to setting up a second factor, which
+/// the session extractor insists on where one is required).
+async fn logged_in(
+    state: &AppState,
+    l: Lang,
+    c: &crate::store::Coordinator,
+    next: &str,
+) -> Response {
+    let token = match login::open_session(state, c).await {
+        Ok((token, _)) => token,
         Err(e) => {
-            tracing::error!(error = %e, "dashboard: login lookup failed");
+            tracing::error!(error = %e, "dashboard: could not create session");
             return layout::server_error(l);
         }
     };
-    let hash = coordinator
-        .as_ref()
-        .map(|c| c.password_hash.clone())
-        .unwrap_or_else(|| auth::dummy_hash().to_owned());
-    let ok = state.check_password(password, hash).await;
-    let coordinator = match coordinator {
-        Some(c) if ok => c,
-        _ => {
-            tracing::info!("failed coordinator login (dashboard)");
-            return again(
-                StatusCode::UNAUTHORIZED,
-                l.t(
-                    "E-Mail-Adresse oder Passwort ist falsch.",
-                    "Wrong email address or password.",
-                ),
-            );
-        }
-    };
-    limits.login_account.success(&account_key).await;
-    limits.login_address.refund(&address_key).await;
-    let token = auth::new_token(SESSION_PREFIX);
-    let expires_at = now_ms() + state.config.session_ttl.as_millis() as i64;
-    if let Err(e) = state
-        .store
-        .create_session(&coordinator, &auth::token_hash(&token), expires_at)
-        .await
-    {
-        tracing::error!(error = %e, "dashboard: could not create session");
-        return layout::server_error(l);
-    }
-    tracing::info!(coordinator_id = %coordinator.id, "coordinator logged in (dashboard)");
-    let mut res = Redirect::to(&next).into_response();
+    let mut res = Redirect::to(next).into_response();
     let headers = res.headers_mut();
     headers.append(
         header::SET_COOKIE,
         cookie_header(
-            &state,
+            state,
             SESSION_COOKIE,
             &token,
             "/",
@@ -456,9 +489,106 @@ pub async fn login(
     );
     headers.append(
         header::SET_COOKIE,
-        cookie_header(&state, LOGIN_COOKIE, "", "/dashboard", 0, "Strict"),
+        cookie_header(state, LOGIN_COOKIE, "", "/dashboard", 0, "Strict"),
+    );
+    headers.append(
+        header::SET_COOKIE,
+        cookie_header(state, PENDING_COOKIE, "", "/dashboard", 0, "Strict"),
     );
     res
+}
+
+/// The cookie of a login whose password was right and whose code is due.
+const PENDING_COOKIE: &str = "lotse_code";
+/// How long the code form waits for the code.
+const PENDING_MS: i64 = 5 * 60 * 1000;
+
+fn pending_value(key: &[u8; 32], coordinator_id: &str, expires_at: i64) -> String {
+    let payload = format!("{coordinator_id}.{expires_at}");
+    let sig = mac(key, "login-pending", &payload);
+    format!("{payload}.{sig}")
+}
+
+/// The coordinator of a valid, unexpired pending-login cookie.
+fn pending_coordinator(key: &[u8; 32], value: &str) -> Option<String> {
+    let (payload, sig) = value.rsplit_once('.')?;
+    if !same(sig, &mac(key, "login-pending", payload)) {
+        return None;
+    }
+    let (id, expires_at) = payload.split_once('.')?;
+    (expires_at.parse::<i64>().ok()? > now_ms()).then(|| id.to_owned())
+}
+
+fn code_form(l: Lang, csrf: &str, next: &str, error: Option<&str>) -> maud::Markup {
+    bare_page(
+        l,
+        l.t("Zweiter Faktor", "Second factor"),
+        "/dashboard/login",
+        html! {
+            h1 { (l.t("Zweiter Faktor", "Second factor")) }
+            p { (l.t(
+                "Geben Sie den sechsstelligen Code aus Ihrer Authenticator-App ein, oder einen Ihrer Wiederherstellungscodes.",
+                "Enter the six-digit code from your authenticator app, or one of your recovery codes.",
+            )) }
+            @if let Some(e) = error {
+                div.alert role="alert" { p { (e) } }
+            }
+            form.narrow method="post" action="/dashboard/login/code" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="next" value=(next);
+                div.field {
+                    label for="code" { (l.t("Code", "Code")) }
+                    input #code type="text" name="code" autocomplete="one-time-code" inputmode="text"
+                        maxlength="20" required autofocus;
+                }
+                button type="submit" { (l.t("Anmelden", "Log in")) }
+            }
+            p { a href="/dashboard/login" { (l.t("Zurück zur Anmeldung", "Back to the login")) } }
+        },
+    )
+}
+
+/// `POST /dashboard/login/code`: the second step of a login with a second factor.
+pub async fn login_code(
+    State(state): State<AppState>,
+    Extension(dash): Extension<Arc<Dash>>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: axum::body::Bytes,
+) -> Response {
+    let l = Lang::detect(uri.query(), &headers);
+    let Ok(key) = dash.key(&state).await else {
+        return layout::server_error(l);
+    };
+    let f = Fields::parse(&body);
+    let pending = cookie(&headers, PENDING_COOKIE).unwrap_or_default();
+    let expected = mac(&key, "csrf-code", &pending);
+    if pending.is_empty() || !same(&f.get("csrf"), &expected) {
+        tracing::info!("dashboard: code form without a valid CSRF token rejected");
+        return forbidden(l);
+    }
+    let next = safe_next(&f.get("next"));
+    let Some(id) = pending_coordinator(&key, &pending) else {
+        // Expired: start again with the password.
+        return Redirect::to("/dashboard/login").into_response();
+    };
+    let coordinator = match state.store.active_coordinator(&id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return Redirect::to("/dashboard/login").into_response(),
+        Err(e) => return layout::failed(l, "login code lookup", e),
+    };
+    let again = |status: StatusCode, message: &str| {
+        html_response(status, code_form(l, &expected, &next, Some(message)))
+    };
+    let code = f.get("code");
+    if code.len() > 40 {
+        return login_refused(l, crate::app::error::Error::SecondFactor, again);
+    }
+    match login::second_factor(&state, &coordinator, &code, client).await {
+        Ok(()) => logged_in(&state, l, &coordinator, &next).await,
+        Err(e) => login_refused(l, e, again),
+    }
 }
 
 fn logged_out(state: &AppState) -> Response {

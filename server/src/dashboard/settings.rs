@@ -116,12 +116,24 @@ fn form(s: &Session, values: &[String; 4], errors: &Errors, status: StatusCode) 
                 @if saved {
                     p role="status" { (l.t("Gespeichert.", "Saved.")) }
                 }
-                form method="post" action="/dashboard/settings" novalidate {
-                    (csrf(s))
-                    @for (setting, value) in SETTINGS.iter().zip(values) {
-                        (field(l, setting, value, errors))
+                @if s.caller.coordinator.is_leitung() {
+                    form method="post" action="/dashboard/settings" novalidate {
+                        (csrf(s))
+                        @for (setting, value) in SETTINGS.iter().zip(values) {
+                            (field(l, setting, value, errors))
+                        }
+                        button type="submit" { (l.t("Speichern", "Save")) }
                     }
-                    button type="submit" { (l.t("Speichern", "Save")) }
+                } @else {
+                    p.muted { (l.t(
+                        "Die Einstellungen ändert die Leitung. So sind sie gerade:",
+                        "Leitung changes the settings. This is how they are now:")) }
+                    dl.facts {
+                        @for (setting, value) in SETTINGS.iter().zip(values) {
+                            dt { (l.t(setting.label.0, setting.label.1)) }
+                            dd { (value) }
+                        }
+                    }
                 }
             },
         ),
@@ -145,6 +157,9 @@ pub async fn page(State(state): State<AppState>, s: Session) -> Response {
 
 pub async fn update(State(state): State<AppState>, Posted { s, f }: Posted) -> Response {
     let l: Lang = s.lang;
+    if !s.caller.coordinator.is_leitung() {
+        return layout::leitung_only(l);
+    }
     let mut settings = match state.store.organisation_settings(s.org()).await {
         Ok(Some(settings)) => settings,
         Ok(None) => return layout::not_found(l),

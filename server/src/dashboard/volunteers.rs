@@ -15,11 +15,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
-use qrcode::QrCode;
-use qrcode::render::svg;
 
 use super::i18n::{self, Lang, query_param};
 use super::layout::{
@@ -120,42 +118,11 @@ struct NewCode {
 }
 
 fn qr_svg(l: Lang, content: &str) -> Option<String> {
-    let code = QrCode::new(content.as_bytes()).ok()?;
-    let image = code
-        .render::<svg::Color<'_>>()
-        .min_dimensions(240, 240)
-        .dark_color(svg::Color("#000000"))
-        .light_color(svg::Color("#ffffff"))
-        .build();
     let label = l.t(
         "QR-Code mit dem Anmeldecode",
         "QR code with the enrollment code",
     );
-    let image = image.trim_start_matches(r#"<?xml version="1.0" standalone="yes"?>"#);
-    Some(image.replacen(
-        "<svg ",
-        &format!(r#"<svg role="img" aria-label="{label}" "#),
-        1,
-    ))
-}
-
-fn server_address(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| {
-            h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
-        })
-        .unwrap_or("localhost");
-    let proto = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .filter(|p| *p == "http" || *p == "https");
-    let local =
-        host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
-    let proto = proto.unwrap_or(if local { "http" } else { "https" });
-    format!("{proto}://{host}")
+    layout::qr_svg(label, content)
 }
 
 pub async fn enrollment_code(
@@ -187,7 +154,7 @@ pub async fn enrollment_code(
         Err(e) => return Err(layout::failed(l, "enrollment code", e)),
     }
     tracing::info!(volunteer_id = %v.id, "enrollment code created (dashboard)");
-    let server = server_address(&headers);
+    let server = crate::app::address::public_base(&state.config, &headers);
     let link = format!("{server}/app/#code={code}");
     let qr = qr_svg(l, &link).unwrap_or_default();
     let new_code = NewCode {
@@ -401,7 +368,7 @@ async fn detail_with(
                     }
                     }
                 }
-                @if v.erased_at.is_none() { (erase_form(s, v)) }
+                @if v.erased_at.is_none() && s.caller.coordinator.is_leitung() { (erase_form(s, v)) }
             },
         ),
     )
@@ -978,6 +945,9 @@ pub async fn erase(
     Posted { s, f }: Posted,
 ) -> Result<Response, Response> {
     let l = s.lang;
+    if !s.caller.coordinator.is_leitung() {
+        return Err(layout::leitung_only(l));
+    }
     let v = load(&state, &s, &raw).await?;
     if f.get("confirm") != "yes" {
         return Err(layout::error_page(

@@ -12,8 +12,7 @@ use crate::app::AppState;
 use crate::app::address::ClientAddr;
 use crate::app::caller::{Caller, CoordinatorCaller, SESSION_COOKIE};
 use crate::app::error::{Error, ErrorBody, Result};
-use crate::auth::{self, SESSION_PREFIX};
-use crate::store::now_ms;
+use crate::app::login;
 use crate::timefmt::Timestamp;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -29,6 +28,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
+    /// The six-digit code of the authenticator app, or a recovery code, for a
+    /// coordinator with a second factor.
+    #[serde(default)]
+    pub code: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -44,7 +47,8 @@ pub struct LoginResponse {
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, body = LoginResponse, description = "Logged in; also sets the session cookie"),
-        (status = 401, body = ErrorBody, description = "Wrong email or password"),
+        (status = 401, body = ErrorBody, description = "Wrong email or password (`invalid_credentials`), or the second factor is missing or wrong (`two_factor_required`)"),
+        (status = 403, body = ErrorBody, description = "A second factor must be set up in the dashboard first (`two_factor_setup_required`)"),
         (status = 429, body = ErrorBody, description = "Too many failed attempts; see Retry-After"),
     ))]
 async fn login(
@@ -52,49 +56,26 @@ async fn login(
     ClientAddr(client): ClientAddr,
     Json(body): Json<LoginRequest>,
 ) -> Result<impl IntoResponse> {
-    if body.email.len() > 320 || body.password.len() > 1024 {
-        return Err(Error::InvalidCredentials);
-    }
-    // Per account and address: wrong passwords from one address must not lock the owner
-    // out from another (anyone who knows an e-mail address could otherwise keep that
-    // account locked); the address budget limits guessing across accounts.
-    let account_key = format!(
-        "login-account:{}:{client}",
-        body.email.trim().to_lowercase()
-    );
-    let address_key = format!("login-address:{}", client);
-    // Counted before the password is checked, so parallel guesses cannot slip through
-    // between check and record; a login that succeeds takes its count back.
-    let limits = &state.limits;
-    limits.login_account.attempt(&account_key).await?;
-    if let Err(refused) = limits.login_address.attempt(&address_key).await {
-        limits.login_account.refund(&account_key).await;
-        return Err(refused.into());
-    }
-
-    let coordinator = state.store.coordinator_by_email(&body.email).await?;
-    let hash = coordinator
-        .as_ref()
-        .map(|c| c.password_hash.clone())
-        .unwrap_or_else(|| auth::dummy_hash().to_owned());
-    let ok = state.check_password(body.password, hash).await;
-    let coordinator = match coordinator {
-        Some(c) if ok => c,
-        _ => {
-            tracing::info!("failed coordinator login");
-            return Err(Error::InvalidCredentials);
+    let coordinator = match login::password(&state, &body.email, body.password, client).await? {
+        login::Step::Done(c) => c,
+        login::Step::NeedsCode(c) => {
+            let code = body.code.as_deref().ok_or(Error::SecondFactor)?;
+            login::second_factor(&state, &c, code, client).await?;
+            c
         }
     };
-    limits.login_account.success(&account_key).await;
-    limits.login_address.refund(&address_key).await;
-
-    let token = auth::new_token(SESSION_PREFIX);
-    let expires_at = now_ms() + state.config.session_ttl.as_millis() as i64;
-    state
-        .store
-        .create_session(&coordinator, &auth::token_hash(&token), expires_at)
-        .await?;
-    tracing::info!(coordinator_id = %coordinator.id, "coordinator logged in");
+    // Leitung without a second factor gets no API session: the dashboard leads them
+    // through setting one up.
+    if !state.config.two_factor_optional && !coordinator.two_factor {
+        let all = state
+            .store
+            .two_factor_for_all(&coordinator.organisation_id)
+            .await?;
+        if crate::team::needs_second_factor(&coordinator, all) {
+            return Err(Error::SecondFactorSetup);
+        }
+    }
+    let (token, expires_at) = login::open_session(&state, &coordinator).await?;
     let mut headers = HeaderMap::new();
     headers.insert(header::SET_COOKIE, session_cookie(&state, &token)?);
     Ok((

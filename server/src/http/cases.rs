@@ -354,13 +354,14 @@ pub struct DeleteCase {
 #[utoipa::path(delete, path = "/api/v1/cases/{id}", tag = "cases",
     params(("id" = String, Path, description = "Document id (bs58check) or automerge: URL"), DeleteCase),
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
+        (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "Leitung only (`leitung_only`)")))]
 async fn delete_case(
     State(state): State<AppState>,
     caller: CoordinatorCaller,
     Path(raw): Path<String>,
     Query(q): Query<DeleteCase>,
 ) -> Result<StatusCode> {
+    caller.require_leitung("delete cases")?;
     let id = current_document(&state, caller.organisation_id(), &raw).await?;
     let reason = match q.reason.as_deref() {
         None => DeletionReason::Other,

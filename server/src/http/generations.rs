@@ -79,13 +79,14 @@ impl From<Entries> for EntryKind {
         ("entry_id" = String, Path, description = "The entry's id")),
     request_body = Erase,
     responses((status = 200, body = Generation), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
+        (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "Leitung only (`leitung_only`)")))]
 async fn erase(
     State(state): State<AppState>,
     caller: CoordinatorCaller,
     Path((raw, entries, entry)): Path<(String, Entries, String)>,
     Json(body): Json<Erase>,
 ) -> Result<Json<Generation>> {
+    caller.require_leitung("erase entries")?;
     let reason = match body.reason.as_deref() {
         None => DeletionReason::Other,
         Some(code) => DeletionReason::from_code(code)

@@ -6,6 +6,7 @@
 mod auth;
 mod case_edits;
 mod cases;
+mod coordinators;
 mod device;
 mod devices;
 mod exports;
@@ -44,6 +45,7 @@ pub use volunteers::TOPICS;
         (name = "push", description = "Web Push: VAPID key and subscriptions"),
         (name = "cases", description = "Cases (Begleitungen): automerge documents synced with the phones"),
         (name = "organisation", description = "The network's own settings (device lease)"),
+        (name = "team", description = "Coordinators: roles (Leitung, Koordination), invitations, password links"),
     )
 )]
 struct ApiDoc;
@@ -63,6 +65,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(requests::router())
         .merge(offers::router())
         .merge(organisation::router())
+        .merge(coordinators::router())
         .split_for_parts()
 }
 

@@ -52,12 +52,13 @@ pub struct UpdateSettings {
 #[utoipa::path(patch, path = "/api/v1/organisation/settings", tag = "organisation",
     request_body = UpdateSettings,
     responses((status = 200, body = OrganisationSettings), (status = 422, body = ErrorBody),
-        (status = 401, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "Leitung only (`leitung_only`)")))]
 async fn update_settings(
     State(state): State<AppState>,
     caller: CoordinatorCaller,
     Json(body): Json<UpdateSettings>,
 ) -> Result<axum::Json<OrganisationSettings>> {
+    caller.require_leitung("change the settings")?;
     let mut settings = state
         .store
         .organisation_settings(caller.organisation_id())

@@ -230,12 +230,13 @@ async fn update_volunteer(
 /// undone; erasing again changes nothing more.
 #[utoipa::path(delete, path = "/api/v1/volunteers/{id}", tag = "volunteers",
     params(("id" = String, Path, description = "Volunteer id (UUID)")),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody, description = "Leitung only (`leitung_only`)")))]
 async fn erase_volunteer(
     State(state): State<AppState>,
     caller: CoordinatorCaller,
     Id(id): Id,
 ) -> Result<StatusCode> {
+    caller.require_leitung("erase volunteers")?;
     if !state.erase_volunteer(&caller, &id).await? {
         return Err(Error::NotFound("volunteer"));
     }

@@ -27,6 +27,7 @@ mod authorship;
 mod coordinators;
 mod devices;
 mod documents;
+mod email;
 mod generations;
 mod invalid;
 mod notice;
@@ -54,11 +55,14 @@ pub use audit::{
     SUBJECT_AUDIT_LIMIT, SubjectAuditEvent,
 };
 pub use authorship::{Attribution, Attributions, Authored, Writer};
-pub use coordinators::{Coordinator, NewCoordinator};
+pub use coordinators::{
+    Coordinator, LinkPurpose, NO_PASSWORD, NewCoordinator, OpenLink, Role, TeamError,
+};
 pub use devices::{Device, EnrolledDevice, EnrollmentCode, EnrollmentError};
 pub use documents::{
     Access, CaseRow, DocumentRow, NewDocument, Viewer, heads_from_text, heads_to_text,
 };
+pub use email::{ClaimedEmail, NewEmail};
 pub use generations::{GenerationReason, Successor, Superseded, Superseding};
 pub use invalid::Invalid;
 pub use notice::{MAX_PAYLOAD_BYTES, Notice, Payload, push_topic};

@@ -150,6 +150,41 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the organisation requires a second factor of every coordinator (Leitung
+    /// always needs one).
+    pub async fn two_factor_for_all(&self, organisation_id: &str) -> Result<bool> {
+        let on: Option<i64> =
+            sqlx::query_scalar("SELECT two_factor_for_all FROM organisations WHERE id = $1")
+                .bind(organisation_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(on.unwrap_or(0) != 0)
+    }
+
+    pub async fn set_two_factor_for_all(
+        &self,
+        organisation_id: &str,
+        actor_id: &str,
+        on: bool,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE organisations SET two_factor_for_all = $1 WHERE id = $2")
+            .bind(i64::from(on))
+            .bind(organisation_id)
+            .execute(&mut *tx)
+            .await?;
+        Audit::by_coordinator(
+            organisation_id,
+            actor_id,
+            "organisation.two_factor",
+            ("organisation", organisation_id),
+        )
+        .write(&mut tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Returns the organisation called `name`, creating it when new.
     pub async fn ensure_organisation(&self, name: &str) -> Result<Organisation> {
         let mut tx = self.begin_write().await?;

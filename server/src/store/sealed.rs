@@ -110,6 +110,20 @@ impl Store {
             .map_err(|_| SecretError::WrongKey(name))?)
     }
 
+    /// A secret of one row (a second factor, a queued e-mail), sealed under the server
+    /// key when there is one; `what` binds the sealed value to its place and names it in
+    /// errors.
+    pub(crate) fn seal_value(&self, what: &'static str, plain: &str) -> String {
+        match &self.server_key {
+            Some(key) => key.seal(what, plain),
+            None => plain.to_owned(),
+        }
+    }
+
+    pub(crate) fn open_value(&self, what: &'static str, stored: &str) -> Result<String> {
+        self.open_secret(what, stored)
+    }
+
     async fn setting(&self, name: &str) -> Result<Option<String>> {
         Ok(
             sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")

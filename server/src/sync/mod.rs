@@ -86,6 +86,9 @@ async fn upgrade(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let caller = match authenticate(&state, &token).await {
+        Ok(Caller::Coordinator(c)) if c.second_factor_setup => {
+            return Error::SecondFactorSetup.into_response();
+        }
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
