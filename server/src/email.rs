@@ -98,10 +98,11 @@ async fn run(mail: Arc<Mail>) {
     let Some(transport) = mail.transport.clone() else {
         return;
     };
-    if mail.store.backend() == crate::store::Backend::Sqlite {
-        if let Err(e) = mail.store.release_email_claims().await {
-            tracing::warn!(error = %e, "could not release e-mails interrupted by the last shutdown");
-        }
+    // One server per SQLite file: claims left are from a predecessor that stopped.
+    if mail.store.backend() == crate::store::Backend::Sqlite
+        && let Err(e) = mail.store.release_email_claims().await
+    {
+        tracing::warn!(error = %e, "could not release e-mails interrupted by the last shutdown");
     }
     loop {
         match mail

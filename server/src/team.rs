@@ -168,6 +168,7 @@ pub fn link_email(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::ops::Deref;
 
 use lotse_protocol::DocumentId;
-use lotse_server::config::{HttpConfig, PushConfig};
+use lotse_server::config::{HttpConfig, MailConfig, PushConfig};
 use lotse_server::secrets::ServerKey;
 use lotse_server::store::{NewCoordinator, Organisation, Store};
 use lotse_server::{AppState, auth};
@@ -29,6 +29,11 @@ pub struct Options {
     pub header_timeout: Option<std::time::Duration>,
     /// `LOTSE_SECRET_KEY`: the server key that seals the secret settings.
     pub secret_key: Option<String>,
+    /// `--two-factor-optional`: on for most tests, whose Leitung logs in with a password
+    /// alone; the tests of the second factor turn it off, as in production.
+    pub two_factor_optional: bool,
+    /// `--smtp-url`: e-mail through an SMTP server the test runs.
+    pub smtp_url: Option<String>,
 }
 
 impl Default for Options {
@@ -38,6 +43,8 @@ impl Default for Options {
             trusted_proxies: Vec::new(),
             header_timeout: None,
             secret_key: None,
+            two_factor_optional: true,
+            smtp_url: None,
         }
     }
 }
@@ -86,12 +93,21 @@ impl TestServer {
         };
         let mut http = HttpConfig {
             trusted_proxies: options.trusted_proxies,
+            two_factor_optional: options.two_factor_optional,
             ..HttpConfig::default()
         };
         if let Some(t) = options.header_timeout {
             http.header_timeout = t;
         }
-        let state = AppState::new(store.clone(), http, push).await.unwrap();
+        let mail = MailConfig {
+            smtp_url: options.smtp_url,
+            smtp_from: "Lotse Test <lotse@test.invalid>".into(),
+        };
+        let state = AppState::new(store.clone(), http, push)
+            .await
+            .unwrap()
+            .with_mail(&mail)
+            .unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(lotse_server::serve(state.clone(), listener, async {
             let _ = stopped.await;

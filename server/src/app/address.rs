@@ -55,6 +55,31 @@ impl FromRequestParts<AppState> for ClientAddr {
     }
 }
 
+/// The address people reach this server at, for links handed out (QR codes, e-mails):
+/// `--public-url` when set, else the `Host` the request came in on (over https unless it
+/// is this machine, or a proxy said `X-Forwarded-Proto`).
+pub fn public_base(config: &crate::config::HttpConfig, headers: &axum::http::HeaderMap) -> String {
+    if let Some(url) = &config.public_url {
+        return url.clone();
+    }
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        })
+        .unwrap_or("localhost");
+    let proto = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| *p == "http" || *p == "https");
+    let local =
+        host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
+    let proto = proto.unwrap_or(if local { "http" } else { "https" });
+    format!("{proto}://{host}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::ClientAddr;
@@ -85,29 +110,4 @@ mod tests {
         assert_eq!(of("10.0.0.1", Some("nonsense")), ip("10.0.0.1"));
         assert_eq!(of("10.0.0.1", None), ip("10.0.0.1"));
     }
-}
-
-/// The address people reach this server at, for links handed out (QR codes, e-mails):
-/// `--public-url` when set, else the `Host` the request came in on (over https unless it
-/// is this machine, or a proxy said `X-Forwarded-Proto`).
-pub fn public_base(config: &crate::config::HttpConfig, headers: &axum::http::HeaderMap) -> String {
-    if let Some(url) = &config.public_url {
-        return url.clone();
-    }
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| {
-            h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
-        })
-        .unwrap_or("localhost");
-    let proto = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .filter(|p| *p == "http" || *p == "https");
-    let local =
-        host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
-    let proto = proto.unwrap_or(if local { "http" } else { "https" });
-    format!("{proto}://{host}")
 }

@@ -3,9 +3,9 @@
 //! TOTP code or a recovery code, each accepted once), then the session.
 //!
 //! Attempts are counted before anything is checked, so parallel guesses cannot slip
-//! between check and record. A right password refunds the address's count; the
-//! account's count is taken back only when the login is complete, so wrong codes count
-//! toward the same lockout as wrong passwords.
+//! between check and record; a right password takes its count back. Each code tried
+//! counts on the account's budget like a password, so wrong codes lead to the same
+//! lockout as wrong passwords; only a complete login clears it.
 
 use super::AppState;
 use super::error::Error;
@@ -63,6 +63,8 @@ pub async fn password(
     };
     limits.login_address.refund(&address).await;
     if coordinator.two_factor {
+        // The password was no guess; each code tried from here counts on its own.
+        limits.login_account.refund(&account).await;
         return Ok(Step::NeedsCode(coordinator));
     }
     limits.login_account.success(&account).await;

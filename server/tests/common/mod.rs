@@ -4,6 +4,7 @@
 //! server instances that share one PostgreSQL database.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod browser;
 pub mod erasure;
 pub mod push_service;
 pub mod sync_client;
