@@ -15,6 +15,8 @@ use crate::store::{
 pub const ORG: &str = "Integrationslotsen Musterstadt";
 pub const EMAIL: &str = "koordination@musterstadt.example";
 pub const PASSWORD: &str = "Demo-Lotse-2026";
+/// A second coordinator, role Koordination, with the same password.
+pub const COLLEAGUE_EMAIL: &str = "jonas.becker@musterstadt.example";
 
 struct V {
     name: &'static str,
@@ -150,6 +152,16 @@ pub async fn seed_if_empty(store: &Store) -> anyhow::Result<bool> {
             display_name: "Dana Koordination",
             password_hash: &hash,
             role: crate::store::Role::Leitung,
+        })
+        .await?;
+    // A colleague in the daily work: the team page shows both roles.
+    store
+        .create_coordinator(NewCoordinator {
+            organisation_id: &org.id,
+            email: COLLEAGUE_EMAIL,
+            display_name: "Jonas Becker",
+            password_hash: &hash,
+            role: crate::store::Role::Koordination,
         })
         .await?;
     let mut ids = Vec::new();

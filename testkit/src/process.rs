@@ -138,7 +138,9 @@ fn read_lines(from: impl Read, mut each: impl FnMut(&str)) {
 }
 
 /// `lotse-server serve` on a free loopback port over `database_url`, logging warnings
-/// only; the caller adds flags and environment. Settings of the caller's environment
+/// only, with Leitung logging in by password alone (`--two-factor-optional`: the
+/// coordinators these tests make have no second factor; `server/tests/team.rs` tests
+/// it); the caller adds flags and environment. Settings of the caller's environment
 /// that the flags do not override are removed, so they cannot leak in.
 pub fn serve_command(bin: &Path, database_url: &str) -> Command {
     let mut cmd = Command::new(bin);
@@ -148,6 +150,7 @@ pub fn serve_command(bin: &Path, database_url: &str) -> Command {
         "127.0.0.1:0",
         "--database-url",
         database_url,
+        "--two-factor-optional",
     ])
     .env_remove("DATABASE_URL")
     .env_remove("LOTSE_BIND")

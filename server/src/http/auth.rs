@@ -149,6 +149,11 @@ pub enum Me {
         organisation_id: String,
         email: String,
         display_name: String,
+        role: crate::store::Role,
+        two_factor: bool,
+        /// This session waits for a second factor to be set up in the dashboard; the
+        /// API answers `two_factor_setup_required` until then.
+        two_factor_setup_required: bool,
     },
     Device {
         device_id: String,
@@ -171,6 +176,9 @@ async fn me(caller: Caller) -> axum::Json<Me> {
             organisation_id: c.coordinator.organisation_id,
             email: c.coordinator.email,
             display_name: c.coordinator.display_name,
+            role: c.coordinator.role,
+            two_factor: c.coordinator.two_factor,
+            two_factor_setup_required: c.second_factor_setup,
         },
         Caller::Device(d) => Me::Device {
             device_id: d.device.id,
