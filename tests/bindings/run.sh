@@ -68,7 +68,7 @@ PASSWORD="ein langes Passwort für Tests"
 EMAIL="koordination@bindings.example"
 echo "$PASSWORD" | "$TARGET/lotse-server" create-coordinator --database-url "$DB" \
     --org "Integrationslotsen Bindings" --email "$EMAIL" --password-stdin >/dev/null
-"$TARGET/lotse-server" serve --bind 127.0.0.1:0 --database-url "$DB" >"$WORK/server.out" 2>"$WORK/server.err" &
+"$TARGET/lotse-server" serve --bind 127.0.0.1:0 --two-factor-optional --database-url "$DB" >"$WORK/server.out" 2>"$WORK/server.err" &
 SERVER_PID=$!
 URL=""
 for _ in $(seq 1 1200); do
